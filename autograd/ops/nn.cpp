@@ -1,0 +1,85 @@
+// Network ops: embedding, dropout, scaled dot-product attention.
+#include <cmath>
+#include <cstring>
+
+#include "autograd/elementwise_kernels.h"
+#include "autograd/random.h"
+#include "neurite/autograd/error.h"
+#include "neurite/autograd/ops.h"
+
+namespace neurite::autograd {
+
+Variable embedding(const Variable& weight, const Tensor& indices) {
+  check<ShapeError>(weight.dim() == 2, "embedding: weight must be (V, D), got {}", to_string(weight.shape()));
+  check<DtypeError>(indices.dtype() == Dtype::i64, "embedding: indices must be int64, got {}", to_string(indices.dtype()));
+  const int64_t vocab = weight.size(0), d = weight.size(1);
+  const int64_t* pi = indices.data<int64_t>();
+  for (int64_t i = 0; i < indices.numel(); ++i)
+    check(pi[i] >= 0 && pi[i] < vocab, "embedding: index {} at position {} is outside [0, {})", pi[i], i, vocab);
+  Shape out_shape = indices.shape();
+  out_shape.push_back(d);
+  Tensor y = Tensor::empty(out_shape);
+  const float* pw = weight.data().data<float>();
+  float* py = y.data<float>();
+  for (int64_t i = 0; i < indices.numel(); ++i) std::memcpy(py + i * d, pw + pi[i] * d, sizeof(float) * d);
+  return Variable(y, {weight}, [indices, d](const Tensor& g, std::vector<Variable>& in) {
+    Tensor dw = Tensor::zeros(in[0].shape());
+    const int64_t* pi = indices.data<int64_t>();
+    const float* pg = g.data<float>();
+    float* pd = dw.data<float>();
+    for (int64_t i = 0; i < indices.numel(); ++i)
+      for (int64_t j = 0; j < d; ++j) pd[pi[i] * d + j] += pg[i * d + j];
+    in[0].add_grad(dw);
+  });
+}
+
+Variable dropout(const Variable& x, float p, bool training, uint64_t seed) {
+  check(p >= 0 && p < 1, "dropout: probability is {}, expected a value in [0, 1)", p);
+  if (!training || p == 0) return x;
+  Tensor mask = Tensor::empty(x.shape());  // 0 or 1/(1-p)
+  float* pm = mask.data<float>();
+  const float keep_scale = 1.0f / (1.0f - p);
+  detail::parallel_range(mask.numel(), detail::kElementGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) pm[i] = detail::uniform01(seed, i) < p ? 0.0f : keep_scale;
+  });
+  return mul(x, Variable(mask));
+}
+
+Variable scaled_dot_product_attention(const Variable& q, const Variable& k, const Variable& v,
+                                      const AttentionOptions& options) {
+  check<ShapeError>(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
+                    "attention: q, k, v must be (N, H, L, D), got {}, {}, {}", to_string(q.shape()),
+                    to_string(k.shape()), to_string(v.shape()));
+  const int64_t batch = q.size(0), heads = q.size(1), len_q = q.size(2), depth = q.size(3), len_k = k.size(2);
+  check<ShapeError>(k.size(0) == batch && k.size(1) == heads && k.size(3) == depth && v.size(0) == batch &&
+                        v.size(1) == heads && v.size(2) == len_k,
+                    "attention: q {}, k {} and v {} do not fit together", to_string(q.shape()), to_string(k.shape()),
+                    to_string(v.shape()));
+  const float scale = options.scale.value_or(1.0f / std::sqrt(static_cast<float>(depth)));
+  Variable scores = mul(matmul(q, transpose(k, 2, 3)), scale);  // (N, H, L, S)
+
+  const bool padded = options.key_padding_mask.defined();
+  if (options.causal || padded) {
+    // An additive mask of 0 and -inf, broadcast over what it does not depend on.
+    if (padded) {
+      const Tensor& m = options.key_padding_mask;
+      check<ShapeError>(m.shape() == Shape{batch, len_k}, "attention: key_padding_mask must be [{},{}], got {}", batch,
+                        len_k, to_string(m.shape()));
+    }
+    Tensor mask = Tensor::zeros({padded ? batch : 1, 1, options.causal ? len_q : 1, len_k});
+    float* pm = mask.data<float>();
+    for (int64_t n = 0; n < mask.size(0); ++n)
+      for (int64_t i = 0; i < mask.size(2); ++i)
+        for (int64_t j = 0; j < len_k; ++j) {
+          const Tensor& m = options.key_padding_mask;
+          const bool pad = padded && (m.dtype() == Dtype::i64 ? m.data<int64_t>()[n * len_k + j] != 0
+                                                              : m.data<float>()[n * len_k + j] != 0);
+          const bool future = options.causal && j > i;
+          if (pad || future) pm[(n * mask.size(2) + i) * len_k + j] = -INFINITY;
+        }
+    scores = add(scores, Variable(mask));
+  }
+  return matmul(softmax(scores, -1), v);
+}
+
+}  // namespace neurite::autograd

@@ -1,0 +1,202 @@
+// Batch and layer normalisation, each with a fused forward and backward.
+#include <tbb/parallel_for.h>
+
+#include <cmath>
+
+#include "autograd/elementwise_kernels.h"
+#include "neurite/autograd/error.h"
+#include "neurite/autograd/ops.h"
+
+namespace neurite::autograd {
+
+namespace {
+
+void check_affine(const Variable& p, int64_t n, const char* op, const char* what, const Shape& want) {
+  if (!p.defined()) return;
+  check<ShapeError>(p.numel() == n && p.shape() == want, "{}: {} must be {}, got {}", op, what, to_string(want),
+                    to_string(p.shape()));
+}
+
+}  // namespace
+
+Variable batch_norm(const Variable& x, const Variable& weight, const Variable& bias, Tensor& running_mean,
+                    Tensor& running_var, const BatchNormOptions& options) {
+  check<ShapeError>(x.dim() >= 2, "batch_norm: input must be (N, C, ...), got {}", to_string(x.shape()));
+  check<DtypeError>(x.dtype() == Dtype::f32, "batch_norm: input must be float32");
+  const int64_t batch = x.size(0), channels = x.size(1), spatial = x.numel() / std::max<int64_t>(batch * channels, 1);
+  const int64_t count = batch * spatial;
+  check_affine(weight, channels, "batch_norm", "weight", {channels});
+  check_affine(bias, channels, "batch_norm", "bias", {channels});
+  if (options.training || running_mean.defined()) {
+    check<ShapeError>(running_mean.defined() == running_var.defined(), "batch_norm: give both running statistics or neither");
+  }
+  if (running_mean.defined()) {
+    check<ShapeError>(running_mean.shape() == Shape{channels} && running_var.shape() == Shape{channels},
+                      "batch_norm: running statistics must be [{}], got {} and {}", channels,
+                      to_string(running_mean.shape()), to_string(running_var.shape()));
+  }
+  check<StateError>(options.training || running_mean.defined(), "batch_norm: eval mode needs running statistics");
+  check<ShapeError>(!options.training || count > 1, "batch_norm: training needs more than one value per channel, got input {}",
+                    to_string(x.shape()));
+
+  Tensor mean = Tensor::empty({channels}), invstd = Tensor::empty({channels});
+  float *pm = mean.data<float>(), *pi = invstd.data<float>();
+  const float* px = x.data().data<float>();
+  auto plane = [&](int64_t n, int64_t c) { return (n * channels + c) * spatial; };
+  if (options.training) {
+    tbb::parallel_for(int64_t{0}, channels, [&](int64_t c) {
+      double s = 0, ss = 0;
+      for (int64_t n = 0; n < batch; ++n)
+        for (int64_t i = 0; i < spatial; ++i) s += px[plane(n, c) + i];
+      const double mu = s / static_cast<double>(count);
+      for (int64_t n = 0; n < batch; ++n)
+        for (int64_t i = 0; i < spatial; ++i) {
+          const double d = px[plane(n, c) + i] - mu;
+          ss += d * d;
+        }
+      const double var = ss / static_cast<double>(count);
+      pm[c] = static_cast<float>(mu);
+      pi[c] = static_cast<float>(1.0 / std::sqrt(var + options.eps));
+      if (running_mean.defined()) {
+        float& rm = running_mean.data<float>()[c];
+        float& rv = running_var.data<float>()[c];
+        rm = (1 - options.momentum) * rm + options.momentum * static_cast<float>(mu);
+        rv = (1 - options.momentum) * rv +
+             options.momentum * static_cast<float>(ss / static_cast<double>(count - 1));  // unbiased
+      }
+    });
+  } else {
+    for (int64_t c = 0; c < channels; ++c) {
+      pm[c] = running_mean.data<float>()[c];
+      pi[c] = 1.0f / std::sqrt(running_var.data<float>()[c] + options.eps);
+    }
+  }
+
+  Tensor y = Tensor::empty(x.shape());
+  float* py = y.data<float>();
+  const float* pw = weight.defined() ? weight.data().data<float>() : nullptr;
+  const float* pb = bias.defined() ? bias.data().data<float>() : nullptr;
+  tbb::parallel_for(int64_t{0}, batch * channels, [&](int64_t nc) {
+    const int64_t c = nc % channels;
+    const float a = pi[c] * (pw ? pw[c] : 1.0f), b = (pb ? pb[c] : 0.0f) - pm[c] * a;
+    for (int64_t i = 0; i < spatial; ++i) py[nc * spatial + i] = px[nc * spatial + i] * a + b;
+  });
+
+  const bool training = options.training;
+  return Variable(y, {x, weight, bias}, [=](const Tensor& g, std::vector<Variable>& in) {
+    const float* px = in[0].data().data<float>();
+    const float* pg = g.data<float>();
+    const float* pw = in[1].defined() ? in[1].data().data<float>() : nullptr;
+    const float *pm = mean.data<float>(), *pi = invstd.data<float>();
+    // Per channel: sum(g) and sum(g * xhat).
+    Tensor sums = Tensor::empty({2, channels});
+    float *sum_g = sums.data<float>(), *sum_gx = sum_g + channels;
+    tbb::parallel_for(int64_t{0}, channels, [&](int64_t c) {
+      double sg = 0, sgx = 0;
+      for (int64_t n = 0; n < batch; ++n)
+        for (int64_t i = 0; i < spatial; ++i) {
+          const int64_t j = (n * channels + c) * spatial + i;
+          sg += pg[j];
+          sgx += pg[j] * (px[j] - pm[c]) * pi[c];
+        }
+      sum_g[c] = static_cast<float>(sg);
+      sum_gx[c] = static_cast<float>(sgx);
+    });
+    if (in[0].requires_grad()) {
+      Tensor dx = Tensor::empty(in[0].shape());
+      float* pd = dx.data<float>();
+      const auto m = static_cast<float>(count);
+      tbb::parallel_for(int64_t{0}, batch * channels, [&](int64_t nc) {
+        const int64_t c = nc % channels;
+        const float scale = pi[c] * (pw ? pw[c] : 1.0f);
+        for (int64_t i = 0; i < spatial; ++i) {
+          const int64_t j = nc * spatial + i;
+          if (training) {
+            const float xhat = (px[j] - pm[c]) * pi[c];
+            pd[j] = scale * (pg[j] - sum_g[c] / m - xhat * sum_gx[c] / m);
+          } else {
+            pd[j] = scale * pg[j];
+          }
+        }
+      });
+      in[0].add_grad(dx);
+    }
+    if (in[1].defined() && in[1].requires_grad()) in[1].add_grad(Tensor::from_data({channels}, std::vector<float>(sum_gx, sum_gx + channels)));
+    if (in[2].defined() && in[2].requires_grad()) in[2].add_grad(Tensor::from_data({channels}, std::vector<float>(sum_g, sum_g + channels)));
+  });
+}
+
+Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Variable& weight, const Variable& bias,
+                    float eps) {
+  check<DtypeError>(x.dtype() == Dtype::f32, "layer_norm: input must be float32");
+  const auto k = static_cast<int64_t>(normalized_shape.size());
+  check<ShapeError>(k >= 1 && x.dim() >= k && std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - k),
+                    "layer_norm: normalized shape {} does not match the trailing dimensions of input {}",
+                    to_string(normalized_shape), to_string(x.shape()));
+  const int64_t d = numel(normalized_shape), rows = x.numel() / std::max<int64_t>(d, 1);
+  check_affine(weight, d, "layer_norm", "weight", normalized_shape);
+  check_affine(bias, d, "layer_norm", "bias", normalized_shape);
+
+  Tensor mean = Tensor::empty({rows}), invstd = Tensor::empty({rows});
+  Tensor y = Tensor::empty(x.shape());
+  const float* px = x.data().data<float>();
+  const float* pw = weight.defined() ? weight.data().data<float>() : nullptr;
+  const float* pb = bias.defined() ? bias.data().data<float>() : nullptr;
+  float *pm = mean.data<float>(), *pi = invstd.data<float>(), *py = y.data<float>();
+  detail::parallel_range(rows, std::max<int64_t>(1, detail::kElementGrain / d), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = px + r * d;
+      double s = 0, ss = 0;
+      for (int64_t i = 0; i < d; ++i) s += row[i];
+      const double mu = s / static_cast<double>(d);
+      for (int64_t i = 0; i < d; ++i) ss += (row[i] - mu) * (row[i] - mu);
+      pm[r] = static_cast<float>(mu);
+      pi[r] = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
+      for (int64_t i = 0; i < d; ++i) {
+        const float xhat = (row[i] - pm[r]) * pi[r];
+        py[r * d + i] = xhat * (pw ? pw[i] : 1.0f) + (pb ? pb[i] : 0.0f);
+      }
+    }
+  });
+
+  return Variable(y, {x, weight, bias}, [=](const Tensor& g, std::vector<Variable>& in) {
+    const float* px = in[0].data().data<float>();
+    const float* pg = g.data<float>();
+    const float* pw = in[1].defined() ? in[1].data().data<float>() : nullptr;
+    const float *pm = mean.data<float>(), *pi = invstd.data<float>();
+    if (in[0].requires_grad()) {
+      Tensor dx = Tensor::empty(in[0].shape());
+      float* pd = dx.data<float>();
+      detail::parallel_range(rows, std::max<int64_t>(1, detail::kElementGrain / d), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          double s = 0, sx = 0;  // sum(dxhat), sum(dxhat * xhat)
+          for (int64_t i = 0; i < d; ++i) {
+            const float dxhat = pg[r * d + i] * (pw ? pw[i] : 1.0f);
+            s += dxhat;
+            sx += dxhat * (px[r * d + i] - pm[r]) * pi[r];
+          }
+          const auto mean_s = static_cast<float>(s / d), mean_sx = static_cast<float>(sx / d);
+          for (int64_t i = 0; i < d; ++i) {
+            const float dxhat = pg[r * d + i] * (pw ? pw[i] : 1.0f);
+            const float xhat = (px[r * d + i] - pm[r]) * pi[r];
+            pd[r * d + i] = pi[r] * (dxhat - mean_s - xhat * mean_sx);
+          }
+        }
+      });
+      in[0].add_grad(dx);
+    }
+    const bool dw = in[1].defined() && in[1].requires_grad(), db = in[2].defined() && in[2].requires_grad();
+    if (dw || db) {
+      std::vector<double> gw(static_cast<size_t>(d), 0.0), gb(static_cast<size_t>(d), 0.0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < d; ++i) {
+          gw[i] += pg[r * d + i] * (px[r * d + i] - pm[r]) * pi[r];
+          gb[i] += pg[r * d + i];
+        }
+      if (dw) in[1].add_grad(Tensor::from_data(normalized_shape, std::vector<float>(gw.begin(), gw.end())));
+      if (db) in[2].add_grad(Tensor::from_data(normalized_shape, std::vector<float>(gb.begin(), gb.end())));
+    }
+  });
+}
+
+}  // namespace neurite::autograd

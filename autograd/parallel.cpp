@@ -1,0 +1,35 @@
+#include "neurite/autograd/parallel.h"
+
+#include <omp.h>
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+
+#include <memory>
+#include <mutex>
+
+#include "neurite/autograd/error.h"
+
+namespace neurite {
+
+namespace {
+std::mutex g_mutex;
+std::unique_ptr<tbb::global_control> g_control;
+int g_threads = 0;  // 0: not set, all cores
+}  // namespace
+
+void set_num_threads(int n) {
+  check(n <= 1024, "set_num_threads: {} threads is more than 1024", n);
+  std::lock_guard lock(g_mutex);
+  g_threads = n <= 0 ? tbb::info::default_concurrency() : n;
+  g_control.reset();  // one global_control at a time
+  g_control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
+                                                     static_cast<size_t>(g_threads));
+  omp_set_num_threads(g_threads);
+}
+
+int num_threads() {
+  std::lock_guard lock(g_mutex);
+  return g_threads > 0 ? g_threads : tbb::info::default_concurrency();
+}
+
+}  // namespace neurite

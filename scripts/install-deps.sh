@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Neurite needs to build, test and run its demo.
+# Installs only what is missing, so a machine that has them all does nothing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ccache pkg-config
+  libeigen3-dev libtbb-dev libhdf5-dev libyaml-cpp-dev
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
+  libgtest-dev libgmock-dev protobuf-compiler libprotobuf-dev libonnx-dev
+  libcli11-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libdnnl-dev
+  dataset-fashion-mnist python3-onnx python3-numpy libonnx-testdata
+)
+# Node.js runs ONNX Runtime (npm onnxruntime-node) in tests; a machine may already
+# have its own Node.js outside Debian's packages, whose npm then conflicts.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
