@@ -26,6 +26,7 @@ demo: build
 	./$(BUILD)/examples/autograd_tour
 
 bench: build
+	@bash scripts/install-deps.sh --bench
 	bash bench/run.sh
 
 clean:

@@ -4,7 +4,7 @@ shapes, same threads. Prints a table of medians and the ratio.
 
     /usr/bin/python3 bench/compare_conv.py [--build build] [--threads 2] [--batch 128]
 
-Needs Debian's python3-torch with libopenblas0-openmp (scripts/install-bench-deps.sh).
+Needs Debian's python3-torch with libopenblas0-openmp (`bash scripts/install-deps.sh --bench`, which `make bench` runs).
 """
 import argparse
 import json

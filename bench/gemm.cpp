@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--repeats") == 0) repeats = std::atoi(argv[i + 1]);
   using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   fmt::print("{:>16} {:>8} {:>14} {:>14} {:>8}\n", "M x N x K", "threads", "neurite GF/s", "eigen GF/s", "ratio");
-  for (auto [m, n, kk] : std::vector<std::array<int64_t, 3>>{{1024, 1024, 1024}, {512, 2304, 1024}})
+  for (auto [m, n, kk] : std::vector<std::array<int64_t, 3>>{{1024, 1024, 1024}, {512, 1024, 2304}, {512, 2304, 1024}})
     for (int threads : {1, 2}) {
       neurite::set_num_threads(threads);
       Eigen::setNbThreads(threads);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Neurite needs to build, test and run its demo.
 # Installs only what is missing, so a machine that has them all does nothing.
+# `install-deps.sh --bench` adds the anchors the benchmarks compare against.
 set -euo pipefail
 
 packages=(
@@ -14,6 +15,9 @@ packages=(
 # Node.js runs ONNX Runtime (npm onnxruntime-node) in tests; a machine may already
 # have its own Node.js outside Debian's packages, whose npm then conflicts.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+# PyTorch is the speed anchor of bench/; without OpenBLAS Debian's PyTorch falls
+# back to the reference BLAS and runs matmul 20-80x slower, no fair comparison.
+[ "${1:-}" = "--bench" ] && packages+=(python3-torch libopenblas0-openmp)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every benchmark with its anchor in the same run; `make bench` calls it.
+# Figures go to standard output; bench/RESULTS.md records them with the machine.
+set -euo pipefail
+build=${BUILD:-build}
+threads=${THREADS:-2}
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+"$build/bench/bench_peak"
+echo "== GEMM (GFLOP/s, median)"
+"$build/bench/bench_gemm"
+echo "== conv2d forward+backward against PyTorch"
+/usr/bin/python3 bench/compare_conv.py --build "$build" --threads "$threads"
