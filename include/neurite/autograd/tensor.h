@@ -63,6 +63,9 @@ class Tensor {
 
   // Typed access; throws DtypeError when T does not match dtype().
   template <typename T> T* data();
+  // The raw bytes, whatever the dtype (file I/O, bit-exact comparisons).
+  std::byte* bytes() { return storage_.get(); }
+  const std::byte* bytes() const { return storage_.get(); }
   template <typename T> const T* data() const;
   template <typename T> T& at(std::initializer_list<int64_t> index);
   template <typename T> T at(std::initializer_list<int64_t> index) const;

@@ -1,0 +1,111 @@
+// Module: the unit models are built from. A module registers its parameters,
+// buffers and child modules by name, so every parameter has one dotted path
+// (`layer1.0.conv1.weight`, as PyTorch names it) that checkpoints, recipes and
+// ONNX export all use.
+//
+//   struct Net : layers::UnaryModule {
+//     std::shared_ptr<layers::Linear> fc = register_module("fc", std::make_shared<layers::Linear>(784, 10));
+//     autograd::Variable forward(const autograd::Variable& x) override { return fc->forward(x); }
+//   };
+//   Net net;
+//   for (auto& [name, p] : net.named_parameters()) fmt::print("{} {}\n", name, to_string(p->shape()));
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "neurite/autograd/variable.h"
+
+namespace neurite::layers {
+
+using autograd::Shape;
+using autograd::Tensor;
+using autograd::Variable;
+
+// A trainable tensor: a leaf Variable plus an optional pruning mask (1 keeps,
+// 0 prunes; undefined while the parameter is dense).
+class Parameter {
+ public:
+  explicit Parameter(Tensor init) : value_(std::move(init), true) {}
+
+  Variable& value() { return value_; }
+  const Variable& value() const { return value_; }
+  const Shape& shape() const { return value_.shape(); }
+  int64_t numel() const { return value_.numel(); }
+
+  const Tensor& mask() const { return mask_; }
+  bool has_mask() const { return mask_.defined(); }
+  // Sets the mask (same shape, 0/1) and zeroes the pruned weights; an
+  // undefined mask makes the parameter dense again.
+  void set_mask(Tensor mask);
+  // Zeroes the weights (and the gradient, if any) where the mask is 0.
+  void apply_mask();
+
+ private:
+  Variable value_;
+  Tensor mask_;
+};
+
+using ParameterPtr = std::shared_ptr<Parameter>;
+// Parameters and buffers by dotted name; sorted, so two dicts compare directly.
+using StateDict = std::map<std::string, Tensor>;
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // In registration order, depth first, with dotted names.
+  std::vector<std::pair<std::string, ParameterPtr>> named_parameters() const;
+  std::vector<ParameterPtr> parameters() const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers() const;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
+  int64_t parameter_count() const;
+
+  // train() switches dropout and batch norm to training behaviour, eval() to inference.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // Copies of every parameter and buffer by name.
+  StateDict state_dict() const;
+  // Copies values in by name. strict: throws a ValueError listing missing and
+  // unexpected names; a shape mismatch always throws (ShapeError, naming both).
+  void load_state_dict(const StateDict& state, bool strict = true);
+
+  void zero_grad();
+
+ protected:
+  Parameter& register_parameter(const std::string& name, Tensor init);
+  // The buffer lives in the module; the returned reference stays valid.
+  Tensor& register_buffer(const std::string& name, Tensor init);
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> child) {
+    add_child(name, child);
+    return child;
+  }
+
+ private:
+  void add_child(const std::string& name, std::shared_ptr<Module> child);
+  void check_new_name(const std::string& name) const;
+
+  std::vector<std::pair<std::string, ParameterPtr>> parameters_;
+  std::vector<std::pair<std::string, std::shared_ptr<Tensor>>> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+// A module with one input and one output: every layer of a Sequential and
+// every model of layers/models.
+class UnaryModule : public Module {
+ public:
+  virtual Variable forward(const Variable& x) = 0;
+  Variable operator()(const Variable& x) { return forward(x); }
+};
+
+}  // namespace neurite::layers
