@@ -1,0 +1,150 @@
+#include "neurite/optim/optimizer.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "neurite/autograd/error.h"
+
+namespace neurite::optim {
+
+using autograd::to_string;
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)) {
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    check<ValueError>(groups_[g].lr >= 0 && groups_[g].weight_decay >= 0,
+                      "optimizer: group {} has lr {} and weight_decay {}, expected non-negative values", g,
+                      groups_[g].lr, groups_[g].weight_decay);
+    state_.emplace_back(groups_[g].params.size());
+  }
+}
+
+float* Optimizer::state_tensor(Slot& slot, const std::string& name) {
+  auto it = slot.state.find(name);
+  if (it == slot.state.end()) it = slot.state.emplace(name, Tensor::zeros(slot.shape)).first;
+  return it->second.data<float>();
+}
+
+void Optimizer::step() {
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (size_t i = 0; i < groups_[g].params.size(); ++i) {
+      layers::Parameter& p = *groups_[g].params[i];
+      if (!p.value().has_grad() || !p.value().requires_grad()) continue;
+      p.apply_mask();  // zeroes the gradient at pruned positions too
+      auto& state = state_[g][i];
+      auto [counter, inserted] = state.emplace("step", Tensor::zeros({}));
+      const int64_t step = static_cast<int64_t>(++counter->second.data<float>()[0]);
+      Tensor w = p.value().data(), grad = p.value().grad();
+      Slot slot{w.data<float>(), grad.data<float>(), w.numel(), p.shape(), groups_[g], state};
+      update(slot, step);
+      if (p.has_mask()) {
+        p.apply_mask();
+        const float* m = p.mask().data<float>();
+        for (auto& [name, t] : state)
+          if (t.shape() == p.shape())
+            for (int64_t k = 0; k < t.numel(); ++k) t.data<float>()[k] *= m[k];
+      }
+    }
+}
+
+void Optimizer::zero_grad() {
+  for (auto& group : groups_)
+    for (auto& p : group.params) p->value().zero_grad();
+}
+
+OptimizerState Optimizer::state_dict() const {
+  OptimizerState out;
+  for (size_t g = 0; g < state_.size(); ++g)
+    for (size_t i = 0; i < state_[g].size(); ++i)
+      for (const auto& [name, t] : state_[g][i]) out.emplace(fmt::format("{}.{}.{}", g, i, name), t.clone());
+  return out;
+}
+
+void Optimizer::load_state_dict(const OptimizerState& state) {
+  for (auto& group : state_)
+    for (auto& slot : group) slot.clear();
+  for (const auto& [key, t] : state) {
+    size_t g = 0, i = 0;
+    char name[64] = {};
+    check<ValueError>(std::sscanf(key.c_str(), "%zu.%zu.%63s", &g, &i, name) == 3 && g < groups_.size() &&
+                          i < groups_[g].params.size(),
+                      "optimizer state: entry '{}' names no parameter of this optimizer", key);
+    const layers::Shape& shape = groups_[g].params[i]->shape();
+    check<ValueError>(std::string(name) == "step" || t.shape() == shape,
+                      "optimizer state: '{}' is {}, its parameter is {}", key, to_string(t.shape()), to_string(shape));
+    state_[g][i][name] = t.clone();
+  }
+}
+
+Sgd::Sgd(std::vector<ParamGroup> groups, const SgdOptions& options)
+    : Optimizer(std::move(groups)), options_(options) {
+  check<ValueError>(options.momentum >= 0 && options.dampening >= 0,
+                    "SGD: momentum {} and dampening {} must be non-negative", options.momentum, options.dampening);
+  check<ValueError>(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
+                    "SGD: Nesterov momentum needs momentum > 0 and dampening 0, got {} and {}", options.momentum,
+                    options.dampening);
+}
+
+void Sgd::update(Slot& s, int64_t step) {
+  const float lr = static_cast<float>(s.group.lr), wd = static_cast<float>(s.group.weight_decay);
+  const float momentum = static_cast<float>(options_.momentum), keep = 1.0f - static_cast<float>(options_.dampening);
+  float* buf = momentum != 0.0f ? state_tensor(s, "momentum_buffer") : nullptr;
+  for (int64_t k = 0; k < s.n; ++k) {
+    float d = s.g[k] + wd * s.w[k];
+    if (buf != nullptr) {
+      buf[k] = step == 1 ? d : momentum * buf[k] + keep * d;
+      d = options_.nesterov ? d + momentum * buf[k] : buf[k];
+    }
+    s.w[k] -= lr * d;
+  }
+}
+
+Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& options, bool decoupled_weight_decay)
+    : Optimizer(std::move(groups)), options_(options), decoupled_(decoupled_weight_decay) {
+  check<ValueError>(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1 &&
+                        options.eps >= 0,
+                    "Adam: betas ({}, {}) must lie in [0, 1) and eps {} be non-negative", options.beta1,
+                    options.beta2, options.eps);
+}
+
+void Adam::update(Slot& s, int64_t step) {
+  const double lr = s.group.lr, wd = s.group.weight_decay;
+  const float b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
+  const double correction1 = 1 - std::pow(options_.beta1, step), correction2 = 1 - std::pow(options_.beta2, step);
+  const float step_size = static_cast<float>(lr / correction1);
+  const float root_correction2 = static_cast<float>(std::sqrt(correction2)), eps = static_cast<float>(options_.eps);
+  const float decay = decoupled_ ? static_cast<float>(1 - lr * wd) : 1.0f;
+  const float l2 = decoupled_ ? 0.0f : static_cast<float>(wd);
+  float* m = state_tensor(s, "exp_avg");
+  float* v = state_tensor(s, "exp_avg_sq");
+  for (int64_t k = 0; k < s.n; ++k) {
+    const float g = s.g[k] + l2 * s.w[k];
+    s.w[k] *= decay;
+    m[k] = b1 * m[k] + (1 - b1) * g;
+    v[k] = b2 * v[k] + (1 - b2) * g * g;
+    s.w[k] -= step_size * m[k] / (std::sqrt(v[k]) / root_correction2 + eps);
+  }
+}
+
+double clip_grad_norm(const std::vector<ParameterPtr>& params, double max_norm) {
+  double total = 0;
+  for (const auto& p : params)
+    if (p->value().has_grad()) {
+      const float* g = p->value().grad().data<float>();
+      for (int64_t k = 0; k < p->numel(); ++k) total += static_cast<double>(g[k]) * g[k];
+    }
+  total = std::sqrt(total);
+  const double scale = max_norm / (total + 1e-6);
+  if (scale < 1)
+    for (const auto& p : params)
+      if (p->value().has_grad()) {
+        Tensor grad = p->value().grad();
+        float* g = grad.data<float>();
+        for (int64_t k = 0; k < p->numel(); ++k) g[k] = static_cast<float>(g[k] * scale);
+      }
+  return total;
+}
+
+}  // namespace neurite::optim
