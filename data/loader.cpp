@@ -1,0 +1,111 @@
+#include "neurite/data/loader.h"
+
+#include <fmt/format.h>
+#include <tbb/task_group.h>
+
+#include <cstring>
+#include <deque>
+#include <numeric>
+
+#include "autograd/random.h"
+#include "neurite/autograd/error.h"
+
+namespace neurite::data {
+
+using autograd::to_string;
+
+struct DataLoader::Epoch::Workers {
+  tbb::task_group group;
+  std::deque<std::future<Batch>> pending;  // in batch order
+};
+
+DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions options)
+    : dataset_(std::move(dataset)), options_(std::move(options)) {
+  check<ValueError>(options_.batch_size >= 1, "DataLoader: batch size (was {}) must be at least 1", options_.batch_size);
+  check<ValueError>(dataset_->size() > 0, "DataLoader: the dataset is empty");
+  check<ValueError>(!options_.drop_last || options_.batch_size <= dataset_->size(),
+                    "DataLoader: batch size (was {}) must not be larger than the dataset size (was {}) with drop_last",
+                    options_.batch_size, dataset_->size());
+}
+
+int64_t DataLoader::batches_per_epoch() const {
+  const int64_t n = dataset_->size(), b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+DataLoader::Epoch DataLoader::epoch(int64_t epoch) const { return Epoch(*this, epoch); }
+
+Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t batch, int64_t epoch) const {
+  const int64_t begin = batch * options_.batch_size;
+  const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
+  Batch out;
+  out.targets = Tensor::empty({end - begin}, autograd::Dtype::i64);
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t index = order[static_cast<size_t>(i)];
+    try {
+      Example e = dataset_->get(index);
+      const uint64_t seed = autograd::detail::random_bits(options_.seed ^ (static_cast<uint64_t>(epoch) << 40),
+                                                          static_cast<uint64_t>(index));
+      for (size_t t = 0; t < options_.transforms.size(); ++t) e.input = options_.transforms[t](e.input, seed + t);
+      if (i == begin) {
+        Shape shape = e.input.shape();
+        shape.insert(shape.begin(), end - begin);
+        out.inputs = Tensor::empty(shape, e.input.dtype());
+      }
+      check<ShapeError>(e.input.nbytes() * static_cast<size_t>(end - begin) == out.inputs.nbytes(),
+                        "example is {}, the batch's first is {}", to_string(e.input.shape()),
+                        to_string(Shape(out.inputs.shape().begin() + 1, out.inputs.shape().end())));
+      std::memcpy(out.inputs.bytes() + static_cast<size_t>(i - begin) * e.input.nbytes(), e.input.bytes(),
+                  e.input.nbytes());
+      out.targets.data<int64_t>()[i - begin] = e.label;
+    } catch (const std::exception& e) {
+      throw IoError(fmt::format("data: sample {} ({}): {}", index, dataset_->source(index), e.what()));
+    }
+  }
+  return out;
+}
+
+DataLoader::Epoch::Epoch(const DataLoader& loader, int64_t epoch)
+    : loader_(&loader), epoch_(epoch), workers_(std::make_unique<Workers>()) {
+  order_.resize(static_cast<size_t>(loader.dataset_->size()));
+  std::iota(order_.begin(), order_.end(), 0);
+  if (loader.options_.shuffle) {
+    const uint64_t seed = autograd::detail::mix64(loader.options_.seed) + static_cast<uint64_t>(epoch);
+    for (size_t i = order_.size(); i > 1; --i)
+      std::swap(order_[i - 1], order_[autograd::detail::random_bits(seed, i) % i]);
+  }
+}
+
+DataLoader::Epoch::Epoch(Epoch&&) noexcept = default;
+
+DataLoader::Epoch::~Epoch() {
+  if (workers_) workers_->group.wait();  // the tasks reference this epoch's order
+}
+
+void DataLoader::Epoch::schedule(int64_t batch) {
+  auto promise = std::make_shared<std::promise<Batch>>();
+  workers_->pending.push_back(promise->get_future());
+  workers_->group.run([this, promise, batch] {
+    try {
+      promise->set_value(loader_->make_batch(order_, batch, epoch_));
+    } catch (...) {
+      promise->set_exception(std::current_exception());
+    }
+  });
+}
+
+std::optional<Batch> DataLoader::Epoch::next() {
+  const int64_t total = loader_->batches_per_epoch();
+  if (next_batch_ >= total) return std::nullopt;
+  if (loader_->options_.prefetch <= 0) return loader_->make_batch(order_, next_batch_++, epoch_);
+  while (scheduled_ < total && scheduled_ <= next_batch_ + loader_->options_.prefetch) schedule(scheduled_++);
+  std::future<Batch>& front = workers_->pending.front();
+  // With one thread oneTBB has no worker to run the tasks: run them here.
+  if (front.wait_for(std::chrono::seconds(0)) != std::future_status::ready) workers_->group.wait();
+  Batch batch = front.get();
+  workers_->pending.pop_front();
+  ++next_batch_;
+  return batch;
+}
+
+}  // namespace neurite::data
