@@ -1,0 +1,48 @@
+// Checkpoints in HDF5, readable with h5py:
+//   /model/<name>/value            parameters and buffers by dotted name
+//   /model/<name>/mask             beside a pruned weight
+//   /optimizer/<group.index.name>  optimizer state (momentum, Adam moments, step)
+//   attributes on /: format, model, model_options (JSON), optimizer, epoch, step,
+//   rng_state, recipe
+// save_checkpoint writes a temporary file beside the target and renames it,
+// so a crash never leaves a broken checkpoint.
+//
+//   train::Checkpoint ckpt = train::load_checkpoint("run/checkpoint.h5");
+//   auto model = train::build_model(ckpt);  // the zoo model with its weights and masks
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "neurite/layers/models.h"
+#include "neurite/optim/optimizer.h"
+
+namespace neurite::train {
+
+using autograd::Tensor;
+
+struct Checkpoint {
+  std::string model;  // zoo name
+  layers::models::ModelOptions options;
+  layers::StateDict state;               // parameters and buffers
+  std::map<std::string, Tensor> masks;   // by parameter name
+  std::string optimizer;                 // "sgd", "adam", "adamw" or empty
+  optim::OptimizerState optimizer_state;
+  int64_t epoch = 0;  // epochs completed
+  int64_t step = 0;   // optimizer steps taken
+  uint64_t rng_state = 0;
+  std::string recipe;  // the recipe text the run followed, if any
+};
+
+// Throws IoError if the file cannot be written.
+void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+// Throws IoError for a missing file, FormatError for one that is not a Neurite checkpoint.
+Checkpoint load_checkpoint(const std::string& path);
+
+// The module's parameters, buffers and masks into checkpoint.state/masks.
+void capture_model(const layers::Module& model, Checkpoint& checkpoint);
+// Builds checkpoint.model with its options and loads weights and masks (strict).
+std::shared_ptr<layers::UnaryModule> build_model(const Checkpoint& checkpoint);
+
+}  // namespace neurite::train

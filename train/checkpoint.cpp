@@ -1,0 +1,181 @@
+#include "neurite/train/checkpoint.h"
+
+#include <hdf5.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "neurite/autograd/error.h"
+
+namespace neurite::train {
+
+namespace fs = std::filesystem;
+using autograd::Dtype;
+using autograd::Shape;
+
+namespace {
+
+constexpr const char* kFormat = "neurite-checkpoint-1";
+
+struct Handle {  // closes an HDF5 id on scope exit
+  hid_t id;
+  herr_t (*close)(hid_t);
+  Handle(hid_t i, herr_t (*c)(hid_t)) : id(i), close(c) {}
+  Handle(const Handle&) = delete;
+  ~Handle() {
+    if (id >= 0) close(id);
+  }
+};
+
+void write_tensor(hid_t parent, const std::string& name, const Tensor& t, const std::string& path) {
+  std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
+  Handle space(t.dim() == 0 ? H5Screate(H5S_SCALAR)
+                            : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+               H5Sclose);
+  const hid_t type = t.dtype() == Dtype::f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64;
+  Handle set(H5Dcreate2(parent, name.c_str(), type, space.id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  check<IoError>(set.id >= 0 && H5Dwrite(set.id, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.bytes()) >= 0,
+                 "{}: cannot write '{}'", path, name);
+}
+
+Tensor read_tensor(hid_t parent, const std::string& name, const std::string& path) {
+  Handle set(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), H5Dclose);
+  check<FormatError>(set.id >= 0, "{}: cannot open dataset '{}'", path, name);
+  Handle space(H5Dget_space(set.id), H5Sclose);
+  Handle type(H5Dget_type(set.id), H5Tclose);
+  const int rank = H5Sget_simple_extent_ndims(space.id);
+  check<FormatError>(rank >= 0 && rank <= 8, "{}: dataset '{}' has rank {}", path, name, rank);
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
+  const bool integer = H5Tget_class(type.id) == H5T_INTEGER;
+  Tensor t = Tensor::empty(Shape(dims.begin(), dims.end()), integer ? Dtype::i64 : Dtype::f32);
+  check<FormatError>(H5Dread(set.id, integer ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                             t.bytes()) >= 0,
+                     "{}: cannot read dataset '{}'", path, name);
+  return t;
+}
+
+void write_attribute(hid_t object, const char* name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.id, std::max<size_t>(value.size(), 1));
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(object, name, type.id, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  H5Awrite(attr.id, type.id, value.empty() ? "" : value.data());
+}
+
+std::string read_attribute(hid_t object, const char* name, const std::string& path) {
+  check<FormatError>(H5Aexists(object, name) > 0, "{}: not a Neurite checkpoint (no attribute '{}')", path, name);
+  Handle attr(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(attr.id), H5Tclose);
+  check<FormatError>(H5Tget_class(type.id) == H5T_STRING && !H5Tis_variable_str(type.id),
+                     "{}: attribute '{}' is not a fixed-length string", path, name);
+  std::string value(H5Tget_size(type.id), '\0');
+  H5Aread(attr.id, type.id, value.data());
+  value.resize(std::strlen(value.c_str()));
+  return value;
+}
+
+// The names of a group's members, in HDF5's order (sorted by name).
+std::vector<std::string> members(hid_t group) {
+  std::vector<std::string> names;
+  H5Literate(
+      group, H5_INDEX_NAME, H5_ITER_INC, nullptr,
+      [](hid_t, const char* name, const H5L_info_t*, void* out) -> herr_t {
+        static_cast<std::vector<std::string>*>(out)->push_back(name);
+        return 0;
+      },
+      &names);
+  return names;
+}
+
+nlohmann::json options_json(const layers::models::ModelOptions& o) {
+  return {{"in_channels", o.in_channels}, {"image_size", o.image_size}, {"num_classes", o.num_classes},
+          {"vocab_size", o.vocab_size},   {"seq_len", o.seq_len},       {"dropout", o.dropout}};
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const Checkpoint& c) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  const std::string temporary = path + ".tmp";
+  {
+    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    check<IoError>(file.id >= 0, "{}: cannot create checkpoint", temporary);
+    write_attribute(file.id, "format", kFormat);
+    write_attribute(file.id, "model", c.model);
+    write_attribute(file.id, "model_options", options_json(c.options).dump());
+    write_attribute(file.id, "optimizer", c.optimizer);
+    write_attribute(file.id, "epoch", std::to_string(c.epoch));
+    write_attribute(file.id, "step", std::to_string(c.step));
+    write_attribute(file.id, "rng_state", std::to_string(c.rng_state));
+    write_attribute(file.id, "recipe", c.recipe);
+    Handle model(H5Gcreate2(file.id, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+    for (const auto& [name, t] : c.state) {
+      Handle group(H5Gcreate2(model.id, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+      check<IoError>(group.id >= 0, "{}: cannot write '{}'", temporary, name);
+      write_tensor(group.id, "value", t, temporary);
+      if (auto m = c.masks.find(name); m != c.masks.end()) write_tensor(group.id, "mask", m->second, temporary);
+    }
+    Handle optimizer(H5Gcreate2(file.id, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+    for (const auto& [name, t] : c.optimizer_state) write_tensor(optimizer.id, name, t, temporary);
+    check<IoError>(H5Fflush(file.id, H5F_SCOPE_GLOBAL) >= 0, "{}: cannot flush", temporary);
+  }
+  std::error_code error;
+  fs::rename(temporary, path, error);
+  check<IoError>(!error, "{}: cannot rename {} into place: {}", path, temporary, error.message());
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  check<IoError>(fs::is_regular_file(path), "{}: no such checkpoint", path);
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  check<FormatError>(H5Fis_hdf5(path.c_str()) > 0, "{}: not an HDF5 file", path);
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  check<FormatError>(file.id >= 0, "{}: cannot open as HDF5", path);
+  const std::string format = read_attribute(file.id, "format", path);
+  check<FormatError>(format == kFormat, "{}: checkpoint format '{}', expected '{}'", path, format, kFormat);
+  Checkpoint c;
+  c.model = read_attribute(file.id, "model", path);
+  c.optimizer = read_attribute(file.id, "optimizer", path);
+  c.recipe = read_attribute(file.id, "recipe", path);
+  try {
+    c.epoch = std::stoll(read_attribute(file.id, "epoch", path));
+    c.step = std::stoll(read_attribute(file.id, "step", path));
+    c.rng_state = std::stoull(read_attribute(file.id, "rng_state", path));
+    const auto o = nlohmann::json::parse(read_attribute(file.id, "model_options", path));
+    c.options = {o.at("in_channels"), o.at("image_size"), o.at("num_classes"),
+                 o.at("vocab_size"),  o.at("seq_len"),    o.at("dropout")};
+  } catch (const std::exception& e) {
+    throw FormatError(fmt::format("{}: malformed checkpoint attributes: {}", path, e.what()));
+  }
+  check<FormatError>(H5Lexists(file.id, "model", H5P_DEFAULT) > 0, "{}: no /model group", path);
+  Handle model(H5Gopen2(file.id, "model", H5P_DEFAULT), H5Gclose);
+  for (const std::string& name : members(model.id)) {
+    Handle group(H5Gopen2(model.id, name.c_str(), H5P_DEFAULT), H5Gclose);
+    check<FormatError>(group.id >= 0, "{}: /model/{} is not a group", path, name);
+    c.state.emplace(name, read_tensor(group.id, "value", path));
+    if (H5Lexists(group.id, "mask", H5P_DEFAULT) > 0) c.masks.emplace(name, read_tensor(group.id, "mask", path));
+  }
+  if (H5Lexists(file.id, "optimizer", H5P_DEFAULT) > 0) {
+    Handle optimizer(H5Gopen2(file.id, "optimizer", H5P_DEFAULT), H5Gclose);
+    for (const std::string& name : members(optimizer.id))
+      c.optimizer_state.emplace(name, read_tensor(optimizer.id, name, path));
+  }
+  return c;
+}
+
+void capture_model(const layers::Module& model, Checkpoint& c) {
+  c.state = model.state_dict();
+  c.masks.clear();
+  for (const auto& [name, p] : model.named_parameters())
+    if (p->has_mask()) c.masks.emplace(name, p->mask().clone());
+}
+
+std::shared_ptr<layers::UnaryModule> build_model(const Checkpoint& c) {
+  auto model = layers::models::make_model(c.model, c.options);
+  model->load_state_dict(c.state);
+  for (const auto& [name, p] : model->named_parameters())
+    if (auto m = c.masks.find(name); m != c.masks.end()) p->set_mask(m->second.clone());
+  return model;
+}
+
+}  // namespace neurite::train

@@ -1,0 +1,201 @@
+#include "neurite/train/trainer.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "neurite/autograd/error.h"
+#include "neurite/autograd/ops.h"
+#include "neurite/layers/init.h"
+
+namespace neurite::train {
+
+namespace fs = std::filesystem;
+using autograd::Variable;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Correct predictions of logits (N, C) against targets (N).
+int64_t correct(const Tensor& logits, const Tensor& targets) {
+  const int64_t n = logits.size(0), c = logits.size(1);
+  int64_t hits = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = logits.data<float>() + i * c;
+    hits += std::max_element(row, row + c) - row == targets.data<int64_t>()[i];
+  }
+  return hits;
+}
+
+nlohmann::json to_json(const EpochMetrics& m) {
+  return {{"epoch", m.epoch},         {"lr", m.lr},           {"train_loss", m.train_loss},
+          {"val_loss", m.val_loss},   {"val_top1", m.val_top1}, {"seconds", m.seconds},
+          {"samples_per_sec", m.samples_per_sec}, {"sparsity", m.sparsity}};
+}
+}  // namespace
+
+Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, int64_t batch_size) {
+  const bool was_training = model.is_training();
+  model.eval();
+  autograd::NoGradGuard no_grad;
+  data::DataLoader loader(std::shared_ptr<const data::Dataset>(&dataset, [](const data::Dataset*) {}),
+                          {.batch_size = batch_size, .shuffle = false});
+  Evaluation out;
+  double loss_sum = 0;
+  int64_t hits = 0;
+  auto epoch = loader.epoch(0);
+  while (auto batch = epoch.next()) {
+    const Variable logits = model.forward(Variable(batch->inputs));
+    const int64_t n = batch->targets.numel();
+    loss_sum += autograd::cross_entropy(logits, batch->targets).data().item() * static_cast<double>(n);
+    hits += correct(logits.data(), batch->targets);
+    out.examples += n;
+  }
+  model.train(was_training);
+  out.loss = loss_sum / static_cast<double>(out.examples);
+  out.top1 = static_cast<double>(hits) / static_cast<double>(out.examples);
+  return out;
+}
+
+double weight_sparsity(const layers::Module& model) {
+  int64_t zeros = 0, total = 0;
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (p->shape().size() < 2) continue;
+    const float* w = p->value().data().data<float>();
+    for (int64_t i = 0; i < p->numel(); ++i) zeros += w[i] == 0.0f;
+    total += p->numel();
+  }
+  return total > 0 ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0;
+}
+
+Trainer::Trainer(std::shared_ptr<layers::UnaryModule> model, optim::Optimizer& optimizer,
+                 optim::LrScheduler* scheduler, const data::DataLoader& train,
+                 std::shared_ptr<const data::Dataset> val, TrainerOptions options)
+    : model_(std::move(model)),
+      optimizer_(optimizer),
+      scheduler_(scheduler),
+      train_(train),
+      val_(std::move(val)),
+      options_(std::move(options)),
+      terminal_(isatty(STDERR_FILENO) != 0) {
+  check<ValueError>(options_.epochs >= 1, "Trainer: epochs (was {}) must be at least 1", options_.epochs);
+  if (!options_.out_dir.empty()) fs::create_directories(options_.out_dir);
+}
+
+void Trainer::log(const std::string& line, bool transient) {
+  if (options_.log) {
+    if (!transient) options_.log(line);
+    return;
+  }
+  if (transient && !terminal_) return;
+  fmt::print(stderr, "{}{}{}", terminal_ ? "\r\033[K" : "", line, transient ? "" : "\n");
+  std::fflush(stderr);
+}
+
+void Trainer::resume(const Checkpoint& c) {
+  model_->load_state_dict(c.state);
+  for (const auto& [name, p] : model_->named_parameters())
+    if (auto m = c.masks.find(name); m != c.masks.end()) p->set_mask(m->second.clone());
+  optimizer_.load_state_dict(c.optimizer_state);
+  epoch_ = c.epoch;
+  step_ = c.step;
+  if (scheduler_ != nullptr) scheduler_->set_steps(step_);
+  layers::set_generator_state(c.rng_state);
+  log(fmt::format("resumed after epoch {} (step {})", epoch_, step_));
+}
+
+double Trainer::train_epoch() {
+  model_->train();
+  const int64_t batches = train_.batches_per_epoch();
+  double loss_sum = 0;
+  int64_t seen = 0;
+  const auto start = Clock::now();
+  auto epoch = train_.epoch(epoch_);
+  int64_t b = 0;
+  while (auto batch = epoch.next()) {
+    const double epoch_now = static_cast<double>(epoch_) + static_cast<double>(b) / static_cast<double>(batches);
+    for (Callback* c : callbacks_) c->before_step(epoch_now, step_);
+    Variable loss = autograd::cross_entropy(model_->forward(Variable(batch->inputs)), batch->targets);
+    optimizer_.zero_grad();
+    loss.backward();
+    if (options_.clip_grad_norm > 0) optim::clip_grad_norm(model_->parameters(), options_.clip_grad_norm);
+    optimizer_.step();
+    ++step_;
+    if (scheduler_ != nullptr) scheduler_->step();
+    for (Callback* c : callbacks_) c->after_step(epoch_now, step_);
+    const float value = loss.data().item();
+    check<ValueError>(std::isfinite(value), "training diverged: loss is {} at epoch {} step {}", value, epoch_ + 1,
+                      step_);
+    loss_sum += value * static_cast<double>(batch->targets.numel());
+    seen += batch->targets.numel();
+    ++b;
+    log(fmt::format("epoch {}/{}  batch {}/{}  loss {:.4f}  {:.0f} samples/s", epoch_ + 1, options_.epochs, b, batches,
+                    loss_sum / static_cast<double>(seen), static_cast<double>(seen) / seconds_since(start)),
+        true);
+  }
+  return loss_sum / static_cast<double>(seen);
+}
+
+void Trainer::save(const EpochMetrics& m) {
+  if (options_.out_dir.empty()) return;
+  Checkpoint c = options_.checkpoint_template;
+  capture_model(*model_, c);
+  c.optimizer_state = optimizer_.state_dict();
+  c.epoch = epoch_;
+  c.step = step_;
+  c.rng_state = layers::generator_state();
+  save_checkpoint((fs::path(options_.out_dir) / "checkpoint.h5").string(), c);
+  std::ofstream metrics(fs::path(options_.out_dir) / "metrics.jsonl", std::ios::app);
+  metrics << to_json(m).dump() << "\n";
+}
+
+Summary Trainer::fit() {
+  const auto start = Clock::now();
+  if (!options_.out_dir.empty() && epoch_ == 0) std::ofstream(fs::path(options_.out_dir) / "metrics.jsonl", std::ios::trunc);
+  while (epoch_ < options_.epochs) {
+    const auto epoch_start = Clock::now();
+    EpochMetrics m;
+    m.lr = optimizer_.param_groups().empty() ? 0 : optimizer_.param_groups()[0].lr;
+    m.train_loss = train_epoch();
+    const double train_seconds = seconds_since(epoch_start);
+    m.samples_per_sec = static_cast<double>(train_.dataset().size()) / train_seconds;
+    if (val_) {
+      const Evaluation e = evaluate(*model_, *val_, options_.eval_batch_size);
+      m.val_loss = e.loss;
+      m.val_top1 = e.top1;
+    }
+    ++epoch_;
+    m.epoch = epoch_;
+    m.seconds = seconds_since(epoch_start);
+    m.sparsity = weight_sparsity(*model_);
+    save(m);
+    summary_.epochs.push_back(m);
+    log(fmt::format("epoch {}/{}  lr {:.4g}  train loss {:.4f}  val loss {:.4f}  val top-1 {:.2f}%  sparsity {:.1f}%  "
+                    "{:.1f}s ({:.0f} samples/s)",
+                    epoch_, options_.epochs, m.lr, m.train_loss, m.val_loss, 100 * m.val_top1, 100 * m.sparsity,
+                    m.seconds, m.samples_per_sec));
+  }
+  summary_.seconds = seconds_since(start);
+  if (!options_.out_dir.empty() && !summary_.epochs.empty()) {
+    const EpochMetrics& last = summary_.epochs.back();
+    nlohmann::json s = {{"model", options_.checkpoint_template.model},
+                        {"epochs", epoch_},
+                        {"steps", step_},
+                        {"val_top1", last.val_top1},
+                        {"val_loss", last.val_loss},
+                        {"train_loss", last.train_loss},
+                        {"sparsity", last.sparsity},
+                        {"parameters", model_->parameter_count()},
+                        {"seconds", summary_.seconds}};
+    std::ofstream(fs::path(options_.out_dir) / "summary.json") << s.dump(2) << "\n";
+  }
+  return summary_;
+}
+
+}  // namespace neurite::train
