@@ -4,24 +4,41 @@
 
 #include <iostream>
 
+#include "cli/commands.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/parallel.h"
+
+namespace neurite::cli {
+
+void set_threads(int threads) {
+  check<ValueError>(threads >= 0, "--threads is {}, expected 0 (all cores) or more", threads);
+  neurite::set_num_threads(threads);
+}
+
+bool cifar_style(const std::string& model) { return model.rfind("resnet", 0) == 0; }
+
+}  // namespace neurite::cli
 
 int main(int argc, char** argv) {
   CLI::App app{"Neurite: train, prune and serve neural networks on CPUs"};
   app.set_version_flag("--version", "neurite 0.1.0");
   app.require_subcommand(0, 1);
+  neurite::cli::add_train(app);
+  neurite::cli::add_eval(app);
+  neurite::cli::add_info(app);
+  neurite::cli::add_bench_train(app);
   try {
     app.parse(argc, argv);
+    if (app.get_subcommands().empty()) std::cout << app.help();
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    if (app.get_subcommands().empty()) {
-      std::cout << app.help();
-      return 0;
-    }
+    // CLI11 prints help and version itself; a real parse error is one line.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "neurite: " << e.what() << "\n";
+    return 2;
   } catch (const neurite::Error& e) {
+    std::cerr << "neurite: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
     std::cerr << "neurite: " << e.what() << "\n";
     return 1;
   }

@@ -1,0 +1,95 @@
+// neurite bench-train: times full training steps (forward, backward, SGD
+// step) of a zoo model on synthetic data.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "neurite/autograd/error.h"
+#include "neurite/autograd/ops.h"
+#include "neurite/autograd/parallel.h"
+#include "neurite/layers/init.h"
+#include "neurite/layers/models.h"
+#include "neurite/optim/optimizer.h"
+
+namespace neurite::cli {
+
+namespace {
+// Peak resident memory of this process (VmHWM), in MiB.
+double peak_rss_mib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+}  // namespace
+
+void add_bench_train(CLI::App& app) {
+  struct Args {
+    std::string model;
+    int64_t batch_size = 0, steps = 20, warmup = 3, in_channels = 0, image_size = 0, seq_len = 128;
+    int threads = 0;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("bench-train", "Time training steps of a model on synthetic data");
+  cmd->add_option("--model", a->model, "Zoo model")->required();
+  cmd->add_option("--batch-size", a->batch_size, "Batch size (default: 256 mlp, 128 conv nets, 32 transformer)");
+  cmd->add_option("--steps", a->steps, "Timed steps")->capture_default_str();
+  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();
+  cmd->add_option("--in-channels", a->in_channels, "Image channels (default: 3 for resnets, else 1)");
+  cmd->add_option("--image-size", a->image_size, "Image side (default: 32 for resnets, else 28)");
+  cmd->add_option("--seq-len", a->seq_len, "Tokens per sequence (transformer)")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
+  cmd->add_flag("--json", a->json, "Print {\"ms_per_step\", ...}");
+  cmd->callback([a] {
+    set_threads(a->threads);
+    check<ValueError>(a->steps >= 1 && a->warmup >= 0, "bench-train: --steps {} must be >= 1, --warmup {} >= 0",
+                      a->steps, a->warmup);
+    const bool tokens = layers::models::takes_tokens(a->model), cifar = cifar_style(a->model);
+    const int64_t batch = a->batch_size > 0 ? a->batch_size : a->model == "mlp" ? 256 : tokens ? 32 : 128;
+    layers::models::ModelOptions o;
+    o.in_channels = a->in_channels > 0 ? a->in_channels : cifar ? 3 : 1;
+    o.image_size = a->image_size > 0 ? a->image_size : cifar ? 32 : 28;
+    o.seq_len = a->seq_len;
+    layers::manual_seed(0);
+    auto model = layers::models::make_model(a->model, o);
+    model->train();
+    const autograd::Tensor x = tokens ? autograd::Tensor::randint({batch, o.seq_len}, 1, 0, o.vocab_size)
+                                      : autograd::Tensor::randn({batch, o.in_channels, o.image_size, o.image_size}, 1);
+    const autograd::Tensor y = autograd::Tensor::randint({batch}, 2, 0, o.num_classes);
+    optim::Sgd sgd({{.params = model->parameters(), .lr = 0.01}}, {.momentum = 0.9});
+    std::vector<double> ms;
+    for (int64_t s = 0; s < a->warmup + a->steps; ++s) {
+      const auto start = std::chrono::steady_clock::now();
+      autograd::Variable loss = autograd::cross_entropy(model->forward(autograd::Variable(x)), y);
+      sgd.zero_grad();
+      loss.backward();
+      sgd.step();
+      const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      if (s >= a->warmup) ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    const double median = ms[ms.size() / 2];
+    const nlohmann::json out = {{"model", a->model},
+                                {"batch_size", batch},
+                                {"threads", neurite::num_threads()},
+                                {"steps", a->steps},
+                                {"ms_per_step", median},
+                                {"ms_min", ms.front()},
+                                {"samples_per_sec", 1000.0 * static_cast<double>(batch) / median},
+                                {"peak_rss_mib", peak_rss_mib()}};
+    if (a->json) std::cout << out.dump() << "\n";
+    else
+      fmt::print("{} batch {} on {} threads: {:.2f} ms/step (median of {}), {:.0f} samples/s, peak memory {:.0f} MiB\n",
+                 a->model, batch, neurite::num_threads(), median, a->steps, out["samples_per_sec"].get<double>(),
+                 out["peak_rss_mib"].get<double>());
+  });
+}
+
+}  // namespace neurite::cli

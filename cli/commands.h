@@ -1,0 +1,18 @@
+// The subcommands of `neurite`, one file each; main.cpp registers them.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace neurite::cli {
+
+void add_train(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_info(CLI::App& app);
+void add_bench_train(CLI::App& app);
+
+// Applies --threads (0: all cores).
+void set_threads(int threads);
+// True for image models that default to 3x32x32 (CIFAR-style) inputs.
+bool cifar_style(const std::string& model);
+
+}  // namespace neurite::cli

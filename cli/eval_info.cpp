@@ -1,0 +1,95 @@
+// neurite eval (top-1 and loss of a checkpoint on data) and neurite info (per
+// parameter shape, size and sparsity of a checkpoint).
+#include <fmt/format.h>
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "neurite/autograd/error.h"
+#include "neurite/data/readers.h"
+#include "neurite/train/trainer.h"
+
+namespace neurite::cli {
+
+void add_eval(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, data;
+    int64_t batch_size = 256;
+    int threads = 0;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("eval", "Top-1 accuracy and loss of a checkpoint (on the data's test split if it has one)");
+  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint (.h5)")->required();
+  cmd->add_option("--data", a->data, "Data spec")->required();
+  cmd->add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
+  cmd->add_flag("--json", a->json, "Print {\"top1\", \"loss\", \"examples\"}");
+  cmd->callback([a] {
+    set_threads(a->threads);
+    const train::Checkpoint c = train::load_checkpoint(a->checkpoint);
+    auto model = train::build_model(c);
+    const data::DataSplits splits = data::open_data(a->data);
+    const data::Dataset& set = splits.test ? *splits.test : *splits.train;
+    const autograd::Shape want{c.options.in_channels, c.options.image_size, c.options.image_size};
+    check<ShapeError>(layers::models::takes_tokens(c.model) || set.input_shape() == want,
+                      "eval: {} gives examples of shape {}, the model {} takes {}", a->data,
+                      autograd::to_string(set.input_shape()), c.model, autograd::to_string(want));
+    check<ValueError>(set.num_classes() <= c.options.num_classes, "eval: {} has {} classes, the model predicts {}",
+                      a->data, set.num_classes(), c.options.num_classes);
+    const train::Evaluation e = train::evaluate(*model, set, a->batch_size);
+    if (a->json)
+      std::cout << nlohmann::json{{"top1", e.top1}, {"loss", e.loss}, {"examples", e.examples}}.dump() << "\n";
+    else
+      fmt::print("top-1 {:.2f}%  loss {:.4f}  ({} examples)\n", 100 * e.top1, e.loss, e.examples);
+  });
+}
+
+void add_info(CLI::App& app) {
+  struct Args {
+    std::string model;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("info", "Parameters of a checkpoint: shape, size, nonzeros, sparsity");
+  cmd->add_option("MODEL", a->model, "Checkpoint (.h5)")->required();
+  cmd->add_flag("--json", a->json, "Print {\"parameters\": [...], \"total\": {...}}");
+  cmd->callback([a] {
+    const train::Checkpoint c = train::load_checkpoint(a->model);
+    auto model = train::build_model(c);
+    nlohmann::json rows = nlohmann::json::array();
+    int64_t numel = 0, nonzeros = 0;
+    for (const auto& [name, p] : model->named_parameters()) {
+      const float* w = p->value().data().data<float>();
+      int64_t nz = 0;
+      for (int64_t i = 0; i < p->numel(); ++i) nz += w[i] != 0.0f;
+      rows.push_back({{"name", name},
+                      {"shape", p->shape()},
+                      {"numel", p->numel()},
+                      {"nonzeros", nz},
+                      {"sparsity", 1.0 - static_cast<double>(nz) / static_cast<double>(p->numel())}});
+      numel += p->numel();
+      nonzeros += nz;
+    }
+    const nlohmann::json total = {{"numel", numel},
+                                  {"nonzeros", nonzeros},
+                                  {"sparsity", numel > 0 ? 1.0 - static_cast<double>(nonzeros) / numel : 0.0},
+                                  {"model", c.model},
+                                  {"epoch", c.epoch}};
+    if (a->json) {
+      std::cout << nlohmann::json{{"parameters", rows}, {"total", total}}.dump(2) << "\n";
+      return;
+    }
+    fmt::print("{} (epoch {}): {}\n", c.model, c.epoch, a->model);
+    fmt::print("{:<40} {:>18} {:>10} {:>10} {:>9}\n", "parameter", "shape", "numel", "nonzeros", "sparsity");
+    for (const auto& r : rows)
+      fmt::print("{:<40} {:>18} {:>10} {:>10} {:>8.1f}%\n", r["name"].get<std::string>(),
+                 autograd::to_string(r["shape"].get<autograd::Shape>()), r["numel"].get<int64_t>(),
+                 r["nonzeros"].get<int64_t>(), 100 * r["sparsity"].get<double>());
+    fmt::print("{:<40} {:>18} {:>10} {:>10} {:>8.1f}%\n", "total", "", numel, nonzeros,
+               100 * total["sparsity"].get<double>());
+  });
+}
+
+}  // namespace neurite::cli
