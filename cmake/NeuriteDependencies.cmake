@@ -1,0 +1,37 @@
+# The libraries Neurite's targets link: used by the build and, installed, by
+# NeuriteConfig.cmake, so a user's find_package(Neurite) finds the same ones.
+include(CMakeFindDependencyMacro)
+# REQUIRED in the build; inside find_package(Neurite), a missing one makes
+# Neurite not found, as find_dependency does.
+macro(neurite_find_dependency name)
+  if(CMAKE_FIND_PACKAGE_NAME)
+    find_dependency(${name})
+  else()
+    find_package(${name} REQUIRED)
+  endif()
+endmacro()
+neurite_find_dependency(TBB)
+neurite_find_dependency(fmt)
+neurite_find_dependency(nlohmann_json)
+neurite_find_dependency(OpenMP)
+neurite_find_dependency(ZLIB)
+# Debian's dnnl CMake config insists on OpenCL, which the CPU library never
+# uses: find the library and header directly.
+if(NOT TARGET DNNL::dnnl)
+  find_library(DNNL_LIBRARY dnnl REQUIRED)
+  find_path(DNNL_INCLUDE_DIR dnnl.h REQUIRED)
+  add_library(DNNL::dnnl UNKNOWN IMPORTED)
+  set_target_properties(DNNL::dnnl PROPERTIES IMPORTED_LOCATION ${DNNL_LIBRARY}
+                                              INTERFACE_INCLUDE_DIRECTORIES ${DNNL_INCLUDE_DIR})
+endif()
+# Debian's lean OpenCV packages (core, imgproc, imgcodecs) ship no CMake
+# config: find the headers and the three libraries directly.
+if(NOT TARGET OpenCV::lean)
+  find_path(OPENCV_INCLUDE_DIR opencv2/core.hpp PATH_SUFFIXES opencv4 REQUIRED)
+  add_library(OpenCV::lean INTERFACE IMPORTED)
+  foreach(module core imgproc imgcodecs)
+    find_library(OPENCV_${module}_LIBRARY opencv_${module} REQUIRED)
+    target_link_libraries(OpenCV::lean INTERFACE ${OPENCV_${module}_LIBRARY})
+  endforeach()
+  target_include_directories(OpenCV::lean INTERFACE ${OPENCV_INCLUDE_DIR})
+endif()

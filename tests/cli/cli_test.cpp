@@ -1,0 +1,120 @@
+// The neurite command as a user runs it: a small training run, resume, eval,
+// info, bench-train, and one clear line plus a non-zero exit on bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "neurite/data/readers.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using neurite::autograd::Tensor;
+
+struct Result {
+  int code;
+  std::string out;  // stdout and stderr
+};
+
+Result neurite_cli(const std::string& args) {
+  const std::string command = std::string(NEURITE_CLI) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buffer;
+  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) out.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("neurite_cli_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+// 3 classes of 12x12 images: class k is bright in band k.
+std::string write_bands(const fs::path& dir, int64_t n, uint64_t seed) {
+  Tensor x = Tensor::rand({n, 1, 12, 12}, seed, 0, 0.2f);
+  Tensor y = Tensor::randint({n}, seed + 1, 0, 3);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t r = 0; r < 4; ++r)
+      for (int64_t c = 0; c < 12; ++c) x.data<float>()[i * 144 + (4 * y.data<int64_t>()[i] + r) * 12 + c] += 0.8f;
+  const std::string path = (dir / ("bands" + std::to_string(seed) + ".h5")).string();
+  neurite::data::save_h5(path, x, y);
+  return path;
+}
+
+TEST(Cli, TrainResumeEvalAndInfo) {
+  const fs::path dir = temp_dir("train");
+  const std::string train = write_bands(dir, 120, 1), val = write_bands(dir, 60, 7);
+  const std::string run = (dir / "run").string();
+  Result r = neurite_cli("train --model cnn --data h5:" + train + " --val-data h5:" + val +
+                         " --epochs 2 --batch-size 20 --lr 0.05 --threads 2 --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* file : {"checkpoint.h5", "metrics.jsonl", "summary.json", "args.json"})
+    EXPECT_TRUE(fs::exists(fs::path(run) / file)) << file;
+
+  r = neurite_cli("train --resume " + run + " --epochs 3");  // one epoch more, every other setting from args.json
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed after epoch 2"), std::string::npos) << r.out;
+  const auto summary = nlohmann::json::parse(std::ifstream(fs::path(run) / "summary.json"));
+  EXPECT_EQ(summary["epochs"], 3);
+
+  r = neurite_cli("eval --checkpoint " + run + "/checkpoint.h5 --data h5:" + val + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto eval = nlohmann::json::parse(r.out);
+  EXPECT_GT(eval["top1"].get<double>(), 0.9) << r.out;
+  EXPECT_EQ(eval["examples"], 60);
+
+  r = neurite_cli("info " + run + "/checkpoint.h5 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto info = nlohmann::json::parse(r.out);
+  EXPECT_EQ(info["parameters"][0]["name"], "features.0.weight");
+  EXPECT_EQ(info["parameters"][0]["shape"], (std::vector<int64_t>{32, 1, 3, 3}));
+  for (const char* key : {"name", "shape", "numel", "nonzeros", "sparsity"})
+    EXPECT_TRUE(info["parameters"][0].contains(key)) << key;
+  EXPECT_EQ(info["total"]["numel"], 93155);  // cnn for 12x12 images, 3 classes
+
+  r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 1 --batch-size 20 --num-classes 5 --init " + run +
+                  "/checkpoint.h5 --out " + (dir / "transfer").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("init: classifier.4.weight is [3,128]"), std::string::npos) << r.out;
+}
+
+TEST(Cli, BenchTrainPrintsJson) {
+  const Result r = neurite_cli("bench-train --model mlp --batch-size 16 --steps 2 --warmup 1 --threads 1 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["ms_per_step"].get<double>(), 0);
+  EXPECT_EQ(j["batch_size"], 16);
+}
+
+TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
+  const fs::path dir = temp_dir("errors");
+  std::ofstream(dir / "junk.h5") << "junk";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"eval --checkpoint " + (dir / "none.h5").string() + " --data fashion-mnist", "no such checkpoint"},
+      {"info " + (dir / "junk.h5").string(), "not an HDF5 file"},
+      {"train --model resnet21 --data fashion-mnist --out " + dir.string(), "unknown model 'resnet21'"},
+      {"train --model cnn --data imagenet --out " + dir.string(), "unknown data spec 'imagenet'"},
+      {"train --model cnn --data fashion-mnist --optimizer lion --out " + dir.string(), "--optimizer is 'lion'"},
+      {"train --resume " + (dir / "nothing").string(), "no args.json"},
+      {"bench-train --model mlp --steps 0", "--steps 0 must be >= 1"},
+      {"train --model cnn --epochs many", "--epochs"},
+      {"frobnicate", "frobnicate"},
+  };
+  for (const auto& [args, message] : cases) {
+    const Result r = neurite_cli(args);
+    EXPECT_NE(r.code, 0) << args;
+    EXPECT_NE(r.out.find(message), std::string::npos) << args << " -> " << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << " -> " << r.out;
+  }
+}
+
+}  // namespace
