@@ -12,6 +12,7 @@
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/layers/init.h"
+#include "neurite/train/plot.h"
 
 namespace neurite::train {
 
@@ -153,6 +154,30 @@ void Trainer::save(const EpochMetrics& m) {
   save_checkpoint((fs::path(options_.out_dir) / "checkpoint.h5").string(), c);
   std::ofstream metrics(fs::path(options_.out_dir) / "metrics.jsonl", std::ios::app);
   metrics << to_json(m).dump() << "\n";
+  metrics.close();
+  plot_curves();
+}
+
+// DIR/curves.svg: losses and top-1 per epoch, from metrics.jsonl (so a resumed
+// run plots its whole history).
+void Trainer::plot_curves() {
+  Series train_loss{"train loss", {}, {}}, val_loss{"val loss", {}, {}}, top1{"val top-1 %", {}, {}};
+  std::ifstream in(fs::path(options_.out_dir) / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    const double e = j.value("epoch", 0.0);
+    for (auto [series, key, scale] : {std::tuple{&train_loss, "train_loss", 1.0}, {&val_loss, "val_loss", 1.0},
+                                      {&top1, "val_top1", 100.0}}) {
+      series->x.push_back(e);
+      series->y.push_back(scale * j.value(key, 0.0));
+    }
+  }
+  const std::string title = options_.checkpoint_template.model;
+  write_svg({LineChart{title + ": loss", "epoch", "cross-entropy", {train_loss, val_loss}},
+             LineChart{title + ": validation top-1", "epoch", "%", {top1}}},
+            (fs::path(options_.out_dir) / "curves.svg").string());
 }
 
 Summary Trainer::fit() {

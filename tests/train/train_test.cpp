@@ -9,7 +9,10 @@
 #include "neurite/autograd/error.h"
 #include "neurite/data/readers.h"
 #include "neurite/layers/init.h"
+#include "neurite/train/plot.h"
 #include "neurite/train/trainer.h"
+
+#include <sstream>
 
 namespace neurite::train {
 namespace {
@@ -163,6 +166,22 @@ TEST(Trainer, LearnsWritesMetricsAndResumesToTheSameWeights) {
   EXPECT_EQ(summary["epochs"], 4);
   EXPECT_DOUBLE_EQ(summary["val_top1"].get<double>(), s.epochs.back().val_top1);
   EXPECT_EQ(load_checkpoint((whole / "checkpoint.h5").string()).epoch, 4);
+  EXPECT_TRUE(fs::exists(whole / "curves.svg"));
+}
+
+TEST(Plot, WritesOneLinePerSeriesAndEscapesText) {
+  const fs::path dir = temp_dir("plot");
+  LineChart chart{"a <b> & c", "epoch", "loss", {{"one", {1, 2, 3}, {0.5, 0.25, 0.125}}, {"two", {1, 2}, {1, 2}}}};
+  write_svg({chart, chart}, (dir / "c.svg").string());
+  std::stringstream text;
+  text << std::ifstream(dir / "c.svg").rdbuf();
+  const std::string svg = text.str();
+  size_t lines = 0;
+  for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++lines;
+  EXPECT_EQ(lines, 4u);
+  EXPECT_NE(svg.find("a &lt;b&gt; &amp; c"), std::string::npos);
+  EXPECT_EQ(svg.find("<b>"), std::string::npos);
+  EXPECT_THROW(write_svg(chart, "/nonexistent/dir/c.svg"), IoError);
 }
 
 TEST(Evaluate, CountsTopOneAndLeavesTheModeAlone) {

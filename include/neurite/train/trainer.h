@@ -1,6 +1,7 @@
 // Trainer: the training loop of a classifier. Each epoch it trains on the
 // loader's batches, evaluates (loss, top-1), appends a line to
-// DIR/metrics.jsonl and writes DIR/checkpoint.h5; DIR/summary.json at the end.
+// DIR/metrics.jsonl, writes DIR/checkpoint.h5 and plots DIR/curves.svg;
+// DIR/summary.json at the end.
 // A run resumes from its checkpoint and ends with the same weights as an
 // uninterrupted one (same seed and thread count).
 //
@@ -73,6 +74,7 @@ class Trainer {
  private:
   double train_epoch();
   void save(const EpochMetrics& metrics);
+  void plot_curves();
   void log(const std::string& line, bool transient = false);
 
   std::shared_ptr<layers::UnaryModule> model_;

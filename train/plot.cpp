@@ -1,0 +1,106 @@
+#include "neurite/train/plot.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <limits>
+
+#include "neurite/autograd/error.h"
+
+namespace neurite::train {
+
+namespace {
+
+constexpr double kWidth = 480, kHeight = 320, kLeft = 60, kRight = 20, kTop = 36, kBottom = 46;
+constexpr const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
+
+std::string escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else out += c;
+  }
+  return out;
+}
+
+// Ticks at 1, 2 or 5 times a power of ten, about five of them.
+double tick_step(double span) {
+  const double raw = span / 5, power = std::pow(10, std::floor(std::log10(raw)));
+  for (double m : {1.0, 2.0, 5.0})
+    if (raw <= m * power) return m * power;
+  return 10 * power;
+}
+
+std::string chart_svg(const LineChart& chart, double offset_x) {
+  double x0 = std::numeric_limits<double>::max(), x1 = -x0, y0 = x0, y1 = -x0;
+  for (const auto& s : chart.series)
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (!std::isfinite(s.y[i])) continue;
+      x0 = std::min(x0, s.x[i]), x1 = std::max(x1, s.x[i]);
+      y0 = std::min(y0, s.y[i]), y1 = std::max(y1, s.y[i]);
+    }
+  if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+  if (x1 - x0 < 1e-12) x1 = x0 + 1;
+  if (y1 - y0 < 1e-12) y0 -= 0.5, y1 += 0.5;
+  const double pad = 0.05 * (y1 - y0);
+  y0 -= pad, y1 += pad;
+  const double plot_w = kWidth - kLeft - kRight, plot_h = kHeight - kTop - kBottom;
+  auto px = [&](double x) { return offset_x + kLeft + (x - x0) / (x1 - x0) * plot_w; };
+  auto py = [&](double y) { return kTop + (1 - (y - y0) / (y1 - y0)) * plot_h; };
+  std::string svg = fmt::format(
+      "<text x='{:.1f}' y='20' font-size='14' text-anchor='middle' font-weight='bold'>{}</text>\n"
+      "<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='none' stroke='#888'/>\n",
+      offset_x + kWidth / 2, escape(chart.title), offset_x + kLeft, kTop, plot_w, plot_h);
+  const double ys = tick_step(y1 - y0);
+  for (double t = std::ceil(y0 / ys) * ys; t <= y1; t += ys)
+    svg += fmt::format(
+        "<line x1='{0:.1f}' x2='{1:.1f}' y1='{2:.1f}' y2='{2:.1f}' stroke='#eee'/>"
+        "<text x='{3:.1f}' y='{4:.1f}' font-size='11' text-anchor='end'>{5:.4g}</text>\n",
+        offset_x + kLeft, offset_x + kLeft + plot_w, py(t), offset_x + kLeft - 4, py(t) + 4,
+        std::abs(t) < 1e-9 * ys ? 0.0 : t);  // no "-0" from rounding
+  const double xs = std::max(tick_step(x1 - x0), x1 - x0 < 10 ? 1.0 : 0.0);
+  for (double t = std::ceil(x0 / xs) * xs; t <= x1 + 1e-9; t += xs)
+    svg += fmt::format("<text x='{:.1f}' y='{:.1f}' font-size='11' text-anchor='middle'>{:.4g}</text>\n", px(t),
+                       kTop + plot_h + 16, t);
+  svg += fmt::format("<text x='{:.1f}' y='{:.1f}' font-size='12' text-anchor='middle'>{}</text>\n",
+                     offset_x + kLeft + plot_w / 2, kHeight - 8, escape(chart.x_label));
+  svg += fmt::format(
+      "<text x='{0:.1f}' y='{1:.1f}' font-size='12' text-anchor='middle' transform='rotate(-90 {0:.1f} {1:.1f})'>"
+      "{2}</text>\n",
+      offset_x + 16, kTop + plot_h / 2, escape(chart.y_label));
+  for (size_t k = 0; k < chart.series.size(); ++k) {
+    const Series& s = chart.series[k];
+    const char* colour = kColours[k % std::size(kColours)];
+    std::string points;
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i)
+      if (std::isfinite(s.y[i])) points += fmt::format("{:.1f},{:.1f} ", px(s.x[i]), py(s.y[i]));
+    svg += fmt::format("<polyline fill='none' stroke='{}' stroke-width='2' points='{}'/>\n", colour, points);
+    svg += fmt::format(
+        "<rect x='{:.1f}' y='{:.1f}' width='10' height='10' fill='{}'/><text x='{:.1f}' y='{:.1f}' "
+        "font-size='11'>{}</text>\n",
+        offset_x + kLeft + 8, kTop + 8 + 16.0 * static_cast<double>(k), colour, offset_x + kLeft + 22,
+        kTop + 17 + 16.0 * static_cast<double>(k), escape(s.name));
+  }
+  return svg;
+}
+
+}  // namespace
+
+void write_svg(const std::vector<LineChart>& charts, const std::string& path) {
+  std::ofstream out(path);
+  check<IoError>(out.good(), "{}: cannot write", path);
+  out << fmt::format(
+      "<svg xmlns='http://www.w3.org/2000/svg' width='{:.0f}' height='{:.0f}' font-family='sans-serif'>\n"
+      "<rect width='100%' height='100%' fill='white'/>\n",
+      kWidth * static_cast<double>(charts.size()), kHeight);
+  for (size_t i = 0; i < charts.size(); ++i) out << chart_svg(charts[i], kWidth * static_cast<double>(i));
+  out << "</svg>\n";
+}
+
+void write_svg(const LineChart& chart, const std::string& path) { write_svg(std::vector<LineChart>{chart}, path); }
+
+}  // namespace neurite::train
