@@ -94,6 +94,14 @@ void Variable::add_grad(const Tensor& g) {
   }
 }
 
+void Variable::add_grad(Tensor&& g) {
+  if (!node_->grad.defined() && g.owns_storage() && g.shape() == shape()) {
+    node_->grad = std::move(g);
+    return;
+  }
+  add_grad(static_cast<const Tensor&>(g));
+}
+
 void Variable::set_grad(const Tensor& g) {
   check<ShapeError>(g.shape() == shape(), "set_grad: gradient of shape {} for a variable of shape {}",
                     to_string(g.shape()), to_string(shape()));

@@ -54,9 +54,9 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
       kernels::conv_backward(s, in[0].data().data<float>(), in[1].data().data<float>(), grad.data<float>(),
                              want_dx ? dx.data<float>() : nullptr, want_dw ? dw.data<float>() : nullptr,
                              want_db ? db.data<float>() : nullptr);
-    if (want_dx) in[0].add_grad(dx);
-    if (in[1].requires_grad()) in[1].add_grad(dw);
-    if (want_db) in[2].add_grad(db);
+    if (want_dx) in[0].add_grad(std::move(dx));
+    if (in[1].requires_grad()) in[1].add_grad(std::move(dw));
+    if (want_db) in[2].add_grad(std::move(db));
   });
 }
 

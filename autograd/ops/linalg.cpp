@@ -68,13 +68,13 @@ Variable matmul(const Variable& a, const Variable& b) {
       Tensor da = Tensor::empty(in[0].shape());
       if (shared_b) batched_gemm(1, {batch * m, k, n, false, true}, pg, 0, pb, 0, da.data<float>(), 0, false);
       else batched_gemm(batch, {m, k, n, false, true}, pg, m * n, pb, k * n, da.data<float>(), m * k, false);
-      in[0].add_grad(da);
+      in[0].add_grad(std::move(da));
     }
     if (in[1].requires_grad()) {  // dB = A^T g
       Tensor db = Tensor::empty(in[1].shape());
       if (shared_b) batched_gemm(1, {k, n, batch * m, true, false}, pa, 0, pg, 0, db.data<float>(), 0, false);
       else batched_gemm(batch, {k, n, m, true, false}, pa, m * k, pg, m * n, db.data<float>(), k * n, false);
-      in[1].add_grad(db);
+      in[1].add_grad(std::move(db));
     }
   });
 }
@@ -111,18 +111,18 @@ Variable linear(const Variable& x, const Variable& weight, const Variable& bias)
       Tensor dx = Tensor::empty(in[0].shape());
       gemm({rows, in_features, out_features}, 1.0f, pg, out_features, in[1].data().data<float>(), in_features, 0.0f,
            dx.data<float>(), in_features, num_threads());
-      in[0].add_grad(dx);
+      in[0].add_grad(std::move(dx));
     }
     if (in[1].requires_grad()) {  // dW (out, in) = g^T (out, rows) . x (rows, in)
       Tensor dw = Tensor::empty(in[1].shape());
       gemm({out_features, in_features, rows, true, false}, 1.0f, pg, out_features, in[0].data().data<float>(),
            in_features, 0.0f, dw.data<float>(), in_features, num_threads());
-      in[1].add_grad(dw);
+      in[1].add_grad(std::move(dw));
     }
     if (in.size() > 2 && in[2].requires_grad()) {
       Tensor db = Tensor::empty({out_features});
       detail::sum_dim(pg, {1, rows, out_features}, db.data<float>());
-      in[2].add_grad(db);
+      in[2].add_grad(std::move(db));
     }
   });
 }

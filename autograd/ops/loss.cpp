@@ -47,7 +47,7 @@ Variable smoothed_nll(const Variable& logp, const Tensor& target, const CrossEnt
         for (int64_t c = 0; c < classes; ++c) pd[r * classes + c] = -gr * eps / static_cast<float>(classes);
       pd[r * classes + pt[r]] -= gr * (1.0f - eps);
     }
-    in[0].add_grad(d);
+    in[0].add_grad(std::move(d));
   });
 }
 

@@ -29,7 +29,7 @@ Variable embedding(const Variable& weight, const Tensor& indices) {
     float* pd = dw.data<float>();
     for (int64_t i = 0; i < indices.numel(); ++i)
       for (int64_t j = 0; j < d; ++j) pd[pi[i] * d + j] += pg[i * d + j];
-    in[0].add_grad(dw);
+    in[0].add_grad(std::move(dw));
   });
 }
 

@@ -119,7 +119,7 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
           }
         }
       });
-      in[0].add_grad(dx);
+      in[0].add_grad(std::move(dx));
     }
     if (in[1].defined() && in[1].requires_grad()) in[1].add_grad(Tensor::from_data({channels}, std::vector<float>(sum_gx, sum_gx + channels)));
     if (in[2].defined() && in[2].requires_grad()) in[2].add_grad(Tensor::from_data({channels}, std::vector<float>(sum_g, sum_g + channels)));
@@ -183,7 +183,7 @@ Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Vari
           }
         }
       });
-      in[0].add_grad(dx);
+      in[0].add_grad(std::move(dx));
     }
     const bool dw = in[1].defined() && in[1].requires_grad(), db = in[2].defined() && in[2].requires_grad();
     if (dw || db) {

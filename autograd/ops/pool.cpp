@@ -86,7 +86,7 @@ Variable max_pool2d(const Variable& x, const Pool2dOptions& options) {
         pd[plane * p.in_plane() + pa[o]] += pg[o];
       }
     });
-    in[0].add_grad(dx);
+    in[0].add_grad(std::move(dx));
   });
 }
 
@@ -130,7 +130,7 @@ Variable average_pool(const Variable& x, int64_t out_h, int64_t out_w, WindowOf 
             for (int64_t w = win.w0; w < win.w1; ++w) d[h * width + w] += share;
         }
     });
-    in[0].add_grad(dx);
+    in[0].add_grad(std::move(dx));
   });
 }
 

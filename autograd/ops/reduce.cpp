@@ -104,7 +104,7 @@ Variable max(const Variable& x, int64_t dim, bool keepdim) {
     for (int64_t o = 0; o < v.outer; ++o)
       for (int64_t i = 0; i < v.inner; ++i)
         pd[(o * v.n + pa[o * v.inner + i]) * v.inner + i] = pg[o * v.inner + i];
-    in[0].add_grad(dx);
+    in[0].add_grad(std::move(dx));
   });
 }
 
@@ -164,7 +164,7 @@ Variable softmax(const Variable& x, int64_t dim) {
         pd[j] = py[j] * (pg[j] - static_cast<float>(dot));
       }
     });
-    in[0].add_grad(dx);
+    in[0].add_grad(std::move(dx));
   });
 }
 
@@ -185,7 +185,7 @@ Variable log_softmax(const Variable& x, int64_t dim) {
         pd[j] = pg[j] - std::exp(py[j]) * static_cast<float>(total);
       }
     });
-    in[0].add_grad(dx);
+    in[0].add_grad(std::move(dx));
   });
 }
 

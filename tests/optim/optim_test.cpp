@@ -105,8 +105,9 @@ TEST(Optimizers, MaskedWeightsGradientsAndStateStayZero) {
     for (int k : {0, 3, 7, 19}) {
       EXPECT_EQ(p->value().data().data<float>()[k], 0.0f);
       EXPECT_EQ(p->value().grad().data<float>()[k], 0.0f);
-      for (const auto& [name, t] : opt->state_dict())
+      for (const auto& [name, t] : opt->state_dict()) {
         if (t.numel() == 20) EXPECT_EQ(t.data<float>()[k], 0.0f) << name;
+      }
     }
   }
 }

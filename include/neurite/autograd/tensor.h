@@ -54,6 +54,8 @@ class Tensor {
   static Tensor from_data(const Shape& shape, const std::vector<int64_t>& values);
 
   bool defined() const { return storage_ != nullptr; }
+  // True when no other Tensor (view or copy) shares this one's storage.
+  bool owns_storage() const { return storage_.use_count() == 1; }
   const Shape& shape() const { return shape_; }
   int64_t dim() const { return static_cast<int64_t>(shape_.size()); }
   int64_t size(int64_t dim) const;  // negative counts from the end

@@ -60,8 +60,12 @@ class Variable {
   const Tensor& grad() const;
   bool has_grad() const;
   void zero_grad();  // drops the gradient
-  // Adds g (same shape, else ShapeError) into the gradient.
+  // Adds g (same shape, else ShapeError) into the gradient. The first
+  // gradient is copied, unless it is passed as an rvalue whose storage nothing
+  // else shares: then it is adopted, which saves a copy of every activation
+  // gradient in backward (ops pass their fresh results with std::move).
   void add_grad(const Tensor& g);
+  void add_grad(Tensor&& g);
   void set_grad(const Tensor& g);
 
   // Backpropagates from a one-element result (gradient 1), or from any result
