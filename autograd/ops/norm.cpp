@@ -45,15 +45,17 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
   auto plane = [&](int64_t n, int64_t c) { return (n * channels + c) * spatial; };
   if (options.training) {
     tbb::parallel_for(int64_t{0}, channels, [&](int64_t c) {
-      double s = 0, ss = 0;
-      for (int64_t n = 0; n < batch; ++n)
-        for (int64_t i = 0; i < spatial; ++i) s += px[plane(n, c) + i];
+      double s = 0, ss = 0;  // two passes: the variance about the mean keeps its precision
+      for (int64_t n = 0; n < batch; ++n) {
+        const float* p = px + plane(n, c);
+        s += detail::lane_sum(spatial, [p](int64_t i) { return p[i]; });
+      }
       const double mu = s / static_cast<double>(count);
-      for (int64_t n = 0; n < batch; ++n)
-        for (int64_t i = 0; i < spatial; ++i) {
-          const double d = px[plane(n, c) + i] - mu;
-          ss += d * d;
-        }
+      for (int64_t n = 0; n < batch; ++n) {
+        const float* p = px + plane(n, c);
+        const auto m = static_cast<float>(mu);
+        ss += detail::lane_sum(spatial, [p, m](int64_t i) { return (p[i] - m) * (p[i] - m); });
+      }
       const double var = ss / static_cast<double>(count);
       pm[c] = static_cast<float>(mu);
       pi[c] = static_cast<float>(1.0 / std::sqrt(var + options.eps));
@@ -79,7 +81,9 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
   tbb::parallel_for(int64_t{0}, batch * channels, [&](int64_t nc) {
     const int64_t c = nc % channels;
     const float a = pi[c] * (pw ? pw[c] : 1.0f), b = (pb ? pb[c] : 0.0f) - pm[c] * a;
-    for (int64_t i = 0; i < spatial; ++i) py[nc * spatial + i] = px[nc * spatial + i] * a + b;
+    const float* xp = px + nc * spatial;
+    float* yp = py + nc * spatial;
+    for (int64_t i = 0; i < spatial; ++i) yp[i] = xp[i] * a + b;
   });
 
   const bool training = options.training;
@@ -93,31 +97,29 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
     float *sum_g = sums.data<float>(), *sum_gx = sum_g + channels;
     tbb::parallel_for(int64_t{0}, channels, [&](int64_t c) {
       double sg = 0, sgx = 0;
-      for (int64_t n = 0; n < batch; ++n)
-        for (int64_t i = 0; i < spatial; ++i) {
-          const int64_t j = (n * channels + c) * spatial + i;
-          sg += pg[j];
-          sgx += pg[j] * (px[j] - pm[c]) * pi[c];
-        }
+      for (int64_t n = 0; n < batch; ++n) {
+        const float *gp = pg + (n * channels + c) * spatial, *xp = px + (n * channels + c) * spatial;
+        const float m = pm[c];
+        sg += detail::lane_sum(spatial, [gp](int64_t i) { return gp[i]; });
+        sgx += detail::lane_sum(spatial, [gp, xp, m](int64_t i) { return gp[i] * (xp[i] - m); });
+      }
       sum_g[c] = static_cast<float>(sg);
-      sum_gx[c] = static_cast<float>(sgx);
+      sum_gx[c] = static_cast<float>(sgx * pi[c]);
     });
     if (in[0].requires_grad()) {
       Tensor dx = Tensor::empty(in[0].shape());
       float* pd = dx.data<float>();
       const auto m = static_cast<float>(count);
       tbb::parallel_for(int64_t{0}, batch * channels, [&](int64_t nc) {
+        // dx = scale * (g - sum_g/m - xhat * sum_gx/m) in training, scale * g in eval:
+        // per channel an affine map of (g, x), so the loop is two FMAs per element.
         const int64_t c = nc % channels;
         const float scale = pi[c] * (pw ? pw[c] : 1.0f);
-        for (int64_t i = 0; i < spatial; ++i) {
-          const int64_t j = nc * spatial + i;
-          if (training) {
-            const float xhat = (px[j] - pm[c]) * pi[c];
-            pd[j] = scale * (pg[j] - sum_g[c] / m - xhat * sum_gx[c] / m);
-          } else {
-            pd[j] = scale * pg[j];
-          }
-        }
+        const float b = training ? -scale * pi[c] * sum_gx[c] / m : 0.0f;
+        const float k = training ? -scale * sum_g[c] / m - b * pm[c] : 0.0f;
+        const float *gp = pg + nc * spatial, *xp = px + nc * spatial;
+        float* dp = pd + nc * spatial;
+        for (int64_t i = 0; i < spatial; ++i) dp[i] = scale * gp[i] + b * xp[i] + k;
       });
       in[0].add_grad(std::move(dx));
     }
@@ -146,10 +148,9 @@ Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Vari
   detail::parallel_range(rows, std::max<int64_t>(1, detail::kElementGrain / d), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* row = px + r * d;
-      double s = 0, ss = 0;
-      for (int64_t i = 0; i < d; ++i) s += row[i];
-      const double mu = s / static_cast<double>(d);
-      for (int64_t i = 0; i < d; ++i) ss += (row[i] - mu) * (row[i] - mu);
+      const double mu = detail::lane_sum(d, [row](int64_t i) { return row[i]; }) / static_cast<double>(d);
+      const auto m = static_cast<float>(mu);
+      const double ss = detail::lane_sum(d, [row, m](int64_t i) { return (row[i] - m) * (row[i] - m); });
       pm[r] = static_cast<float>(mu);
       pi[r] = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
       for (int64_t i = 0; i < d; ++i) {
@@ -169,12 +170,12 @@ Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Vari
       float* pd = dx.data<float>();
       detail::parallel_range(rows, std::max<int64_t>(1, detail::kElementGrain / d), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-          double s = 0, sx = 0;  // sum(dxhat), sum(dxhat * xhat)
-          for (int64_t i = 0; i < d; ++i) {
-            const float dxhat = pg[r * d + i] * (pw ? pw[i] : 1.0f);
-            s += dxhat;
-            sx += dxhat * (px[r * d + i] - pm[r]) * pi[r];
-          }
+          // sum(dxhat) and sum(dxhat * xhat), dxhat = g * w
+          const float *gr = pg + r * d, *xr = px + r * d, m = pm[r];
+          const double s = pw ? detail::lane_sum(d, [gr, pw](int64_t i) { return gr[i] * pw[i]; })
+                              : detail::lane_sum(d, [gr](int64_t i) { return gr[i]; });
+          const double sx = pi[r] * (pw ? detail::lane_sum(d, [=](int64_t i) { return gr[i] * pw[i] * (xr[i] - m); })
+                                        : detail::lane_sum(d, [=](int64_t i) { return gr[i] * (xr[i] - m); }));
           const auto mean_s = static_cast<float>(s / d), mean_sx = static_cast<float>(sx / d);
           for (int64_t i = 0; i < d; ++i) {
             const float dxhat = pg[r * d + i] * (pw ? pw[i] : 1.0f);
@@ -186,13 +187,15 @@ Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Vari
       in[0].add_grad(std::move(dx));
     }
     const bool dw = in[1].defined() && in[1].requires_grad(), db = in[2].defined() && in[2].requires_grad();
-    if (dw || db) {
+    if (dw || db) {  // column sums over rows, in column blocks across threads
       std::vector<double> gw(static_cast<size_t>(d), 0.0), gb(static_cast<size_t>(d), 0.0);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t i = 0; i < d; ++i) {
-          gw[i] += pg[r * d + i] * (px[r * d + i] - pm[r]) * pi[r];
-          gb[i] += pg[r * d + i];
-        }
+      detail::parallel_range(d, 64, [&](int64_t i0, int64_t i1) {
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t i = i0; i < i1; ++i) {
+            gw[i] += pg[r * d + i] * (px[r * d + i] - pm[r]) * pi[r];
+            gb[i] += pg[r * d + i];
+          }
+      });
       if (dw) in[1].add_grad(Tensor::from_data(normalized_shape, std::vector<float>(gw.begin(), gw.end())));
       if (db) in[2].add_grad(Tensor::from_data(normalized_shape, std::vector<float>(gb.begin(), gb.end())));
     }
