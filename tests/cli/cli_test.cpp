@@ -1,6 +1,8 @@
 // The neurite command as a user runs it: a small training run, resume, eval,
 // info, bench-train, and one clear line plus a non-zero exit on bad input.
 #include <gtest/gtest.h>
+
+#include "support/temp_dir.h"
 #include <sys/wait.h>
 
 #include <array>
@@ -14,6 +16,7 @@
 namespace {
 
 namespace fs = std::filesystem;
+using neurite::testing::temp_dir;
 using neurite::autograd::Tensor;
 
 struct Result {
@@ -31,13 +34,6 @@ Result neurite_cli(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("neurite_cli_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
 // 3 classes of 12x12 images: class k is bright in band k.
 std::string write_bands(const fs::path& dir, int64_t n, uint64_t seed) {
   Tensor x = Tensor::rand({n, 1, 12, 12}, seed, 0, 0.2f);
@@ -51,7 +47,7 @@ std::string write_bands(const fs::path& dir, int64_t n, uint64_t seed) {
 }
 
 TEST(Cli, TrainResumeEvalAndInfo) {
-  const fs::path dir = temp_dir("train");
+  const fs::path dir = temp_dir("cli_train");
   const std::string train = write_bands(dir, 120, 1), val = write_bands(dir, 60, 7);
   const std::string run = (dir / "run").string();
   Result r = neurite_cli("train --model cnn --data h5:" + train + " --val-data h5:" + val +
@@ -96,7 +92,7 @@ TEST(Cli, BenchTrainPrintsJson) {
 }
 
 TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
-  const fs::path dir = temp_dir("errors");
+  const fs::path dir = temp_dir("cli_errors");
   std::ofstream(dir / "junk.h5") << "junk";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"eval --checkpoint " + (dir / "none.h5").string() + " --data fashion-mnist", "no such checkpoint"},

@@ -1,6 +1,8 @@
 // Readers (IDX, CIFAR-10, HDF5, image folders) incl. broken files, the
 // DataLoader's order, determinism and error propagation, and transforms.
 #include <gtest/gtest.h>
+
+#include "support/temp_dir.h"
 #include <zlib.h>
 
 #include <filesystem>
@@ -18,13 +20,7 @@ namespace neurite::data {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("neurite_data_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+using neurite::testing::temp_dir;
 
 // An IDX file of unsigned bytes; gzip-compressed when `gz`.
 void write_idx(const fs::path& path, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data, bool gz,
@@ -44,7 +40,7 @@ void write_idx(const fs::path& path, const std::vector<uint32_t>& dims, const st
 }
 
 TEST(Idx, ReadsPlainAndGzipFilesAsScaledImagesAndLabels) {
-  const fs::path dir = temp_dir("idx");
+  const fs::path dir = temp_dir("data_idx");
   std::vector<uint8_t> pixels(3 * 2 * 4);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 10);
   write_idx(dir / "set-images-idx3-ubyte.gz", {3, 2, 4}, pixels, true);
@@ -59,7 +55,7 @@ TEST(Idx, ReadsPlainAndGzipFilesAsScaledImagesAndLabels) {
 }
 
 TEST(Idx, TruncatedWrongAndMissingFilesNameTheFile) {
-  const fs::path dir = temp_dir("idx_bad");
+  const fs::path dir = temp_dir("data_idx_bad");
   write_idx(dir / "short", {4, 2, 2}, std::vector<uint8_t>(16, 1), true, 5);
   write_idx(dir / "labels", {4}, {1, 2, 3, 4}, false);
   try {
@@ -73,7 +69,7 @@ TEST(Idx, TruncatedWrongAndMissingFilesNameTheFile) {
 }
 
 TEST(Cifar10, ReadsRecordsAndRefusesPartialOnes) {
-  const fs::path dir = temp_dir("cifar");
+  const fs::path dir = temp_dir("data_cifar");
   std::string records;
   for (int r = 0; r < 3; ++r) {
     records.push_back(static_cast<char>(r * 3));
@@ -89,7 +85,7 @@ TEST(Cifar10, ReadsRecordsAndRefusesPartialOnes) {
 }
 
 TEST(Hdf5, RoundTripsAndRefusesANonHdf5File) {
-  const fs::path dir = temp_dir("h5");
+  const fs::path dir = temp_dir("data_h5");
   const Tensor x = Tensor::randn({5, 2, 3, 3}, 7);
   const Tensor y = Tensor::from_data({5}, std::vector<int64_t>{0, 3, 1, 2, 3});
   save_h5((dir / "d.h5").string(), x, y);
@@ -103,7 +99,7 @@ TEST(Hdf5, RoundTripsAndRefusesANonHdf5File) {
 }
 
 TEST(ImageFolder, ClassesFromSubfoldersAndBrokenImagesNamedByTheLoader) {
-  const fs::path dir = temp_dir("folder");
+  const fs::path dir = temp_dir("data_folder");
   for (const char* cls : {"cat", "ant"}) {
     fs::create_directories(dir / cls);
     for (int i = 0; i < 2; ++i) {

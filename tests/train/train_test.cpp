@@ -2,6 +2,8 @@
 // resume equivalence of the Trainer.
 #include <gtest/gtest.h>
 
+#include "support/temp_dir.h"
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,14 +20,8 @@ namespace neurite::train {
 namespace {
 
 namespace fs = std::filesystem;
+using neurite::testing::temp_dir;
 using layers::models::ModelOptions;
-
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("neurite_train_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 
 void expect_same_bits(const layers::StateDict& a, const layers::StateDict& b) {
   ASSERT_EQ(a.size(), b.size());
@@ -39,7 +35,7 @@ void expect_same_bits(const layers::StateDict& a, const layers::StateDict& b) {
 }
 
 TEST(Checkpoint, RoundTripsBitExactlyWithMasksOptimizerStateAndRecipe) {
-  const fs::path dir = temp_dir("roundtrip");
+  const fs::path dir = temp_dir("train_roundtrip");
   Checkpoint c;
   c.model = "cnn";
   c.options = ModelOptions{.image_size = 12, .num_classes = 4};
@@ -76,7 +72,7 @@ TEST(Checkpoint, RoundTripsBitExactlyWithMasksOptimizerStateAndRecipe) {
 }
 
 TEST(Checkpoint, MissingCorruptAndForeignFilesAreClearErrors) {
-  const fs::path dir = temp_dir("broken");
+  const fs::path dir = temp_dir("train_broken");
   EXPECT_THROW(load_checkpoint((dir / "none.h5").string()), IoError);
   std::ofstream(dir / "text.h5") << "not a checkpoint";
   EXPECT_THROW(load_checkpoint((dir / "text.h5").string()), FormatError);
@@ -138,7 +134,7 @@ TrainingRun make_run(const std::string& dir, int64_t epochs, std::shared_ptr<dat
 
 TEST(Trainer, LearnsWritesMetricsAndResumesToTheSameWeights) {
   auto train = quadrants(96, 1), val = quadrants(64, 50);
-  const fs::path whole = temp_dir("whole"), split = temp_dir("split");
+  const fs::path whole = temp_dir("train_whole"), split = temp_dir("train_split");
   TrainingRun a = make_run(whole.string(), 4, train, val);
   const Summary s = a.trainer->fit();
   ASSERT_EQ(s.epochs.size(), 4u);
@@ -170,7 +166,7 @@ TEST(Trainer, LearnsWritesMetricsAndResumesToTheSameWeights) {
 }
 
 TEST(Plot, WritesOneLinePerSeriesAndEscapesText) {
-  const fs::path dir = temp_dir("plot");
+  const fs::path dir = temp_dir("train_plot");
   LineChart chart{"a <b> & c", "epoch", "loss", {{"one", {1, 2, 3}, {0.5, 0.25, 0.125}}, {"two", {1, 2}, {1, 2}}}};
   write_svg({chart, chart}, (dir / "c.svg").string());
   std::stringstream text;
