@@ -90,14 +90,26 @@ Sgd::Sgd(std::vector<ParamGroup> groups, const SgdOptions& options)
 void Sgd::update(Slot& s, int64_t step) {
   const float lr = static_cast<float>(s.group.lr), wd = static_cast<float>(s.group.weight_decay);
   const float momentum = static_cast<float>(options_.momentum), keep = 1.0f - static_cast<float>(options_.dampening);
-  float* buf = momentum != 0.0f ? state_tensor(s, "momentum_buffer") : nullptr;
-  for (int64_t k = 0; k < s.n; ++k) {
-    float d = s.g[k] + wd * s.w[k];
-    if (buf != nullptr) {
-      buf[k] = step == 1 ? d : momentum * buf[k] + keep * d;
-      d = options_.nesterov ? d + momentum * buf[k] : buf[k];
+  float* w = s.w;
+  const float* g = s.g;
+  if (momentum == 0.0f) {
+    for (int64_t k = 0; k < s.n; ++k) w[k] -= lr * (g[k] + wd * w[k]);
+    return;
+  }
+  // Branch-free loops per case, so each vectorises.
+  float* buf = state_tensor(s, "momentum_buffer");
+  const float decay = step == 1 ? 0.0f : momentum, gain = step == 1 ? 1.0f : keep;  // buf = d at the first step
+  if (options_.nesterov) {
+    for (int64_t k = 0; k < s.n; ++k) {
+      const float d = g[k] + wd * w[k];
+      buf[k] = decay * buf[k] + gain * d;
+      w[k] -= lr * (d + momentum * buf[k]);
     }
-    s.w[k] -= lr * d;
+  } else {
+    for (int64_t k = 0; k < s.n; ++k) {
+      buf[k] = decay * buf[k] + gain * (g[k] + wd * w[k]);
+      w[k] -= lr * buf[k];
+    }
   }
 }
 
