@@ -1,0 +1,160 @@
+// Magnitude masks (unstructured, blocks, N:M, filters, channels; layerwise and
+// global), GMP schedules, selectors and one-shot pruning.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "neurite/autograd/error.h"
+#include "neurite/layers/models.h"
+#include "neurite/pruning/pruning.h"
+
+namespace neurite::pruning {
+namespace {
+
+int64_t zeros(const Tensor& m) {
+  return std::count(m.data<float>(), m.data<float>() + m.numel(), 0.0f);
+}
+
+TEST(Schedule, MatchesTheWorkedExampleOfRecipesMd) {
+  const double want[] = {0.050, 0.416, 0.638, 0.752, 0.794, 0.800};
+  for (int e = 0; e <= 5; ++e)
+    EXPECT_NEAR(scheduled_sparsity(e, 0, 5, 0.05, 0.80, Interpolation::cubic), want[e], 5e-4) << e;
+  EXPECT_DOUBLE_EQ(scheduled_sparsity(2.5, 0, 5, 0, 0.8, Interpolation::linear), 0.4);
+  EXPECT_NEAR(scheduled_sparsity(2.5, 0, 5, 0, 0.8, Interpolation::inverse_cubic), 0.8 * (1 - std::cbrt(0.5)), 1e-12);
+  EXPECT_DOUBLE_EQ(scheduled_sparsity(-1, 0, 5, 0.1, 0.8, Interpolation::cubic), 0.1);  // clamped before the start
+  EXPECT_DOUBLE_EQ(scheduled_sparsity(9, 0, 5, 0.1, 0.8, Interpolation::cubic), 0.8);   // and after the end
+  EXPECT_THROW(parse_interpolation("quadratic"), ValueError);
+}
+
+TEST(MagnitudeMask, UnstructuredPrunesExactlyTheSmallest) {
+  const Tensor w = Tensor::randn({7, 13}, 1);
+  const Tensor m = magnitude_mask(w, {}, 0.6, {});
+  EXPECT_EQ(zeros(m), std::llround(0.6 * 91));
+  float largest_pruned = 0, smallest_kept = 1e9;
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const float a = std::abs(w.data<float>()[i]);
+    if (m.data<float>()[i] == 0) largest_pruned = std::max(largest_pruned, a);
+    else smallest_kept = std::min(smallest_kept, a);
+  }
+  EXPECT_LE(largest_pruned, smallest_kept);
+}
+
+TEST(MagnitudeMask, MasksOnlyGrow) {
+  Tensor w = Tensor::randn({10, 10}, 2);
+  Tensor previous = Tensor::ones({10, 10});
+  int64_t largest = 0;
+  for (int64_t i = 0; i < 100; ++i)
+    if (std::abs(w.data<float>()[i]) > std::abs(w.data<float>()[largest])) largest = i;
+  previous.data<float>()[largest] = 0;  // pruned before, even though it is the largest now
+  const Tensor m = magnitude_mask(w, previous, 0.3, {});
+  EXPECT_EQ(m.data<float>()[largest], 0.0f);
+  EXPECT_EQ(zeros(m), 30);
+  EXPECT_EQ(zeros(magnitude_mask(w, m, 0.1, {})), 30);  // a lower target never revives weights
+}
+
+TEST(MagnitudeMask, BlocksAreWholeAndNearTheTarget) {
+  const Tensor w = Tensor::randn({16, 3, 3, 3}, 3);  // rows 16, cols 27: the last block column is partial
+  for (const std::string text : {"4x1", "[1,4]", "block4"}) {
+    const MaskType t = MaskType::parse(text);
+    const Tensor m = magnitude_mask(w, {}, 0.5, t);
+    EXPECT_NEAR(static_cast<double>(zeros(m)) / m.numel(), 0.5, 0.03) << text;
+    for (int64_t r = 0; r < 16; ++r)
+      for (int64_t c = 0; c < 27; ++c) {
+        const int64_t r0 = r / t.rows * t.rows, c0 = c / t.cols * t.cols;
+        EXPECT_EQ(m.data<float>()[r * 27 + c], m.data<float>()[r0 * 27 + c0]) << text << " at " << r << "," << c;
+      }
+  }
+}
+
+TEST(MagnitudeMask, NOfMKeepsAtMostNOfEveryM) {
+  const Tensor w = Tensor::randn({6, 8}, 4);
+  const MaskType t = MaskType::parse("2:4");
+  for (auto [s, pruned_per_group] : {std::pair{0.25, 1}, {0.5, 2}, {0.9, 2}}) {
+    const Tensor m = magnitude_mask(w, {}, s, t);
+    for (int64_t g = 0; g < 12; ++g) {
+      const int64_t z = std::count(m.data<float>() + 4 * g, m.data<float>() + 4 * g + 4, 0.0f);
+      EXPECT_EQ(z, pruned_per_group) << "sparsity " << s << " group " << g;
+    }
+  }
+  EXPECT_THROW(magnitude_mask(Tensor::randn({2, 6}, 1), {}, 0.5, t), ShapeError);
+}
+
+TEST(MagnitudeMask, FiltersAndChannelsArePrunedWhole) {
+  Tensor w = Tensor::randn({8, 4, 3, 3}, 5);
+  for (int64_t i = 0; i < 36; ++i) w.data<float>()[2 * 36 + i] *= 0.01f;  // filter 2 is tiny
+  const Tensor f = magnitude_mask(w, {}, 0.25, MaskType::parse("filter"));
+  for (int64_t r = 0; r < 8; ++r) {
+    const int64_t z = std::count(f.data<float>() + r * 36, f.data<float>() + r * 36 + 36, 0.0f);
+    EXPECT_TRUE(z == 0 || z == 36) << r;
+  }
+  EXPECT_EQ(zeros(f), 2 * 36);
+  EXPECT_EQ(f.data<float>()[2 * 36], 0.0f);
+  const Tensor c = magnitude_mask(w, {}, 0.5, MaskType::parse("channel"));
+  for (int64_t ch = 0; ch < 4; ++ch) {
+    int64_t z = 0;
+    for (int64_t r = 0; r < 8; ++r)
+      for (int64_t k = 0; k < 9; ++k) z += c.data<float>()[r * 36 + ch * 9 + k] == 0.0f;
+    EXPECT_TRUE(z == 0 || z == 72) << ch;
+  }
+  EXPECT_EQ(zeros(c), 2 * 72);
+}
+
+TEST(GlobalMasks, OneThresholdAcrossTensors) {
+  const Tensor big = Tensor::randn({20, 10}, 6, 0, 1.0f), small = Tensor::randn({20, 10}, 7, 0, 1e-6f);
+  const auto masks = global_magnitude_masks({big, small}, {}, 0.5, {});
+  EXPECT_EQ(zeros(masks[1]), 200);  // the small tensor goes first
+  EXPECT_EQ(zeros(masks[0]), 0);
+  const auto layerwise = global_magnitude_masks({big}, {}, 0.5, {});
+  EXPECT_EQ(zeros(layerwise[0]), 100);
+}
+
+TEST(MaskType, ParsesSparseMlsSpellingsAndRefusesOthers) {
+  EXPECT_EQ(MaskType::parse("unstructured").str(), "unstructured");
+  EXPECT_EQ(MaskType::parse("[4, 1]").str(), "4x1");
+  EXPECT_EQ(MaskType::parse("1x4").str(), "1x4");
+  EXPECT_EQ(MaskType::parse("2:4").str(), "2:4");
+  for (const char* bad : {"4:2", "[0,4]", "triangle", ""}) EXPECT_THROW(MaskType::parse(bad), ValueError) << bad;
+}
+
+TEST(Select, SelectorsAndTheirErrors) {
+  auto resnet = layers::models::make_model("resnet20", {.in_channels = 3, .image_size = 32});
+  const auto prunable = select(*resnet, {"__ALL_PRUNABLE__"});
+  EXPECT_EQ(prunable.size(), 19u + 2u + 1u);  // 3x3 convs, 1x1 shortcut convs, fc
+  EXPECT_EQ(prunable.front(), "conv1.weight");
+  EXPECT_EQ(prunable.back(), "fc.weight");
+  EXPECT_EQ(select(*resnet, {"re:layer3\\..*conv2\\.weight", "fc.weight"}),
+            (std::vector<std::string>{"layer3.0.conv2.weight", "layer3.1.conv2.weight", "layer3.2.conv2.weight",
+                                      "fc.weight"}));
+  try {
+    select(*resnet, {"layer9.conv.weight"});
+    FAIL();
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("selector 'layer9.conv.weight' matches no parameter; the parameters are: "
+                                         "conv1.weight, bn1.weight"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(select(*resnet, {"re:(("}), ValueError);
+  auto transformer = layers::models::make_model("transformer", {.seq_len = 8});
+  for (const auto& name : select(*transformer, {"__ALL_PRUNABLE__"}))
+    EXPECT_EQ(name.find("embedding"), std::string::npos) << name;  // embeddings are not Linear or Conv
+}
+
+TEST(Prune, OneShotReachesTheTargetAndKeepsMasks) {
+  auto mlp = layers::models::make_model("mlp");
+  const auto names = select(*mlp, {"__ALL_PRUNABLE__"});
+  prune(*mlp, names, 0.9, {}, /*global=*/true);
+  int64_t total = 0, zero = 0;
+  for (const auto& [name, p] : mlp->named_parameters())
+    if (std::find(names.begin(), names.end(), name) != names.end()) {
+      EXPECT_TRUE(p->has_mask()) << name;
+      total += p->numel();
+      zero += zeros(p->value().data());
+    }
+  EXPECT_NEAR(static_cast<double>(zero) / static_cast<double>(total), 0.9, 1e-6);
+  EXPECT_THROW(prune(*mlp, names, 1.0, {}, false), ValueError);
+}
+
+}  // namespace
+}  // namespace neurite::pruning
