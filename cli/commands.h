@@ -9,6 +9,7 @@ void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_info(CLI::App& app);
 void add_bench_train(CLI::App& app);
+void add_prune(CLI::App& app);
 
 // Applies --threads (0: all cores).
 void set_threads(int threads);

@@ -77,6 +77,15 @@ TEST(Cli, TrainResumeEvalAndInfo) {
     EXPECT_TRUE(info["parameters"][0].contains(key)) << key;
   EXPECT_EQ(info["total"]["numel"], 93155);  // cnn for 12x12 images, 3 classes
 
+  r = neurite_cli("prune --checkpoint " + run + "/checkpoint.h5 --sparsity 0.8 --mask-type 4x1 --out " + run +
+                  "/pruned.h5");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("info " + run + "/pruned.h5 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto pruned = nlohmann::json::parse(r.out)["parameters"];
+  EXPECT_NEAR(pruned[0]["sparsity"].get<double>(), 0.8, 0.05);  // features.0.weight, per-tensor 4x1 blocks
+  EXPECT_EQ(pruned[1]["sparsity"].get<double>(), 0.0);          // its BatchNorm weight is not prunable
+
   r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 1 --batch-size 20 --num-classes 5 --init " + run +
                   "/checkpoint.h5 --out " + (dir / "transfer").string());
   ASSERT_EQ(r.code, 0) << r.out;
@@ -102,6 +111,7 @@ TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
       {"train --model cnn --data fashion-mnist --optimizer lion --out " + dir.string(), "--optimizer is 'lion'"},
       {"train --resume " + (dir / "nothing").string(), "no args.json"},
       {"bench-train --model mlp --steps 0", "--steps 0 must be >= 1"},
+      {"prune --checkpoint " + (dir / "none.h5").string() + " --sparsity 0.5 --out x.h5", "no such checkpoint"},
       {"train --model cnn --epochs many", "--epochs"},
       {"frobnicate", "frobnicate"},
   };
