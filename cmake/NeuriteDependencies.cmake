@@ -15,6 +15,7 @@ neurite_find_dependency(fmt)
 neurite_find_dependency(nlohmann_json)
 neurite_find_dependency(OpenMP)
 neurite_find_dependency(ZLIB)
+neurite_find_dependency(yaml-cpp)
 # Debian's dnnl CMake config insists on OpenCL, which the CPU library never
 # uses: find the library and header directly.
 if(NOT TARGET DNNL::dnnl)

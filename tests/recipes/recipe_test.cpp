@@ -1,0 +1,204 @@
+// Recipes: parsing (variables, eval, stages, Markdown, step fields), errors
+// with file:line and field, the update plan, and the manager on a model.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "neurite/autograd/error.h"
+#include "neurite/layers/models.h"
+#include "neurite/recipes/manager.h"
+#include "recipes/expression.h"
+#include "support/temp_dir.h"
+
+namespace neurite::recipes {
+namespace {
+
+const char* kGmp = R"(version: 1.1.0
+num_epochs: 6
+pruning_end: eval(num_epochs - 1)
+final: 0.8
+
+modifiers:
+  - !EpochRangeModifier
+    start_epoch: 0
+    end_epoch: eval(num_epochs)
+
+  - !GMPruningModifier
+    params: __ALL_PRUNABLE__
+    init_sparsity: 0.05
+    final_sparsity: final
+    start_epoch: 0.0
+    end_epoch: pruning_end
+    update_frequency: 1.0
+    mask_type: [4, 1]
+)";
+
+TEST(Expression, ArithmeticAsPython) {
+  auto none = [](const std::string& n) -> double { throw ValueError("unresolved variable '" + n + "'"); };
+  auto x = [](const std::string&) { return 7.0; };
+  EXPECT_DOUBLE_EQ(detail::evaluate("1 + 2 * 3 ** 2", none), 19);
+  EXPECT_DOUBLE_EQ(detail::evaluate("-2 ** 2", none), -4);
+  EXPECT_DOUBLE_EQ(detail::evaluate("7 // 2 + 7 % 3 + -7 // 2", none), 3 + 1 - 4);
+  EXPECT_DOUBLE_EQ(detail::evaluate("max(1, x, 3) - min(abs(-2), 5) + int(2.7) + round(2.5)", x), 7 - 2 + 2 + 2);
+  for (const char* bad : {"1 +", "(1", "import os", "x.y", "1 / 0", "pow(2, 3)"})
+    EXPECT_THROW(detail::evaluate(bad, x), ValueError) << bad;
+}
+
+TEST(Recipe, VariablesEvalAndFields) {
+  const Recipe r = Recipe::parse(kGmp, "gmp.yaml");
+  ASSERT_EQ(r.modifiers.size(), 2u);
+  const Modifier& m = r.modifiers[1];
+  EXPECT_EQ(m.type, "GMPruningModifier");
+  EXPECT_EQ(m.where, "gmp.yaml:11");
+  EXPECT_DOUBLE_EQ(m.end_epoch, 5);
+  EXPECT_DOUBLE_EQ(m.final_sparsity, 0.8);
+  EXPECT_EQ(m.mask_type.str(), "4x1");
+  EXPECT_EQ(r.epochs(), 6.0);
+  const Recipe shorter = Recipe::parse(kGmp, "gmp.yaml", {{"num_epochs", "4"}, {"final", "0.9"}});
+  EXPECT_DOUBLE_EQ(shorter.modifiers[1].end_epoch, 3);
+  EXPECT_DOUBLE_EQ(shorter.modifiers[1].final_sparsity, 0.9);
+  EXPECT_THROW(Recipe::parse(kGmp, "gmp.yaml", {{"nothing", "1"}}), ValueError);
+}
+
+TEST(Plan, CubicRampOfRecipesMd) {
+  const Recipe r = Recipe::parse(R"(modifiers:
+  - !GMPruningModifier {params: __ALL_PRUNABLE__, init_sparsity: 0.05, final_sparsity: 0.8,
+                        start_epoch: 0, end_epoch: 5, update_frequency: 1}
+)",
+                                 "r.yaml");
+  const auto p = plan(r, 1);
+  ASSERT_EQ(p.size(), 1u);
+  const double want[] = {0.050, 0.416, 0.638, 0.752, 0.794, 0.800};
+  ASSERT_EQ(p[0].updates.size(), 6u);
+  for (int e = 0; e <= 5; ++e) {
+    EXPECT_DOUBLE_EQ(p[0].updates[e].epoch, e);
+    EXPECT_NEAR(p[0].updates[e].sparsity, want[e], 5e-4);
+  }
+  const auto every_step = plan(Recipe::parse(R"(modifiers:
+  - !GMPruningModifier {params: __ALL__, final_sparsity: 0.5, start_epoch: 1, end_epoch: 2, update_frequency: -1}
+)",
+                                             "r.yaml"),
+                               4, 3.0);
+  EXPECT_EQ(every_step[0].updates.size(), 5u);  // epochs 1, 1.25, 1.5, 1.75 and the end at 2
+}
+
+TEST(Recipe, MarkdownStagesAndSteps) {
+  const Recipe r = Recipe::parse(R"(---
+warm: 2
+stage_one:
+  modifiers:
+    - !SetLearningRateModifier {learning_rate: 0.1, start_epoch: 0}
+    - !EpochRangeModifier {start_epoch: 0, end_epoch: eval(warm)}
+stage_two:
+  pruning_modifiers:
+    - !ConstantPruningModifier {params: __ALL_PRUNABLE__, start_epoch: 0, end_epoch: 3}
+    - !GMPruningModifier {params: ["re:.*weight"], final_sparsity: 0.5, start_step: 10, end_step: 50,
+                          update_frequency_steps: 10}
+---
+# Sparse transfer
+Text after the front matter is documentation.
+)",
+                                 "r.md");
+  ASSERT_EQ(r.modifiers.size(), 4u);
+  EXPECT_DOUBLE_EQ(r.modifiers[2].start_epoch, 2);  // stage two starts where stage one ends
+  EXPECT_DOUBLE_EQ(r.modifiers[2].end_epoch, 5);
+  EXPECT_EQ(r.modifiers[3].start_step, 10);
+  EXPECT_EQ(r.modifiers[3].where, "r.md:10");
+  EXPECT_TRUE(r.sets_learning_rate());
+}
+
+void expect_error(const std::string& yaml, const std::string& message) {
+  try {
+    Recipe::parse(yaml, "recipe.yaml");
+    ADD_FAILURE() << "no error for:\n" << yaml;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+  }
+}
+
+TEST(Recipe, ErrorsNameFileLineAndField) {
+  expect_error("modifiers:\n  - !GMPruningModifier\n    params: __ALL__\n    final_sparsity: 1.3\n"
+               "    start_epoch: 0\n    end_epoch: 2\n",
+               "recipe.yaml:4: final_sparsity is 1.3, expected a value in [0, 1)");
+  expect_error("modifiers:\n  - !GMPruningModifier\n    params: __ALL__\n    final_sparsity: 0.5\n"
+               "    start_epoch: 5\n    end_epoch: 2\n",
+               "recipe.yaml:6: end_epoch 2 is before start_epoch 5");
+  expect_error("modifiers:\n  - !GMPruningModifier\n    params: __ALL__\n    sparsity: 0.5\n",
+               "recipe.yaml:4: GMPruningModifier has no field 'sparsity'");
+  expect_error("modifiers:\n  - !MagicModifier {}\n", "recipe.yaml:2: unknown modifier 'MagicModifier'");
+  expect_error("modifiers:\n  - !OBSPruningModifier {}\n", "OBSPruningModifier is not supported yet");
+  expect_error("modifiers:\n  - !SetLearningRateModifier {learning_rate: eval(base * 2)}\n",
+               "unresolved variable 'base'");
+  expect_error("modifiers:\n  - !SetLearningRateModifier {learning_rate: eval(__import__)}\n", "recipe.yaml:2");
+  expect_error("modifiers: [\n  - !EpochRangeModifier\n", "recipe.yaml:");
+  expect_error("version: 1\nlr: 0.1\n", "no modifiers found");
+  expect_error("modifiers:\n  - !GMPruningModifier {params: __ALL__, final_sparsity: 0.5, start_epoch: 0, "
+               "end_epoch: 2, mask_type: triangle}\n",
+               "mask_type 'triangle'");
+  expect_error("a: eval(b)\nb: eval(a)\nmodifiers:\n  - !SetLearningRateModifier {learning_rate: a}\n",
+               "refers to itself");
+  EXPECT_THROW(Recipe::load("/nonexistent/recipe.yaml"), IoError);
+}
+
+TEST(Manager, GradualPruningReachesItsTargetsAndMasksOnlyGrow) {
+  auto model = layers::models::make_model("mlp", {.image_size = 8});
+  optim::Sgd sgd({{.params = model->parameters(), .lr = 0.1}});
+  const Recipe r = Recipe::parse(R"(modifiers:
+  - !GMPruningModifier
+    params: ["re:[13]\\.weight"]
+    final_sparsity: {0.9: ["1.weight"], 0.7: ["3.weight"]}
+    start_epoch: 0
+    end_epoch: 2
+    update_frequency: 0.5
+  - !SetLearningRateModifier {learning_rate: 0.01, start_epoch: 1}
+)",
+                                 "r.yaml");
+  Manager manager(r, *model, sgd, /*steps_per_epoch=*/4);
+  double last = 0;
+  auto sparsity = [&](const char* name) {
+    for (const auto& [n, p] : model->named_parameters())
+      if (n == name) return pruning::sparsity_of(p->value().data());
+    return -1.0;
+  };
+  for (int64_t step = 0; step < 12; ++step) {
+    const double epoch = step / 4.0;
+    manager.before_step(epoch, step);
+    EXPECT_GE(sparsity("1.weight"), last - 1e-12);
+    last = sparsity("1.weight");
+    if (step == 3) {
+      EXPECT_DOUBLE_EQ(sgd.param_groups()[0].lr, 0.1);
+    }
+    manager.after_step(epoch, step);
+  }
+  EXPECT_NEAR(sparsity("1.weight"), 0.9, 1e-3);
+  EXPECT_NEAR(sparsity("3.weight"), 0.7, 1e-3);
+  EXPECT_EQ(sparsity("5.weight"), 0.0);
+  EXPECT_DOUBLE_EQ(sgd.param_groups()[0].lr, 0.01);
+}
+
+TEST(Manager, SelectorsAreCheckedAgainstTheModelAndFreezingWorks) {
+  auto model = layers::models::make_model("mlp", {.image_size = 8});
+  optim::Sgd sgd({{.params = model->parameters()}});
+  try {
+    Manager(Recipe::parse("modifiers:\n  - !ConstantPruningModifier {params: [fc.weight]}\n", "r.yaml"), *model, sgd, 1);
+    FAIL();
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("r.yaml:2: ConstantPruningModifier: selector 'fc.weight' matches no parameter; "
+                                         "the parameters are: 1.weight, 1.bias"),
+              std::string::npos)
+        << e.what();
+  }
+  Manager freeze(Recipe::parse("modifiers:\n  - !TrainableParamsModifier {params: [\"re:[13]\\\\..*\"], "
+                               "trainable: false, start_epoch: 0, end_epoch: 1}\n",
+                               "r.yaml"),
+                 *model, sgd, 2);
+  freeze.before_step(0, 0);
+  EXPECT_FALSE(model->named_parameters()[0].second->value().requires_grad());
+  EXPECT_TRUE(model->named_parameters()[4].second->value().requires_grad());
+  freeze.before_step(0.5, 1);
+  freeze.before_step(1.0, 2);  // the end: unfrozen again
+  EXPECT_TRUE(model->named_parameters()[0].second->value().requires_grad());
+}
+
+}  // namespace
+}  // namespace neurite::recipes
