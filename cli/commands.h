@@ -3,6 +3,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <map>
+#include <string>
+#include <vector>
+
 namespace neurite::cli {
 
 void add_train(CLI::App& app);
@@ -10,6 +14,10 @@ void add_eval(CLI::App& app);
 void add_info(CLI::App& app);
 void add_bench_train(CLI::App& app);
 void add_prune(CLI::App& app);
+void add_recipe(CLI::App& app);
+
+// --recipe-var name=value pairs; ValueError for one without '='.
+std::map<std::string, std::string> parse_recipe_vars(const std::vector<std::string>& pairs);
 
 // Applies --threads (0: all cores).
 void set_threads(int threads);

@@ -2,7 +2,9 @@
 // checkpoint (--init, transfer learning) or from an interrupted run (--resume).
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -10,6 +12,7 @@
 #include "neurite/autograd/error.h"
 #include "neurite/data/readers.h"
 #include "neurite/layers/init.h"
+#include "neurite/recipes/manager.h"
 #include "neurite/train/trainer.h"
 
 namespace neurite::cli {
@@ -19,7 +22,8 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TrainArgs {
-  std::string model, data, val_data, init, resume, out, optimizer, schedule = "cosine";
+  std::string model, data, val_data, init, resume, out, optimizer, schedule = "cosine", recipe;
+  std::vector<std::string> recipe_vars;
   int64_t epochs = 10, batch_size = 128, num_classes = 0;
   double lr = 0, weight_decay = -1, momentum = 0.9, warmup_epochs = 0, clip_grad_norm = 0;
   int threads = 0;
@@ -31,7 +35,8 @@ nlohmann::json to_json(const TrainArgs& a) {
           {"init", a.init},         {"optimizer", a.optimizer}, {"schedule", a.schedule},
           {"epochs", a.epochs},     {"batch_size", a.batch_size}, {"num_classes", a.num_classes},
           {"lr", a.lr},             {"weight_decay", a.weight_decay}, {"momentum", a.momentum},
-          {"warmup_epochs", a.warmup_epochs}, {"clip_grad_norm", a.clip_grad_norm}, {"seed", a.seed}};
+          {"warmup_epochs", a.warmup_epochs}, {"clip_grad_norm", a.clip_grad_norm}, {"seed", a.seed},
+          {"recipe", a.recipe}, {"recipe_vars", a.recipe_vars}};
 }
 
 // On --resume, the run's saved arguments fill every option not given again.
@@ -57,6 +62,8 @@ void fill_from_saved(CLI::App& cmd, TrainArgs& a, const std::string& dir) {
   fill("--warmup-epochs", "warmup_epochs", a.warmup_epochs);
   fill("--clip-grad-norm", "clip_grad_norm", a.clip_grad_norm);
   fill("--seed", "seed", a.seed);
+  fill("--recipe", "recipe", a.recipe);
+  fill("--recipe-var", "recipe_vars", a.recipe_vars);
   if (a.out.empty()) a.out = dir;
 }
 
@@ -83,6 +90,17 @@ void load_init(layers::Module& model, const std::string& path) {
   fmt::print(stderr, "init: {} of {} tensors from {}\n", matched.size(), own.size(), path);
 }
 
+// Drives a recipe's manager from the Trainer's step events.
+class RecipeCallback : public train::Callback {
+ public:
+  explicit RecipeCallback(recipes::Manager& manager) : manager_(manager) {}
+  void before_step(double epoch, int64_t step) override { manager_.before_step(epoch, step); }
+  void after_step(double epoch, int64_t step) override { manager_.after_step(epoch, step); }
+
+ private:
+  recipes::Manager& manager_;
+};
+
 bool uses_adam(const TrainArgs& a) { return a.optimizer == "adam" || a.optimizer == "adamw"; }
 
 void run(CLI::App& cmd, TrainArgs a) {
@@ -91,6 +109,14 @@ void run(CLI::App& cmd, TrainArgs a) {
   check<ValueError>(!a.data.empty(), "train: --data is required (or --resume DIR)");
   check<ValueError>(!a.out.empty(), "train: --out is required");
   set_threads(a.threads);
+  std::optional<recipes::Recipe> recipe;
+  if (!a.recipe.empty()) {
+    recipe = recipes::Recipe::load(a.recipe, parse_recipe_vars(a.recipe_vars));
+    if (auto length = recipe->epochs()) {  // the recipe sets the run's length (EpochRangeModifier)
+      a.epochs = static_cast<int64_t>(std::ceil(*length));
+      fmt::print(stderr, "recipe: {} sets {} epochs\n", a.recipe, a.epochs);
+    }
+  }
   // Good defaults per family: SGD + momentum for conv nets, AdamW for transformers.
   const bool transformer = a.model == "vit-tiny" || a.model == "transformer";
   if (a.optimizer.empty()) a.optimizer = transformer ? "adamw" : "sgd";
@@ -141,10 +167,18 @@ void run(CLI::App& cmd, TrainArgs a) {
       {"step", optim::Schedule::step(std::max<double>(1, static_cast<double>(a.epochs) / 3), 0.1)}};
   check<ValueError>(schedules.count(a.schedule), "--schedule is '{}', expected cosine, constant or step", a.schedule);
   optim::LrScheduler scheduler(*optimizer, schedules.at(a.schedule), loader.batches_per_epoch());
+  const bool recipe_sets_lr = recipe && recipe->sets_learning_rate();  // then the recipe alone sets it
+  std::unique_ptr<recipes::Manager> manager;
+  std::unique_ptr<RecipeCallback> callback;
+  if (recipe) {
+    tmpl.recipe = recipe->text;
+    manager = std::make_unique<recipes::Manager>(*recipe, *model, *optimizer, loader.batches_per_epoch());
+    callback = std::make_unique<RecipeCallback>(*manager);
+  }
 
   fs::create_directories(a.out);
   std::ofstream(fs::path(a.out) / "args.json") << to_json(a).dump(2) << "\n";
-  train::Trainer trainer(model, *optimizer, &scheduler, loader, val_set,
+  train::Trainer trainer(model, *optimizer, recipe_sets_lr ? nullptr : &scheduler, loader, val_set,
                          {.epochs = a.epochs, .out_dir = a.out, .clip_grad_norm = a.clip_grad_norm,
                           .checkpoint_template = tmpl});
   if (!a.resume.empty()) {
@@ -152,7 +186,9 @@ void run(CLI::App& cmd, TrainArgs a) {
     check<IoError>(fs::is_regular_file(ckpt), "--resume {}: no checkpoint.h5 yet (the run ended before epoch 1)",
                    a.resume);
     trainer.resume(train::load_checkpoint(ckpt.string()));
+    if (manager) manager->fast_forward(trainer.step());
   }
+  if (callback) trainer.add_callback(callback.get());
   fmt::print(stderr, "train: {} ({} parameters) on {} ({} examples, validating on {}), {} epochs, {} lr {}\n", a.model,
              model->parameter_count(), a.data, train_set->size(), val_set->size(), a.epochs, a.optimizer, a.lr);
   const train::Summary s = trainer.fit();
@@ -183,6 +219,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "Threads (0: all cores)");
   cmd->add_option("--seed", args->seed, "Seed of initialisation, shuffling and dropout")->capture_default_str();
   cmd->add_option("--resume", args->resume, "Continue the interrupted run in DIR");
+  cmd->add_option("--recipe", args->recipe, "SparseML recipe (YAML or Markdown) driving pruning, LR and freezing");
+  cmd->add_option("--recipe-var", args->recipe_vars, "Override a recipe variable: name=value (repeatable)");
   cmd->add_option("--out", args->out, "Output folder: checkpoint.h5, metrics.jsonl, summary.json");
   cmd->callback([cmd, args] { run(*cmd, *args); });
 }

@@ -124,7 +124,7 @@ double learning_rate_at(const Modifier& m, double epoch, const UpdateClock& cloc
 }  // namespace
 
 Manager::Manager(const Recipe& recipe, layers::Module& model, optim::Optimizer& optimizer, int64_t steps_per_epoch)
-    : recipe_(recipe) {
+    : recipe_(recipe), steps_per_epoch_(steps_per_epoch) {
   for (const Modifier& m : recipe_.modifiers) {
     auto a = std::make_unique<Active>(m, steps_per_epoch);
     if (m.is_pruning() || m.is_constant_pruning() || m.type == "TrainableParamsModifier") {
@@ -212,5 +212,19 @@ void Manager::before_step(double epoch, int64_t) {
 }
 
 void Manager::after_step(double, int64_t) {}
+
+void Manager::fast_forward(int64_t steps) {
+  for (int64_t s = 0; s < steps; ++s) {
+    const double epoch = static_cast<double>(s) / static_cast<double>(steps_per_epoch_);
+    for (auto& a : active_)
+      if (a->clock.due(epoch) && !a->started) {
+        a->started = true;
+        for (auto& [name, p] : a->params) {
+          a->init.push_back(a->m.init_from_param ? pruning::sparsity_of(p->value().data()) : a->m.init_sparsity);
+          a->was_trainable.push_back(true);
+        }
+      }
+  }
+}
 
 }  // namespace neurite::recipes

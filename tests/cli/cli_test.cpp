@@ -92,6 +92,40 @@ TEST(Cli, TrainResumeEvalAndInfo) {
   EXPECT_NE(r.out.find("init: classifier.4.weight is [3,128]"), std::string::npos) << r.out;
 }
 
+TEST(Cli, TrainWithARecipePrunesAndRecipeCheckPlans) {
+  const fs::path dir = temp_dir("cli_recipe");
+  const std::string train = write_bands(dir, 120, 3);
+  std::ofstream(dir / "gmp.yaml") << R"(num_epochs: 3
+modifiers:
+  - !EpochRangeModifier {start_epoch: 0, end_epoch: eval(num_epochs)}
+  - !LearningRateFunctionModifier {lr_func: linear, init_lr: 0.05, final_lr: 0.001, start_epoch: 0, end_epoch: 3}
+  - !GMPruningModifier {params: __ALL_PRUNABLE__, init_sparsity: 0.1, final_sparsity: 0.8, start_epoch: 0,
+                        end_epoch: 2, update_frequency: 0.5, mask_type: "4x1"}
+)";
+  const std::string recipe = (dir / "gmp.yaml").string(), run = (dir / "run").string();
+  Result r = neurite_cli("recipe check " + recipe + " --steps-per-epoch 4 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto planned = nlohmann::json::parse(r.out)["modifiers"];
+  ASSERT_EQ(planned.size(), 3u);
+  EXPECT_EQ(planned[2]["type"], "GMPruningModifier");
+  EXPECT_EQ(planned[2]["updates"].size(), 5u);  // epochs 0, 0.5, 1, 1.5 and the end at 2
+  EXPECT_DOUBLE_EQ(planned[2]["updates"].back()["sparsity"].get<double>(), 0.8);
+
+  r = neurite_cli("train --model cnn --data h5:" + train + " --batch-size 20 --recipe " + recipe +
+                  " --recipe-var num_epochs=3 --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("sets 3 epochs"), std::string::npos) << r.out;
+  r = neurite_cli("info " + run + "/checkpoint.h5 --json");
+  const auto info = nlohmann::json::parse(r.out);
+  for (const auto& p : info["parameters"])
+    if (p["shape"].size() >= 2) EXPECT_NEAR(p["sparsity"].get<double>(), 0.8, 0.03) << p["name"];
+
+  std::ofstream(dir / "bad.yaml") << "modifiers:\n  - !GMPruningModifier\n    params: __ALL__\n    final_sparsity: 2\n";
+  r = neurite_cli("recipe check " + (dir / "bad.yaml").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("bad.yaml:4: final_sparsity is 2, expected a value in [0, 1)"), std::string::npos) << r.out;
+}
+
 TEST(Cli, BenchTrainPrintsJson) {
   const Result r = neurite_cli("bench-train --model mlp --batch-size 16 --steps 2 --warmup 1 --threads 1 --json");
   ASSERT_EQ(r.code, 0) << r.out;

@@ -52,12 +52,16 @@ class Manager {
   // Before optimizer step `step` (counted from 0 over the run) at fractional `epoch`.
   void before_step(double epoch, int64_t step);
   void after_step(double epoch, int64_t step);
+  // Resuming at `steps`: advances every clock past the steps already taken,
+  // without acting (the checkpoint holds their masks and settings).
+  void fast_forward(int64_t steps);
   const Recipe& recipe() const { return recipe_; }
 
  private:
   struct Active;  // one per modifier, with its clock and state
   Recipe recipe_;
   optim::Optimizer* optimizer_ = nullptr;
+  int64_t steps_per_epoch_;
   std::vector<std::unique_ptr<Active>> active_;
 };
 
