@@ -27,7 +27,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	./$(BUILD)/examples/autograd_tour
+	BUILD=$(BUILD) bash scripts/demo.sh
 
 bench: build
 	@bash scripts/install-deps.sh --bench

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The main job (make demo): pretrain `cnn` on Fashion-MNIST once, transfer it
+# to MNIST digits twice -- dense, and pruned to 90 % by the shipped GMP recipe
+# -- and print a summary. Runs are kept in $WORK (default build/demo); the
+# pretrained base is reused when it is already there.
+set -euo pipefail
+build=${BUILD:-build}
+work=${WORK:-$build/demo}
+threads=${THREADS:-0}
+neurite="$build/neurite"
+mkdir -p "$work"
+start=$(date +%s)
+
+seconds_of() { sed -n 's/.*"seconds": \([0-9.]*\).*/\1/p' "$1/summary.json" | head -1; }
+top1_of() { "$neurite" eval --checkpoint "$1/checkpoint.h5" --data mnist-digits --json --threads "$threads" |
+  sed -n 's/.*"top1":\([0-9.e-]*\).*/\1/p'; }
+sparsity_of() { "$neurite" info "$1/checkpoint.h5" --json | tr -d ' \n' |
+  sed -n 's/.*"total":{[^}]*"sparsity":\([0-9.e-]*\).*/\1/p'; }
+
+if [ -f "$work/base/summary.json" ]; then
+  echo "== base: reusing $work/base (cnn pretrained on Fashion-MNIST)"
+else
+  echo "== base: pretraining cnn on Fashion-MNIST (3 epochs)"
+  rm -rf "$work/base"
+  "$neurite" train --model cnn --data fashion-mnist --epochs 3 --batch-size 128 --threads "$threads" --out "$work/base"
+fi
+
+echo "== dense transfer to MNIST digits (5 epochs)"
+rm -rf "$work/dense"
+"$neurite" train --model cnn --data mnist-digits --init "$work/base/checkpoint.h5" --epochs 5 --batch-size 64 \
+  --lr 0.02 --threads "$threads" --out "$work/dense"
+
+echo "== sparse transfer to MNIST digits (recipes/library/gmp90_transfer.yaml)"
+rm -rf "$work/sparse"
+"$neurite" train --model cnn --data mnist-digits --init "$work/base/checkpoint.h5" --batch-size 64 \
+  --recipe recipes/library/gmp90_transfer.yaml --threads "$threads" --out "$work/sparse"
+
+echo
+echo "== per-layer sparsity of the sparse model"
+"$neurite" info "$work/sparse/checkpoint.h5"
+echo
+echo "== summary: cnn, Fashion-MNIST -> MNIST digits (2,000 test digits)"
+printf "%-8s %10s %12s %12s\n" run "top-1" sparsity "train s"
+for run in dense sparse; do
+  awk -v run="$run" -v top1="$(top1_of "$work/$run")" -v sparsity="$(sparsity_of "$work/$run")" \
+    -v secs="$(seconds_of "$work/$run")" 'BEGIN { printf "%-8s %9.2f%% %11.1f%% %12.0f\n", run, 100 * top1, 100 * sparsity, secs }'
+done
+echo "curves: $work/dense/curves.svg, $work/sparse/curves.svg; demo took $(( $(date +%s) - start )) s"
