@@ -1,0 +1,172 @@
+// What each modifier changes (and what it leaves alone), block-exact final
+// sparsity, and resuming in the middle of a recipe.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "neurite/data/dataset.h"
+#include "neurite/layers/init.h"
+#include "neurite/layers/models.h"
+#include "neurite/recipes/manager.h"
+#include "neurite/train/trainer.h"
+#include "support/temp_dir.h"
+
+namespace neurite::recipes {
+
+using autograd::Tensor;
+namespace {
+
+struct Snapshot {
+  std::vector<double> lr, wd;
+  std::vector<bool> trainable;
+  std::vector<bool> masked;
+};
+
+Snapshot snapshot(const layers::Module& model, const optim::Optimizer& opt) {
+  Snapshot s;
+  for (const auto& g : opt.param_groups()) {
+    s.lr.push_back(g.lr);
+    s.wd.push_back(g.weight_decay);
+  }
+  for (const auto& [name, p] : model.named_parameters()) {
+    s.trainable.push_back(p->value().requires_grad());
+    s.masked.push_back(p->has_mask());
+  }
+  return s;
+}
+
+TEST(Modifiers, EachChangesWhatItShouldAndNothingElse) {
+  auto model = layers::models::make_model("cnn", {.image_size = 8});
+  optim::Sgd sgd({{.params = model->parameters(), .lr = 0.1, .weight_decay = 1e-4}});
+  const Snapshot before = snapshot(*model, sgd);
+  auto run = [&](const std::string& modifier, double epoch) {
+    Manager m(Recipe::parse("modifiers:\n  - " + modifier + "\n", "r.yaml"), *model, sgd, 4);
+    for (int64_t s = 0; s <= static_cast<int64_t>(epoch * 4); ++s) m.before_step(s / 4.0, s);
+  };
+  run("!SetLearningRateModifier {learning_rate: 0.03, start_epoch: 1}", 1.0);
+  Snapshot after = snapshot(*model, sgd);
+  EXPECT_EQ(after.lr, std::vector<double>{0.03});
+  EXPECT_EQ(after.wd, before.wd);
+  EXPECT_EQ(after.trainable, before.trainable);
+  EXPECT_EQ(after.masked, before.masked);
+
+  run("!SetWeightDecayModifier {weight_decay: 0.01, start_epoch: 0}", 0.0);
+  after = snapshot(*model, sgd);
+  EXPECT_EQ(after.wd, std::vector<double>{0.01});
+  EXPECT_EQ(after.lr, std::vector<double>{0.03});
+  EXPECT_EQ(after.trainable, before.trainable);
+
+  run("!TrainableParamsModifier {params: [\"re:features\\\\..*\"], trainable: false, start_epoch: 0}", 0.0);
+  after = snapshot(*model, sgd);
+  const auto params = model->named_parameters();
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_EQ(after.trainable[i], params[i].first.rfind("features", 0) != 0) << params[i].first;
+  EXPECT_EQ(after.lr, std::vector<double>{0.03});
+  EXPECT_EQ(after.masked, before.masked);
+}
+
+TEST(Modifiers, LearningRateCurvesFollowTheirFunctions) {
+  auto model = layers::models::make_model("mlp", {.image_size = 4});
+  optim::Sgd sgd({{.params = model->parameters(), .lr = 1.0}});
+  auto lr_at = [&](const std::string& modifier, double epoch) {
+    Manager m(Recipe::parse("modifiers:\n  - " + modifier + "\n", "r.yaml"), *model, sgd, 10);
+    m.before_step(epoch, static_cast<int64_t>(epoch * 10));
+    return sgd.param_groups()[0].lr;
+  };
+  const std::string linear = "!LearningRateFunctionModifier {lr_func: linear, init_lr: 0.1, final_lr: 0.0, start_epoch: 0, end_epoch: 4}";
+  EXPECT_NEAR(lr_at(linear, 1.0), 0.075, 1e-12);
+  const std::string cosine = "!LearningRateFunctionModifier {lr_func: cosine, init_lr: 0.1, final_lr: 0.0, start_epoch: 0, end_epoch: 4}";
+  EXPECT_NEAR(lr_at(cosine, 2.0), 0.05, 1e-12);
+  const std::string step = "!LearningRateModifier {lr_class: StepLR, lr_kwargs: {step_size: 2, gamma: 0.5}, init_lr: 0.2, start_epoch: 0, end_epoch: 10}";
+  EXPECT_NEAR(lr_at(step, 4.5), 0.05, 1e-12);
+  const std::string multi = "!LearningRateModifier {lr_class: MultiStepLR, lr_kwargs: {milestones: [1, 3], gamma: 0.1}, init_lr: 1.0, start_epoch: 0, end_epoch: 10}";
+  EXPECT_NEAR(lr_at(multi, 2.0), 0.1, 1e-12);
+}
+
+TEST(Modifiers, FinalSparsityIsExactToOneWeightOrOneBlock) {
+  for (const std::string mask : {"unstructured", "[4,1]"}) {
+    auto model = layers::models::make_model("cnn", {.image_size = 8});
+    optim::Sgd sgd({{.params = model->parameters()}});
+    Manager m(Recipe::parse("modifiers:\n  - !GMPruningModifier {params: __ALL_PRUNABLE__, final_sparsity: 0.85, "
+                            "start_epoch: 0, end_epoch: 1, update_frequency: 0.5, mask_type: " + mask + "}\n",
+                            "r.yaml"),
+              *model, sgd, 2);
+    for (int64_t s = 0; s <= 2; ++s) m.before_step(s / 2.0, s);
+    for (const auto& name : pruning::select(*model, {"__ALL_PRUNABLE__"}))
+      for (const auto& [n, p] : model->named_parameters())
+        if (n == name) {
+          const double zeros = pruning::sparsity_of(p->value().data()) * static_cast<double>(p->numel());
+          const double group = mask == "unstructured" ? 1.0 : 4.0;
+          EXPECT_LE(std::abs(zeros - 0.85 * static_cast<double>(p->numel())), group) << mask << " " << n;
+        }
+  }
+}
+
+// Class k of 3 lights up band k of an 8x8 image.
+std::shared_ptr<data::TensorDataset> bands(int64_t n) {
+  Tensor x = Tensor::rand({n, 1, 8, 8}, 5, 0, 0.2f), y = Tensor::randint({n}, 6, 0, 3);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < 16; ++k) x.data<float>()[i * 64 + 16 * y.data<int64_t>()[i] + k] += 0.8f;
+  return std::make_shared<data::TensorDataset>(x, y, 3, "bands");
+}
+
+struct RecipeRun {
+  std::shared_ptr<layers::UnaryModule> model;
+  std::unique_ptr<optim::Sgd> sgd;
+  std::unique_ptr<data::DataLoader> loader;
+  std::unique_ptr<Manager> manager;
+  std::unique_ptr<train::Trainer> trainer;
+  struct Hook : train::Callback {
+    Manager* m;
+    void before_step(double e, int64_t s) override { m->before_step(e, s); }
+  } hook;
+};
+
+std::unique_ptr<RecipeRun> recipe_run(const std::string& dir, int64_t epochs, const Recipe& recipe,
+                                      std::shared_ptr<data::TensorDataset> data) {
+  auto r = std::make_unique<RecipeRun>();
+  layers::manual_seed(3);
+  train::Checkpoint tmpl;
+  tmpl.model = "cnn";
+  tmpl.options = {.image_size = 8, .num_classes = 3};
+  tmpl.recipe = recipe.text;
+  r->model = layers::models::make_model("cnn", tmpl.options);
+  r->sgd = std::make_unique<optim::Sgd>(std::vector<optim::ParamGroup>{{.params = r->model->parameters(), .lr = 0.05}},
+                                        optim::SgdOptions{.momentum = 0.9});
+  r->loader = std::make_unique<data::DataLoader>(data, data::DataLoaderOptions{.batch_size = 16, .seed = 4});
+  r->manager = std::make_unique<Manager>(recipe, *r->model, *r->sgd, r->loader->batches_per_epoch());
+  r->hook.m = r->manager.get();
+  r->trainer = std::make_unique<train::Trainer>(
+      r->model, *r->sgd, nullptr, *r->loader, data,
+      train::TrainerOptions{.epochs = epochs, .out_dir = dir, .log = [](auto&) {}, .checkpoint_template = tmpl});
+  r->trainer->add_callback(&r->hook);
+  return r;
+}
+
+TEST(Manager, ResumingMidRecipeContinuesTheSchedule) {
+  const Recipe recipe = Recipe::parse(R"(modifiers:
+  - !LearningRateFunctionModifier {lr_func: cosine, init_lr: 0.05, final_lr: 0.001, start_epoch: 0, end_epoch: 4}
+  - !GMPruningModifier {params: __ALL_PRUNABLE__, final_sparsity: 0.8, start_epoch: 0, end_epoch: 3,
+                        update_frequency: 0.5, mask_type: "[4,1]"}
+)",
+                                      "r.yaml");
+  auto data = bands(80);
+  const auto whole = testing::temp_dir("recipes_whole"), split = testing::temp_dir("recipes_split");
+  auto a = recipe_run(whole.string(), 4, recipe, data);
+  a->trainer->fit();
+  auto b = recipe_run(split.string(), 2, recipe, data);  // stopped after 2 of 4 epochs
+  b->trainer->fit();
+  auto c = recipe_run(split.string(), 4, recipe, data);
+  const train::Checkpoint ckpt = train::load_checkpoint((split / "checkpoint.h5").string());
+  EXPECT_EQ(ckpt.recipe, recipe.text);
+  c->trainer->resume(ckpt);
+  c->manager->fast_forward(c->trainer->step());
+  c->trainer->fit();
+  const auto want = a->model->state_dict(), got = c->model->state_dict();
+  for (const auto& [name, t] : want)
+    EXPECT_EQ(std::memcmp(t.bytes(), got.at(name).bytes(), t.nbytes()), 0) << name;
+  EXPECT_NEAR(train::weight_sparsity(*c->model), 0.8, 0.01);
+}
+
+}  // namespace
+}  // namespace neurite::recipes
