@@ -95,7 +95,6 @@ class RecipeCallback : public train::Callback {
  public:
   explicit RecipeCallback(recipes::Manager& manager) : manager_(manager) {}
   void before_step(double epoch, int64_t step) override { manager_.before_step(epoch, step); }
-  void after_step(double epoch, int64_t step) override { manager_.after_step(epoch, step); }
 
  private:
   recipes::Manager& manager_;

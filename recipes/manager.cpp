@@ -211,8 +211,6 @@ void Manager::before_step(double epoch, int64_t) {
   }
 }
 
-void Manager::after_step(double, int64_t) {}
-
 void Manager::fast_forward(int64_t steps) {
   for (int64_t s = 0; s < steps; ++s) {
     const double epoch = static_cast<double>(s) / static_cast<double>(steps_per_epoch_);

@@ -129,7 +129,6 @@ double Trainer::train_epoch() {
     optimizer_.step();
     ++step_;
     if (scheduler_ != nullptr) scheduler_->step();
-    for (Callback* c : callbacks_) c->after_step(epoch_now, step_);
     const float value = loss.data().item();
     check<ValueError>(std::isfinite(value), "training diverged: loss is {} at epoch {} step {}", value, epoch_ + 1,
                       step_);

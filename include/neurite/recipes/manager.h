@@ -3,8 +3,8 @@
 // recipe without running it (`neurite recipe check`).
 //
 //   recipes::Manager manager(recipe, *model, optimizer, loader.batches_per_epoch());
-//   // in the loop, around each optimizer step:
-//   manager.before_step(epoch, step);  ...  manager.after_step(epoch, step);
+//   // in the training loop:
+//   manager.before_step(epoch, step);  // before each optimizer step
 #pragma once
 
 #include <memory>
@@ -51,7 +51,6 @@ class Manager {
   ~Manager();
   // Before optimizer step `step` (counted from 0 over the run) at fractional `epoch`.
   void before_step(double epoch, int64_t step);
-  void after_step(double epoch, int64_t step);
   // Resuming at `steps`: advances every clock past the steps already taken,
   // without acting (the checkpoint holds their masks and settings).
   void fast_forward(int64_t steps);

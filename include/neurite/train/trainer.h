@@ -34,8 +34,6 @@ class Callback {
   virtual ~Callback() = default;
   // Before the optimizer step `step` (counted over the run), at fractional epoch `epoch`.
   virtual void before_step(double epoch, int64_t step) {}
-  // After the optimizer step.
-  virtual void after_step(double epoch, int64_t step) {}
 };
 
 struct TrainerOptions {
