@@ -103,4 +103,27 @@ void write_svg(const std::vector<LineChart>& charts, const std::string& path) {
 
 void write_svg(const LineChart& chart, const std::string& path) { write_svg(std::vector<LineChart>{chart}, path); }
 
+void write_svg(const BarChart& chart, const std::string& path) {
+  constexpr double kLabel = 260, kBar = 320, kRow = 18;
+  const double height = kTop + kRow * static_cast<double>(chart.labels.size()) + 30;
+  std::ofstream out(path);
+  check<IoError>(out.good(), "{}: cannot write", path);
+  out << fmt::format(
+      "<svg xmlns='http://www.w3.org/2000/svg' width='{:.0f}' height='{:.0f}' font-family='sans-serif'>\n"
+      "<rect width='100%' height='100%' fill='white'/>\n"
+      "<text x='{:.0f}' y='20' font-size='14' text-anchor='middle' font-weight='bold'>{}</text>\n",
+      kLabel + kBar + 80, height, (kLabel + kBar + 80) / 2, escape(chart.title));
+  for (size_t i = 0; i < chart.labels.size() && i < chart.values.size(); ++i) {
+    const double y = kTop + kRow * static_cast<double>(i), v = chart.values[i];
+    const double w = chart.max > 0 ? std::clamp(v / chart.max, 0.0, 1.0) * kBar : 0;
+    out << fmt::format(
+        "<text x='{:.0f}' y='{:.1f}' font-size='11' text-anchor='end'>{}</text>"
+        "<rect x='{:.0f}' y='{:.1f}' width='{:.1f}' height='{:.0f}' fill='{}'/>"
+        "<text x='{:.1f}' y='{:.1f}' font-size='11'>{:.3g}</text>\n",
+        kLabel - 6, y + 12, escape(chart.labels[i]), kLabel, y + 2, w, kRow - 4, kColours[0], kLabel + w + 4, y + 12, v);
+  }
+  out << fmt::format("<text x='{:.0f}' y='{:.0f}' font-size='12' text-anchor='middle'>{}</text>\n</svg>\n",
+                     kLabel + kBar / 2, height - 8, escape(chart.value_label));
+}
+
 }  // namespace neurite::train

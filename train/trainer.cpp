@@ -177,6 +177,19 @@ void Trainer::plot_curves() {
   write_svg({LineChart{title + ": loss", "epoch", "cross-entropy", {train_loss, val_loss}},
              LineChart{title + ": validation top-1", "epoch", "%", {top1}}},
             (fs::path(options_.out_dir) / "curves.svg").string());
+  // DIR/sparsity.svg once anything is pruned: the sparsity of each weight tensor.
+  BarChart bars{title + ": sparsity per layer", "fraction of zero weights", {}, {}, 1.0};
+  bool pruned = false;
+  for (const auto& [name, p] : model_->named_parameters()) {
+    if (p->shape().size() < 2) continue;
+    pruned = pruned || p->has_mask();
+    int64_t zeros = 0;
+    const float* w = p->value().data().data<float>();
+    for (int64_t i = 0; i < p->numel(); ++i) zeros += w[i] == 0.0f;
+    bars.labels.push_back(name);
+    bars.values.push_back(static_cast<double>(zeros) / static_cast<double>(p->numel()));
+  }
+  if (pruned) write_svg(bars, (fs::path(options_.out_dir) / "sparsity.svg").string());
 }
 
 Summary Trainer::fit() {

@@ -115,6 +115,7 @@ modifiers:
                   " --recipe-var num_epochs=3 --out " + run);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("sets 3 epochs"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(fs::path(run) / "sparsity.svg"));
   r = neurite_cli("info " + run + "/checkpoint.h5 --json");
   const auto info = nlohmann::json::parse(r.out);
   for (const auto& p : info["parameters"])

@@ -20,8 +20,17 @@ struct LineChart {
   std::vector<Series> series;
 };
 
+// Horizontal bars, one per label (e.g. per-layer sparsity), values in [0, max].
+struct BarChart {
+  std::string title, value_label;
+  std::vector<std::string> labels;
+  std::vector<double> values;
+  double max = 1.0;
+};
+
 // Throws IoError if the file cannot be written.
 void write_svg(const LineChart& chart, const std::string& path);
+void write_svg(const BarChart& chart, const std::string& path);
 // Several charts side by side in one SVG.
 void write_svg(const std::vector<LineChart>& charts, const std::string& path);
 
