@@ -169,6 +169,7 @@ class ModifierReader {
       m_.init_lr = non_negative("init_lr", true);
       m_.final_lr = non_negative("final_lr", true);
       m_.cycle_epochs = number_or("cycle_epochs", 1.0);
+      check<ValueError>(m_.end_epoch >= 0 || m_.end_step, "{}: {} needs end_epoch (or end_step)", m_.where, m_.type);
       check<ValueError>(m_.cycle_epochs > 0, "{}: cycle_epochs is {}, expected > 0", at("cycle_epochs"),
                         m_.cycle_epochs);
     }

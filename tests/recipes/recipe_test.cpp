@@ -137,6 +137,8 @@ TEST(Recipe, ErrorsNameFileLineAndField) {
                "mask_type 'triangle'");
   expect_error("a: eval(b)\nb: eval(a)\nmodifiers:\n  - !SetLearningRateModifier {learning_rate: a}\n",
                "refers to itself");
+  expect_error("modifiers:\n  - !LearningRateFunctionModifier {lr_func: cosine, init_lr: 0.1, final_lr: 0}\n",
+               "recipe.yaml:2: LearningRateFunctionModifier needs end_epoch");
   EXPECT_THROW(Recipe::load("/nonexistent/recipe.yaml"), IoError);
 }
 
