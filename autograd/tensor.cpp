@@ -1,5 +1,6 @@
 #include "neurite/autograd/tensor.h"
 
+#include <fmt/format.h>
 #include <malloc.h>
 
 #include <tbb/parallel_for.h>
@@ -17,11 +18,7 @@
 
 namespace neurite::autograd {
 
-std::string to_string(const Shape& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
-}
+std::string to_string(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ",")); }
 
 std::string to_string(Dtype dtype) { return dtype == Dtype::f32 ? "float32" : "int64"; }
 
