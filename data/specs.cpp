@@ -13,10 +13,11 @@ namespace fs = std::filesystem;
 
 std::string data_dir() {
   if (const char* dir = std::getenv("NEURITE_DATA_DIR")) return dir;
-  // build/neurite and build/examples/* both find build/data.
-  fs::path exe = fs::read_symlink("/proc/self/exe").parent_path();
-  for (fs::path p = exe; !p.empty() && p != p.root_path(); p = p.parent_path())
-    if (fs::is_directory(p / "data")) return (p / "data").string();
+  // build/neurite finds build/data, and so do build/examples/* and build/tests/*
+  // one level further down; no further, so no unrelated data/ folder is picked up.
+  const fs::path exe = fs::read_symlink("/proc/self/exe").parent_path();
+  for (const fs::path& p : {exe, exe.parent_path()})
+    if (fs::is_directory(p / "data" / "mnist-digits")) return (p / "data").string();
   return (exe / "data").string();
 }
 
