@@ -79,15 +79,8 @@ Variable Dropout::forward(const Variable& x) {
   return dropout(x, p_, true, next_seed());
 }
 
-MaxPool2d::MaxPool2d(int64_t kernel_size, int64_t stride, int64_t padding)
+Pool2d::Pool2d(int64_t kernel_size, int64_t stride, int64_t padding)
     : options_{kernel_size, kernel_size, stride, stride, padding, padding} {}
-
-Variable MaxPool2d::forward(const Variable& x) { return max_pool2d(x, options_); }
-
-AvgPool2d::AvgPool2d(int64_t kernel_size, int64_t stride, int64_t padding)
-    : options_{kernel_size, kernel_size, stride, stride, padding, padding} {}
-
-Variable AvgPool2d::forward(const Variable& x) { return avg_pool2d(x, options_); }
 
 Sequential::Sequential(std::vector<std::shared_ptr<UnaryModule>> layers) {
   for (auto& layer : layers) push_back(std::move(layer));

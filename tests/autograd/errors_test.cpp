@@ -5,20 +5,12 @@
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/parallel.h"
+#include "support/expect_error.h"
 
 namespace neurite::autograd {
 namespace {
 
-// Expects f to throw E with every one of `parts` in its message.
-template <typename E, typename F>
-void expect_error(F f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning " << parts.front();
-  } catch (const E& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << " lacks " << p;
-  }
-}
+using testing::expect_error;
 
 Variable v(const Shape& s) { return Variable(Tensor::zeros(s)); }
 

@@ -15,11 +15,13 @@
 #include "neurite/data/loader.h"
 #include "neurite/data/readers.h"
 #include "neurite/data/transforms.h"
+#include "support/expect_error.h"
 
 namespace neurite::data {
 namespace {
 
 namespace fs = std::filesystem;
+using neurite::testing::expect_error;
 using neurite::testing::temp_dir;
 
 // An IDX file of unsigned bytes; gzip-compressed when `gz`.
@@ -58,12 +60,7 @@ TEST(Idx, TruncatedWrongAndMissingFilesNameTheFile) {
   const fs::path dir = temp_dir("data_idx_bad");
   write_idx(dir / "short", {4, 2, 2}, std::vector<uint8_t>(16, 1), true, 5);
   write_idx(dir / "labels", {4}, {1, 2, 3, 4}, false);
-  try {
-    read_idx_images((dir / "short").string());
-    FAIL();
-  } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find("short: truncated"), std::string::npos) << e.what();
-  }
+  expect_error<FormatError>([&] { read_idx_images((dir / "short").string()); }, {"short: truncated"});
   EXPECT_THROW(read_idx_images((dir / "labels").string()), FormatError);  // 1-D where 3-D is expected
   EXPECT_THROW(read_idx_images((dir / "nothing").string()), IoError);
 }
@@ -118,13 +115,7 @@ TEST(ImageFolder, ClassesFromSubfoldersAndBrokenImagesNamedByTheLoader) {
   auto epoch = loader.epoch(0);
   ASSERT_TRUE(epoch.next().has_value());
   ASSERT_TRUE(epoch.next().has_value());  // samples 2, 3: 0.png, 1.png of cat
-  try {
-    epoch.next();
-    FAIL() << "expected the broken image's error";
-  } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("sample 4 (" + (dir / "cat" / "2.png").string() + ")"), std::string::npos)
-        << e.what();
-  }
+  expect_error<IoError>([&] { epoch.next(); }, {"sample 4 (" + (dir / "cat" / "2.png").string() + ")"});
 }
 
 std::shared_ptr<TensorDataset> numbered(int64_t n) {
@@ -167,12 +158,7 @@ TEST(DataLoader, AWorkersErrorReachesTheCallerWithTheSample) {
   DataLoader loader(ds, o);
   auto epoch = loader.epoch(0);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(epoch.next().has_value());
-  try {
-    epoch.next();
-    FAIL();
-  } catch (const IoError& e) {
-    EXPECT_STREQ(e.what(), "data: sample 13 (numbers): thirteen");
-  }
+  expect_error<IoError>([&] { epoch.next(); }, {"data: sample 13 (numbers): thirteen"});
 }
 
 TEST(Transforms, CropFlipNormalizeResize) {

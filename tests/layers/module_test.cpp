@@ -8,6 +8,7 @@
 #include "neurite/layers/init.h"
 #include "neurite/layers/layers.h"
 #include "neurite/layers/models.h"
+#include "support/expect_error.h"
 
 namespace neurite::layers {
 namespace {
@@ -88,12 +89,8 @@ TEST(Module, StrictLoadListsMissingAndUnexpectedNames) {
   StateDict state = m->state_dict();
   state.erase("3.bias");
   state.emplace("head.weight", Tensor::zeros({1}));
-  try {
-    m->load_state_dict(state);
-    FAIL() << "expected an error";
-  } catch (const ValueError& e) {
-    EXPECT_STREQ(e.what(), "load_state_dict: missing [3.bias], unexpected [head.weight]");
-  }
+  testing::expect_error<ValueError>([&] { m->load_state_dict(state); },
+                                    {"load_state_dict: missing [3.bias], unexpected [head.weight]"});
   EXPECT_NO_THROW(m->load_state_dict(state, /*strict=*/false));
   state = m->state_dict();
   state["5.weight"] = Tensor::zeros({3, 1024});
@@ -114,13 +111,8 @@ TEST(Module, MaskZeroesWeightsAndSurvivesLoading) {
 }
 
 TEST(Module, BadNamesAndOptionsAreRefused) {
-  EXPECT_THROW(models::make_model("resnet21"), ValueError);
-  try {
-    models::make_model("resnet21");
-  } catch (const ValueError& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown model 'resnet21', expected one of: cnn,"), std::string::npos)
-        << e.what();
-  }
+  testing::expect_error<ValueError>([] { models::make_model("resnet21"); },
+                                    {"unknown model 'resnet21', expected one of: cnn,"});
   EXPECT_THROW(MultiheadAttention(10, 3), Error);
   EXPECT_THROW(Dropout(1.0f), ValueError);
   auto vit = models::make_model("vit-tiny");

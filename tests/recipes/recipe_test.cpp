@@ -9,6 +9,7 @@
 #include "neurite/recipes/manager.h"
 #include "recipes/expression.h"
 #include "support/temp_dir.h"
+#include "support/expect_error.h"
 
 namespace neurite::recipes {
 namespace {
@@ -108,12 +109,7 @@ Text after the front matter is documentation.
 }
 
 void expect_error(const std::string& yaml, const std::string& message) {
-  try {
-    Recipe::parse(yaml, "recipe.yaml");
-    ADD_FAILURE() << "no error for:\n" << yaml;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
-  }
+  testing::expect_error<Error>([&] { Recipe::parse(yaml, "recipe.yaml"); }, {message});
 }
 
 TEST(Recipe, ErrorsNameFileLineAndField) {
@@ -180,15 +176,13 @@ TEST(Manager, GradualPruningReachesItsTargetsAndMasksOnlyGrow) {
 TEST(Manager, SelectorsAreCheckedAgainstTheModelAndFreezingWorks) {
   auto model = layers::models::make_model("mlp", {.image_size = 8});
   optim::Sgd sgd({{.params = model->parameters()}});
-  try {
-    Manager(Recipe::parse("modifiers:\n  - !ConstantPruningModifier {params: [fc.weight]}\n", "r.yaml"), *model, sgd, 1);
-    FAIL();
-  } catch (const ValueError& e) {
-    EXPECT_NE(std::string(e.what()).find("r.yaml:2: ConstantPruningModifier: selector 'fc.weight' matches no parameter; "
-                                         "the parameters are: 1.weight, 1.bias"),
-              std::string::npos)
-        << e.what();
-  }
+  testing::expect_error<ValueError>(
+      [&] {
+        Manager(Recipe::parse("modifiers:\n  - !ConstantPruningModifier {params: [fc.weight]}\n", "r.yaml"), *model,
+                sgd, 1);
+      },
+      {"r.yaml:2: ConstantPruningModifier: selector 'fc.weight' matches no parameter; the parameters are: 1.weight, "
+       "1.bias"});
   Manager freeze(Recipe::parse("modifiers:\n  - !TrainableParamsModifier {params: [\"re:[13]\\\\..*\"], "
                                "trainable: false, start_epoch: 0, end_epoch: 1}\n",
                                "r.yaml"),

@@ -13,6 +13,7 @@
 #include "neurite/layers/init.h"
 #include "neurite/train/plot.h"
 #include "neurite/train/trainer.h"
+#include "support/expect_error.h"
 
 #include <sstream>
 
@@ -85,12 +86,8 @@ TEST(Checkpoint, MissingCorruptAndForeignFilesAreClearErrors) {
   fs::resize_file(dir / "cut.h5", size / 2);
   EXPECT_THROW(load_checkpoint((dir / "cut.h5").string()), FormatError);
   data::save_h5((dir / "data.h5").string(), Tensor::zeros({1, 2}), Tensor::zeros({1}, autograd::Dtype::i64));
-  try {
-    load_checkpoint((dir / "data.h5").string());
-    FAIL();
-  } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find("not a Neurite checkpoint"), std::string::npos) << e.what();
-  }
+  testing::expect_error<FormatError>([&] { load_checkpoint((dir / "data.h5").string()); },
+                                     {"not a Neurite checkpoint"});
 }
 
 // Separable synthetic images: class k lights up quadrant k.

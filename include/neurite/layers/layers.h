@@ -90,24 +90,28 @@ class Dropout : public UnaryModule {
   float p_;
 };
 
-class MaxPool2d : public UnaryModule {
+// Square pooling windows; stride 0 means the kernel size, as PyTorch.
+class Pool2d : public UnaryModule {
  public:
-  MaxPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0);  // stride 0: = kernel_size
-  Variable forward(const Variable& x) override;
   const autograd::Pool2dOptions& options() const { return options_; }
 
- private:
+ protected:
+  Pool2d(int64_t kernel_size, int64_t stride, int64_t padding);
   autograd::Pool2dOptions options_;
 };
 
-class AvgPool2d : public UnaryModule {
+class MaxPool2d : public Pool2d {
  public:
-  AvgPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0);
-  Variable forward(const Variable& x) override;
-  const autograd::Pool2dOptions& options() const { return options_; }
+  explicit MaxPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0)
+      : Pool2d(kernel_size, stride, padding) {}
+  Variable forward(const Variable& x) override { return autograd::max_pool2d(x, options_); }
+};
 
- private:
-  autograd::Pool2dOptions options_;
+class AvgPool2d : public Pool2d {
+ public:
+  explicit AvgPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0)
+      : Pool2d(kernel_size, stride, padding) {}
+  Variable forward(const Variable& x) override { return autograd::avg_pool2d(x, options_); }
 };
 
 class AdaptiveAvgPool2d : public UnaryModule {
