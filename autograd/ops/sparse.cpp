@@ -1,0 +1,477 @@
+// Sparse forms of pruned weights and the ops that train them
+// (neurite/autograd/sparse.h). The products themselves live in
+// autograd/kernels/sparse.*; this file lays out their operands.
+#include "neurite/autograd/sparse.h"
+
+#include <tbb/blocked_range2d.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "autograd/kernels/sparse.h"
+#include "neurite/autograd/error.h"
+#include "neurite/autograd/parallel.h"
+
+namespace neurite::autograd {
+
+using kernels::BlockSparse;
+
+std::string to_string(SparseFormat format) {
+  switch (format) {
+    case SparseFormat::csr: return "csr";
+    case SparseFormat::rows4: return "4x1";
+    case SparseFormat::cols4: return "1x4";
+  }
+  return "?";
+}
+
+SparseWeight::~SparseWeight() = default;
+
+namespace {
+
+// True when every aligned br x bc group of the (rows, cols) mask is all kept or all pruned.
+bool has_blocks(const float* m, int64_t rows, int64_t cols, int br, int bc) {
+  if (rows % br != 0 || cols % bc != 0) return false;
+  for (int64_t r0 = 0; r0 < rows; r0 += br)
+    for (int64_t c0 = 0; c0 < cols; c0 += bc) {
+      const bool kept = m[r0 * cols + c0] != 0;
+      for (int r = 0; r < br; ++r)
+        for (int c = 0; c < bc; ++c)
+          if ((m[(r0 + r) * cols + c0 + c] != 0) != kept) return false;
+    }
+  return true;
+}
+
+struct Block {
+  int64_t row_block;
+  int32_t col[4];
+  int64_t value_at;
+};
+
+// A BlockSparse from blocks in any order (a stable counting sort by row block).
+std::unique_ptr<BlockSparse> assemble(int br, int bc, int64_t rows, int64_t cols, const std::vector<Block>& blocks) {
+  auto a = std::make_unique<BlockSparse>();
+  a->block_rows = br;
+  a->block_cols = bc;
+  a->rows = rows;
+  a->cols = cols;
+  const int64_t row_blocks = rows / br;
+  a->row_ptr.assign(static_cast<size_t>(row_blocks + 1), 0);
+  for (const Block& b : blocks) ++a->row_ptr[static_cast<size_t>(b.row_block + 1)];
+  for (int64_t r = 0; r < row_blocks; ++r) a->row_ptr[r + 1] += a->row_ptr[r];
+  std::vector<int64_t> next(a->row_ptr.begin(), a->row_ptr.end() - 1);
+  a->col.resize(blocks.size() * static_cast<size_t>(bc));
+  a->value_at.resize(blocks.size());
+  for (const Block& b : blocks) {
+    const int64_t at = next[static_cast<size_t>(b.row_block)]++;
+    std::copy(b.col, b.col + bc, a->col.begin() + at * bc);
+    a->value_at[static_cast<size_t>(at)] = b.value_at;
+  }
+  return a;
+}
+
+// A weight seen as a matrix: rows = output features or filters, cols =
+// (channel, tap) for convolutions.
+struct WeightGeometry {
+  int64_t rows, channels, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t taps() const { return kh * kw; }
+  int64_t phases() const { return sh * sw; }
+  // The phase plane a tap reads (see ConvPlan).
+  int64_t phase(int64_t i, int64_t j) const { return (i * dh % sh) * sw + j * dw % sw; }
+};
+
+}  // namespace
+
+double SparseWeight::density() const {
+  const int64_t n = autograd::numel(shape_);
+  return n == 0 ? 0.0 : static_cast<double>(nnz()) / static_cast<double>(n);
+}
+
+std::shared_ptr<const SparseWeight> SparseWeight::linear(const Tensor& mask, std::optional<SparseFormat> format) {
+  return build(mask, std::nullopt, format);
+}
+
+std::shared_ptr<const SparseWeight> SparseWeight::conv2d(const Tensor& mask, const Conv2dOptions& options,
+                                                         std::optional<SparseFormat> format) {
+  return build(mask, options, format);
+}
+
+std::shared_ptr<const SparseWeight> SparseWeight::build(const Tensor& mask, std::optional<Conv2dOptions> conv,
+                                                        std::optional<SparseFormat> format) {
+  const Shape& shape = mask.shape();
+  const char* what = conv ? "conv2d" : "linear";
+  check<ShapeError>(mask.dtype() == Dtype::f32 && shape.size() == (conv ? 4u : 2u),
+                    "sparse {} weight: the mask must be float32 {}, got {}", what,
+                    conv ? "(F, C, KH, KW)" : "(out, in)", to_string(shape));
+  check(!conv || conv->groups == 1, "sparse conv2d weight: groups {} is not supported (depthwise stays dense)",
+        conv ? conv->groups : 1);
+  WeightGeometry g{.rows = shape[0], .channels = shape[1]};
+  if (conv) {
+    g.kh = shape[2], g.kw = shape[3];
+    g.sh = conv->stride_h, g.sw = conv->stride_w, g.dh = conv->dilation_h, g.dw = conv->dilation_w;
+  }
+  const int64_t rows = g.rows, cols = g.channels * g.taps();
+  check(rows * cols < (int64_t{1} << 31), "sparse {} weight {}: more than 2^31 entries", what, to_string(shape));
+  const float* m = mask.data<float>();
+
+  SparseFormat f = SparseFormat::csr;
+  if (format) {
+    f = *format;
+    check(f == SparseFormat::csr || has_blocks(m, rows, cols, f == SparseFormat::rows4 ? 4 : 1,
+                                               f == SparseFormat::cols4 ? 4 : 1),
+          "sparse {} weight {}: the mask has no {} block structure", what, to_string(shape), to_string(f));
+  } else if (has_blocks(m, rows, cols, 4, 1)) {
+    f = SparseFormat::rows4;
+  } else if (has_blocks(m, rows, cols, 1, 4)) {
+    f = SparseFormat::cols4;
+  }
+  const int br = f == SparseFormat::rows4 ? 4 : 1, bc = f == SparseFormat::cols4 ? 4 : 1;
+
+  auto w = std::shared_ptr<SparseWeight>(new SparseWeight());
+  w->shape_ = shape;
+  w->format_ = f;
+  w->conv_ = conv;
+  // Forward: W as (rows, cols), blocks in row-major order, values in block order.
+  std::vector<Block> forward, transposed;
+  for (int64_t r0 = 0; r0 < rows; r0 += br)
+    for (int64_t c0 = 0; c0 < cols; c0 += bc) {
+      if (m[r0 * cols + c0] == 0) continue;
+      Block b{.row_block = r0 / br, .col = {}, .value_at = w->nnz()};
+      for (int c = 0; c < bc; ++c) b.col[c] = static_cast<int32_t>(c0 + c);
+      forward.push_back(b);
+      for (int r = 0; r < br; ++r)
+        for (int c = 0; c < bc; ++c) w->position_.push_back((r0 + r) * cols + c0 + c);
+    }
+  w->forward_ = assemble(br, bc, rows, cols, forward);
+
+  // Transposed, for the input gradient: a row per (phase, channel) of the
+  // input, a column per (filter, tap); each tap feeds the phase plane it reads.
+  const int64_t t_rows = g.phases() * g.channels, t_cols = rows * g.taps();
+  auto t_row = [&](int64_t col) {
+    const int64_t c = col / g.taps(), tap = col % g.taps();
+    return g.phase(tap / g.kw, tap % g.kw) * g.channels + c;
+  };
+  auto t_col = [&](int64_t row, int64_t col) { return static_cast<int32_t>(row * g.taps() + col % g.taps()); };
+  int tbr = 1, tbc = 1;
+  if (f == SparseFormat::rows4) {  // a 4x1 block (4 filters, one tap) is a 1x4 block of the transpose
+    tbc = 4;
+    for (const Block& b : forward) {
+      Block t{.row_block = t_row(b.col[0]), .col = {}, .value_at = b.value_at};
+      for (int r = 0; r < 4; ++r) t.col[r] = t_col(b.row_block * 4 + r, b.col[0]);
+      transposed.push_back(t);
+    }
+  } else if (f == SparseFormat::cols4 && g.taps() == 1 && g.phases() == 1) {  // 1x4 over channels -> 4x1
+    tbr = 4;
+    for (const Block& b : forward)
+      transposed.push_back({.row_block = b.col[0] / 4, .col = {t_col(b.row_block, b.col[0])}, .value_at = b.value_at});
+  } else {  // element by element
+    for (const Block& b : forward)
+      for (int c = 0; c < bc; ++c)
+        transposed.push_back(
+            {.row_block = t_row(b.col[c]), .col = {t_col(b.row_block, b.col[c])}, .value_at = b.value_at + c});
+  }
+  w->transposed_ = assemble(tbr, tbc, t_rows, t_cols, transposed);
+  return w;
+}
+
+Tensor SparseWeight::gather(const Tensor& dense) const {
+  check<ShapeError>(dense.shape() == shape_, "SparseWeight::gather: expected {}, got {}", to_string(shape_),
+                    to_string(dense.shape()));
+  Tensor values = Tensor::empty({nnz()});
+  const float* d = dense.data<float>();
+  float* v = values.data<float>();
+  for (int64_t k = 0; k < nnz(); ++k) v[k] = d[position_[k]];
+  return values;
+}
+
+void SparseWeight::scatter(const Tensor& values, Tensor& dense) const {
+  check<ShapeError>(dense.shape() == shape_ && values.shape() == Shape{nnz()},
+                    "SparseWeight::scatter: expected values [{}] and {}, got {} and {}", nnz(), to_string(shape_),
+                    to_string(values.shape()), to_string(dense.shape()));
+  const float* v = values.data<float>();
+  float* d = dense.data<float>();
+  for (int64_t k = 0; k < nnz(); ++k) d[position_[k]] = v[k];
+}
+
+namespace {
+
+// dst (cols, rows) = src (rows, cols)ᵀ, in 32 x 32 tiles.
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+  constexpr int64_t T = 32;
+  tbb::parallel_for(tbb::blocked_range2d<int64_t>(0, rows, T, 0, cols, T), [&](const tbb::blocked_range2d<int64_t>& r) {
+    for (int64_t i0 = r.rows().begin(); i0 < r.rows().end(); i0 += T)
+      for (int64_t j0 = r.cols().begin(); j0 < r.cols().end(); j0 += T) {
+        const int64_t i1 = std::min(i0 + T, r.rows().end()), j1 = std::min(j0 + T, r.cols().end());
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t i = i0; i < i1; ++i) dst[j * rows + i] = src[i * cols + j];
+      }
+  });
+}
+
+// Runs spmm over all rows of a and pixels [0, pixels), split for two levels:
+// pixel chunks whose dense rows fit in L2, and row ranges across threads.
+void spmm_parallel(const BlockSparse& a, const float* values, kernels::DenseRows b, float* y, int64_t ldy,
+                   int64_t pixels) {
+  const int64_t chunk =
+      std::clamp<int64_t>((int64_t{1} << 16) / std::max<int64_t>(a.cols, 1) / 64 * 64, 64, std::max<int64_t>(pixels, 64));
+  const int64_t row_grain = std::max<int64_t>(1, 16 / a.block_rows);
+  tbb::parallel_for(tbb::blocked_range2d<int64_t>(0, a.row_blocks(), row_grain, 0, pixels, chunk),
+                    [&](const tbb::blocked_range2d<int64_t>& r) {
+                      for (int64_t p0 = r.cols().begin(); p0 < r.cols().end(); p0 += chunk)
+                        kernels::spmm(a, values, b, y, ldy, r.rows().begin(), r.rows().end(), p0,
+                                      std::min(p0 + chunk, r.cols().end()));
+                    });
+}
+
+void check_values(const SparseWeight& w, const Variable& values, const char* op) {
+  check<ShapeError>(values.dtype() == Dtype::f32 && values.shape() == Shape{w.nnz()},
+                    "{}: values must be float32 [{}] for a sparse weight {} with {} kept, got {}", op, w.nnz(),
+                    to_string(w.shape()), w.nnz(), to_string(values.shape()));
+}
+
+void check_bias(const Variable& bias, int64_t features, const char* op) {
+  if (bias.defined())
+    check<ShapeError>(bias.dtype() == Dtype::f32 && bias.shape() == Shape{features}, "{}: bias must be [{}], got {}",
+                      op, features, to_string(bias.shape()));
+}
+
+}  // namespace
+
+Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeight>& w, const Variable& values,
+                       const Variable& bias) {
+  check(w != nullptr && !w->is_conv(), "sparse_linear: needs the sparse form of a linear weight");
+  check_values(*w, values, "sparse_linear");
+  const int64_t out_features = w->shape()[0], in_features = w->shape()[1];
+  check<ShapeError>(x.dtype() == Dtype::f32 && x.dim() >= 1 && x.size(-1) == in_features,
+                    "sparse_linear: weight {} expects {} input features, got input {}", to_string(w->shape()),
+                    in_features, to_string(x.shape()));
+  check_bias(bias, out_features, "sparse_linear");
+  const int64_t n = x.numel() / in_features;
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+
+  // Feature-major operands, so the batch is the contiguous dimension.
+  std::vector<int64_t> in_offset(static_cast<size_t>(in_features)), out_offset(static_cast<size_t>(out_features));
+  for (int64_t c = 0; c < in_features; ++c) in_offset[c] = c * n;
+  for (int64_t o = 0; o < out_features; ++o) out_offset[o] = o * n;
+  Tensor xt = Tensor::empty({in_features, n}), yt = Tensor::empty({out_features, n}), y = Tensor::empty(out_shape);
+  transpose(x.data().data<float>(), n, in_features, xt.data<float>());
+  spmm_parallel(w->forward_pattern(), values.data().data<float>(), {xt.data<float>(), in_offset.data()},
+                yt.data<float>(), n, n);
+  transpose(yt.data<float>(), out_features, n, y.data<float>());
+  if (bias.defined()) {
+    const float* b = bias.data().data<float>();
+    float* py = y.data<float>();
+    tbb::parallel_for(int64_t{0}, n, [&](int64_t r) {
+      for (int64_t o = 0; o < out_features; ++o) py[r * out_features + o] += b[o];
+    });
+  }
+
+  std::vector<Variable> inputs{x, values};
+  if (bias.defined()) inputs.push_back(bias);
+  return Variable(y, inputs,
+                  [w, n, in_features, out_features, in_offset = std::move(in_offset),
+                   out_offset = std::move(out_offset)](const Tensor& g, std::vector<Variable>& in) {
+                    Tensor gt = Tensor::empty({out_features, n});
+                    transpose(g.data<float>(), n, out_features, gt.data<float>());
+                    const float* v = in[1].data().data<float>();
+                    if (in[0].requires_grad()) {  // dxᵀ = Wᵀ · gᵀ
+                      Tensor dxt = Tensor::empty({in_features, n}), dx = Tensor::empty(in[0].shape());
+                      spmm_parallel(w->transposed_pattern(), v, {gt.data<float>(), out_offset.data()},
+                                    dxt.data<float>(), n, n);
+                      transpose(dxt.data<float>(), in_features, n, dx.data<float>());
+                      in[0].add_grad(std::move(dx));
+                    }
+                    if (in[1].requires_grad()) {  // dW at the kept positions: gᵀ rows · xᵀ rows
+                      Tensor xt = Tensor::empty({in_features, n}), dv = Tensor::zeros({w->nnz()});
+                      transpose(in[0].data().data<float>(), n, in_features, xt.data<float>());
+                      const BlockSparse& a = w->forward_pattern();
+                      tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.row_blocks(), 4),
+                                        [&](const tbb::blocked_range<int64_t>& r) {
+                                          kernels::sddmm(a, gt.data<float>(), n, {xt.data<float>(), in_offset.data()},
+                                                         dv.data<float>(), r.begin(), r.end(), 0, n);
+                                        });
+                      in[1].add_grad(std::move(dv));
+                    }
+                    if (in.size() > 2 && in[2].requires_grad()) {
+                      Tensor db = Tensor::zeros({out_features});
+                      const float* pg = g.data<float>();
+                      float* pdb = db.data<float>();
+                      for (int64_t r = 0; r < n; ++r)
+                        for (int64_t o = 0; o < out_features; ++o) pdb[o] += pg[r * out_features + o];
+                      in[2].add_grad(std::move(db));
+                    }
+                  });
+}
+
+namespace {
+
+// The layout of one sample of a direct sparse convolution. The padded input
+// is split into stride_h x stride_w phase planes (plane (a, b) holds padded
+// rows a, a + sh, ... and columns b, b + sw, ...), each Hq x Wq. A tap
+// (i, j) reads plane phase(i, j) shifted by (i·dh / sh, j·dw / sw), so output
+// pixel p = oy·Wq + ox reads input p + shift in that plane: every (channel,
+// tap) column is a dense row at a fixed offset, and the convolution is one
+// sparse-times-dense product. Columns ox >= Wout of each output row are
+// scratch, computed and dropped.
+struct ConvPlan {
+  WeightGeometry g;
+  int64_t batch, height, width, ph, pw;
+  int64_t hq, wq, plane, out_h, out_w, out_len, x_size;
+  int64_t front, plane_dy, dy_size;  // the output gradient, with zero margins for negative shifts
+  std::vector<int64_t> x_offset, dy_offset;
+
+  ConvPlan(const SparseWeight& w, const Shape& x) {
+    const Conv2dOptions& o = w.conv_options();
+    g = {.rows = w.shape()[0], .channels = w.shape()[1], .kh = w.shape()[2], .kw = w.shape()[3],
+         .sh = o.stride_h, .sw = o.stride_w, .dh = o.dilation_h, .dw = o.dilation_w};
+    batch = x[0], height = x[2], width = x[3], ph = o.pad_h, pw = o.pad_w;
+    const int64_t hp = height + 2 * ph, wp = width + 2 * pw;
+    out_h = (hp - g.dh * (g.kh - 1) - 1) / g.sh + 1;
+    out_w = (wp - g.dw * (g.kw - 1) - 1) / g.sw + 1;
+    hq = (hp + g.sh - 1) / g.sh, wq = (wp + g.sw - 1) / g.sw, plane = hq * wq;
+    out_len = out_h * wq;
+    const int64_t qh_max = (g.kh - 1) * g.dh / g.sh, qw_max = (g.kw - 1) * g.dw / g.sw;
+    x_size = g.phases() * g.channels * plane + wq + 16;
+    front = qh_max * wq + qw_max;
+    plane_dy = plane + front + wq;
+    dy_size = front + g.rows * plane_dy;
+    x_offset.resize(static_cast<size_t>(g.channels * g.taps()));
+    for (int64_t c = 0; c < g.channels; ++c)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j)
+          x_offset[(c * g.kh + i) * g.kw + j] = (g.phase(i, j) * g.channels + c) * plane + shift(i, j);
+    dy_offset.resize(static_cast<size_t>(g.rows * g.taps()));
+    for (int64_t f = 0; f < g.rows; ++f)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) dy_offset[(f * g.kh + i) * g.kw + j] = f * plane_dy - shift(i, j);
+  }
+  int64_t shift(int64_t i, int64_t j) const { return i * g.dh / g.sh * wq + j * g.dw / g.sw; }
+  // Where padded input pixel (r, c) of channel ch lives in the phase planes.
+  int64_t at(int64_t ch, int64_t r, int64_t c) const {
+    return ((r % g.sh * g.sw + c % g.sw) * g.channels + ch) * plane + r / g.sh * wq + c / g.sw;
+  }
+  void fill_input(const float* x, float* planes) const {
+    std::fill(planes, planes + x_size, 0.0f);
+    for (int64_t ch = 0; ch < g.channels; ++ch)
+      for (int64_t r = 0; r < height; ++r) {
+        const float* src = x + (ch * height + r) * width;
+        if (g.sw == 1) {
+          std::memcpy(planes + at(ch, r + ph, pw), src, static_cast<size_t>(width) * sizeof(float));
+        } else {
+          for (int64_t c = 0; c < width; ++c) planes[at(ch, r + ph, c + pw)] = src[c];
+        }
+      }
+  }
+  // dy (F, out_h, out_w) into its padded rows; returns the base the offsets count from.
+  float* fill_dy(const float* dy, float* buffer) const {
+    std::fill(buffer, buffer + dy_size, 0.0f);
+    float* base = buffer + front;
+    for (int64_t f = 0; f < g.rows; ++f)
+      for (int64_t r = 0; r < out_h; ++r)
+        std::memcpy(base + f * plane_dy + r * wq, dy + (f * out_h + r) * out_w, static_cast<size_t>(out_w) * sizeof(float));
+    return base;
+  }
+};
+
+// Thread-local scratch buffers, grown as needed.
+float* scratch(std::vector<float>& buffer, int64_t size) {
+  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
+  return buffer.data();
+}
+
+}  // namespace
+
+Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeight>& w, const Variable& values,
+                       const Variable& bias) {
+  check(w != nullptr && w->is_conv(), "sparse_conv2d: needs the sparse form of a conv2d weight");
+  check_values(*w, values, "sparse_conv2d");
+  check<ShapeError>(x.dtype() == Dtype::f32 && x.dim() == 4 && x.size(1) == w->shape()[1],
+                    "sparse_conv2d: weight {} expects input (N, {}, H, W), got {}", to_string(w->shape()),
+                    w->shape()[1], to_string(x.shape()));
+  auto plan = std::make_shared<const ConvPlan>(*w, x.shape());
+  const ConvPlan& P = *plan;
+  check<ShapeError>(P.out_h >= 1 && P.out_w >= 1, "sparse_conv2d: input {} is smaller than the kernel {}",
+                    to_string(x.shape()), to_string(w->shape()));
+  check_bias(bias, P.g.rows, "sparse_conv2d");
+  const int64_t f = P.g.rows, out_hw = P.out_h * P.out_w;
+  Tensor y = Tensor::empty({P.batch, f, P.out_h, P.out_w});
+  const float* px = x.data().data<float>();
+  const float* v = values.data().data<float>();
+  const float* b = bias.defined() ? bias.data().data<float>() : nullptr;
+  float* py = y.data<float>();
+  const int64_t in_sample = P.g.channels * P.height * P.width;
+  tbb::parallel_for(int64_t{0}, P.batch, [&](int64_t n) {
+    thread_local std::vector<float> planes_buffer, out_buffer;
+    float* planes = scratch(planes_buffer, P.x_size);
+    float* out = scratch(out_buffer, f * P.out_len);
+    P.fill_input(px + n * in_sample, planes);
+    kernels::spmm(w->forward_pattern(), v, {planes, P.x_offset.data()}, out, P.out_len, 0,
+                  w->forward_pattern().row_blocks(), 0, P.out_len);
+    for (int64_t o = 0; o < f; ++o)
+      for (int64_t r = 0; r < P.out_h; ++r) {
+        const float* src = out + o * P.out_len + r * P.wq;
+        float* dst = py + (n * f + o) * out_hw + r * P.out_w;
+        const float add = b != nullptr ? b[o] : 0.0f;
+        for (int64_t c = 0; c < P.out_w; ++c) dst[c] = src[c] + add;
+      }
+  });
+
+  std::vector<Variable> inputs{x, values};
+  if (bias.defined()) inputs.push_back(bias);
+  return Variable(y, inputs, [w, plan, in_sample, out_hw](const Tensor& g, std::vector<Variable>& in) {
+    const ConvPlan& P = *plan;
+    const int64_t f = P.g.rows;
+    const bool want_dx = in[0].requires_grad(), want_dv = in[1].requires_grad();
+    const float* px = in[0].data().data<float>();
+    const float* v = in[1].data().data<float>();
+    const float* pg = g.data<float>();
+    Tensor dx = want_dx ? Tensor::empty(in[0].shape()) : Tensor();
+    // The weight gradient sums over samples: a fixed number of partial sums,
+    // added in order, so the result does not depend on the thread schedule.
+    const int64_t parts = std::min<int64_t>(P.batch, 8), nnz = w->nnz();
+    std::vector<float> partial(want_dv ? static_cast<size_t>(parts * nnz) : 0, 0.0f);
+    tbb::parallel_for(int64_t{0}, parts, [&](int64_t part) {
+      thread_local std::vector<float> planes_buffer, dy_buffer, dx_buffer;
+      for (int64_t n = part * P.batch / parts; n < (part + 1) * P.batch / parts; ++n) {
+        const float* dy = P.fill_dy(pg + n * f * out_hw, scratch(dy_buffer, P.dy_size));
+        if (want_dx) {
+          float* planes = scratch(dx_buffer, P.x_size);
+          const BlockSparse& t = w->transposed_pattern();
+          kernels::spmm(t, v, {dy, P.dy_offset.data()}, planes, P.plane, 0, t.row_blocks(), 0, P.plane);
+          float* d = dx.data<float>() + n * in_sample;
+          for (int64_t ch = 0; ch < P.g.channels; ++ch)
+            for (int64_t r = 0; r < P.height; ++r)
+              for (int64_t c = 0; c < P.width; ++c)
+                d[(ch * P.height + r) * P.width + c] = planes[P.at(ch, r + P.ph, c + P.pw)];
+        }
+        if (want_dv) {
+          float* planes = scratch(planes_buffer, P.x_size);
+          P.fill_input(px + n * in_sample, planes);
+          const BlockSparse& a = w->forward_pattern();
+          kernels::sddmm(a, dy, P.plane_dy, {planes, P.x_offset.data()}, partial.data() + part * nnz, 0,
+                         a.row_blocks(), 0, P.out_len);
+        }
+      }
+    });
+    if (want_dx) in[0].add_grad(std::move(dx));
+    if (want_dv) {
+      Tensor dv = Tensor::zeros({nnz});
+      float* d = dv.data<float>();
+      for (int64_t part = 0; part < parts; ++part)
+        for (int64_t k = 0; k < nnz; ++k) d[k] += partial[part * nnz + k];
+      in[1].add_grad(std::move(dv));
+    }
+    if (in.size() > 2 && in[2].requires_grad()) {
+      Tensor db = Tensor::zeros({f});
+      float* pdb = db.data<float>();
+      for (int64_t n = 0; n < P.batch; ++n)
+        for (int64_t o = 0; o < f; ++o)
+          for (int64_t k = 0; k < out_hw; ++k) pdb[o] += pg[(n * f + o) * out_hw + k];
+      in[2].add_grad(std::move(db));
+    }
+  });
+}
+
+}  // namespace neurite::autograd
