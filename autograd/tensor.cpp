@@ -168,8 +168,9 @@ int64_t Tensor::size(int64_t d) const { return shape_[normalize_dim(d, dim(), "s
 
 void Tensor::check_dtype(Dtype want) const {
   check<StateError>(defined(), "tensor is undefined");
-  check<DtypeError>(dtype_ == want, "expected a {} tensor, got {} of shape {}", to_string(want),
-                    to_string(dtype_), to_string(shape_));
+  if (dtype_ != want)  // formats only on failure: data<T>() runs in inner loops
+    throw DtypeError(fmt::format("expected a {} tensor, got {} of shape {}", to_string(want), to_string(dtype_),
+                                 to_string(shape_)));
 }
 
 template <> float* Tensor::data<float>() { check_dtype(Dtype::f32); return reinterpret_cast<float*>(storage_.get()); }

@@ -11,25 +11,67 @@ namespace neurite::layers {
 
 using autograd::to_string;
 
+Variable& Parameter::value() {
+  return const_cast<Variable&>(static_cast<const Parameter*>(this)->value());
+}
+
+const Variable& Parameter::value() const {
+  if (sparse_ != nullptr) {
+    Tensor dense = value_.data();  // shares storage
+    sparse_->scatter(values_.data(), dense);
+  }
+  return value_;
+}
+
 void Parameter::set_mask(Tensor mask) {
   if (mask.defined())
     check<ShapeError>(mask.shape() == shape() && mask.dtype() == autograd::Dtype::f32,
                       "set_mask: mask {} must be float32 of the parameter's shape {}", to_string(mask.shape()),
                       to_string(shape()));
+  to_dense();  // the sparse form follows the old mask
   mask_ = std::move(mask);
+  density_ = 1.0;
+  if (mask_.defined() && numel() > 0) {
+    const float* m = mask_.data<float>();
+    density_ = static_cast<double>(std::count_if(m, m + numel(), [](float v) { return v != 0; })) /
+               static_cast<double>(numel());
+  }
   apply_mask();
 }
 
 void Parameter::apply_mask() {
-  if (!mask_.defined()) return;
+  if (!mask_.defined() || sparse_ != nullptr) return;  // a sparse form holds kept values only
   const float* m = mask_.data<float>();
   float* w = value_.data().data<float>();
-  for (int64_t i = 0; i < numel(); ++i) w[i] *= m[i];
+  const int64_t n = numel();
+  for (int64_t i = 0; i < n; ++i) w[i] *= m[i];
   if (value_.has_grad()) {
     Tensor grad = value_.grad();  // shares the gradient's storage
     float* g = grad.data<float>();
-    for (int64_t i = 0; i < numel(); ++i) g[i] *= m[i];
+    for (int64_t i = 0; i < n; ++i) g[i] *= m[i];
   }
+}
+
+void Parameter::to_sparse(std::shared_ptr<const autograd::SparseWeight> form) {
+  check(form != nullptr && form->shape() == shape(), "Parameter::to_sparse: the form must have the shape {}",
+        to_string(shape()));
+  to_dense();
+  values_ = Variable(form->gather(value_.data()), value_.requires_grad());
+  value_.zero_grad();
+  sparse_ = std::move(form);
+}
+
+void Parameter::to_dense() {
+  if (sparse_ == nullptr) return;
+  value();  // scatters the values in
+  sparse_.reset();
+  values_ = Variable();
+}
+
+Variable& Parameter::trainable() {
+  if (sparse_ == nullptr) return value_;
+  if (values_.requires_grad() != value_.requires_grad()) values_.set_requires_grad(value_.requires_grad());
+  return values_;
 }
 
 namespace {
@@ -106,7 +148,7 @@ void Module::train(bool on) {
 }
 
 void Module::zero_grad() {
-  for (auto& p : parameters()) p->value().zero_grad();
+  for (auto& p : parameters()) p->trainable().zero_grad();
 }
 
 StateDict Module::state_dict() const {
@@ -120,7 +162,10 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   // Targets by name: parameters' data and buffers (tensors share storage, so
   // copying into these copies into the module).
   std::map<std::string, Tensor> targets;
-  for (const auto& [name, p] : named_parameters()) targets.emplace(name, p->value().data());
+  for (const auto& [name, p] : named_parameters()) {
+    p->to_dense();  // the loaded values become the parameter
+    targets.emplace(name, p->value().data());
+  }
   for (const auto& [name, b] : named_buffers()) targets.emplace(name, b);
   if (strict) {
     std::vector<std::string> missing, unexpected;

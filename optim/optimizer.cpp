@@ -18,6 +18,7 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)
                       "optimizer: group {} has lr {} and weight_decay {}, expected non-negative values", g,
                       groups_[g].lr, groups_[g].weight_decay);
     state_.emplace_back(groups_[g].params.size());
+    layout_.emplace_back(groups_[g].params.size());
   }
 }
 
@@ -27,44 +28,78 @@ float* Optimizer::state_tensor(Slot& slot, const std::string& name) {
   return it->second.data<float>();
 }
 
+namespace {
+
+// The layout of a parameter's state follows its sparse form: [nnz] values
+// when sparse, its dense shape otherwise. Moves every state tensor laid out
+// for `from` to `to` (null: dense), through the dense layout; entries
+// pruned meanwhile drop out, so the state stays that of kept positions only.
+void relayout(std::map<std::string, Tensor>& state, const std::shared_ptr<const autograd::SparseWeight>& from,
+              const std::shared_ptr<const autograd::SparseWeight>& to, const layers::Shape& shape) {
+  for (auto& [name, t] : state) {
+    if (name == "step") continue;
+    Tensor dense = t;
+    if (from != nullptr) {
+      dense = Tensor::zeros(shape);
+      from->scatter(t, dense);
+    }
+    t = to != nullptr ? to->gather(dense) : dense;
+  }
+}
+
+}  // namespace
+
 void Optimizer::step() {
   for (size_t g = 0; g < groups_.size(); ++g)
     for (size_t i = 0; i < groups_[g].params.size(); ++i) {
       layers::Parameter& p = *groups_[g].params[i];
-      if (!p.value().has_grad() || !p.value().requires_grad()) continue;
-      p.apply_mask();  // zeroes the gradient at pruned positions too
+      autograd::Variable& v = p.trainable();
+      if (!v.has_grad() || !v.requires_grad()) continue;
+      p.apply_mask();  // zeroes the gradient at pruned positions too (a no-op when sparse)
       auto& state = state_[g][i];
+      if (layout_[g][i] != p.sparse_form()) {
+        relayout(state, layout_[g][i], p.sparse_form(), p.shape());
+        layout_[g][i] = p.sparse_form();
+      }
       auto [counter, inserted] = state.emplace("step", Tensor::zeros({}));
       const int64_t step = static_cast<int64_t>(++counter->second.data<float>()[0]);
-      Tensor w = p.value().data(), grad = p.value().grad();
-      Slot slot{w.data<float>(), grad.data<float>(), w.numel(), p.shape(), groups_[g], state};
+      Tensor w = v.data(), grad = v.grad();
+      Slot slot{w.data<float>(), grad.data<float>(), w.numel(), v.shape(), groups_[g], state};
       update(slot, step);
-      if (p.has_mask()) {
+      if (p.has_mask() && !p.is_sparse()) {
         p.apply_mask();
         const float* m = p.mask().data<float>();
         for (auto& [name, t] : state)
-          if (t.shape() == p.shape())
-            for (int64_t k = 0; k < t.numel(); ++k) t.data<float>()[k] *= m[k];
+          if (t.shape() == p.shape()) {
+            float* s = t.data<float>();
+            for (int64_t k = 0; k < t.numel(); ++k) s[k] *= m[k];
+          }
       }
     }
 }
 
 void Optimizer::zero_grad() {
   for (auto& group : groups_)
-    for (auto& p : group.params) p->value().zero_grad();
+    for (auto& p : group.params) p->trainable().zero_grad();
 }
 
 OptimizerState Optimizer::state_dict() const {
-  OptimizerState out;
+  OptimizerState out;  // always in the dense layout, whatever form each parameter trains in
   for (size_t g = 0; g < state_.size(); ++g)
-    for (size_t i = 0; i < state_[g].size(); ++i)
-      for (const auto& [name, t] : state_[g][i]) out.emplace(fmt::format("{}.{}.{}", g, i, name), t.clone());
+    for (size_t i = 0; i < state_[g].size(); ++i) {
+      auto dense = state_[g][i];
+      relayout(dense, layout_[g][i], nullptr, groups_[g].params[i]->shape());
+      for (const auto& [name, t] : dense) out.emplace(fmt::format("{}.{}.{}", g, i, name), t.clone());
+    }
   return out;
 }
 
 void Optimizer::load_state_dict(const OptimizerState& state) {
-  for (auto& group : state_)
-    for (auto& slot : group) slot.clear();
+  for (size_t g = 0; g < state_.size(); ++g)
+    for (size_t i = 0; i < state_[g].size(); ++i) {
+      state_[g][i].clear();
+      layout_[g][i] = nullptr;
+    }
   for (const auto& [key, t] : state) {
     size_t g = 0, i = 0;
     char name[64] = {};
@@ -143,18 +178,19 @@ void Adam::update(Slot& s, int64_t step) {
 double clip_grad_norm(const std::vector<ParameterPtr>& params, double max_norm) {
   double total = 0;
   for (const auto& p : params)
-    if (p->value().has_grad()) {
-      const float* g = p->value().grad().data<float>();
-      for (int64_t k = 0; k < p->numel(); ++k) total += static_cast<double>(g[k]) * g[k];
+    if (p->trainable().has_grad()) {
+      const Tensor& grad = p->trainable().grad();
+      const float* g = grad.data<float>();
+      for (int64_t k = 0; k < grad.numel(); ++k) total += static_cast<double>(g[k]) * g[k];
     }
   total = std::sqrt(total);
   const double scale = max_norm / (total + 1e-6);
   if (scale < 1)
     for (const auto& p : params)
-      if (p->value().has_grad()) {
-        Tensor grad = p->value().grad();
+      if (p->trainable().has_grad()) {
+        Tensor grad = p->trainable().grad();
         float* g = grad.data<float>();
-        for (int64_t k = 0; k < p->numel(); ++k) g[k] = static_cast<float>(g[k] * scale);
+        for (int64_t k = 0; k < grad.numel(); ++k) g[k] = static_cast<float>(g[k] * scale);
       }
   return total;
 }

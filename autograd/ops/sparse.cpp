@@ -4,11 +4,13 @@
 #include "neurite/autograd/sparse.h"
 
 #include <tbb/blocked_range2d.h>
+#include <xmmintrin.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "autograd/elementwise_kernels.h"
 #include "autograd/kernels/sparse.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/parallel.h"
@@ -196,17 +198,49 @@ void SparseWeight::scatter(const Tensor& values, Tensor& dense) const {
 
 namespace {
 
-// dst (cols, rows) = src (rows, cols)ᵀ, in 32 x 32 tiles.
-void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+// dst (cols, rows) = src (rows, cols)ᵀ with leading dimensions lds and ldd:
+// 32 x 32 tiles across threads, 4 x 4 register transposes inside (SSE, which
+// every x86-64 has). Inside a tile the walk runs along the rows of the side
+// with the power-of-two stride (`along_src`), so that side keeps four cache
+// lines live; the other side is the padded feature-major one, whose rows do
+// not alias in cache.
+void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd, bool along_src) {
   constexpr int64_t T = 32;
+  auto block = [&](int64_t i, int64_t j) {
+    __m128 a = _mm_loadu_ps(src + i * lds + j), b = _mm_loadu_ps(src + (i + 1) * lds + j);
+    __m128 c = _mm_loadu_ps(src + (i + 2) * lds + j), d = _mm_loadu_ps(src + (i + 3) * lds + j);
+    _MM_TRANSPOSE4_PS(a, b, c, d);
+    _mm_storeu_ps(dst + j * ldd + i, a);
+    _mm_storeu_ps(dst + (j + 1) * ldd + i, b);
+    _mm_storeu_ps(dst + (j + 2) * ldd + i, c);
+    _mm_storeu_ps(dst + (j + 3) * ldd + i, d);
+  };
   tbb::parallel_for(tbb::blocked_range2d<int64_t>(0, rows, T, 0, cols, T), [&](const tbb::blocked_range2d<int64_t>& r) {
-    for (int64_t i0 = r.rows().begin(); i0 < r.rows().end(); i0 += T)
-      for (int64_t j0 = r.cols().begin(); j0 < r.cols().end(); j0 += T) {
-        const int64_t i1 = std::min(i0 + T, r.rows().end()), j1 = std::min(j0 + T, r.cols().end());
-        for (int64_t j = j0; j < j1; ++j)
-          for (int64_t i = i0; i < i1; ++i) dst[j * rows + i] = src[i * cols + j];
-      }
+    const int64_t i0 = r.rows().begin(), i1 = r.rows().end(), j0 = r.cols().begin(), j1 = r.cols().end();
+    const int64_t i4 = i0 + (i1 - i0) / 4 * 4, j4 = j0 + (j1 - j0) / 4 * 4;
+    if (along_src) {
+      for (int64_t i = i0; i < i4; i += 4)
+        for (int64_t j = j0; j < j4; j += 4) block(i, j);
+    } else {
+      for (int64_t j = j0; j < j4; j += 4)
+        for (int64_t i = i0; i < i4; i += 4) block(i, j);
+    }
+    for (int64_t i = i0; i < i1; ++i)  // the ragged edges
+      for (int64_t j = (i < i4 ? j4 : j0); j < j1; ++j) dst[j * ldd + i] = src[i * lds + j];
   });
+}
+
+// Feature-major copies for the linear op: the batch becomes the contiguous
+// dimension, each feature's row padded to `ld` floats.
+int64_t feature_major_ld(int64_t n) { return (n + 15) / 16 * 16 + 16; }
+Tensor to_feature_major(const float* x, int64_t n, int64_t features) {
+  const int64_t ld = feature_major_ld(n);
+  Tensor t = Tensor::empty({features, ld});
+  transpose(x, n, features, features, t.data<float>(), ld, true);
+  return t;
+}
+void from_feature_major(const Tensor& t, int64_t n, int64_t features, float* y) {
+  transpose(t.data<float>(), features, n, feature_major_ld(n), y, features, false);
 }
 
 // Runs spmm over all rows of a and pixels [0, pixels), split for two levels:
@@ -252,14 +286,18 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
   out_shape.back() = out_features;
 
   // Feature-major operands, so the batch is the contiguous dimension.
+  const int64_t ld = feature_major_ld(n);
   std::vector<int64_t> in_offset(static_cast<size_t>(in_features)), out_offset(static_cast<size_t>(out_features));
-  for (int64_t c = 0; c < in_features; ++c) in_offset[c] = c * n;
-  for (int64_t o = 0; o < out_features; ++o) out_offset[o] = o * n;
-  Tensor xt = Tensor::empty({in_features, n}), yt = Tensor::empty({out_features, n}), y = Tensor::empty(out_shape);
-  transpose(x.data().data<float>(), n, in_features, xt.data<float>());
-  spmm_parallel(w->forward_pattern(), values.data().data<float>(), {xt.data<float>(), in_offset.data()},
-                yt.data<float>(), n, n);
-  transpose(yt.data<float>(), out_features, n, y.data<float>());
+  for (int64_t c = 0; c < in_features; ++c) in_offset[c] = c * ld;
+  for (int64_t o = 0; o < out_features; ++o) out_offset[o] = o * ld;
+  Tensor y = Tensor::empty(out_shape);
+  {
+    const Tensor xt = to_feature_major(x.data().data<float>(), n, in_features);
+    Tensor yt = Tensor::empty({out_features, ld});
+    spmm_parallel(w->forward_pattern(), values.data().data<float>(), {xt.data<float>(), in_offset.data()},
+                  yt.data<float>(), ld, n);
+    from_feature_major(yt, n, out_features, y.data<float>());
+  }
   if (bias.defined()) {
     const float* b = bias.data().data<float>();
     float* py = y.data<float>();
@@ -273,23 +311,23 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
   return Variable(y, inputs,
                   [w, n, in_features, out_features, in_offset = std::move(in_offset),
                    out_offset = std::move(out_offset)](const Tensor& g, std::vector<Variable>& in) {
-                    Tensor gt = Tensor::empty({out_features, n});
-                    transpose(g.data<float>(), n, out_features, gt.data<float>());
+                    const Tensor gt = to_feature_major(g.data<float>(), n, out_features);
+                    const int64_t ld = feature_major_ld(n);
                     const float* v = in[1].data().data<float>();
                     if (in[0].requires_grad()) {  // dxᵀ = Wᵀ · gᵀ
-                      Tensor dxt = Tensor::empty({in_features, n}), dx = Tensor::empty(in[0].shape());
+                      Tensor dxt = Tensor::empty({in_features, ld}), dx = Tensor::empty(in[0].shape());
                       spmm_parallel(w->transposed_pattern(), v, {gt.data<float>(), out_offset.data()},
-                                    dxt.data<float>(), n, n);
-                      transpose(dxt.data<float>(), in_features, n, dx.data<float>());
+                                    dxt.data<float>(), ld, n);
+                      from_feature_major(dxt, n, in_features, dx.data<float>());
                       in[0].add_grad(std::move(dx));
                     }
                     if (in[1].requires_grad()) {  // dW at the kept positions: gᵀ rows · xᵀ rows
-                      Tensor xt = Tensor::empty({in_features, n}), dv = Tensor::zeros({w->nnz()});
-                      transpose(in[0].data().data<float>(), n, in_features, xt.data<float>());
+                      const Tensor xt = to_feature_major(in[0].data().data<float>(), n, in_features);
+                      Tensor dv = Tensor::zeros({w->nnz()});
                       const BlockSparse& a = w->forward_pattern();
                       tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.row_blocks(), 4),
                                         [&](const tbb::blocked_range<int64_t>& r) {
-                                          kernels::sddmm(a, gt.data<float>(), n, {xt.data<float>(), in_offset.data()},
+                                          kernels::sddmm(a, gt.data<float>(), ld, {xt.data<float>(), in_offset.data()},
                                                          dv.data<float>(), r.begin(), r.end(), 0, n);
                                         });
                       in[1].add_grad(std::move(dv));
@@ -348,20 +386,34 @@ struct ConvPlan {
         for (int64_t j = 0; j < g.kw; ++j) dy_offset[(f * g.kh + i) * g.kw + j] = f * plane_dy - shift(i, j);
   }
   int64_t shift(int64_t i, int64_t j) const { return i * g.dh / g.sh * wq + j * g.dw / g.sw; }
-  // Where padded input pixel (r, c) of channel ch lives in the phase planes.
-  int64_t at(int64_t ch, int64_t r, int64_t c) const {
-    return ((r % g.sh * g.sw + c % g.sw) * g.channels + ch) * plane + r / g.sh * wq + c / g.sw;
+  // Calls f(at, x0) for each column phase of input row r of channel ch: its
+  // input columns x0, x0 + sw, ... live at planes[at], planes[at + 1], ...
+  template <typename F>
+  void row_segments(int64_t ch, int64_t r, F f) const {
+    const int64_t pr = r + ph;
+    for (int64_t b = 0; b < g.sw; ++b) {
+      const int64_t x0 = ((b - pw) % g.sw + g.sw) % g.sw;
+      if (x0 < width) f(((pr % g.sh * g.sw + b) * g.channels + ch) * plane + pr / g.sh * wq + (x0 + pw) / g.sw, x0);
+    }
   }
   void fill_input(const float* x, float* planes) const {
     std::fill(planes, planes + x_size, 0.0f);
     for (int64_t ch = 0; ch < g.channels; ++ch)
       for (int64_t r = 0; r < height; ++r) {
         const float* src = x + (ch * height + r) * width;
-        if (g.sw == 1) {
-          std::memcpy(planes + at(ch, r + ph, pw), src, static_cast<size_t>(width) * sizeof(float));
-        } else {
-          for (int64_t c = 0; c < width; ++c) planes[at(ch, r + ph, c + pw)] = src[c];
-        }
+        row_segments(ch, r, [&](int64_t at, int64_t x0) {
+          for (int64_t c = x0, k = at; c < width; c += g.sw, ++k) planes[k] = src[c];
+        });
+      }
+  }
+  // The inverse of fill_input for the input's own pixels (padding dropped).
+  void read_input(const float* planes, float* x) const {
+    for (int64_t ch = 0; ch < g.channels; ++ch)
+      for (int64_t r = 0; r < height; ++r) {
+        float* dst = x + (ch * height + r) * width;
+        row_segments(ch, r, [&](int64_t at, int64_t x0) {
+          for (int64_t c = x0, k = at; c < width; c += g.sw, ++k) dst[c] = planes[k];
+        });
       }
   }
   // dy (F, out_h, out_w) into its padded rows; returns the base the offsets count from.
@@ -440,11 +492,7 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
           float* planes = scratch(dx_buffer, P.x_size);
           const BlockSparse& t = w->transposed_pattern();
           kernels::spmm(t, v, {dy, P.dy_offset.data()}, planes, P.plane, 0, t.row_blocks(), 0, P.plane);
-          float* d = dx.data<float>() + n * in_sample;
-          for (int64_t ch = 0; ch < P.g.channels; ++ch)
-            for (int64_t r = 0; r < P.height; ++r)
-              for (int64_t c = 0; c < P.width; ++c)
-                d[(ch * P.height + r) * P.width + c] = planes[P.at(ch, r + P.ph, c + P.pw)];
+          P.read_input(planes, dx.data<float>() + n * in_sample);
         }
         if (want_dv) {
           float* planes = scratch(planes_buffer, P.x_size);
@@ -467,8 +515,10 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
       Tensor db = Tensor::zeros({f});
       float* pdb = db.data<float>();
       for (int64_t n = 0; n < P.batch; ++n)
-        for (int64_t o = 0; o < f; ++o)
-          for (int64_t k = 0; k < out_hw; ++k) pdb[o] += pg[(n * f + o) * out_hw + k];
+        for (int64_t o = 0; o < f; ++o) {
+          const float* plane = pg + (n * f + o) * out_hw;
+          pdb[o] += static_cast<float>(detail::lane_sum(out_hw, [plane](int64_t k) { return plane[k]; }));
+        }
       in[2].add_grad(std::move(db));
     }
   });

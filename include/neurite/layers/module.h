@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "neurite/autograd/sparse.h"
 #include "neurite/autograd/variable.h"
 
 namespace neurite::layers {
@@ -27,26 +28,46 @@ using autograd::Variable;
 
 // A trainable tensor: a leaf Variable plus an optional pruning mask (1 keeps,
 // 0 prunes; undefined while the parameter is dense).
+//
+// A pruned weight can also train in a sparse form (autograd/sparse.h): its
+// layer switches it with to_sparse() when sparse kernels pay, and from then on
+// the kept values are the parameter (trainable(): [nnz]) and value() is their
+// dense view, refreshed on each call. A new mask, or loading values, returns
+// it to dense; the layer rebuilds the form at its next forward.
 class Parameter {
  public:
   explicit Parameter(Tensor init) : value_(std::move(init), true) {}
 
-  Variable& value() { return value_; }
-  const Variable& value() const { return value_; }
+  // The dense weight (for a sparse parameter: its kept values scattered in).
+  Variable& value();
+  const Variable& value() const;
   const Shape& shape() const { return value_.shape(); }
   int64_t numel() const { return value_.numel(); }
 
   const Tensor& mask() const { return mask_; }
   bool has_mask() const { return mask_.defined(); }
+  // The kept fraction of the mask (1 without one).
+  double density() const { return density_; }
   // Sets the mask (same shape, 0/1) and zeroes the pruned weights; an
   // undefined mask makes the parameter dense again.
   void set_mask(Tensor mask);
   // Zeroes the weights (and the gradient, if any) where the mask is 0.
   void apply_mask();
 
+  bool is_sparse() const { return sparse_ != nullptr; }
+  const std::shared_ptr<const autograd::SparseWeight>& sparse_form() const { return sparse_; }
+  // Trains the kept values of `form` (built from this parameter's mask) from now on.
+  void to_sparse(std::shared_ptr<const autograd::SparseWeight> form);
+  void to_dense();
+  // What an optimizer updates: the kept values [nnz] when sparse, else value().
+  Variable& trainable();
+
  private:
-  Variable value_;
+  mutable Variable value_;
   Tensor mask_;
+  double density_ = 1.0;
+  std::shared_ptr<const autograd::SparseWeight> sparse_;
+  Variable values_;  // the kept values while sparse
 };
 
 using ParameterPtr = std::shared_ptr<Parameter>;

@@ -1,6 +1,8 @@
 // Optimizers (SGD, Adam, AdamW) with parameter groups, PyTorch's update rules
 // and state dicts. Every update respects pruning masks: a masked weight stays
-// zero, its gradient is taken as zero, and its optimizer state is zero.
+// zero, its gradient is taken as zero, and its optimizer state is zero. A
+// parameter training in a sparse form is updated at its kept values, and its
+// state is kept for those values only.
 //
 //   optim::Sgd sgd({{model->parameters(), 0.1}}, {.momentum = 0.9, .nesterov = true, .weight_decay = 5e-4});
 //   loss.backward();
@@ -65,6 +67,8 @@ class Optimizer {
  private:
   std::vector<ParamGroup> groups_;
   std::vector<std::vector<std::map<std::string, Tensor>>> state_;  // [group][param] -> name -> tensor
+  // [group][param]: the sparse form the state is laid out for (null: dense)
+  std::vector<std::vector<std::shared_ptr<const autograd::SparseWeight>>> layout_;
 };
 
 struct SgdOptions {
