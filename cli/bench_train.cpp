@@ -51,7 +51,7 @@ void add_bench_train(CLI::App& app) {
   cmd->add_option("--image-size", a->image_size, "Image side (default: 32 for resnets, else 28)");
   cmd->add_option("--seq-len", a->seq_len, "Tokens per sequence (transformer)")->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
-  cmd->add_option("--sparsity", a->sparsity, "Prune every prunable weight to this sparsity first (magnitude, one shot)")
+  cmd->add_option("--sparsity", a->sparsity, "Prune every Linear, Conv2d and attention projection weight to this sparsity first (magnitude, one shot)")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--mask-type", a->mask_type, "Pruning pattern: unstructured, 4x1, 1x4, N:M, ...")->capture_default_str();
   cmd->add_flag("--dense-kernels", a->dense_kernels, "Run pruned layers on dense masked kernels, not sparse ones");
@@ -69,9 +69,13 @@ void add_bench_train(CLI::App& app) {
     layers::manual_seed(0);
     auto model = layers::models::make_model(a->model, o);
     model->train();
-    if (a->sparsity > 0)
-      pruning::prune(*model, pruning::select(*model, {"__ALL_PRUNABLE__"}), a->sparsity,
-                     pruning::MaskType::parse(a->mask_type), false);
+    if (a->sparsity > 0) {  // every Linear and Conv2d weight, and attention's input projections
+      std::vector<std::string> names = pruning::select(*model, {"__ALL_PRUNABLE__"});
+      for (const auto& [name, p] : model->named_parameters())
+        if (name.ends_with("in_proj_weight") && std::find(names.begin(), names.end(), name) == names.end())
+          names.push_back(name);
+      pruning::prune(*model, names, a->sparsity, pruning::MaskType::parse(a->mask_type), false);
+    }
     if (a->dense_kernels) layers::set_sparse_kernels(layers::SparseKernels::never);
     // Peak memory counts from here: pruning's scratch is freed and handed back first.
     malloc_trim(0);

@@ -179,6 +179,7 @@ double clip_grad_norm(const std::vector<ParameterPtr>& params, double max_norm) 
   double total = 0;
   for (const auto& p : params)
     if (p->trainable().has_grad()) {
+      p->apply_mask();  // a pruned weight has no gradient, dense or sparse
       const Tensor& grad = p->trainable().grad();
       const float* g = grad.data<float>();
       for (int64_t k = 0; k < grad.numel(); ++k) total += static_cast<double>(g[k]) * g[k];

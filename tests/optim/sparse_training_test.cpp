@@ -1,0 +1,160 @@
+// Sparse training against dense masked training: the same pruned models,
+// seeds and data, one on sparse kernels and one on dense masked kernels,
+// must follow the same trajectory; a pruning step in the middle rebuilds the
+// sparse form and moves the optimizer state with it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "neurite/autograd/ops.h"
+#include "neurite/layers/init.h"
+#include "neurite/layers/models.h"
+#include "neurite/layers/sparse_kernels.h"
+#include "neurite/optim/optimizer.h"
+
+namespace neurite::optim {
+namespace {
+
+using autograd::Variable;
+using layers::SparseKernels;
+
+// Restores the kernel policy a test changed.
+struct PolicyScope {
+  SparseKernels saved = layers::sparse_kernels();
+  ~PolicyScope() { layers::set_sparse_kernels(saved); }
+};
+
+// Prunes every 2-D and 4-D weight further: each kept entry drops with
+// probability `drop` (masks only grow), in 4x1 blocks when rows4 is set.
+void prune_more(layers::Module& model, double drop, uint64_t seed, bool rows4) {
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution cut(drop);
+  for (auto& [name, p] : model.named_parameters()) {
+    if (p->shape().size() != 2 && p->shape().size() != 4) continue;
+    if (name.find("embedding") != std::string::npos) continue;
+    Tensor mask = p->has_mask() ? p->mask().clone() : Tensor::ones(p->shape());
+    const int64_t rows = p->shape()[0], cols = p->numel() / rows;
+    const int br = rows4 && rows % 4 == 0 ? 4 : 1;
+    for (int64_t r0 = 0; r0 < rows; r0 += br)
+      for (int64_t c = 0; c < cols; ++c)
+        if (cut(rng))
+          for (int r = 0; r < br; ++r) mask.data<float>()[(r0 + r) * cols + c] = 0;
+    p->set_mask(mask);
+  }
+}
+
+struct TrainingRun {
+  std::shared_ptr<layers::UnaryModule> model;
+  std::unique_ptr<Optimizer> optimizer;
+};
+
+TrainingRun make_run(const std::string& name, const layers::models::ModelOptions& o, bool adam, double lr) {
+  layers::manual_seed(7);
+  TrainingRun r{layers::models::make_model(name, o), nullptr};
+  std::vector<ParamGroup> groups{{.params = r.model->parameters(), .lr = lr, .weight_decay = 1e-3}};
+  if (adam) r.optimizer = std::make_unique<AdamW>(groups);
+  else r.optimizer = std::make_unique<Sgd>(groups, SgdOptions{.momentum = 0.9, .nesterov = true});
+  return r;
+}
+
+float step(TrainingRun& r, SparseKernels kernels, const Tensor& x, const Tensor& y, uint64_t seed) {
+  layers::set_sparse_kernels(kernels);
+  layers::manual_seed(seed);  // the same dropout masks in both runs
+  Variable loss = autograd::cross_entropy(r.model->forward(Variable(x)), y);
+  r.optimizer->zero_grad();
+  loss.backward();
+  clip_grad_norm(r.model->parameters(), 10.0);
+  r.optimizer->step();
+  return loss.item();
+}
+
+void expect_same_parameters(const layers::Module& a, const layers::Module& b, const std::string& when) {
+  const auto sa = a.state_dict(), sb = b.state_dict();
+  for (const auto& [name, t] : sa) {
+    const Tensor& u = sb.at(name);
+    for (int64_t k = 0; k < t.numel(); ++k) {
+      if (t.dtype() != autograd::Dtype::f32) break;
+      const float x = t.data<float>()[k], y = u.data<float>()[k];
+      ASSERT_NEAR(x, y, 2e-3 * (1 + std::abs(y))) << when << ": " << name << " at " << k;
+    }
+  }
+}
+
+// lr small enough that 20 steps do not amplify the rounding differences of
+// the two kernels' summation orders beyond float tolerance.
+void expect_same_trajectory(const std::string& name, const layers::models::ModelOptions& o, bool adam, bool rows4,
+                            double lr) {
+  PolicyScope scope;
+  TrainingRun sparse = make_run(name, o, adam, lr), dense = make_run(name, o, adam, lr);
+  prune_more(*sparse.model, 0.8, 1, rows4);
+  prune_more(*dense.model, 0.8, 1, rows4);
+  const bool tokens = layers::models::takes_tokens(name);
+  const int64_t batch = 6;
+  for (int t = 0; t < 20; ++t) {
+    if (t == 10) {  // a pruning step in the middle of training
+      prune_more(*sparse.model, 0.5, 2, rows4);
+      prune_more(*dense.model, 0.5, 2, rows4);
+    }
+    const Tensor x = tokens ? Tensor::randint({batch, o.seq_len}, 100 + t, 0, o.vocab_size)
+                            : Tensor::randn({batch, o.in_channels, o.image_size, o.image_size}, 100 + t);
+    const Tensor y = Tensor::randint({batch}, 200 + t, 0, o.num_classes);
+    const float ls = step(sparse, SparseKernels::always, x, y, 300 + t), ld = step(dense, SparseKernels::never, x, y, 300 + t);
+    ASSERT_NEAR(ls, ld, 1e-3 * (1 + std::abs(ld))) << name << " loss at step " << t;
+    int64_t sparse_tensors = 0;
+    for (const auto& p : sparse.model->parameters()) {
+      sparse_tensors += p->is_sparse();
+      if (p->is_sparse()) {  // the form follows the current mask, and trains its kept values only
+        ASSERT_NEAR(p->sparse_form()->density(), p->density(), 1e-9) << name << " step " << t;
+        ASSERT_EQ(p->trainable().numel(), p->sparse_form()->nnz());
+      }
+    }
+    ASSERT_GT(sparse_tensors, 0) << name;
+    for (const auto& p : dense.model->parameters()) ASSERT_FALSE(p->is_sparse());
+  }
+  expect_same_parameters(*sparse.model, *dense.model, name + " after 20 steps");
+  // Optimizer state, in the dense layout: zero at pruned positions and equal to the dense run's.
+  const auto ss = sparse.optimizer->state_dict(), sd = dense.optimizer->state_dict();
+  ASSERT_EQ(ss.size(), sd.size());
+  for (const auto& [key, t] : ss)
+    for (int64_t k = 0; k < t.numel(); ++k)
+      ASSERT_NEAR(t.data<float>()[k], sd.at(key).data<float>()[k], 2e-3 * (1 + std::abs(sd.at(key).data<float>()[k])))
+          << name << " optimizer state " << key << " at " << k;
+}
+
+TEST(SparseTraining, MlpFollowsTheDenseMaskedRun) {
+  expect_same_trajectory("mlp", {}, false, false, 0.05);
+  expect_same_trajectory("mlp", {}, true, true, 1e-3);
+}
+
+TEST(SparseTraining, ConvNetFollowsTheDenseMaskedRun) {
+  expect_same_trajectory("resnet20", {.in_channels = 3, .image_size = 12}, false, false, 0.01);
+  expect_same_trajectory("cnn", {.image_size = 12}, true, true, 1e-3);
+}
+
+TEST(SparseTraining, TransformerFollowsTheDenseMaskedRun) {
+  expect_same_trajectory("transformer", {.vocab_size = 50, .seq_len = 8}, true, false, 1e-3);
+}
+
+TEST(SparseTraining, StateDictsAreDenseAndLoadingReturnsToDense) {
+  PolicyScope scope;
+  layers::set_sparse_kernels(SparseKernels::always);
+  TrainingRun r = make_run("mlp", {}, false, 0.05);
+  prune_more(*r.model, 0.9, 3, false);
+  r.model->forward(Variable(Tensor::randn({2, 1, 28, 28}, 1)));
+  auto fc = r.model->named_parameters().front().second;
+  ASSERT_TRUE(fc->is_sparse());
+  const auto state = r.model->state_dict();
+  const Tensor& w = state.at(r.model->named_parameters().front().first);
+  for (int64_t k = 0; k < w.numel(); ++k)
+    if (fc->mask().data<float>()[k] == 0) ASSERT_EQ(w.data<float>()[k], 0.0f);
+  auto changed = state;
+  for (auto& [name, t] : changed) t = t.clone();
+  changed.begin()->second.data<float>()[0] += 1;  // any change must land
+  r.model->load_state_dict(changed);
+  EXPECT_FALSE(fc->is_sparse());
+  EXPECT_EQ(r.model->state_dict().begin()->second.data<float>()[0], changed.begin()->second.data<float>()[0]);
+}
+
+}  // namespace
+}  // namespace neurite::optim
