@@ -258,6 +258,21 @@ void spmm_parallel(const BlockSparse& a, const float* values, kernels::DenseRows
                     });
 }
 
+// spmm_sddmm over all rows of a and pixels [0, pixels): threads split rows
+// only (a row's weight gradient sums over all its pixels), each walking its
+// rows in L2-sized pixel chunks.
+void spmm_sddmm_parallel(const BlockSparse& a, const float* values, kernels::DenseRows b, float* y, int64_t ldy,
+                         const float* x, int64_t ldx, float* dvalues, int64_t pixels) {
+  const int64_t chunk =
+      std::clamp<int64_t>((int64_t{1} << 16) / std::max<int64_t>(a.cols, 1) / 64 * 64, 64, std::max<int64_t>(pixels, 64));
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.row_blocks(), std::max<int64_t>(1, 16 / a.block_rows)),
+                    [&](const tbb::blocked_range<int64_t>& r) {
+                      for (int64_t p0 = 0; p0 < pixels; p0 += chunk)
+                        kernels::spmm_sddmm(a, values, b, y, ldy, x, ldx, dvalues, r.begin(), r.end(), p0,
+                                            std::min(p0 + chunk, pixels));
+                    });
+}
+
 void check_values(const SparseWeight& w, const Variable& values, const char* op) {
   check<ShapeError>(values.dtype() == Dtype::f32 && values.shape() == Shape{w.nnz()},
                     "{}: values must be float32 [{}] for a sparse weight {} with {} kept, got {}", op, w.nnz(),
@@ -314,24 +329,28 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
                     const Tensor gt = to_feature_major(g.data<float>(), n, out_features);
                     const int64_t ld = feature_major_ld(n);
                     const float* v = in[1].data().data<float>();
-                    if (in[0].requires_grad()) {  // dxᵀ = Wᵀ · gᵀ
+                    const bool want_dx = in[0].requires_grad(), want_dv = in[1].requires_grad();
+                    Tensor dv = want_dv ? Tensor::zeros({w->nnz()}) : Tensor();
+                    const Tensor xt = want_dv ? to_feature_major(in[0].data().data<float>(), n, in_features) : Tensor();
+                    if (want_dx) {  // dxᵀ = Wᵀ · gᵀ, with dW at the kept positions (gᵀ rows · xᵀ rows) in the same pass
                       Tensor dxt = Tensor::empty({in_features, ld}), dx = Tensor::empty(in[0].shape());
-                      spmm_parallel(w->transposed_pattern(), v, {gt.data<float>(), out_offset.data()},
-                                    dxt.data<float>(), ld, n);
+                      const BlockSparse& t = w->transposed_pattern();
+                      if (want_dv)
+                        spmm_sddmm_parallel(t, v, {gt.data<float>(), out_offset.data()}, dxt.data<float>(), ld,
+                                            xt.data<float>(), ld, dv.data<float>(), n);
+                      else
+                        spmm_parallel(t, v, {gt.data<float>(), out_offset.data()}, dxt.data<float>(), ld, n);
                       from_feature_major(dxt, n, in_features, dx.data<float>());
                       in[0].add_grad(std::move(dx));
-                    }
-                    if (in[1].requires_grad()) {  // dW at the kept positions: gᵀ rows · xᵀ rows
-                      const Tensor xt = to_feature_major(in[0].data().data<float>(), n, in_features);
-                      Tensor dv = Tensor::zeros({w->nnz()});
+                    } else if (want_dv) {
                       const BlockSparse& a = w->forward_pattern();
                       tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.row_blocks(), 4),
                                         [&](const tbb::blocked_range<int64_t>& r) {
                                           kernels::sddmm(a, gt.data<float>(), ld, {xt.data<float>(), in_offset.data()},
                                                          dv.data<float>(), r.begin(), r.end(), 0, n);
                                         });
-                      in[1].add_grad(std::move(dv));
                     }
+                    if (want_dv) in[1].add_grad(std::move(dv));
                     if (in.size() > 2 && in[2].requires_grad()) {
                       Tensor db = Tensor::zeros({out_features});
                       const float* pg = g.data<float>();
@@ -488,18 +507,21 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
       thread_local std::vector<float> planes_buffer, dy_buffer, dx_buffer;
       for (int64_t n = part * P.batch / parts; n < (part + 1) * P.batch / parts; ++n) {
         const float* dy = P.fill_dy(pg + n * f * out_hw, scratch(dy_buffer, P.dy_size));
-        if (want_dx) {
-          float* planes = scratch(dx_buffer, P.x_size);
+        float* dv = want_dv ? partial.data() + part * nnz : nullptr;
+        float* x_planes = want_dv ? scratch(planes_buffer, P.x_size) : nullptr;
+        if (want_dv) P.fill_input(px + n * in_sample, x_planes);
+        if (want_dx) {  // the transposed product into the input's phase planes, with dW in the same pass
+          float* dx_planes = scratch(dx_buffer, P.x_size);
           const BlockSparse& t = w->transposed_pattern();
-          kernels::spmm(t, v, {dy, P.dy_offset.data()}, planes, P.plane, 0, t.row_blocks(), 0, P.plane);
-          P.read_input(planes, dx.data<float>() + n * in_sample);
-        }
-        if (want_dv) {
-          float* planes = scratch(planes_buffer, P.x_size);
-          P.fill_input(px + n * in_sample, planes);
+          if (want_dv)
+            kernels::spmm_sddmm(t, v, {dy, P.dy_offset.data()}, dx_planes, P.plane, x_planes, P.plane, dv, 0,
+                                t.row_blocks(), 0, P.plane);
+          else
+            kernels::spmm(t, v, {dy, P.dy_offset.data()}, dx_planes, P.plane, 0, t.row_blocks(), 0, P.plane);
+          P.read_input(dx_planes, dx.data<float>() + n * in_sample);
+        } else if (want_dv) {
           const BlockSparse& a = w->forward_pattern();
-          kernels::sddmm(a, dy, P.plane_dy, {planes, P.x_offset.data()}, partial.data() + part * nnz, 0,
-                         a.row_blocks(), 0, P.out_len);
+          kernels::sddmm(a, dy, P.plane_dy, {x_planes, P.x_offset.data()}, dv, 0, a.row_blocks(), 0, P.out_len);
         }
       }
     });

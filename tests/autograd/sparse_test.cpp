@@ -115,6 +115,27 @@ TEST(SparseLinear, MatchesTheDenseMaskedLinear) {
   }
 }
 
+// A first layer: its input needs no gradient, so the weight gradient runs on its own.
+TEST(SparseOps, WeightGradientWithoutAnInputGradient) {
+  const Tensor lw = Tensor::randn({12, 20}, 1), lmask = block_mask({12, 20}, 4, 1, 0.3, 2);
+  auto lform = SparseWeight::linear(lmask);
+  const Tensor cw = Tensor::randn({8, 3, 3, 3}, 3), cmask = block_mask({8, 3, 3, 3}, 1, 1, 0.3, 4);
+  const Conv2dOptions o{.pad_h = 1, .pad_w = 1};
+  auto cform = SparseWeight::conv2d(cmask, o);
+  for (bool conv : {false, true}) {
+    const Tensor x = Tensor::randn(conv ? Shape{2, 3, 7, 7} : Shape{9, 20}, 5);
+    const Tensor& w = conv ? cw : lw;
+    auto form = conv ? cform : lform;
+    Variable values(form->gather(w), true), wd(times(w, conv ? cmask : lmask), true);
+    Variable y = conv ? sparse_conv2d(Variable(x), form, values) : sparse_linear(Variable(x), form, values);
+    Variable yd = conv ? conv2d(Variable(x), wd, {}, o) : linear(Variable(x), wd);
+    const Tensor g = Tensor::randn(y.shape(), 6);
+    y.backward(g);
+    yd.backward(g);
+    expect_close(values.grad(), form->gather(wd.grad()), conv ? "conv dW" : "linear dW");
+  }
+}
+
 TEST(SparseLinear, AcceptsBatchedInputs) {
   const Tensor w = Tensor::randn({8, 6}, 1), mask = block_mask({8, 6}, 1, 1, 0.3, 2);
   auto form = SparseWeight::linear(mask);

@@ -1,10 +1,16 @@
 // Sparse training against dense masked training: the same pruned models,
 // seeds and data, one on sparse kernels and one on dense masked kernels,
-// must follow the same trajectory; a pruning step in the middle rebuilds the
-// sparse form and moves the optimizer state with it.
+// must take the same steps; a pruning step in the middle rebuilds the sparse
+// form and moves the optimizer state with it. After each step the dense run
+// takes the sparse run's weights: two summation orders otherwise drift apart
+// chaotically over a few steps of a batch-norm net (even the reference
+// kernels against the vector ones), which would hide what is compared here:
+// each step's update and the optimizer state it carries.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fmt/format.h>
+
 #include <random>
 
 #include "neurite/autograd/ops.h"
@@ -69,22 +75,21 @@ float step(TrainingRun& r, SparseKernels kernels, const Tensor& x, const Tensor&
   return loss.item();
 }
 
-void expect_same_parameters(const layers::Module& a, const layers::Module& b, const std::string& when) {
-  const auto sa = a.state_dict(), sb = b.state_dict();
-  for (const auto& [name, t] : sa) {
-    const Tensor& u = sb.at(name);
-    for (int64_t k = 0; k < t.numel(); ++k) {
-      if (t.dtype() != autograd::Dtype::f32) break;
-      const float x = t.data<float>()[k], y = u.data<float>()[k];
-      ASSERT_NEAR(x, y, 2e-3 * (1 + std::abs(y))) << when << ": " << name << " at " << k;
-    }
+template <typename Dict>
+void expect_same(const Dict& got, const Dict& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (const auto& [name, value] : got) {
+    const Tensor& t = value;
+    const Tensor& u = want.at(name);
+    if (t.dtype() != autograd::Dtype::f32) continue;
+    for (int64_t k = 0; k < t.numel(); ++k)
+      ASSERT_NEAR(t.data<float>()[k], u.data<float>()[k], 5e-4 * (1 + std::abs(u.data<float>()[k])))
+          << what << ": " << name << " at " << k;
   }
 }
 
-// lr small enough that 20 steps do not amplify the rounding differences of
-// the two kernels' summation orders beyond float tolerance.
-void expect_same_trajectory(const std::string& name, const layers::models::ModelOptions& o, bool adam, bool rows4,
-                            double lr) {
+void expect_same_steps(const std::string& name, const layers::models::ModelOptions& o, bool adam, bool rows4,
+                       double lr) {
   PolicyScope scope;
   TrainingRun sparse = make_run(name, o, adam, lr), dense = make_run(name, o, adam, lr);
   prune_more(*sparse.model, 0.8, 1, rows4);
@@ -100,7 +105,7 @@ void expect_same_trajectory(const std::string& name, const layers::models::Model
                             : Tensor::randn({batch, o.in_channels, o.image_size, o.image_size}, 100 + t);
     const Tensor y = Tensor::randint({batch}, 200 + t, 0, o.num_classes);
     const float ls = step(sparse, SparseKernels::always, x, y, 300 + t), ld = step(dense, SparseKernels::never, x, y, 300 + t);
-    ASSERT_NEAR(ls, ld, 1e-3 * (1 + std::abs(ld))) << name << " loss at step " << t;
+    ASSERT_NEAR(ls, ld, 1e-4 * (1 + std::abs(ld))) << name << " loss at step " << t;
     int64_t sparse_tensors = 0;
     for (const auto& p : sparse.model->parameters()) {
       sparse_tensors += p->is_sparse();
@@ -111,29 +116,25 @@ void expect_same_trajectory(const std::string& name, const layers::models::Model
     }
     ASSERT_GT(sparse_tensors, 0) << name;
     for (const auto& p : dense.model->parameters()) ASSERT_FALSE(p->is_sparse());
+    expect_same(sparse.model->state_dict(), dense.model->state_dict(), fmt::format("{} weights after step {}", name, t));
+    dense.model->load_state_dict(sparse.model->state_dict());
   }
-  expect_same_parameters(*sparse.model, *dense.model, name + " after 20 steps");
   // Optimizer state, in the dense layout: zero at pruned positions and equal to the dense run's.
-  const auto ss = sparse.optimizer->state_dict(), sd = dense.optimizer->state_dict();
-  ASSERT_EQ(ss.size(), sd.size());
-  for (const auto& [key, t] : ss)
-    for (int64_t k = 0; k < t.numel(); ++k)
-      ASSERT_NEAR(t.data<float>()[k], sd.at(key).data<float>()[k], 2e-3 * (1 + std::abs(sd.at(key).data<float>()[k])))
-          << name << " optimizer state " << key << " at " << k;
+  expect_same(sparse.optimizer->state_dict(), dense.optimizer->state_dict(), name + " optimizer state");
 }
 
 TEST(SparseTraining, MlpFollowsTheDenseMaskedRun) {
-  expect_same_trajectory("mlp", {}, false, false, 0.05);
-  expect_same_trajectory("mlp", {}, true, true, 1e-3);
+  expect_same_steps("mlp", {}, false, false, 0.05);
+  expect_same_steps("mlp", {}, true, true, 1e-3);
 }
 
 TEST(SparseTraining, ConvNetFollowsTheDenseMaskedRun) {
-  expect_same_trajectory("resnet20", {.in_channels = 3, .image_size = 12}, false, false, 0.01);
-  expect_same_trajectory("cnn", {.image_size = 12}, true, true, 1e-3);
+  expect_same_steps("resnet20", {.in_channels = 3, .image_size = 12}, false, false, 0.01);
+  expect_same_steps("cnn", {.image_size = 12}, true, true, 1e-3);
 }
 
 TEST(SparseTraining, TransformerFollowsTheDenseMaskedRun) {
-  expect_same_trajectory("transformer", {.vocab_size = 50, .seq_len = 8}, true, false, 1e-3);
+  expect_same_steps("transformer", {.vocab_size = 50, .seq_len = 8}, true, false, 1e-3);
 }
 
 TEST(SparseTraining, StateDictsAreDenseAndLoadingReturnsToDense) {
