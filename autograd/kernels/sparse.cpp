@@ -14,9 +14,6 @@ namespace neurite::autograd::kernels {
                   int64_t rb1, int64_t p0, int64_t p1);                                                             \
   void sddmm_entry(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, float* dvalues, int64_t rb0, \
                    int64_t rb1, int64_t p0, int64_t p1);                                                            \
-  void spmm_sddmm_entry(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy,             \
-                        const float* x, int64_t ldx, float* dvalues, int64_t rb0, int64_t rb1, int64_t p0,         \
-                        int64_t p1);                                                                                \
   }
 NEURITE_DECLARE_ISA(avx2)
 NEURITE_DECLARE_ISA(avx512)
@@ -50,21 +47,6 @@ void sddmm_entry(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows 
           const float* src = b.base + b.offset[a.col[e * bc + c]];
           float s = 0;
           for (int64_t p = p0; p < p1; ++p) s += d[p] * src[p];
-          dvalues[a.value_at[e] + r * bc + c] += s;
-        }
-}
-void spmm_sddmm_entry(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, const float* x,
-                      int64_t ldx, float* dvalues, int64_t rb0, int64_t rb1, int64_t p0, int64_t p1) {
-  spmm_entry(a, values, b, y, ldy, rb0, rb1, p0, p1);
-  const int br = a.block_rows, bc = a.block_cols;
-  for (int64_t rb = rb0; rb < rb1; ++rb)
-    for (int64_t e = a.row_ptr[rb]; e < a.row_ptr[rb + 1]; ++e)
-      for (int r = 0; r < br; ++r)
-        for (int c = 0; c < bc; ++c) {
-          const float* src = b.base + b.offset[a.col[e * bc + c]];
-          const float* xr = x + (rb * br + r) * ldx;
-          float s = 0;
-          for (int64_t p = p0; p < p1; ++p) s += src[p] * xr[p];
           dvalues[a.value_at[e] + r * bc + c] += s;
         }
 }
@@ -129,15 +111,6 @@ void sddmm(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, flo
     case Isa::avx512: return avx512::sddmm_entry(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
     case Isa::avx2: return avx2::sddmm_entry(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
     case Isa::reference: return reference::sddmm_entry(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
-  }
-}
-
-void spmm_sddmm(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, const float* x,
-                int64_t ldx, float* dvalues, int64_t rb0, int64_t rb1, int64_t p0, int64_t p1) {
-  switch (current()) {
-    case Isa::avx512: return avx512::spmm_sddmm_entry(a, values, b, y, ldy, x, ldx, dvalues, rb0, rb1, p0, p1);
-    case Isa::avx2: return avx2::spmm_sddmm_entry(a, values, b, y, ldy, x, ldx, dvalues, rb0, rb1, p0, p1);
-    case Isa::reference: return reference::spmm_sddmm_entry(a, values, b, y, ldy, x, ldx, dvalues, rb0, rb1, p0, p1);
   }
 }
 

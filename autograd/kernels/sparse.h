@@ -46,14 +46,6 @@ void spmm(const BlockSparse& a, const float* values, DenseRows b, float* y, int6
 void sddmm(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, float* dvalues, int64_t rb0, int64_t rb1,
            int64_t p0, int64_t p1);
 
-// spmm (y over the rows of a) fused with sddmm of the same entries against
-// x: dvalues[value of (r, c)] += sum over p in [p0, p1) of B_c[p] * x[r*ldx + p].
-// Over a transposed pattern, with B the output gradient and x the input, it
-// gives the input gradient (y) and the weight gradient (dvalues) in one pass.
-// Tasks must not split a row's pixels between them (they would race on dvalues).
-void spmm_sddmm(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, const float* x,
-                int64_t ldx, float* dvalues, int64_t rb0, int64_t rb1, int64_t p0, int64_t p1);
-
 // The instruction set the kernels run: the best the CPU has, unless the
 // environment variable NEURITE_ISA names another (reference, avx2, avx512).
 enum class Isa { reference, avx2, avx512 };

@@ -13,8 +13,4 @@ void sddmm_entry(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows 
                  int64_t rb1, int64_t p0, int64_t p1) {
   sddmm<V>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
 }
-void spmm_sddmm_entry(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, const float* x,
-                      int64_t ldx, float* dvalues, int64_t rb0, int64_t rb1, int64_t p0, int64_t p1) {
-  spmm_sddmm<V, 8, 2>(a, values, b, y, ldy, x, ldx, dvalues, rb0, rb1, p0, p1);
-}
 }  // namespace neurite::autograd::kernels::avx512

@@ -117,63 +117,6 @@ void sddmm_blocks(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows
   }
 }
 
-// spmm over a transposed pattern fused with the weight gradient of the same
-// entries: while the tile of y accumulates w · B_c, the loaded B_c also meets
-// the matching tile of x (held in registers) for dvalues. One pass over the
-// output gradient gives a layer's input gradient and weight gradient.
-template <typename V, int BR, int BC, int NV>
-inline void spmm_sddmm_tile(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy,
-                            const float* x, int64_t ldx, float* dvalues, int64_t rb, int64_t p) {
-  constexpr int L = lanes<V>;
-  V acc[BR][NV], xr[BR][NV];
-  for (int r = 0; r < BR; ++r)
-    for (int j = 0; j < NV; ++j) {
-      acc[r][j] = V{};
-      xr[r][j] = load<V>(x + (rb * BR + r) * ldx + p + j * L);
-    }
-  const int32_t* col = a.col.data() + a.row_ptr[rb] * BC;
-  for (int64_t e = a.row_ptr[rb]; e < a.row_ptr[rb + 1]; ++e, col += BC) {
-    const float* v = values + a.value_at[e];
-    float* dv = dvalues + a.value_at[e];
-    for (int c = 0; c < BC; ++c) {
-      const float* src = b.base + b.offset[col[c]] + p;
-      V g[NV];
-      for (int j = 0; j < NV; ++j) g[j] = load<V>(src + j * L);
-      for (int r = 0; r < BR; ++r) {
-        const float w = v[r * BC + c];
-        V d[2] = {V{}, V{}};  // two chains, so the FMAs do not wait on each other
-        for (int j = 0; j < NV; ++j) {
-          acc[r][j] += w * g[j];
-          d[j & 1] += g[j] * xr[r][j];
-        }
-        dv[r * BC + c] += lane_sum(d[0] + d[1]);
-      }
-    }
-  }
-  for (int r = 0; r < BR; ++r)
-    for (int j = 0; j < NV; ++j) store(y + (rb * BR + r) * ldy + p + j * L, acc[r][j]);
-}
-
-template <typename V, int BR, int BC, int NV>
-void spmm_sddmm_blocks(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, const float* x,
-                       int64_t ldx, float* dvalues, int64_t rb0, int64_t rb1, int64_t p0, int64_t p1) {
-  constexpr int64_t L = lanes<V>, T = NV * L;
-  for (int64_t rb = rb0; rb < rb1; ++rb) {
-    int64_t p = p0;
-    for (; p + T <= p1; p += T) spmm_sddmm_tile<V, BR, BC, NV>(a, values, b, y, ldy, x, ldx, dvalues, rb, p);
-    for (; p + L <= p1; p += L) spmm_sddmm_tile<V, BR, BC, 1>(a, values, b, y, ldy, x, ldx, dvalues, rb, p);
-    for (; p < p1; ++p) spmm_sddmm_tile<float, BR, BC, 1>(a, values, b, y, ldy, x, ldx, dvalues, rb, p);
-  }
-}
-
-template <typename V, int NV1, int NV4>
-void spmm_sddmm(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, const float* x,
-                int64_t ldx, float* dvalues, int64_t rb0, int64_t rb1, int64_t p0, int64_t p1) {
-  if (a.block_rows == 4) return spmm_sddmm_blocks<V, 4, 1, NV4>(a, values, b, y, ldy, x, ldx, dvalues, rb0, rb1, p0, p1);
-  if (a.block_cols == 4) return spmm_sddmm_blocks<V, 1, 4, NV1>(a, values, b, y, ldy, x, ldx, dvalues, rb0, rb1, p0, p1);
-  spmm_sddmm_blocks<V, 1, 1, NV1>(a, values, b, y, ldy, x, ldx, dvalues, rb0, rb1, p0, p1);
-}
-
 // Register budgets: an output tile of 8 vectors for CSR and 1x4, 4 rows of
 // NV4 vectors for 4x1, leaving registers for the loads and the broadcast.
 template <typename V, int NV1, int NV4>

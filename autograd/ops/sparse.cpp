@@ -258,19 +258,27 @@ void spmm_parallel(const BlockSparse& a, const float* values, kernels::DenseRows
                     });
 }
 
-// spmm_sddmm over all rows of a and pixels [0, pixels): threads split rows
-// only (a row's weight gradient sums over all its pixels), each walking its
-// rows in L2-sized pixel chunks.
-void spmm_sddmm_parallel(const BlockSparse& a, const float* values, kernels::DenseRows b, float* y, int64_t ldy,
-                         const float* x, int64_t ldx, float* dvalues, int64_t pixels) {
-  const int64_t chunk =
-      std::clamp<int64_t>((int64_t{1} << 16) / std::max<int64_t>(a.cols, 1) / 64 * 64, 64, std::max<int64_t>(pixels, 64));
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.row_blocks(), std::max<int64_t>(1, 16 / a.block_rows)),
+// The weight gradient at the kept positions of a: dvalues[(r, c)] = sum over
+// p < pixels of dy[r*lddy + p] * B_c[p]; threads split rows, each dot product
+// runs the full length.
+Tensor sddmm_all(const BlockSparse& a, const float* dy, int64_t lddy, kernels::DenseRows b, int64_t pixels) {
+  Tensor dv = Tensor::zeros({a.nnz()});
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.row_blocks(), std::max<int64_t>(1, 8 / a.block_rows)),
                     [&](const tbb::blocked_range<int64_t>& r) {
-                      for (int64_t p0 = 0; p0 < pixels; p0 += chunk)
-                        kernels::spmm_sddmm(a, values, b, y, ldy, x, ldx, dvalues, r.begin(), r.end(), p0,
-                                            std::min(p0 + chunk, pixels));
+                      kernels::sddmm(a, dy, lddy, b, dv.data<float>(), r.begin(), r.end(), 0, pixels);
                     });
+  return dv;
+}
+
+// The bias gradient: the sum of each of `count` rows of `length` floats.
+Tensor row_sums(const float* rows, int64_t count, int64_t ld, int64_t length) {
+  Tensor sums = Tensor::empty({count});
+  float* out = sums.data<float>();
+  tbb::parallel_for(int64_t{0}, count, [&](int64_t r) {
+    const float* row = rows + r * ld;
+    out[r] = static_cast<float>(detail::lane_sum(length, [row](int64_t k) { return row[k]; }));
+  });
+  return sums;
 }
 
 void check_values(const SparseWeight& w, const Variable& values, const char* op) {
@@ -329,54 +337,43 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
                     const Tensor gt = to_feature_major(g.data<float>(), n, out_features);
                     const int64_t ld = feature_major_ld(n);
                     const float* v = in[1].data().data<float>();
-                    const bool want_dx = in[0].requires_grad(), want_dv = in[1].requires_grad();
-                    Tensor dv = want_dv ? Tensor::zeros({w->nnz()}) : Tensor();
-                    const Tensor xt = want_dv ? to_feature_major(in[0].data().data<float>(), n, in_features) : Tensor();
-                    if (want_dx) {  // dxᵀ = Wᵀ · gᵀ, with dW at the kept positions (gᵀ rows · xᵀ rows) in the same pass
+                    if (in[0].requires_grad()) {  // dxᵀ = Wᵀ · gᵀ
                       Tensor dxt = Tensor::empty({in_features, ld}), dx = Tensor::empty(in[0].shape());
-                      const BlockSparse& t = w->transposed_pattern();
-                      if (want_dv)
-                        spmm_sddmm_parallel(t, v, {gt.data<float>(), out_offset.data()}, dxt.data<float>(), ld,
-                                            xt.data<float>(), ld, dv.data<float>(), n);
-                      else
-                        spmm_parallel(t, v, {gt.data<float>(), out_offset.data()}, dxt.data<float>(), ld, n);
+                      spmm_parallel(w->transposed_pattern(), v, {gt.data<float>(), out_offset.data()},
+                                    dxt.data<float>(), ld, n);
                       from_feature_major(dxt, n, in_features, dx.data<float>());
                       in[0].add_grad(std::move(dx));
-                    } else if (want_dv) {
-                      const BlockSparse& a = w->forward_pattern();
-                      tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.row_blocks(), 4),
-                                        [&](const tbb::blocked_range<int64_t>& r) {
-                                          kernels::sddmm(a, gt.data<float>(), ld, {xt.data<float>(), in_offset.data()},
-                                                         dv.data<float>(), r.begin(), r.end(), 0, n);
-                                        });
                     }
-                    if (want_dv) in[1].add_grad(std::move(dv));
-                    if (in.size() > 2 && in[2].requires_grad()) {
-                      Tensor db = Tensor::zeros({out_features});
-                      const float* pg = g.data<float>();
-                      float* pdb = db.data<float>();
-                      for (int64_t r = 0; r < n; ++r)
-                        for (int64_t o = 0; o < out_features; ++o) pdb[o] += pg[r * out_features + o];
-                      in[2].add_grad(std::move(db));
+                    if (in[1].requires_grad()) {  // dW at the kept positions: gᵀ rows · xᵀ rows
+                      const Tensor xt = to_feature_major(in[0].data().data<float>(), n, in_features);
+                      in[1].add_grad(sddmm_all(w->forward_pattern(), gt.data<float>(), ld,
+                                               {xt.data<float>(), in_offset.data()}, n));
                     }
+                    if (in.size() > 2 && in[2].requires_grad())
+                      in[2].add_grad(row_sums(gt.data<float>(), out_features, ld, n));
                   });
 }
 
 namespace {
 
-// The layout of one sample of a direct sparse convolution. The padded input
-// is split into stride_h x stride_w phase planes (plane (a, b) holds padded
-// rows a, a + sh, ... and columns b, b + sw, ...), each Hq x Wq. A tap
-// (i, j) reads plane phase(i, j) shifted by (i·dh / sh, j·dw / sw), so output
-// pixel p = oy·Wq + ox reads input p + shift in that plane: every (channel,
-// tap) column is a dense row at a fixed offset, and the convolution is one
-// sparse-times-dense product. Columns ox >= Wout of each output row are
-// scratch, computed and dropped.
+// The layout of a direct sparse convolution. The padded input is split into
+// stride_h x stride_w phase planes (plane (a, b) holds padded rows a, a + sh,
+// ... and columns b, b + sw, ...), each Hq x Wq, stored channel-major with a
+// group of samples inside a row: row (phase, channel) holds the group's
+// planes one after another. A tap (i, j) reads plane phase(i, j) shifted by
+// (i·dh / sh, j·dw / sw), so output pixel p = n·plane + oy·Wq + ox reads
+// input p + shift in that row: every (channel, tap) column is a dense row at
+// a fixed offset, and the convolution of a group is one sparse-times-dense
+// product over its planes. Outputs outside (oy < Hout, ox < Wout) are
+// scratch, computed and dropped; the output gradient is laid out the same
+// way with zeros there, which is what makes the transposed product (the
+// input gradient) read true gradients only. Groups are sized so that their
+// operands stay in L2; small images pack many samples into one product.
 struct ConvPlan {
   WeightGeometry g;
   int64_t batch, height, width, ph, pw;
-  int64_t hq, wq, plane, out_h, out_w, out_len, x_size;
-  int64_t front, plane_dy, dy_size;  // the output gradient, with zero margins for negative shifts
+  int64_t hq, wq, plane, out_h, out_w, group;
+  int64_t front, ld_x, ld_dy;  // the largest shift; row lengths of the operands
   std::vector<int64_t> x_offset, dy_offset;
 
   ConvPlan(const SparseWeight& w, const Shape& x) {
@@ -388,65 +385,86 @@ struct ConvPlan {
     out_h = (hp - g.dh * (g.kh - 1) - 1) / g.sh + 1;
     out_w = (wp - g.dw * (g.kw - 1) - 1) / g.sw + 1;
     hq = (hp + g.sh - 1) / g.sh, wq = (wp + g.sw - 1) / g.sw, plane = hq * wq;
-    out_len = out_h * wq;
-    const int64_t qh_max = (g.kh - 1) * g.dh / g.sh, qw_max = (g.kw - 1) * g.dw / g.sw;
-    x_size = g.phases() * g.channels * plane + wq + 16;
-    front = qh_max * wq + qw_max;
-    plane_dy = plane + front + wq;
-    dy_size = front + g.rows * plane_dy;
+    constexpr int64_t kL2Budget = 320 << 10;  // bytes of input planes and output rows per group
+    const int64_t per_sample = (g.phases() * g.channels + g.rows) * plane * static_cast<int64_t>(sizeof(float));
+    group = std::clamp<int64_t>(kL2Budget / std::max<int64_t>(per_sample, 1), 1, std::max<int64_t>(batch, 1));
+    front = shift(g.kh - 1, g.kw - 1);
+    ld_x = group * plane + front + 16;  // the last outputs' reads run past the last plane by up to `front`
+    ld_dy = front + group * plane + 16;
     x_offset.resize(static_cast<size_t>(g.channels * g.taps()));
     for (int64_t c = 0; c < g.channels; ++c)
       for (int64_t i = 0; i < g.kh; ++i)
         for (int64_t j = 0; j < g.kw; ++j)
-          x_offset[(c * g.kh + i) * g.kw + j] = (g.phase(i, j) * g.channels + c) * plane + shift(i, j);
+          x_offset[(c * g.kh + i) * g.kw + j] = (g.phase(i, j) * g.channels + c) * ld_x + shift(i, j);
     dy_offset.resize(static_cast<size_t>(g.rows * g.taps()));
     for (int64_t f = 0; f < g.rows; ++f)
       for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) dy_offset[(f * g.kh + i) * g.kw + j] = f * plane_dy - shift(i, j);
+        for (int64_t j = 0; j < g.kw; ++j) dy_offset[(f * g.kh + i) * g.kw + j] = front + f * ld_dy - shift(i, j);
   }
   int64_t shift(int64_t i, int64_t j) const { return i * g.dh / g.sh * wq + j * g.dw / g.sw; }
-  // Calls f(at, x0) for each column phase of input row r of channel ch: its
-  // input columns x0, x0 + sw, ... live at planes[at], planes[at + 1], ...
+  int64_t groups() const { return (batch + group - 1) / group; }
+  int64_t first(int64_t k) const { return k * group; }
+  int64_t count(int64_t k) const { return std::min(group, batch - k * group); }
+  int64_t x_size() const { return g.phases() * g.channels * ld_x; }
+  int64_t dy_size() const { return g.rows * ld_dy; }
+  // Calls f(at, x0) for each column phase of input row r of channel ch of the
+  // group's sample s: its columns x0, x0 + sw, ... live at planes[at], planes[at + 1], ...
   template <typename F>
-  void row_segments(int64_t ch, int64_t r, F f) const {
+  void row_segments(int64_t s, int64_t ch, int64_t r, F f) const {
     const int64_t pr = r + ph;
     for (int64_t b = 0; b < g.sw; ++b) {
       const int64_t x0 = ((b - pw) % g.sw + g.sw) % g.sw;
-      if (x0 < width) f(((pr % g.sh * g.sw + b) * g.channels + ch) * plane + pr / g.sh * wq + (x0 + pw) / g.sw, x0);
+      if (x0 < width)
+        f(((pr % g.sh * g.sw + b) * g.channels + ch) * ld_x + s * plane + pr / g.sh * wq + (x0 + pw) / g.sw, x0);
     }
   }
-  void fill_input(const float* x, float* planes) const {
-    std::fill(planes, planes + x_size, 0.0f);
-    for (int64_t ch = 0; ch < g.channels; ++ch)
-      for (int64_t r = 0; r < height; ++r) {
-        const float* src = x + (ch * height + r) * width;
-        row_segments(ch, r, [&](int64_t at, int64_t x0) {
-          for (int64_t c = x0, k = at; c < width; c += g.sw, ++k) planes[k] = src[c];
-        });
+  // The samples of group k of x (N, C, H, W) into phase planes, zeros around.
+  void fill_planes(const float* x, int64_t k, float* planes) const {
+    std::fill(planes, planes + x_size(), 0.0f);
+    for (int64_t s = 0; s < count(k); ++s)
+      for (int64_t ch = 0; ch < g.channels; ++ch)
+        for (int64_t r = 0; r < height; ++r) {
+          const float* src = x + (((first(k) + s) * g.channels + ch) * height + r) * width;
+          row_segments(s, ch, r, [&](int64_t at, int64_t x0) {
+            for (int64_t c = x0, i = at; c < width; c += g.sw, ++i) planes[i] = src[c];
+          });
+        }
+  }
+  // The inverse of fill_planes for the inputs' own pixels (padding dropped).
+  void read_planes(const float* planes, int64_t k, float* x) const {
+    for (int64_t s = 0; s < count(k); ++s)
+      for (int64_t ch = 0; ch < g.channels; ++ch)
+        for (int64_t r = 0; r < height; ++r) {
+          float* dst = x + (((first(k) + s) * g.channels + ch) * height + r) * width;
+          row_segments(s, ch, r, [&](int64_t at, int64_t x0) {
+            for (int64_t c = x0, i = at; c < width; c += g.sw, ++i) dst[c] = planes[i];
+          });
+        }
+  }
+  // Output rows (F, ld) of group k to y (N, F, out_h, out_w), plus bias.
+  void write_output(const float* rows, int64_t ld, int64_t k, const float* bias, float* y) const {
+    for (int64_t s = 0; s < count(k); ++s)
+      for (int64_t o = 0; o < g.rows; ++o) {
+        const float add = bias != nullptr ? bias[o] : 0.0f;
+        for (int64_t r = 0; r < out_h; ++r) {
+          const float* from = rows + o * ld + s * plane + r * wq;
+          float* to = y + (((first(k) + s) * g.rows + o) * out_h + r) * out_w;
+          for (int64_t c = 0; c < out_w; ++c) to[c] = from[c] + add;
+        }
       }
   }
-  // The inverse of fill_input for the input's own pixels (padding dropped).
-  void read_input(const float* planes, float* x) const {
-    for (int64_t ch = 0; ch < g.channels; ++ch)
-      for (int64_t r = 0; r < height; ++r) {
-        float* dst = x + (ch * height + r) * width;
-        row_segments(ch, r, [&](int64_t at, int64_t x0) {
-          for (int64_t c = x0, k = at; c < width; c += g.sw, ++k) dst[c] = planes[k];
-        });
-      }
-  }
-  // dy (F, out_h, out_w) into its padded rows; returns the base the offsets count from.
-  float* fill_dy(const float* dy, float* buffer) const {
-    std::fill(buffer, buffer + dy_size, 0.0f);
-    float* base = buffer + front;
-    for (int64_t f = 0; f < g.rows; ++f)
-      for (int64_t r = 0; r < out_h; ++r)
-        std::memcpy(base + f * plane_dy + r * wq, dy + (f * out_h + r) * out_w, static_cast<size_t>(out_w) * sizeof(float));
-    return base;
+  // Group k of dy (N, F, out_h, out_w) into rows of ld_dy, zeros around.
+  void fill_dy(const float* dy, int64_t k, float* rows) const {
+    std::fill(rows, rows + dy_size(), 0.0f);
+    for (int64_t s = 0; s < count(k); ++s)
+      for (int64_t f = 0; f < g.rows; ++f)
+        for (int64_t r = 0; r < out_h; ++r)
+          std::memcpy(rows + front + f * ld_dy + s * plane + r * wq,
+                      dy + (((first(k) + s) * g.rows + f) * out_h + r) * out_w, static_cast<size_t>(out_w) * sizeof(float));
   }
 };
 
-// Thread-local scratch buffers, grown as needed.
+// A thread's scratch buffer of at least `size` floats.
 float* scratch(std::vector<float>& buffer, int64_t size) {
   if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
   return buffer.data();
@@ -466,83 +484,70 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
   check<ShapeError>(P.out_h >= 1 && P.out_w >= 1, "sparse_conv2d: input {} is smaller than the kernel {}",
                     to_string(x.shape()), to_string(w->shape()));
   check_bias(bias, P.g.rows, "sparse_conv2d");
-  const int64_t f = P.g.rows, out_hw = P.out_h * P.out_w;
-  Tensor y = Tensor::empty({P.batch, f, P.out_h, P.out_w});
+  Tensor y = Tensor::empty({P.batch, P.g.rows, P.out_h, P.out_w});
   const float* px = x.data().data<float>();
   const float* v = values.data().data<float>();
   const float* b = bias.defined() ? bias.data().data<float>() : nullptr;
-  float* py = y.data<float>();
-  const int64_t in_sample = P.g.channels * P.height * P.width;
-  tbb::parallel_for(int64_t{0}, P.batch, [&](int64_t n) {
-    thread_local std::vector<float> planes_buffer, out_buffer;
-    float* planes = scratch(planes_buffer, P.x_size);
-    float* out = scratch(out_buffer, f * P.out_len);
-    P.fill_input(px + n * in_sample, planes);
-    kernels::spmm(w->forward_pattern(), v, {planes, P.x_offset.data()}, out, P.out_len, 0,
-                  w->forward_pattern().row_blocks(), 0, P.out_len);
-    for (int64_t o = 0; o < f; ++o)
-      for (int64_t r = 0; r < P.out_h; ++r) {
-        const float* src = out + o * P.out_len + r * P.wq;
-        float* dst = py + (n * f + o) * out_hw + r * P.out_w;
-        const float add = b != nullptr ? b[o] : 0.0f;
-        for (int64_t c = 0; c < P.out_w; ++c) dst[c] = src[c] + add;
-      }
+  const BlockSparse& a = w->forward_pattern();
+  tbb::parallel_for(int64_t{0}, P.groups(), [&](int64_t k) {
+    thread_local std::vector<float> planes_buffer, rows_buffer;
+    float* planes = scratch(planes_buffer, P.x_size());
+    float* rows = scratch(rows_buffer, P.g.rows * P.group * P.plane);
+    P.fill_planes(px, k, planes);
+    kernels::spmm(a, v, {planes, P.x_offset.data()}, rows, P.group * P.plane, 0, a.row_blocks(), 0,
+                  P.count(k) * P.plane);
+    P.write_output(rows, P.group * P.plane, k, b, y.data<float>());
   });
 
   std::vector<Variable> inputs{x, values};
   if (bias.defined()) inputs.push_back(bias);
-  return Variable(y, inputs, [w, plan, in_sample, out_hw](const Tensor& g, std::vector<Variable>& in) {
+  return Variable(y, inputs, [w, plan](const Tensor& g, std::vector<Variable>& in) {
     const ConvPlan& P = *plan;
-    const int64_t f = P.g.rows;
     const bool want_dx = in[0].requires_grad(), want_dv = in[1].requires_grad();
+    const bool want_db = in.size() > 2 && in[2].requires_grad();
     const float* px = in[0].data().data<float>();
     const float* v = in[1].data().data<float>();
-    const float* pg = g.data<float>();
     Tensor dx = want_dx ? Tensor::empty(in[0].shape()) : Tensor();
-    // The weight gradient sums over samples: a fixed number of partial sums,
-    // added in order, so the result does not depend on the thread schedule.
-    const int64_t parts = std::min<int64_t>(P.batch, 8), nnz = w->nnz();
-    std::vector<float> partial(want_dv ? static_cast<size_t>(parts * nnz) : 0, 0.0f);
+    // Weight and bias gradients sum over groups: a fixed number of partial
+    // sums, added in order, so the result does not depend on the schedule.
+    const int64_t parts = std::min<int64_t>(P.groups(), 8), nnz = w->nnz(), f = P.g.rows;
+    std::vector<float> dv_parts(want_dv ? static_cast<size_t>(parts * nnz) : 0, 0.0f);
+    std::vector<float> db_parts(want_db ? static_cast<size_t>(parts * f) : 0, 0.0f);
     tbb::parallel_for(int64_t{0}, parts, [&](int64_t part) {
-      thread_local std::vector<float> planes_buffer, dy_buffer, dx_buffer;
-      for (int64_t n = part * P.batch / parts; n < (part + 1) * P.batch / parts; ++n) {
-        const float* dy = P.fill_dy(pg + n * f * out_hw, scratch(dy_buffer, P.dy_size));
-        float* dv = want_dv ? partial.data() + part * nnz : nullptr;
-        float* x_planes = want_dv ? scratch(planes_buffer, P.x_size) : nullptr;
-        if (want_dv) P.fill_input(px + n * in_sample, x_planes);
-        if (want_dx) {  // the transposed product into the input's phase planes, with dW in the same pass
-          float* dx_planes = scratch(dx_buffer, P.x_size);
+      thread_local std::vector<float> dy_buffer, planes_buffer;
+      for (int64_t k = part * P.groups() / parts; k < (part + 1) * P.groups() / parts; ++k) {
+        float* dy = scratch(dy_buffer, P.dy_size());
+        P.fill_dy(g.data<float>(), k, dy);
+        float* planes = scratch(planes_buffer, P.x_size());
+        const int64_t pixels = P.count(k) * P.plane;
+        if (want_dx) {  // the transposed product into the inputs' phase planes
           const BlockSparse& t = w->transposed_pattern();
-          if (want_dv)
-            kernels::spmm_sddmm(t, v, {dy, P.dy_offset.data()}, dx_planes, P.plane, x_planes, P.plane, dv, 0,
-                                t.row_blocks(), 0, P.plane);
-          else
-            kernels::spmm(t, v, {dy, P.dy_offset.data()}, dx_planes, P.plane, 0, t.row_blocks(), 0, P.plane);
-          P.read_input(dx_planes, dx.data<float>() + n * in_sample);
-        } else if (want_dv) {
-          const BlockSparse& a = w->forward_pattern();
-          kernels::sddmm(a, dy, P.plane_dy, {x_planes, P.x_offset.data()}, dv, 0, a.row_blocks(), 0, P.out_len);
+          kernels::spmm(t, v, {dy, P.dy_offset.data()}, planes, P.ld_x, 0, t.row_blocks(), 0, pixels);
+          P.read_planes(planes, k, dx.data<float>());
         }
+        if (want_dv) {
+          P.fill_planes(px, k, planes);
+          const BlockSparse& a = w->forward_pattern();
+          kernels::sddmm(a, dy + P.front, P.ld_dy, {planes, P.x_offset.data()}, dv_parts.data() + part * nnz, 0,
+                         a.row_blocks(), 0, pixels);
+        }
+        if (want_db)
+          for (int64_t o = 0; o < f; ++o) {
+            const float* row = dy + P.front + o * P.ld_dy;
+            db_parts[part * f + o] += static_cast<float>(detail::lane_sum(pixels, [row](int64_t i) { return row[i]; }));
+          }
       }
     });
-    if (want_dx) in[0].add_grad(std::move(dx));
-    if (want_dv) {
-      Tensor dv = Tensor::zeros({nnz});
-      float* d = dv.data<float>();
+    auto sum_parts = [parts](const std::vector<float>& partial, int64_t n) {
+      Tensor total = Tensor::zeros({n});
+      float* t = total.data<float>();
       for (int64_t part = 0; part < parts; ++part)
-        for (int64_t k = 0; k < nnz; ++k) d[k] += partial[part * nnz + k];
-      in[1].add_grad(std::move(dv));
-    }
-    if (in.size() > 2 && in[2].requires_grad()) {
-      Tensor db = Tensor::zeros({f});
-      float* pdb = db.data<float>();
-      for (int64_t n = 0; n < P.batch; ++n)
-        for (int64_t o = 0; o < f; ++o) {
-          const float* plane = pg + (n * f + o) * out_hw;
-          pdb[o] += static_cast<float>(detail::lane_sum(out_hw, [plane](int64_t k) { return plane[k]; }));
-        }
-      in[2].add_grad(std::move(db));
-    }
+        for (int64_t i = 0; i < n; ++i) t[i] += partial[part * n + i];
+      return total;
+    };
+    if (want_dx) in[0].add_grad(std::move(dx));
+    if (want_dv) in[1].add_grad(sum_parts(dv_parts, nnz));
+    if (want_db) in[2].add_grad(sum_parts(db_parts, f));
   });
 }
 
