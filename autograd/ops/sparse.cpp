@@ -243,24 +243,26 @@ void from_feature_major(const Tensor& t, int64_t n, int64_t features, float* y) 
   transpose(t.data<float>(), features, n, feature_major_ld(n), y, features, false);
 }
 
-// Runs spmm over all rows of a and pixels [0, pixels), split for two levels:
-// pixel chunks whose dense rows fit in L2, and row ranges across threads.
+// Runs spmm over all rows of a and pixels [0, pixels): threads take chunks of
+// pixels whose dense rows fit in L2, and run every row over their chunk, so
+// the chunk is read from memory once. Few chunks (a small batch) split rows too.
 void spmm_parallel(const BlockSparse& a, const float* values, kernels::DenseRows b, float* y, int64_t ldy,
                    int64_t pixels) {
   const int64_t chunk =
       std::clamp<int64_t>((int64_t{1} << 16) / std::max<int64_t>(a.cols, 1) / 64 * 64, 64, std::max<int64_t>(pixels, 64));
-  const int64_t row_grain = std::max<int64_t>(1, 16 / a.block_rows);
-  tbb::parallel_for(tbb::blocked_range2d<int64_t>(0, a.row_blocks(), row_grain, 0, pixels, chunk),
-                    [&](const tbb::blocked_range2d<int64_t>& r) {
-                      for (int64_t p0 = r.cols().begin(); p0 < r.cols().end(); p0 += chunk)
-                        kernels::spmm(a, values, b, y, ldy, r.rows().begin(), r.rows().end(), p0,
-                                      std::min(p0 + chunk, r.cols().end()));
-                    });
+  const int64_t chunks = (pixels + chunk - 1) / chunk;
+  const int64_t row_split = std::clamp<int64_t>(4 * num_threads() / chunks, 1, a.row_blocks());
+  tbb::parallel_for(int64_t{0}, chunks * row_split, [&](int64_t task) {
+    const int64_t c = task / row_split, part = task % row_split;
+    kernels::spmm(a, values, b, y, ldy, part * a.row_blocks() / row_split, (part + 1) * a.row_blocks() / row_split,
+                  c * chunk, std::min(pixels, (c + 1) * chunk));
+  });
 }
 
 // The weight gradient at the kept positions of a: dvalues[(r, c)] = sum over
 // p < pixels of dy[r*lddy + p] * B_c[p]; threads split rows, each dot product
-// runs the full length.
+// runs the full length (chunking it to keep B in L2 measured slower: one
+// horizontal sum per entry and chunk).
 Tensor sddmm_all(const BlockSparse& a, const float* dy, int64_t lddy, kernels::DenseRows b, int64_t pixels) {
   Tensor dv = Tensor::zeros({a.nnz()});
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.row_blocks(), std::max<int64_t>(1, 8 / a.block_rows)),
