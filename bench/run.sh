@@ -12,3 +12,10 @@ echo "== conv2d forward+backward against PyTorch"
 /usr/bin/python3 bench/compare_conv.py --build "$build" --threads "$threads"
 echo "== training steps against PyTorch"
 /usr/bin/python3 bench/compare_train.py --build "$build" --threads "$threads"
+echo "== sparse against dense masked kernels, per layer shape and density"
+"$build/bench/bench_sparse" --threads "$threads"
+echo "== training steps of pruned models against PyTorch"
+for mask in unstructured 4x1; do
+  /usr/bin/python3 bench/compare_train.py --build "$build" --threads "$threads" --models mlp,resnet20,transformer \
+    --sparsities 0,0.5,0.8,0.9,0.95,0.98 --mask-type "$mask"
+done

@@ -1,10 +1,10 @@
 // Sparse against dense masked kernels, forward + backward (dX and dW), on the
-// layer shapes of the bench-train models, across densities. Prints one JSON
-// line per (layer, density, format): median ms sparse and dense, their ratio,
-// and the sparse kernels' effective GFLOP/s (2 · nnz · pixels per product,
-// three products). The densities where sparse stops winning are the
-// crossover the layers' kernel choice is checked against (bench/RESULTS.md).
-//   build/bench/bench_sparse [--threads 2] [--repeats 7]
+// layer shapes of the bench-train models, across densities: median ms sparse
+// and dense, their ratio, and the sparse kernels' effective GFLOP/s
+// (2 · nnz · pixels per product, three products). Prints a table per layer
+// with the crossover (the highest density measured where sparse wins), or
+// with --json one JSON line per measurement.
+//   build/bench/bench_sparse [--threads 2] [--repeats 7] [--json]
 #include <fmt/format.h>
 #include <neurite/autograd/parallel.h>
 #include <neurite/autograd/sparse.h>
@@ -57,10 +57,12 @@ struct Layer {
 
 int main(int argc, char** argv) {
   int threads = 2, repeats = 7;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    if (flag == "--threads") threads = std::atoi(argv[i + 1]);
-    else if (flag == "--repeats") repeats = std::atoi(argv[i + 1]);
+    if (flag == "--json") json = true;
+    else if (flag == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (flag == "--repeats" && i + 1 < argc) repeats = std::atoi(argv[++i]);
   }
   neurite::set_num_threads(threads);
   const Conv2dOptions same{.pad_h = 1, .pad_w = 1}, down{.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1};
@@ -74,9 +76,14 @@ int main(int argc, char** argv) {
       {"resnet20 conv 64->64 8x8, batch 128", {128, 64, 8, 8}, {64, 64, 3, 3}, true, same},
       {"resnet20 conv 16->32 stride 2, batch 128", {128, 16, 32, 32}, {32, 16, 3, 3}, true, down},
   };
+  if (!json)
+    fmt::print("sparse (forward + dX + dW) against dense masked kernels, {} threads, median of {}\n"
+               "{:<44}{:>7}{:>11}{:>10}{:>10}{:>10}{:>10}\n",
+               threads, repeats, "layer", "format", "crossover", "x at 50%", "x at 10%", "x at 2%", "GF/s 10%");
   for (const Layer& l : layers)
-    for (SparseFormat format : {SparseFormat::csr, SparseFormat::rows4})
-      for (double density : {0.5, 0.3, 0.2, 0.1, 0.05, 0.02}) {
+    for (SparseFormat format : {SparseFormat::csr, SparseFormat::rows4}) {
+      double crossover = 0, at50 = 0, at10 = 0, at2 = 0, gf10 = 0;
+      for (double density : {0.7, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02}) {
         const Tensor mask = random_mask(l.w, density, format, 1);
         Variable x(Tensor::randn(l.x, 2), true), w(Tensor::randn(l.w, 3, 0, 0.1f), true);
         auto form = l.conv ? SparseWeight::conv2d(mask, l.o, format) : SparseWeight::linear(mask, format);
@@ -94,12 +101,22 @@ int main(int argc, char** argv) {
         const double sparse_ms = median_ms(run(true), repeats), dense_ms = median_ms(run(false), repeats);
         // Pixels each weight meets: batch for a linear layer, batch x output pixels for a convolution.
         const int64_t pixels = l.conv ? l.x[0] * (l.x[2] / l.o.stride_h) * (l.x[3] / l.o.stride_w) : l.x[0];
-        const double gflop = 3.0 * 2.0 * static_cast<double>(form->nnz()) * static_cast<double>(pixels) / 1e9;
-        fmt::print(R"({{"layer": "{}", "format": "{}", "density": {:.3f}, "sparse_ms": {:.3f}, "dense_ms": {:.3f}, )"
-                   R"("speedup": {:.2f}, "sparse_gflops": {:.1f}, "threads": {}, "isa": "{}"}})"
-                   "\n",
-                   l.name, to_string(format), form->density(), sparse_ms, dense_ms, dense_ms / sparse_ms,
-                   gflop / (sparse_ms / 1e3), threads, std::getenv("NEURITE_ISA") ? std::getenv("NEURITE_ISA") : "auto");
+        const double gflops = 3.0 * 2.0 * static_cast<double>(form->nnz()) * static_cast<double>(pixels) / 1e9 /
+                              (sparse_ms / 1e3);
+        const double speedup = dense_ms / sparse_ms;
+        if (speedup > 1) crossover = std::max(crossover, density);
+        if (density == 0.5) at50 = speedup;
+        if (density == 0.1) at10 = speedup, gf10 = gflops;
+        if (density == 0.02) at2 = speedup;
+        if (json)
+          fmt::print(R"({{"layer": "{}", "format": "{}", "density": {:.3f}, "sparse_ms": {:.3f}, "dense_ms": {:.3f}, )"
+                     R"("speedup": {:.2f}, "sparse_gflops": {:.1f}, "threads": {}}})"
+                     "\n",
+                     l.name, to_string(format), form->density(), sparse_ms, dense_ms, speedup, gflops, threads);
         std::fflush(stdout);
       }
+      if (!json)
+        fmt::print("{:<44}{:>7}{:>10.0f}%{:>10.2f}{:>10.2f}{:>10.2f}{:>10.1f}\n", l.name, to_string(format),
+                   100 * crossover, at50, at10, at2, gf10);
+    }
 }

@@ -96,8 +96,14 @@ void add_bench_train(CLI::App& app) {
     }
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
-    int64_t pruned = 0, sparse = 0;
-    for (const auto& p : model->parameters()) pruned += p->has_mask(), sparse += p->is_sparse();
+    // Memory that scales with density: weights, their gradients, optimizer state, sparse indices.
+    int64_t pruned = 0, sparse = 0, parameter_bytes = sgd.state_bytes();
+    for (const auto& p : model->parameters()) {
+      pruned += p->has_mask(), sparse += p->is_sparse();
+      parameter_bytes += static_cast<int64_t>(p->trainable().data().nbytes());
+      if (p->is_sparse()) parameter_bytes += p->sparse_form()->index_bytes();
+      if (p->trainable().has_grad()) parameter_bytes += static_cast<int64_t>(p->trainable().grad().nbytes());
+    }
     const nlohmann::json out = {{"model", a->model},
                                 {"batch_size", batch},
                                 {"threads", neurite::num_threads()},
@@ -109,13 +115,16 @@ void add_bench_train(CLI::App& app) {
                                 {"ms_per_step", median},
                                 {"ms_min", ms.front()},
                                 {"samples_per_sec", 1000.0 * static_cast<double>(batch) / median},
-                                {"peak_rss_mib", peak_rss_mib()}};
+                                {"peak_rss_mib", peak_rss_mib()},
+                                {"parameter_mib", static_cast<double>(parameter_bytes) / (1 << 20)}};
     if (a->json) std::cout << out.dump() << "\n";
     else
       fmt::print("{} batch {} on {} threads, {:.0f}% {} sparse ({} of {} pruned tensors on sparse kernels): "
-                 "{:.2f} ms/step (median of {}), {:.0f} samples/s, peak memory {:.0f} MiB\n",
+                 "{:.2f} ms/step (median of {}), {:.0f} samples/s, peak memory {:.0f} MiB (parameters, gradients and "
+                 "optimizer state {:.1f} MiB)\n",
                  a->model, batch, neurite::num_threads(), 100 * a->sparsity, a->mask_type, sparse, pruned, median,
-                 a->steps, out["samples_per_sec"].get<double>(), out["peak_rss_mib"].get<double>());
+                 a->steps, out["samples_per_sec"].get<double>(), out["peak_rss_mib"].get<double>(),
+                 out["parameter_mib"].get<double>());
   });
 }
 

@@ -17,10 +17,15 @@ Variable& Parameter::value() {
 
 const Variable& Parameter::value() const {
   if (sparse_ != nullptr) {
+    if (!value_.data().defined()) value_.data() = Tensor::zeros(shape_);
     Tensor dense = value_.data();  // shares storage
     sparse_->scatter(values_.data(), dense);
   }
   return value_;
+}
+
+void Parameter::release_dense_view() {
+  if (sparse_ != nullptr) value_.data() = Tensor();
 }
 
 void Parameter::set_mask(Tensor mask) {
@@ -59,6 +64,7 @@ void Parameter::to_sparse(std::shared_ptr<const autograd::SparseWeight> form) {
   values_ = Variable(form->gather(value_.data()), value_.requires_grad());
   value_.zero_grad();
   sparse_ = std::move(form);
+  release_dense_view();
 }
 
 void Parameter::to_dense() {

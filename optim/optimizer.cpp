@@ -94,6 +94,14 @@ OptimizerState Optimizer::state_dict() const {
   return out;
 }
 
+int64_t Optimizer::state_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& group : state_)
+    for (const auto& slot : group)
+      for (const auto& [name, t] : slot) bytes += static_cast<int64_t>(t.nbytes());
+  return bytes;
+}
+
 void Optimizer::load_state_dict(const OptimizerState& state) {
   for (size_t g = 0; g < state_.size(); ++g)
     for (size_t i = 0; i < state_[g].size(); ++i) {

@@ -23,7 +23,7 @@ struct BlockSparse {
   int64_t rows = 0, cols = 0;          // the matrix, in elements
   std::vector<int64_t> row_ptr{0};     // per block row, in blocks
   std::vector<int32_t> col;            // block_cols column entries per block
-  std::vector<int64_t> value_at;       // per block: its first value
+  std::vector<int32_t> value_at;       // per block: its first value
 
   int64_t row_blocks() const { return static_cast<int64_t>(row_ptr.size()) - 1; }
   int64_t blocks() const { return static_cast<int64_t>(value_at.size()); }

@@ -68,7 +68,7 @@ std::unique_ptr<BlockSparse> assemble(int br, int bc, int64_t rows, int64_t cols
   for (const Block& b : blocks) {
     const int64_t at = next[static_cast<size_t>(b.row_block)]++;
     std::copy(b.col, b.col + bc, a->col.begin() + at * bc);
-    a->value_at[static_cast<size_t>(at)] = b.value_at;
+    a->value_at[static_cast<size_t>(at)] = static_cast<int32_t>(b.value_at);
   }
   return a;
 }
@@ -139,11 +139,9 @@ std::shared_ptr<const SparseWeight> SparseWeight::build(const Tensor& mask, std:
   for (int64_t r0 = 0; r0 < rows; r0 += br)
     for (int64_t c0 = 0; c0 < cols; c0 += bc) {
       if (m[r0 * cols + c0] == 0) continue;
-      Block b{.row_block = r0 / br, .col = {}, .value_at = w->nnz()};
+      Block b{.row_block = r0 / br, .col = {}, .value_at = static_cast<int64_t>(forward.size()) * br * bc};
       for (int c = 0; c < bc; ++c) b.col[c] = static_cast<int32_t>(c0 + c);
       forward.push_back(b);
-      for (int r = 0; r < br; ++r)
-        for (int c = 0; c < bc; ++c) w->position_.push_back((r0 + r) * cols + c0 + c);
     }
   w->forward_ = assemble(br, bc, rows, cols, forward);
 
@@ -177,13 +175,35 @@ std::shared_ptr<const SparseWeight> SparseWeight::build(const Tensor& mask, std:
   return w;
 }
 
+int64_t SparseWeight::nnz() const { return forward_->nnz(); }
+
+int64_t SparseWeight::index_bytes() const {
+  auto pattern = [](const BlockSparse& a) {
+    return static_cast<int64_t>(a.row_ptr.size() * sizeof(int64_t) + a.col.size() * sizeof(int32_t) +
+                                a.value_at.size() * sizeof(int32_t));
+  };
+  return pattern(*forward_) + pattern(*transposed_);
+}
+
+namespace {
+// Calls f(value index, dense flat index) for every kept entry of a forward pattern.
+template <typename F>
+void for_each_entry(const BlockSparse& a, F f) {
+  const int br = a.block_rows, bc = a.block_cols;
+  for (int64_t rb = 0; rb < a.row_blocks(); ++rb)
+    for (int64_t e = a.row_ptr[rb]; e < a.row_ptr[rb + 1]; ++e)
+      for (int r = 0; r < br; ++r)
+        for (int c = 0; c < bc; ++c) f(a.value_at[e] + r * bc + c, (rb * br + r) * a.cols + a.col[e * bc + c]);
+}
+}  // namespace
+
 Tensor SparseWeight::gather(const Tensor& dense) const {
   check<ShapeError>(dense.shape() == shape_, "SparseWeight::gather: expected {}, got {}", to_string(shape_),
                     to_string(dense.shape()));
   Tensor values = Tensor::empty({nnz()});
   const float* d = dense.data<float>();
   float* v = values.data<float>();
-  for (int64_t k = 0; k < nnz(); ++k) v[k] = d[position_[k]];
+  for_each_entry(*forward_, [&](int64_t k, int64_t at) { v[k] = d[at]; });
   return values;
 }
 
@@ -193,7 +213,7 @@ void SparseWeight::scatter(const Tensor& values, Tensor& dense) const {
                     to_string(values.shape()), to_string(dense.shape()));
   const float* v = values.data<float>();
   float* d = dense.data<float>();
-  for (int64_t k = 0; k < nnz(); ++k) d[position_[k]] = v[k];
+  for_each_entry(*forward_, [&](int64_t k, int64_t at) { d[at] = v[k]; });
 }
 
 namespace {

@@ -41,13 +41,13 @@ class SparseWeight {
   ~SparseWeight();
 
   const Shape& shape() const { return shape_; }
-  int64_t nnz() const { return static_cast<int64_t>(position_.size()); }
+  int64_t nnz() const;
   double density() const;
   SparseFormat format() const { return format_; }
   bool is_conv() const { return conv_.has_value(); }
   const Conv2dOptions& conv_options() const { return *conv_; }
-  // The dense flat index of each value.
-  const std::vector<int64_t>& positions() const { return position_; }
+  // Bytes of the form's indices (both patterns), values excluded.
+  int64_t index_bytes() const;
   // The kept entries of a dense tensor of shape(), as [nnz].
   Tensor gather(const Tensor& dense) const;
   // Writes values [nnz] into their positions of dense (other entries untouched).
@@ -63,7 +63,6 @@ class SparseWeight {
   Shape shape_;
   SparseFormat format_ = SparseFormat::csr;
   std::optional<Conv2dOptions> conv_;
-  std::vector<int64_t> position_;
   std::unique_ptr<kernels::BlockSparse> forward_, transposed_;
 };
 

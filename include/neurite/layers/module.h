@@ -32,17 +32,17 @@ using autograd::Variable;
 // A pruned weight can also train in a sparse form (autograd/sparse.h): its
 // layer switches it with to_sparse() when sparse kernels pay, and from then on
 // the kept values are the parameter (trainable(): [nnz]) and value() is their
-// dense view, refreshed on each call. A new mask, or loading values, returns
+// dense view, made (or refreshed) on each call. A new mask, or loading values, returns
 // it to dense; the layer rebuilds the form at its next forward.
 class Parameter {
  public:
-  explicit Parameter(Tensor init) : value_(std::move(init), true) {}
+  explicit Parameter(Tensor init) : shape_(init.shape()), value_(std::move(init), true) {}
 
   // The dense weight (for a sparse parameter: its kept values scattered in).
   Variable& value();
   const Variable& value() const;
-  const Shape& shape() const { return value_.shape(); }
-  int64_t numel() const { return value_.numel(); }
+  const Shape& shape() const { return shape_; }
+  int64_t numel() const { return autograd::numel(shape_); }
 
   const Tensor& mask() const { return mask_; }
   bool has_mask() const { return mask_.defined(); }
@@ -56,14 +56,19 @@ class Parameter {
 
   bool is_sparse() const { return sparse_ != nullptr; }
   const std::shared_ptr<const autograd::SparseWeight>& sparse_form() const { return sparse_; }
-  // Trains the kept values of `form` (built from this parameter's mask) from now on.
+  // Trains the kept values of `form` (built from this parameter's mask) from
+  // now on; the dense weight's memory is freed.
   void to_sparse(std::shared_ptr<const autograd::SparseWeight> form);
   void to_dense();
+  // Frees the dense view a value() call made of a sparse parameter (layers
+  // call it as they train, so memory scales with the kept values).
+  void release_dense_view();
   // What an optimizer updates: the kept values [nnz] when sparse, else value().
   Variable& trainable();
 
  private:
-  mutable Variable value_;
+  Shape shape_;
+  mutable Variable value_;  // without data while sparse, until value() makes the dense view
   Tensor mask_;
   double density_ = 1.0;
   std::shared_ptr<const autograd::SparseWeight> sparse_;

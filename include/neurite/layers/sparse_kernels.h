@@ -4,8 +4,8 @@
 // a mask runs its forward and both gradients on the weight's sparse form
 // (autograd/sparse.h) when that is faster for its shapes and density. In
 // `automatic` mode the layer measures both on its first forward at a new
-// density (shapes and density rounded to 1 % share the result; above 60 %
-// dense kernels always win here, bench/RESULTS.md); `always` and `never`
+// density (shapes and density rounded to 1 % share the result; above 70 %
+// dense kernels won on every shape measured, bench/RESULTS.md); `always` and `never`
 // force the choice, e.g. to time a step both ways:
 //
 //   layers::set_sparse_kernels(layers::SparseKernels::never);  // dense masked kernels

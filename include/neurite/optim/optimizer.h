@@ -45,6 +45,8 @@ class Optimizer {
   const std::vector<ParamGroup>& param_groups() const { return groups_; }
 
   OptimizerState state_dict() const;
+  // Bytes of state held now (kept positions only for sparse parameters).
+  int64_t state_bytes() const;
   // Throws ValueError naming an entry whose shape does not fit its parameter.
   void load_state_dict(const OptimizerState& state);
 
