@@ -4,7 +4,7 @@
 // (2 · nnz · pixels per product, three products). Prints a table per layer
 // with the crossover (the highest density measured where sparse wins), or
 // with --json one JSON line per measurement.
-//   build/bench/bench_sparse [--threads 2] [--repeats 7] [--json]
+//   build/bench/bench_sparse [--threads 2] [--repeats 7] [--json] [--only transformer]
 #include <fmt/format.h>
 #include <neurite/autograd/parallel.h>
 #include <neurite/autograd/sparse.h>
@@ -58,11 +58,13 @@ struct Layer {
 int main(int argc, char** argv) {
   int threads = 2, repeats = 7;
   bool json = false;
+  std::string only;  // run the layers whose name contains this
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--json") json = true;
     else if (flag == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (flag == "--repeats" && i + 1 < argc) repeats = std::atoi(argv[++i]);
+    else if (flag == "--only" && i + 1 < argc) only = argv[++i];
   }
   neurite::set_num_threads(threads);
   const Conv2dOptions same{.pad_h = 1, .pad_w = 1}, down{.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1};
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
                threads, repeats, "layer", "format", "crossover", "x at 50%", "x at 10%", "x at 2%", "GF/s 10%");
   for (const Layer& l : layers)
     for (SparseFormat format : {SparseFormat::csr, SparseFormat::rows4}) {
+      if (l.name.find(only) == std::string::npos) continue;
       double crossover = 0, at50 = 0, at10 = 0, at2 = 0, gf10 = 0;
       for (double density : {0.7, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02}) {
         const Tensor mask = random_mask(l.w, density, format, 1);
