@@ -4,8 +4,8 @@
 #include "neurite/autograd/sparse.h"
 
 #include <tbb/blocked_range2d.h>
-#include <xmmintrin.h>
 #include <tbb/parallel_for.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cstring>
