@@ -11,7 +11,10 @@
 //   layers::set_sparse_kernels(layers::SparseKernels::never);  // dense masked kernels
 //
 // The default comes from the environment variable NEURITE_SPARSE_KERNELS
-// (auto, always, never), else automatic.
+// (auto, always, never), else automatic. The two kernels round differently,
+// and `automatic` decides by timing: within a process the choices are
+// cached and fixed, but a run resumed in a new process is bit-exact only
+// under `always` or `never`.
 #pragma once
 
 #include "neurite/autograd/ops.h"
