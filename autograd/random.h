@@ -17,6 +17,20 @@ inline uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
 
 inline uint64_t random_bits(uint64_t seed, uint64_t i) { return mix64(mix64(seed) ^ i); }
 
+// 32 random bits for element i of a stream keyed by a 32-bit key (lowbias32,
+// a 32-bit finaliser): 32-bit multiplies vectorise, so a loop over i runs 8
+// elements at a time where random_bits runs one. For per-element decisions
+// such as dropout's; a stream repeats after 2^32 elements.
+inline uint32_t random_bits32(uint32_t key, uint32_t i) {
+  uint32_t x = key ^ (i * 0x9E3779B9u);
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  x ^= x >> 16;
+  return x;
+}
+
 // Uniform in [0, 1) with 24 random bits.
 inline float uniform01(uint64_t seed, uint64_t i) {
   return static_cast<float>(random_bits(seed, i) >> 40) * (1.0f / 16777216.0f);

@@ -39,8 +39,12 @@ Variable dropout(const Variable& x, float p, bool training, uint64_t seed) {
   Tensor mask = Tensor::empty(x.shape());  // 0 or 1/(1-p)
   float* pm = mask.data<float>();
   const float keep_scale = 1.0f / (1.0f - p);
+  // Dropped where 32 random bits fall below p · 2^32; each 2^32 elements take their own key.
+  const auto threshold = static_cast<uint32_t>(std::min(4294967295.0, std::ldexp(static_cast<double>(p), 32)));
   detail::parallel_range(mask.numel(), detail::kElementGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) pm[i] = detail::uniform01(seed, i) < p ? 0.0f : keep_scale;
+    const auto key = static_cast<uint32_t>(detail::mix64(seed + static_cast<uint64_t>(b >> 32)));
+    for (int64_t i = b; i < e; ++i)
+      pm[i] = detail::random_bits32(key, static_cast<uint32_t>(i)) < threshold ? 0.0f : keep_scale;
   });
   return mul(x, Variable(mask));
 }
