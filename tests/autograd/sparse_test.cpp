@@ -54,11 +54,12 @@ struct Case {
   double density;
   int64_t keep;  // exact block count, or -1
 };
-const Case kCases[] = {{SparseFormat::csr, 0, 0},       {SparseFormat::csr, 0, 1},       {SparseFormat::csr, 0.05, -1},
-                       {SparseFormat::csr, 0.5, -1},    {SparseFormat::csr, 1, -1},      {SparseFormat::rows4, 0, 1},
-                       {SparseFormat::rows4, 0.05, -1}, {SparseFormat::rows4, 0.5, -1},  {SparseFormat::rows4, 1, -1},
-                       {SparseFormat::cols4, 0, 1},     {SparseFormat::cols4, 0.05, -1}, {SparseFormat::cols4, 0.5, -1},
-                       {SparseFormat::cols4, 1, -1}};
+const Case kCases[] = {
+    {SparseFormat::csr, 0, 0},      {SparseFormat::csr, 0, 1},       {SparseFormat::csr, 0.05, -1},
+    {SparseFormat::csr, 0.5, -1},   {SparseFormat::csr, 1, -1},      {SparseFormat::rows4, 0, 0},
+    {SparseFormat::rows4, 0, 1},    {SparseFormat::rows4, 0.05, -1}, {SparseFormat::rows4, 0.5, -1},
+    {SparseFormat::rows4, 1, -1},   {SparseFormat::cols4, 0, 0},     {SparseFormat::cols4, 0, 1},
+    {SparseFormat::cols4, 0.05, -1}, {SparseFormat::cols4, 0.5, -1}, {SparseFormat::cols4, 1, -1}};
 int rows_of(SparseFormat f) { return f == SparseFormat::rows4 ? 4 : 1; }
 int cols_of(SparseFormat f) { return f == SparseFormat::cols4 ? 4 : 1; }
 
