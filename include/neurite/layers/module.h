@@ -32,7 +32,8 @@ using autograd::Variable;
 // A pruned weight can also train in a sparse form (autograd/sparse.h): its
 // layer switches it with to_sparse() when sparse kernels pay, and from then on
 // the kept values are the parameter (trainable(): [nnz]) and value() is their
-// dense view, made (or refreshed) on each call. A new mask, or loading values, returns
+// dense view, made (or refreshed) on each call: a copy, so write values with
+// load_state_dict or after to_dense(). A new mask, or loading values, returns
 // it to dense; the layer rebuilds the form at its next forward.
 class Parameter {
  public:
