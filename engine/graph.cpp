@@ -1,0 +1,191 @@
+#include "neurite/engine/graph.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <array>
+#include <set>
+
+#include "neurite/autograd/error.h"
+
+namespace neurite::engine {
+
+using autograd::to_string;
+
+std::string to_string(DataType type) {
+  switch (type) {
+    case DataType::float32: return "float32";
+    case DataType::int64: return "int64";
+    case DataType::boolean: return "bool";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr int kMany = 1 << 20;  // Concat takes any number of inputs
+
+constexpr size_t kOpCount = static_cast<size_t>(OpKind::where) + 1;
+
+// In OpKind order; the static_assert below keeps the two in step.
+constexpr std::array<OpInfo, kOpCount> kOps{{
+    {OpKind::add, "add", "Add", 2, 2, 1},
+    {OpKind::average_pool, "average_pool", "AveragePool", 1, 1, 1},
+    {OpKind::batch_norm, "batch_norm", "BatchNormalization", 5, 5, 1},
+    {OpKind::cast, "cast", "Cast", 1, 1, 1},
+    {OpKind::concat, "concat", "Concat", 1, kMany, 1},
+    {OpKind::constant, "constant", "Constant", 0, 0, 1},
+    {OpKind::constant_of_shape, "constant_of_shape", "ConstantOfShape", 1, 1, 1},
+    {OpKind::conv, "conv", "Conv", 2, 3, 1},
+    {OpKind::div, "div", "Div", 2, 2, 1},
+    {OpKind::dropout, "dropout", "Dropout", 1, 3, 2},
+    {OpKind::equal, "equal", "Equal", 2, 2, 1},
+    {OpKind::erf, "erf", "Erf", 1, 1, 1},
+    {OpKind::expand, "expand", "Expand", 2, 2, 1},
+    {OpKind::flatten, "flatten", "Flatten", 1, 1, 1},
+    {OpKind::gather, "gather", "Gather", 2, 2, 1},
+    {OpKind::gemm, "gemm", "Gemm", 2, 3, 1},
+    {OpKind::global_average_pool, "global_average_pool", "GlobalAveragePool", 1, 1, 1},
+    {OpKind::identity, "identity", "Identity", 1, 1, 1},
+    {OpKind::layer_norm, "layer_norm", "LayerNormalization", 2, 3, 3},
+    {OpKind::matmul, "matmul", "MatMul", 2, 2, 1},
+    {OpKind::max_pool, "max_pool", "MaxPool", 1, 1, 1},
+    {OpKind::mul, "mul", "Mul", 2, 2, 1},
+    {OpKind::pow, "pow", "Pow", 2, 2, 1},
+    {OpKind::reduce_mean, "reduce_mean", "ReduceMean", 1, 2, 1},
+    {OpKind::relu, "relu", "Relu", 1, 1, 1},
+    {OpKind::reshape, "reshape", "Reshape", 2, 2, 1},
+    {OpKind::shape, "shape", "Shape", 1, 1, 1},
+    {OpKind::sigmoid, "sigmoid", "Sigmoid", 1, 1, 1},
+    {OpKind::slice, "slice", "Slice", 3, 5, 1},
+    {OpKind::softmax, "softmax", "Softmax", 1, 1, 1},
+    {OpKind::sqrt, "sqrt", "Sqrt", 1, 1, 1},
+    {OpKind::squeeze, "squeeze", "Squeeze", 1, 2, 1},
+    {OpKind::sub, "sub", "Sub", 2, 2, 1},
+    {OpKind::tanh, "tanh", "Tanh", 1, 1, 1},
+    {OpKind::transpose, "transpose", "Transpose", 1, 1, 1},
+    {OpKind::unsqueeze, "unsqueeze", "Unsqueeze", 1, 2, 1},
+    {OpKind::where, "where", "Where", 3, 3, 1},
+}};
+
+constexpr bool table_in_order() {
+  for (size_t i = 0; i < kOps.size(); ++i)
+    if (static_cast<size_t>(kOps[i].op) != i) return false;
+  return true;
+}
+static_assert(table_in_order(), "kOps must list the ops in OpKind order");
+
+std::string describe(const Node& n) { return fmt::format("node '{}' ({})", n.name, op_info(n.op).onnx); }
+
+template <typename T>
+const T* attribute(const Node& n, const std::string& name) {
+  auto it = n.attributes.find(name);
+  if (it == n.attributes.end()) return nullptr;
+  const T* v = std::get_if<T>(&it->second);
+  check(v != nullptr, "{}: attribute '{}' has the wrong type", describe(n), name);
+  return v;
+}
+
+}  // namespace
+
+const OpInfo& op_info(OpKind op) { return kOps.at(static_cast<size_t>(op)); }
+
+std::span<const OpInfo> all_ops() { return kOps; }
+
+std::optional<OpKind> op_from_onnx(std::string_view onnx_name) {
+  for (const OpInfo& info : kOps)
+    if (info.onnx == onnx_name) return info.op;
+  return std::nullopt;
+}
+
+int64_t Node::integer(const std::string& name, int64_t fallback) const {
+  const int64_t* v = attribute<int64_t>(*this, name);
+  return v != nullptr ? *v : fallback;
+}
+
+double Node::real(const std::string& name, double fallback) const {
+  const double* v = attribute<double>(*this, name);
+  return v != nullptr ? *v : fallback;
+}
+
+std::vector<int64_t> Node::integers(const std::string& name, std::vector<int64_t> fallback) const {
+  const std::vector<int64_t>* v = attribute<std::vector<int64_t>>(*this, name);
+  return v != nullptr ? *v : fallback;
+}
+
+void Graph::validate() const {
+  std::map<std::string, std::string> producer;  // value -> what produces it
+  auto produce = [&](const std::string& name, const std::string& by) {
+    check<FormatError>(!name.empty(), "graph: {} produces a value with an empty name", by);
+    auto [it, fresh] = producer.emplace(name, by);
+    check<FormatError>(fresh, "graph: value '{}' is produced twice, by {} and by {}", name, it->second, by);
+  };
+  for (const ValueInfo& v : inputs) produce(v.name, "a graph input");
+  for (const auto& [name, t] : initializers)
+    if (producer.count(name) == 0) produce(name, "an initializer");  // an input may carry a default
+  for (const Node& n : nodes) {
+    const OpInfo& info = op_info(n.op);
+    const auto count = static_cast<int>(n.inputs.size());
+    check<FormatError>(count >= info.min_inputs && count <= info.max_inputs, "graph: {} has {} inputs, expected {}",
+                       describe(n), count,
+                       info.min_inputs == info.max_inputs ? fmt::format("{}", info.min_inputs)
+                       : info.max_inputs == kMany         ? fmt::format("at least {}", info.min_inputs)
+                                                          : fmt::format("{} to {}", info.min_inputs, info.max_inputs));
+    check<FormatError>(!n.outputs.empty() && static_cast<int>(n.outputs.size()) <= info.outputs,
+                       "graph: {} has {} outputs, expected 1 to {}", describe(n), n.outputs.size(), info.outputs);
+    for (const auto& out : n.outputs)
+      if (!out.empty()) produce(out, describe(n));
+  }
+  for (const Node& n : nodes)
+    for (const auto& in : n.inputs)
+      check<FormatError>(in.empty() || producer.count(in) != 0,
+                         "graph: {} reads '{}', which no input, initializer or node produces", describe(n), in);
+  for (const ValueInfo& v : outputs)
+    check<FormatError>(producer.count(v.name) != 0, "graph: output '{}' is produced by nothing", v.name);
+  topological_order();  // throws on a cycle
+}
+
+std::vector<size_t> Graph::topological_order() const {
+  std::map<std::string, size_t> made_by;
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (const auto& out : nodes[i].outputs) made_by[out] = i;
+  std::vector<int> waiting(nodes.size(), 0);
+  std::vector<std::vector<size_t>> consumers(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (const auto& in : nodes[i].inputs)
+      if (auto it = made_by.find(in); it != made_by.end()) {
+        ++waiting[i];
+        consumers[it->second].push_back(i);
+      }
+  std::vector<size_t> order, ready;
+  for (size_t i = nodes.size(); i-- > 0;)
+    if (waiting[i] == 0) ready.push_back(i);
+  while (!ready.empty()) {  // Kahn's algorithm; ties keep the nodes' own order
+    const size_t i = ready.back();
+    ready.pop_back();
+    order.push_back(i);
+    for (size_t c : consumers[i])
+      if (--waiting[c] == 0) {
+        ready.push_back(c);
+        std::sort(ready.begin(), ready.end(), std::greater<>());
+      }
+  }
+  if (order.size() != nodes.size()) {
+    std::vector<std::string> stuck;
+    for (size_t i = 0; i < nodes.size(); ++i)
+      if (waiting[i] > 0) stuck.push_back(nodes[i].name);
+    throw FormatError(fmt::format("graph: a cycle runs through nodes {}", fmt::join(stuck, ", ")));
+  }
+  return order;
+}
+
+const Tensor* Graph::constant(const std::string& name) const {
+  if (auto it = initializers.find(name); it != initializers.end()) return &it->second;
+  for (const Node& n : nodes)
+    if (n.op == OpKind::constant && !n.outputs.empty() && n.outputs[0] == name)
+      if (auto it = n.attributes.find("value"); it != n.attributes.end()) return std::get_if<Tensor>(&it->second);
+  return nullptr;
+}
+
+}  // namespace neurite::engine

@@ -1,0 +1,104 @@
+// neurite/engine/graph.h — the one graph IR: what tracing a Module and
+// importing ONNX produce, and what ONNX export and the engine consume.
+//
+//   engine::Graph g;
+//   g.inputs.push_back({"input", DataType::float32, {-1, 784}});      // -1: dynamic (the batch)
+//   g.initializers.emplace("fc.weight", weight);                       // (10, 784)
+//   g.nodes.push_back({.op = OpKind::gemm, .name = "fc", .inputs = {"input", "fc.weight"},
+//                      .outputs = {"logits"}, .attributes = {{"transB", int64_t{1}}}});
+//   g.outputs.push_back({"logits"});
+//   g.infer_shapes();                      // validates, then fills g.values: logits is float32 (-1, 10)
+//
+// Nodes are ONNX operators with ONNX's attribute names and semantics, so
+// import and export translate names only. Values are named by strings; a name
+// is produced once, by a graph input, an initializer or one node output.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "neurite/autograd/tensor.h"
+
+namespace neurite::engine {
+
+using autograd::Shape;
+using autograd::Tensor;
+
+enum class OpKind : uint8_t {
+  add, average_pool, batch_norm, cast, concat, constant, constant_of_shape, conv, div, dropout, equal, erf,
+  expand, flatten, gather, gemm, global_average_pool, identity, layer_norm, matmul, max_pool, mul, pow,
+  reduce_mean, relu, reshape, shape, sigmoid, slice, softmax, sqrt, squeeze, sub, tanh, transpose, unsqueeze,
+  where,
+};
+
+// Element types of graph values: tensors hold float32 and int64; bool appears
+// only in masks and comparisons, which import folds or the executor keeps.
+enum class DataType : uint8_t { float32, int64, boolean };
+std::string to_string(DataType type);
+
+struct OpInfo {
+  OpKind op;
+  std::string_view name;  // ours, snake_case
+  std::string_view onnx;  // the ONNX operator (domain ai.onnx)
+  int min_inputs, max_inputs, outputs;  // outputs: how many the op can produce
+};
+// The one table of ops (a constexpr array in OpKind order, engine/graph.cpp);
+// shape rules live beside it, one per op (engine/shapes.cpp).
+const OpInfo& op_info(OpKind op);
+std::span<const OpInfo> all_ops();
+std::optional<OpKind> op_from_onnx(std::string_view onnx_name);
+
+using Attribute = std::variant<int64_t, double, std::string, std::vector<int64_t>, std::vector<double>, Tensor>;
+
+struct Node {
+  OpKind op;
+  std::string name;
+  std::vector<std::string> inputs;  // "" for an optional input left out
+  std::vector<std::string> outputs;
+  std::map<std::string, Attribute> attributes;
+
+  bool has(const std::string& attribute) const { return attributes.count(attribute) != 0; }
+  // The attribute or `fallback`; ValueError naming node and attribute when it has another type.
+  int64_t integer(const std::string& attribute, int64_t fallback) const;
+  double real(const std::string& attribute, double fallback) const;
+  std::vector<int64_t> integers(const std::string& attribute, std::vector<int64_t> fallback = {}) const;
+};
+
+// A value's type and shape; -1 marks a dimension known only at run time.
+struct ValueInfo {
+  std::string name;
+  DataType type = DataType::float32;
+  Shape shape;
+};
+
+class Graph {
+ public:
+  std::vector<ValueInfo> inputs;
+  std::vector<ValueInfo> outputs;  // names; infer_shapes fills types and shapes
+  std::map<std::string, Tensor> initializers;
+  std::vector<Node> nodes;
+  std::map<std::string, ValueInfo> values;  // every value's type and shape, after infer_shapes
+  std::map<std::string, std::string> metadata;
+
+  // Throws FormatError naming the node and value at fault: an input no one
+  // produces, a name produced twice, an op given too few or too many inputs or
+  // outputs, a cycle, or a graph output no one produces.
+  void validate() const;
+  // Node indices in an order where every node follows the producers of its inputs.
+  std::vector<size_t> topological_order() const;
+  // Validates, then derives every value's type and shape from the inputs and
+  // initializers, node by node; throws ShapeError naming the node when its
+  // inputs do not fit. Shape inputs (Reshape's, Slice's, ...) must be
+  // initializers or Constant outputs.
+  void infer_shapes();
+  // The value of a name held by an initializer or a Constant node, if any.
+  const Tensor* constant(const std::string& name) const;
+};
+
+}  // namespace neurite::engine
