@@ -1,52 +1,25 @@
-// Shape and type inference: one rule per op, ONNX's semantics. Dimensions
-// known only at run time are -1 and propagate as such.
+// Shape and type inference: the rules the op table points to, ONNX's
+// semantics. Dimensions known only at run time are -1 and propagate as such.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <numeric>
 
+#include "engine/shape_rules.h"
 #include "neurite/autograd/error.h"
-#include "neurite/engine/graph.h"
 
 namespace neurite::engine {
 
-namespace {
-
 using autograd::to_string;
 
-struct Context {
-  const Graph& graph;
-  const Node& node;
-  std::vector<const ValueInfo*> in;  // null for an optional input left out
+namespace {
 
-  std::string where() const { return fmt::format("node '{}' ({})", node.name, op_info(node.op).onnx); }
-  const ValueInfo& input(size_t i) const {
-    check<ShapeError>(i < in.size() && in[i] != nullptr, "{}: input {} is missing", where(), i);
-    return *in[i];
-  }
-  const Shape& shape(size_t i) const { return input(i).shape; }
-  int64_t axis(int64_t a, size_t rank) const {
-    const auto r = static_cast<int64_t>(rank);
-    check<ShapeError>(a >= -r && a < r, "{}: axis {} is out of range for rank {}", where(), a, r);
-    return a < 0 ? a + r : a;
-  }
-  // The values of input i, which must be a constant (initializer or Constant).
-  std::vector<int64_t> constant_ints(size_t i) const {
-    const Tensor* t = i < node.inputs.size() ? graph.constant(node.inputs[i]) : nullptr;
-    check<ShapeError>(t != nullptr, "{}: input '{}' must be a constant to know the output shape", where(),
-                      i < node.inputs.size() ? node.inputs[i] : "");
-    std::vector<int64_t> out(static_cast<size_t>(t->numel()));
-    for (int64_t k = 0; k < t->numel(); ++k)
-      out[k] = t->dtype() == autograd::Dtype::i64 ? t->data<int64_t>()[k]
-                                                  : static_cast<int64_t>(t->data<float>()[k]);
-    return out;
-  }
-  bool given(size_t i) const { return i < node.inputs.size() && !node.inputs[i].empty(); }
-};
+using detail::ShapeContext;
+
 
 // numpy broadcasting of two shapes, -1 for dimensions unknown until run time.
-Shape broadcast(const Context& c, const Shape& a, const Shape& b) {
+Shape broadcast(const ShapeContext& c, const Shape& a, const Shape& b) {
   Shape out(std::max(a.size(), b.size()));
   for (size_t k = 0; k < out.size(); ++k) {
     const int64_t x = k < out.size() - a.size() ? 1 : a[k - (out.size() - a.size())];
@@ -59,7 +32,7 @@ Shape broadcast(const Context& c, const Shape& a, const Shape& b) {
 }
 
 // Output side of a pooled or convolved dimension.
-int64_t window_out(const Context& c, int64_t in, int64_t kernel, int64_t stride, int64_t pad_sum, int64_t dilation,
+int64_t window_out(const ShapeContext& c, int64_t in, int64_t kernel, int64_t stride, int64_t pad_sum, int64_t dilation,
                    bool ceil_mode) {
   if (in < 0) return -1;
   const int64_t span = dilation * (kernel - 1) + 1, room = in + pad_sum - span;
@@ -68,7 +41,7 @@ int64_t window_out(const Context& c, int64_t in, int64_t kernel, int64_t stride,
   return (ceil_mode ? (room + stride - 1) / stride : room / stride) + 1;
 }
 
-Shape windowed(const Context& c, const Shape& x, const std::vector<int64_t>& kernel, int64_t channels) {
+Shape windowed(const ShapeContext& c, const Shape& x, const std::vector<int64_t>& kernel, int64_t channels) {
   const size_t spatial = x.size() - 2;
   check<ShapeError>(kernel.size() == spatial, "{}: kernel_shape {} for input {}", c.where(), fmt::join(kernel, ","),
                     to_string(x));
@@ -87,252 +60,287 @@ Shape windowed(const Context& c, const Shape& x, const std::vector<int64_t>& ker
 
 ValueInfo like(const ValueInfo& v, Shape shape) { return {"", v.type, std::move(shape)}; }
 
-std::vector<ValueInfo> infer(const Context& c) {
-  const Node& n = c.node;
-  switch (n.op) {
-    case OpKind::add:
-    case OpKind::sub:
-    case OpKind::mul:
-    case OpKind::div:
-    case OpKind::pow:
-      return {like(c.input(0), broadcast(c, c.shape(0), c.shape(1)))};
-    case OpKind::equal:
-      return {{"", DataType::boolean, broadcast(c, c.shape(0), c.shape(1))}};
-    case OpKind::where:
-      return {like(c.input(1), broadcast(c, c.shape(0), broadcast(c, c.shape(1), c.shape(2))))};
-    case OpKind::erf:
-    case OpKind::relu:
-    case OpKind::sigmoid:
-    case OpKind::sqrt:
-    case OpKind::tanh:
-    case OpKind::identity:
-    case OpKind::batch_norm:
-      return {c.input(0)};
-    case OpKind::softmax:
-      c.axis(n.integer("axis", -1), c.shape(0).size());
-      return {c.input(0)};
-    case OpKind::dropout:
-      return {c.input(0), {"", DataType::boolean, c.shape(0)}};
-    case OpKind::cast: {
-      const int64_t to = n.integer("to", -1);  // ONNX TensorProto: 1 float, 7 int64, 9 bool
-      check<ShapeError>(to == 1 || to == 7 || to == 9, "{}: cast to ONNX type {} is not supported (float, int64, bool)",
-                        c.where(), to);
-      return {{"", to == 1 ? DataType::float32 : to == 7 ? DataType::int64 : DataType::boolean, c.shape(0)}};
-    }
-    case OpKind::layer_norm: {
-      const Shape& x = c.shape(0);
-      const int64_t axis = c.axis(n.integer("axis", -1), x.size());
-      Shape stats(x.begin(), x.begin() + axis);
-      stats.resize(x.size(), 1);
-      return {c.input(0), like(c.input(0), stats), like(c.input(0), stats)};
-    }
-    case OpKind::conv: {
-      const Shape &x = c.shape(0), &w = c.shape(1);
-      check<ShapeError>(x.size() >= 3 && w.size() == x.size(), "{}: input {} and weight {} must have the same rank >= 3",
-                        c.where(), to_string(x), to_string(w));
-      const int64_t group = n.integer("group", 1);
-      check<ShapeError>(x[1] < 0 || x[1] == w[1] * group, "{}: weight {} with group {} expects {} input channels, got {}",
-                        c.where(), to_string(w), group, w[1] * group, x[1]);
-      if (c.given(2))
-        check<ShapeError>(c.shape(2) == Shape{w[0]}, "{}: bias must be [{}], got {}", c.where(), w[0],
-                          to_string(c.shape(2)));
-      return {like(c.input(0), windowed(c, x, n.integers("kernel_shape", Shape(w.begin() + 2, w.end())), w[0]))};
-    }
-    case OpKind::max_pool:
-    case OpKind::average_pool: {
-      const Shape& x = c.shape(0);
-      check<ShapeError>(x.size() >= 3, "{}: input {} must be (N, C, spatial...)", c.where(), to_string(x));
-      return {like(c.input(0), windowed(c, x, n.integers("kernel_shape"), x[1]))};
-    }
-    case OpKind::global_average_pool: {
-      Shape out = c.shape(0);
-      check<ShapeError>(out.size() >= 3, "{}: input {} must be (N, C, spatial...)", c.where(), to_string(out));
-      std::fill(out.begin() + 2, out.end(), 1);
-      return {like(c.input(0), out)};
-    }
-    case OpKind::gemm: {
-      const Shape &a = c.shape(0), &b = c.shape(1);
-      check<ShapeError>(a.size() == 2 && b.size() == 2, "{}: A {} and B {} must be 2-D", c.where(), to_string(a),
-                        to_string(b));
-      const bool ta = n.integer("transA", 0) != 0, tb = n.integer("transB", 0) != 0;
-      const int64_t m = ta ? a[1] : a[0], k = ta ? a[0] : a[1], kb = tb ? b[1] : b[0], cols = tb ? b[0] : b[1];
-      check<ShapeError>(k < 0 || kb < 0 || k == kb, "{}: A {} and B {} (transA {}, transB {}) do not multiply",
-                        c.where(), to_string(a), to_string(b), ta, tb);
-      if (c.given(2)) broadcast(c, c.shape(2), {m, cols});
-      return {like(c.input(0), {m, cols})};
-    }
-    case OpKind::matmul: {
-      Shape a = c.shape(0), b = c.shape(1);
-      check<ShapeError>(!a.empty() && !b.empty(), "{}: MatMul of scalars", c.where());
-      const bool va = a.size() == 1, vb = b.size() == 1;
-      if (va) a.insert(a.begin(), 1);
-      if (vb) b.push_back(1);
-      const int64_t k = a.back(), kb = b[b.size() - 2];
-      check<ShapeError>(k < 0 || kb < 0 || k == kb, "{}: {} and {} do not multiply", c.where(),
-                        to_string(c.shape(0)), to_string(c.shape(1)));
-      Shape out = broadcast(c, Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
-      if (!va) out.push_back(a[a.size() - 2]);
-      if (!vb) out.push_back(b.back());
-      return {like(c.input(0), out)};
-    }
-    case OpKind::flatten: {
-      const Shape& x = c.shape(0);
-      const int64_t axis = n.integer("axis", 1);
-      check<ShapeError>(axis >= -static_cast<int64_t>(x.size()) && axis <= static_cast<int64_t>(x.size()),
-                        "{}: axis {} for rank {}", c.where(), axis, x.size());
-      const auto split = static_cast<size_t>(axis < 0 ? axis + static_cast<int64_t>(x.size()) : axis);
-      auto product = [](auto b, auto e) {
-        int64_t p = 1;
-        for (auto it = b; it != e; ++it) p = (*it < 0 || p < 0) ? -1 : p * *it;
-        return p;
-      };
-      return {like(c.input(0), {product(x.begin(), x.begin() + split), product(x.begin() + split, x.end())})};
-    }
-    case OpKind::reshape: {
-      const Shape& x = c.shape(0);
-      Shape out = c.constant_ints(1);
-      int64_t known = 1, unknown = -1;
-      bool dynamic = false;
-      for (size_t k = 0; k < out.size(); ++k) {
-        if (out[k] == 0 && n.integer("allowzero", 0) == 0) {
-          check<ShapeError>(k < x.size(), "{}: shape {} copies dimension {} of a rank-{} input", c.where(),
-                            to_string(out), k, x.size());
-          out[k] = x[k];
-        }
-        if (out[k] == -1) {
-          check<ShapeError>(unknown < 0, "{}: shape {} has two -1", c.where(), to_string(c.constant_ints(1)));
-          unknown = static_cast<int64_t>(k);
-        } else if (x.size() > k && x[k] < 0 && out[k] == x[k]) {
-          dynamic = true;
-        } else {
-          known *= out[k];
-        }
-      }
-      int64_t total = 1;
-      for (int64_t d : x) total = d < 0 || total < 0 ? -1 : total * d;
-      if (unknown >= 0) out[unknown] = total < 0 || dynamic ? -1 : (known == 0 ? 0 : total / known);
-      if (total >= 0 && !dynamic && unknown < 0)
-        check<ShapeError>(known == total, "{}: cannot reshape {} to {}", c.where(), to_string(x), to_string(out));
-      return {like(c.input(0), out)};
-    }
-    case OpKind::transpose: {
-      const Shape& x = c.shape(0);
-      Shape perm = n.integers("perm");
-      if (perm.empty()) {
-        perm.resize(x.size());
-        std::iota(perm.rbegin(), perm.rend(), 0);
-      }
-      Shape sorted = perm;
-      std::sort(sorted.begin(), sorted.end());
-      Shape identity(x.size());
-      std::iota(identity.begin(), identity.end(), 0);
-      check<ShapeError>(sorted == identity, "{}: perm {} is not a permutation of {} axes", c.where(), to_string(perm),
-                        x.size());
-      Shape out(x.size());
-      for (size_t k = 0; k < x.size(); ++k) out[k] = x[perm[k]];
-      return {like(c.input(0), out)};
-    }
-    case OpKind::concat: {
-      Shape out = c.shape(0);
-      const int64_t axis = c.axis(n.integer("axis", 0), out.size());
-      for (size_t i = 1; i < c.in.size(); ++i) {
-        const Shape& s = c.shape(i);
-        check<ShapeError>(s.size() == out.size(), "{}: input {} has rank {}, input 0 rank {}", c.where(), i, s.size(),
-                          out.size());
-        for (size_t k = 0; k < s.size(); ++k)
-          if (static_cast<int64_t>(k) != axis)
-            check<ShapeError>(s[k] == out[k] || s[k] < 0 || out[k] < 0, "{}: {} and {} differ off axis {}", c.where(),
-                              to_string(c.shape(0)), to_string(s), axis);
-        out[axis] = out[axis] < 0 || s[axis] < 0 ? -1 : out[axis] + s[axis];
-      }
-      return {like(c.input(0), out)};
-    }
-    case OpKind::reduce_mean: {
-      const Shape& x = c.shape(0);
-      Shape axes = c.given(1) ? c.constant_ints(1) : n.integers("axes");
-      std::vector<bool> reduced(x.size(), axes.empty());
-      for (int64_t a : axes) reduced[c.axis(a, x.size())] = true;
-      const bool keep = n.integer("keepdims", 1) != 0;
-      Shape out;
-      for (size_t k = 0; k < x.size(); ++k)
-        if (!reduced[k]) out.push_back(x[k]);
-        else if (keep) out.push_back(1);
-      return {like(c.input(0), out)};
-    }
-    case OpKind::gather: {
-      const Shape &data = c.shape(0), &index = c.shape(1);
-      const int64_t axis = c.axis(n.integer("axis", 0), data.size());
-      Shape out(data.begin(), data.begin() + axis);
-      out.insert(out.end(), index.begin(), index.end());
-      out.insert(out.end(), data.begin() + axis + 1, data.end());
-      return {like(c.input(0), out)};
-    }
-    case OpKind::slice: {
-      Shape out = c.shape(0);
-      const Shape starts = c.constant_ints(1), ends = c.constant_ints(2);
-      Shape axes = c.given(3) ? c.constant_ints(3) : Shape{};
-      Shape steps = c.given(4) ? c.constant_ints(4) : Shape(starts.size(), 1);
-      if (axes.empty()) {
-        axes.resize(starts.size());
-        std::iota(axes.begin(), axes.end(), 0);
-      }
-      check<ShapeError>(ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
-                        "{}: starts, ends, axes and steps differ in length", c.where());
-      for (size_t k = 0; k < starts.size(); ++k) {
-        const int64_t a = c.axis(axes[k], out.size()), dim = out[a], step = steps[k];
-        check<ShapeError>(step != 0, "{}: step 0", c.where());
-        if (dim < 0) continue;  // stays unknown
-        auto clampi = [&](int64_t v, int64_t lo, int64_t hi) { return std::clamp(v < 0 ? v + dim : v, lo, hi); };
-        const int64_t b = step > 0 ? clampi(starts[k], 0, dim) : clampi(starts[k], -1, dim - 1);
-        const int64_t e = step > 0 ? clampi(ends[k], 0, dim) : clampi(ends[k], -1, dim - 1);
-        out[a] = std::max<int64_t>(0, step > 0 ? (e - b + step - 1) / step : (b - e - step - 1) / -step);
-      }
-      return {like(c.input(0), out)};
-    }
-    case OpKind::squeeze: {
-      const Shape& x = c.shape(0);
-      const Shape axes = c.given(1) ? c.constant_ints(1) : n.integers("axes");
-      std::vector<bool> drop(x.size(), false);
-      for (int64_t a : axes) {
-        const int64_t k = c.axis(a, x.size());
-        check<ShapeError>(x[k] == 1 || x[k] < 0, "{}: axis {} of {} is not 1", c.where(), a, to_string(x));
-        drop[k] = true;
-      }
-      Shape out;
-      for (size_t k = 0; k < x.size(); ++k)
-        if (axes.empty() ? x[k] != 1 : !drop[k]) out.push_back(x[k]);
-      return {like(c.input(0), out)};
-    }
-    case OpKind::unsqueeze: {
-      const Shape& x = c.shape(0);
-      const Shape axes = c.given(1) ? c.constant_ints(1) : n.integers("axes");
-      const size_t rank = x.size() + axes.size();
-      std::vector<bool> inserted(rank, false);
-      for (int64_t a : axes) inserted[c.axis(a, rank)] = true;
-      Shape out;
-      for (size_t k = 0, from = 0; k < rank; ++k) out.push_back(inserted[k] ? 1 : x[from++]);
-      return {like(c.input(0), out)};
-    }
-    case OpKind::shape:
-      return {{"", DataType::int64, {static_cast<int64_t>(c.shape(0).size())}}};
-    case OpKind::constant: {
-      const Tensor* t = c.graph.constant(n.outputs.at(0));
-      check<ShapeError>(t != nullptr, "{}: needs a tensor attribute 'value'", c.where());
-      return {{"", t->dtype() == autograd::Dtype::i64 ? DataType::int64 : DataType::float32, t->shape()}};
-    }
-    case OpKind::constant_of_shape: {
-      auto it = n.attributes.find("value");
-      const Tensor* v = it != n.attributes.end() ? std::get_if<Tensor>(&it->second) : nullptr;
-      const DataType type = v != nullptr && v->dtype() == autograd::Dtype::i64 ? DataType::int64 : DataType::float32;
-      return {{"", type, c.constant_ints(0)}};
-    }
-    case OpKind::expand:
-      return {like(c.input(0), broadcast(c, c.shape(0), c.constant_ints(1)))};
-  }
-  throw StateError(fmt::format("{}: no shape rule", c.where()));
+}  // namespace
+
+namespace detail {
+
+std::vector<ValueInfo> binary_shape(const ShapeContext& c) {
+  return {like(c.input(0), broadcast(c, c.shape(0), c.shape(1)))};
 }
 
-}  // namespace
+std::vector<ValueInfo> equal_shape(const ShapeContext& c) {
+  return {{"", DataType::boolean, broadcast(c, c.shape(0), c.shape(1))}};
+}
+
+std::vector<ValueInfo> where_shape(const ShapeContext& c) {
+  return {like(c.input(1), broadcast(c, c.shape(0), broadcast(c, c.shape(1), c.shape(2))))};
+}
+
+std::vector<ValueInfo> unary_shape(const ShapeContext& c) {
+  return {c.input(0)};
+}
+
+std::vector<ValueInfo> softmax_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  c.axis(n.integer("axis", -1), c.shape(0).size());
+  return {c.input(0)};
+}
+
+std::vector<ValueInfo> dropout_shape(const ShapeContext& c) {
+  return {c.input(0), {"", DataType::boolean, c.shape(0)}};
+}
+
+std::vector<ValueInfo> cast_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const int64_t to = n.integer("to", -1);  // ONNX TensorProto: 1 float, 7 int64, 9 bool
+  check<ShapeError>(to == 1 || to == 7 || to == 9, "{}: cast to ONNX type {} is not supported (float, int64, bool)",
+                    c.where(), to);
+  return {{"", to == 1 ? DataType::float32 : to == 7 ? DataType::int64 : DataType::boolean, c.shape(0)}};
+}
+
+std::vector<ValueInfo> layer_norm_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape& x = c.shape(0);
+  const int64_t axis = c.axis(n.integer("axis", -1), x.size());
+  Shape stats(x.begin(), x.begin() + axis);
+  stats.resize(x.size(), 1);
+  return {c.input(0), like(c.input(0), stats), like(c.input(0), stats)};
+}
+
+std::vector<ValueInfo> conv_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape &x = c.shape(0), &w = c.shape(1);
+  check<ShapeError>(x.size() >= 3 && w.size() == x.size(), "{}: input {} and weight {} must have the same rank >= 3",
+                    c.where(), to_string(x), to_string(w));
+  const int64_t group = n.integer("group", 1);
+  check<ShapeError>(x[1] < 0 || x[1] == w[1] * group, "{}: weight {} with group {} expects {} input channels, got {}",
+                    c.where(), to_string(w), group, w[1] * group, x[1]);
+  if (c.given(2))
+    check<ShapeError>(c.shape(2) == Shape{w[0]}, "{}: bias must be [{}], got {}", c.where(), w[0],
+                      to_string(c.shape(2)));
+  return {like(c.input(0), windowed(c, x, n.integers("kernel_shape", Shape(w.begin() + 2, w.end())), w[0]))};
+}
+
+std::vector<ValueInfo> pool_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape& x = c.shape(0);
+  check<ShapeError>(x.size() >= 3, "{}: input {} must be (N, C, spatial...)", c.where(), to_string(x));
+  return {like(c.input(0), windowed(c, x, n.integers("kernel_shape"), x[1]))};
+}
+
+std::vector<ValueInfo> global_average_pool_shape(const ShapeContext& c) {
+  Shape out = c.shape(0);
+  check<ShapeError>(out.size() >= 3, "{}: input {} must be (N, C, spatial...)", c.where(), to_string(out));
+  std::fill(out.begin() + 2, out.end(), 1);
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> gemm_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape &a = c.shape(0), &b = c.shape(1);
+  check<ShapeError>(a.size() == 2 && b.size() == 2, "{}: A {} and B {} must be 2-D", c.where(), to_string(a),
+                    to_string(b));
+  const bool ta = n.integer("transA", 0) != 0, tb = n.integer("transB", 0) != 0;
+  const int64_t m = ta ? a[1] : a[0], k = ta ? a[0] : a[1], kb = tb ? b[1] : b[0], cols = tb ? b[0] : b[1];
+  check<ShapeError>(k < 0 || kb < 0 || k == kb, "{}: A {} and B {} (transA {}, transB {}) do not multiply",
+                    c.where(), to_string(a), to_string(b), ta, tb);
+  if (c.given(2)) broadcast(c, c.shape(2), {m, cols});
+  return {like(c.input(0), {m, cols})};
+}
+
+std::vector<ValueInfo> matmul_shape(const ShapeContext& c) {
+  Shape a = c.shape(0), b = c.shape(1);
+  check<ShapeError>(!a.empty() && !b.empty(), "{}: MatMul of scalars", c.where());
+  const bool va = a.size() == 1, vb = b.size() == 1;
+  if (va) a.insert(a.begin(), 1);
+  if (vb) b.push_back(1);
+  const int64_t k = a.back(), kb = b[b.size() - 2];
+  check<ShapeError>(k < 0 || kb < 0 || k == kb, "{}: {} and {} do not multiply", c.where(),
+                    to_string(c.shape(0)), to_string(c.shape(1)));
+  Shape out = broadcast(c, Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
+  if (!va) out.push_back(a[a.size() - 2]);
+  if (!vb) out.push_back(b.back());
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> flatten_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape& x = c.shape(0);
+  const int64_t axis = n.integer("axis", 1);
+  check<ShapeError>(axis >= -static_cast<int64_t>(x.size()) && axis <= static_cast<int64_t>(x.size()),
+                    "{}: axis {} for rank {}", c.where(), axis, x.size());
+  const auto split = static_cast<size_t>(axis < 0 ? axis + static_cast<int64_t>(x.size()) : axis);
+  auto product = [](auto b, auto e) {
+    int64_t p = 1;
+    for (auto it = b; it != e; ++it) p = (*it < 0 || p < 0) ? -1 : p * *it;
+    return p;
+  };
+  return {like(c.input(0), {product(x.begin(), x.begin() + split), product(x.begin() + split, x.end())})};
+}
+
+std::vector<ValueInfo> reshape_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape& x = c.shape(0);
+  Shape out = c.constant_ints(1);
+  int64_t known = 1, unknown = -1;
+  bool dynamic = false;
+  for (size_t k = 0; k < out.size(); ++k) {
+    if (out[k] == 0 && n.integer("allowzero", 0) == 0) {
+      check<ShapeError>(k < x.size(), "{}: shape {} copies dimension {} of a rank-{} input", c.where(),
+                        to_string(out), k, x.size());
+      out[k] = x[k];
+    }
+    if (out[k] == -1) {
+      check<ShapeError>(unknown < 0, "{}: shape {} has two -1", c.where(), to_string(c.constant_ints(1)));
+      unknown = static_cast<int64_t>(k);
+    } else if (x.size() > k && x[k] < 0 && out[k] == x[k]) {
+      dynamic = true;
+    } else {
+      known *= out[k];
+    }
+  }
+  int64_t total = 1;
+  for (int64_t d : x) total = d < 0 || total < 0 ? -1 : total * d;
+  if (unknown >= 0) out[unknown] = total < 0 || dynamic ? -1 : (known == 0 ? 0 : total / known);
+  if (total >= 0 && !dynamic && unknown < 0)
+    check<ShapeError>(known == total, "{}: cannot reshape {} to {}", c.where(), to_string(x), to_string(out));
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> transpose_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape& x = c.shape(0);
+  Shape perm = n.integers("perm");
+  if (perm.empty()) {
+    perm.resize(x.size());
+    std::iota(perm.rbegin(), perm.rend(), 0);
+  }
+  Shape sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  Shape identity(x.size());
+  std::iota(identity.begin(), identity.end(), 0);
+  check<ShapeError>(sorted == identity, "{}: perm {} is not a permutation of {} axes", c.where(), to_string(perm),
+                    x.size());
+  Shape out(x.size());
+  for (size_t k = 0; k < x.size(); ++k) out[k] = x[perm[k]];
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> concat_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  Shape out = c.shape(0);
+  const int64_t axis = c.axis(n.integer("axis", 0), out.size());
+  for (size_t i = 1; i < c.in.size(); ++i) {
+    const Shape& s = c.shape(i);
+    check<ShapeError>(s.size() == out.size(), "{}: input {} has rank {}, input 0 rank {}", c.where(), i, s.size(),
+                      out.size());
+    for (size_t k = 0; k < s.size(); ++k)
+      if (static_cast<int64_t>(k) != axis)
+        check<ShapeError>(s[k] == out[k] || s[k] < 0 || out[k] < 0, "{}: {} and {} differ off axis {}", c.where(),
+                          to_string(c.shape(0)), to_string(s), axis);
+    out[axis] = out[axis] < 0 || s[axis] < 0 ? -1 : out[axis] + s[axis];
+  }
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> reduce_mean_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape& x = c.shape(0);
+  Shape axes = c.given(1) ? c.constant_ints(1) : n.integers("axes");
+  std::vector<bool> reduced(x.size(), axes.empty());
+  for (int64_t a : axes) reduced[c.axis(a, x.size())] = true;
+  const bool keep = n.integer("keepdims", 1) != 0;
+  Shape out;
+  for (size_t k = 0; k < x.size(); ++k)
+    if (!reduced[k]) out.push_back(x[k]);
+    else if (keep) out.push_back(1);
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> gather_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape &data = c.shape(0), &index = c.shape(1);
+  const int64_t axis = c.axis(n.integer("axis", 0), data.size());
+  Shape out(data.begin(), data.begin() + axis);
+  out.insert(out.end(), index.begin(), index.end());
+  out.insert(out.end(), data.begin() + axis + 1, data.end());
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> slice_shape(const ShapeContext& c) {
+  Shape out = c.shape(0);
+  const Shape starts = c.constant_ints(1), ends = c.constant_ints(2);
+  Shape axes = c.given(3) ? c.constant_ints(3) : Shape{};
+  Shape steps = c.given(4) ? c.constant_ints(4) : Shape(starts.size(), 1);
+  if (axes.empty()) {
+    axes.resize(starts.size());
+    std::iota(axes.begin(), axes.end(), 0);
+  }
+  check<ShapeError>(ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
+                    "{}: starts, ends, axes and steps differ in length", c.where());
+  for (size_t k = 0; k < starts.size(); ++k) {
+    const int64_t a = c.axis(axes[k], out.size()), dim = out[a], step = steps[k];
+    check<ShapeError>(step != 0, "{}: step 0", c.where());
+    if (dim < 0) continue;  // stays unknown
+    auto clampi = [&](int64_t v, int64_t lo, int64_t hi) { return std::clamp(v < 0 ? v + dim : v, lo, hi); };
+    const int64_t b = step > 0 ? clampi(starts[k], 0, dim) : clampi(starts[k], -1, dim - 1);
+    const int64_t e = step > 0 ? clampi(ends[k], 0, dim) : clampi(ends[k], -1, dim - 1);
+    out[a] = std::max<int64_t>(0, step > 0 ? (e - b + step - 1) / step : (b - e - step - 1) / -step);
+  }
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> squeeze_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape& x = c.shape(0);
+  const Shape axes = c.given(1) ? c.constant_ints(1) : n.integers("axes");
+  std::vector<bool> drop(x.size(), false);
+  for (int64_t a : axes) {
+    const int64_t k = c.axis(a, x.size());
+    check<ShapeError>(x[k] == 1 || x[k] < 0, "{}: axis {} of {} is not 1", c.where(), a, to_string(x));
+    drop[k] = true;
+  }
+  Shape out;
+  for (size_t k = 0; k < x.size(); ++k)
+    if (axes.empty() ? x[k] != 1 : !drop[k]) out.push_back(x[k]);
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> unsqueeze_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Shape& x = c.shape(0);
+  const Shape axes = c.given(1) ? c.constant_ints(1) : n.integers("axes");
+  const size_t rank = x.size() + axes.size();
+  std::vector<bool> inserted(rank, false);
+  for (int64_t a : axes) inserted[c.axis(a, rank)] = true;
+  Shape out;
+  for (size_t k = 0, from = 0; k < rank; ++k) out.push_back(inserted[k] ? 1 : x[from++]);
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> shape_shape(const ShapeContext& c) {
+  return {{"", DataType::int64, {static_cast<int64_t>(c.shape(0).size())}}};
+}
+
+std::vector<ValueInfo> constant_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  const Tensor* t = c.graph.constant(n.outputs.at(0));
+  check<ShapeError>(t != nullptr, "{}: needs a tensor attribute 'value'", c.where());
+  return {{"", t->dtype() == autograd::Dtype::i64 ? DataType::int64 : DataType::float32, t->shape()}};
+}
+
+std::vector<ValueInfo> constant_of_shape_shape(const ShapeContext& c) {
+  const Node& n = c.node;
+  auto it = n.attributes.find("value");
+  const Tensor* v = it != n.attributes.end() ? std::get_if<Tensor>(&it->second) : nullptr;
+  const DataType type = v != nullptr && v->dtype() == autograd::Dtype::i64 ? DataType::int64 : DataType::float32;
+  return {{"", type, c.constant_ints(0)}};
+}
+
+std::vector<ValueInfo> expand_shape(const ShapeContext& c) {
+  return {like(c.input(0), broadcast(c, c.shape(0), c.constant_ints(1)))};
+}
+}  // namespace detail
 
 void Graph::infer_shapes() {
   validate();
@@ -343,9 +351,9 @@ void Graph::infer_shapes() {
       values[name] = {name, t.dtype() == autograd::Dtype::i64 ? DataType::int64 : DataType::float32, t.shape()};
   for (size_t i : topological_order()) {
     const Node& n = nodes[i];
-    Context c{*this, n, {}};
+    detail::ShapeContext c{*this, n, {}};
     for (const auto& in : n.inputs) c.in.push_back(in.empty() ? nullptr : &values.at(in));
-    std::vector<ValueInfo> out = infer(c);
+    std::vector<ValueInfo> out = op_info(n.op).infer(c);
     for (size_t k = 0; k < n.outputs.size() && k < out.size(); ++k)
       if (!n.outputs[k].empty()) {
         out[k].name = n.outputs[k];

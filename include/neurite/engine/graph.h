@@ -42,14 +42,28 @@ enum class OpKind : uint8_t {
 enum class DataType : uint8_t { float32, int64, boolean };
 std::string to_string(DataType type);
 
+// A value's type and shape; -1 marks a dimension known only at run time.
+struct ValueInfo {
+  std::string name;
+  DataType type = DataType::float32;
+  Shape shape;
+};
+
+namespace detail {
+struct ShapeContext;  // engine/shape_rules.h
+}
+// An op's shape rule: its outputs' types and shapes from its node and inputs.
+using ShapeRule = std::vector<ValueInfo> (*)(const detail::ShapeContext&);
+
 struct OpInfo {
   OpKind op;
   std::string_view name;  // ours, snake_case
   std::string_view onnx;  // the ONNX operator (domain ai.onnx)
   int min_inputs, max_inputs, outputs;  // outputs: how many the op can produce
+  ShapeRule infer;
 };
-// The one table of ops (a constexpr array in OpKind order, engine/graph.cpp);
-// shape rules live beside it, one per op (engine/shapes.cpp).
+// The one table of ops: a constexpr array in OpKind order (engine/graph.cpp)
+// whose entries point to their shape rules (engine/shapes.cpp).
 const OpInfo& op_info(OpKind op);
 std::span<const OpInfo> all_ops();
 std::optional<OpKind> op_from_onnx(std::string_view onnx_name);
@@ -70,12 +84,6 @@ struct Node {
   std::vector<int64_t> integers(const std::string& attribute, std::vector<int64_t> fallback = {}) const;
 };
 
-// A value's type and shape; -1 marks a dimension known only at run time.
-struct ValueInfo {
-  std::string name;
-  DataType type = DataType::float32;
-  Shape shape;
-};
 
 class Graph {
  public:
