@@ -16,6 +16,8 @@ neurite_find_dependency(nlohmann_json)
 neurite_find_dependency(OpenMP)
 neurite_find_dependency(ZLIB)
 neurite_find_dependency(yaml-cpp)
+neurite_find_dependency(Protobuf)  # before ONNX, whose targets link protobuf::libprotobuf
+neurite_find_dependency(ONNX)
 # Debian's dnnl CMake config insists on OpenCL, which the CPU library never
 # uses: find the library and header directly.
 if(NOT TARGET DNNL::dnnl)

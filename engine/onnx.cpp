@@ -1,0 +1,223 @@
+// ONNX export and import of the graph IR (neurite/engine/onnx.h), on the
+// protobuf classes of Debian's libonnx-dev.
+#include "neurite/engine/onnx.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <onnx/onnx_pb.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "neurite/autograd/error.h"
+
+namespace neurite::engine {
+
+namespace {
+
+constexpr int64_t kIrVersion = 8;  // ONNX 1.12's IR, which opsets 13-17 use
+constexpr const char* kDynamic = "batch";
+
+int element_type(DataType type) {
+  switch (type) {
+    case DataType::float32: return onnx::TensorProto::FLOAT;
+    case DataType::int64: return onnx::TensorProto::INT64;
+    case DataType::boolean: return onnx::TensorProto::BOOL;
+  }
+  return onnx::TensorProto::UNDEFINED;
+}
+
+void write_tensor(const std::string& name, const Tensor& t, onnx::TensorProto* out) {
+  out->set_name(name);
+  for (int64_t d : t.shape()) out->add_dims(d);
+  out->set_data_type(t.dtype() == autograd::Dtype::i64 ? onnx::TensorProto::INT64 : onnx::TensorProto::FLOAT);
+  out->set_raw_data(reinterpret_cast<const char*>(t.bytes()), t.nbytes());
+}
+
+void write_value(const ValueInfo& v, onnx::ValueInfoProto* out) {
+  out->set_name(v.name);
+  auto* tensor = out->mutable_type()->mutable_tensor_type();
+  tensor->set_elem_type(element_type(v.type));
+  auto* shape = tensor->mutable_shape();
+  for (int64_t d : v.shape) {
+    auto* dim = shape->add_dim();
+    if (d < 0) dim->set_dim_param(kDynamic);
+    else dim->set_dim_value(d);
+  }
+}
+
+void write_attribute(const std::string& name, const Attribute& a, onnx::AttributeProto* out) {
+  out->set_name(name);
+  if (const auto* i = std::get_if<int64_t>(&a)) {
+    out->set_type(onnx::AttributeProto::INT);
+    out->set_i(*i);
+  } else if (const auto* f = std::get_if<double>(&a)) {
+    out->set_type(onnx::AttributeProto::FLOAT);
+    out->set_f(static_cast<float>(*f));
+  } else if (const auto* s = std::get_if<std::string>(&a)) {
+    out->set_type(onnx::AttributeProto::STRING);
+    out->set_s(*s);
+  } else if (const auto* is = std::get_if<std::vector<int64_t>>(&a)) {
+    out->set_type(onnx::AttributeProto::INTS);
+    for (int64_t v : *is) out->add_ints(v);
+  } else if (const auto* fs = std::get_if<std::vector<double>>(&a)) {
+    out->set_type(onnx::AttributeProto::FLOATS);
+    for (double v : *fs) out->add_floats(static_cast<float>(v));
+  } else if (const auto* t = std::get_if<Tensor>(&a)) {
+    out->set_type(onnx::AttributeProto::TENSOR);
+    write_tensor("", *t, out->mutable_t());
+  }
+}
+
+Tensor read_tensor(const onnx::TensorProto& t, const std::string& where) {
+  autograd::Shape shape(t.dims().begin(), t.dims().end());
+  const bool i64 = t.data_type() == onnx::TensorProto::INT64;
+  check<FormatError>(i64 || t.data_type() == onnx::TensorProto::FLOAT,
+                     "{}: tensor '{}' has ONNX type {}, expected float (1) or int64 (7)", where, t.name(),
+                     t.data_type());
+  check<FormatError>(t.data_location() != onnx::TensorProto::EXTERNAL,
+                     "{}: tensor '{}' keeps its data in an external file, which is not supported", where, t.name());
+  Tensor out = Tensor::empty(shape, i64 ? autograd::Dtype::i64 : autograd::Dtype::f32);
+  const size_t bytes = out.nbytes();
+  if (!t.raw_data().empty()) {
+    check<FormatError>(t.raw_data().size() == bytes, "{}: tensor '{}' {} holds {} bytes, expected {}", where, t.name(),
+                       autograd::to_string(shape), t.raw_data().size(), bytes);
+    std::memcpy(out.bytes(), t.raw_data().data(), bytes);
+  } else if (i64) {
+    check<FormatError>(t.int64_data_size() == out.numel(), "{}: tensor '{}' {} holds {} values", where, t.name(),
+                       autograd::to_string(shape), t.int64_data_size());
+    std::copy(t.int64_data().begin(), t.int64_data().end(), out.data<int64_t>());
+  } else {
+    check<FormatError>(t.float_data_size() == out.numel(), "{}: tensor '{}' {} holds {} values", where, t.name(),
+                       autograd::to_string(shape), t.float_data_size());
+    std::copy(t.float_data().begin(), t.float_data().end(), out.data<float>());
+  }
+  return out;
+}
+
+ValueInfo read_value(const onnx::ValueInfoProto& v, const std::string& where) {
+  ValueInfo out{v.name(), DataType::float32, {}};
+  if (!v.has_type() || !v.type().has_tensor_type()) return out;
+  const auto& tensor = v.type().tensor_type();
+  switch (tensor.elem_type()) {
+    case onnx::TensorProto::FLOAT: out.type = DataType::float32; break;
+    case onnx::TensorProto::INT64: out.type = DataType::int64; break;
+    case onnx::TensorProto::BOOL: out.type = DataType::boolean; break;
+    default:
+      throw FormatError(fmt::format("{}: value '{}' has ONNX element type {}, expected float, int64 or bool", where,
+                                    v.name(), tensor.elem_type()));
+  }
+  for (const auto& dim : tensor.shape().dim()) out.shape.push_back(dim.has_dim_value() ? dim.dim_value() : -1);
+  return out;
+}
+
+Attribute read_attribute(const onnx::AttributeProto& a, const std::string& where) {
+  switch (a.type()) {
+    case onnx::AttributeProto::INT: return a.i();
+    case onnx::AttributeProto::FLOAT: return static_cast<double>(a.f());
+    case onnx::AttributeProto::STRING: return a.s();
+    case onnx::AttributeProto::INTS: return std::vector<int64_t>(a.ints().begin(), a.ints().end());
+    case onnx::AttributeProto::FLOATS: return std::vector<double>(a.floats().begin(), a.floats().end());
+    case onnx::AttributeProto::TENSOR: return read_tensor(a.t(), where);
+    default:
+      throw FormatError(fmt::format("{}: attribute '{}' has ONNX type {}, which is not supported", where, a.name(),
+                                    static_cast<int>(a.type())));
+  }
+}
+
+}  // namespace
+
+std::string to_onnx(const Graph& graph, const OnnxExportOptions& options) {
+  graph.validate();
+  onnx::ModelProto model;
+  model.set_ir_version(kIrVersion);
+  model.set_producer_name("neurite");
+  auto* opset = model.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(options.opset);
+  for (const auto& [key, value] : graph.metadata) {
+    auto* prop = model.add_metadata_props();
+    prop->set_key(key);
+    prop->set_value(value);
+  }
+  onnx::GraphProto* g = model.mutable_graph();
+  g->set_name(options.graph_name);
+  for (const ValueInfo& v : graph.inputs) write_value(v, g->add_input());
+  for (const ValueInfo& v : graph.outputs) {
+    auto it = graph.values.find(v.name);
+    write_value(it != graph.values.end() ? it->second : v, g->add_output());
+  }
+  for (const auto& [name, t] : graph.initializers) write_tensor(name, t, g->add_initializer());
+  for (size_t i : graph.topological_order()) {
+    const Node& n = graph.nodes[i];
+    onnx::NodeProto* node = g->add_node();
+    node->set_op_type(std::string(op_info(n.op).onnx));
+    node->set_name(n.name);
+    for (const auto& in : n.inputs) node->add_input(in);
+    for (const auto& out : n.outputs) node->add_output(out);
+    for (const auto& [name, a] : n.attributes) write_attribute(name, a, node->add_attribute());
+  }
+  std::string bytes;
+  check<StateError>(model.SerializeToString(&bytes), "to_onnx: protobuf could not serialise the model");
+  return bytes;
+}
+
+void save_onnx(const Graph& graph, const std::string& path, const OnnxExportOptions& options) {
+  const std::string bytes = to_onnx(graph, options), tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    check<IoError>(static_cast<bool>(out), "{}: cannot open for writing", tmp);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    check<IoError>(static_cast<bool>(out.flush()), "{}: write failed", tmp);
+  }
+  std::error_code error;
+  std::filesystem::rename(tmp, path, error);
+  check<IoError>(!error, "{}: cannot rename to {}: {}", tmp, path, error.message());
+}
+
+Graph from_onnx(const std::string& bytes, const std::string& source) {
+  onnx::ModelProto model;
+  check<FormatError>(model.ParseFromString(bytes), "{}: not an ONNX model (protobuf parse failed, {} bytes)", source,
+                     bytes.size());
+  check<FormatError>(model.has_graph(), "{}: the model has no graph", source);
+  for (const auto& opset : model.opset_import())
+    if (opset.domain().empty() || opset.domain() == "ai.onnx")
+      check<FormatError>(opset.version() >= 13 && opset.version() <= 17,
+                         "{}: opset {} is not supported (13 to 17)", source, opset.version());
+  const onnx::GraphProto& g = model.graph();
+  std::vector<std::string> unsupported;
+  for (const auto& node : g.node())
+    if ((!node.domain().empty() && node.domain() != "ai.onnx") || !op_from_onnx(node.op_type()))
+      unsupported.push_back(fmt::format("{} ({})", node.op_type(), node.name()));
+  check<FormatError>(unsupported.empty(), "{}: {} of {} nodes use ops Neurite does not support: {}", source,
+                     unsupported.size(), g.node_size(), fmt::join(unsupported, ", "));
+  Graph out;
+  for (const auto& prop : model.metadata_props()) out.metadata[prop.key()] = prop.value();
+  for (const auto& t : g.initializer()) out.initializers.emplace(t.name(), read_tensor(t, source));
+  for (const auto& v : g.input())
+    if (out.initializers.count(v.name()) == 0) out.inputs.push_back(read_value(v, source));
+  for (const auto& v : g.output()) out.outputs.push_back(read_value(v, source));
+  for (const auto& node : g.node()) {
+    Node n{.op = *op_from_onnx(node.op_type()), .name = node.name(), .inputs = {}, .outputs = {}, .attributes = {}};
+    n.inputs.assign(node.input().begin(), node.input().end());
+    n.outputs.assign(node.output().begin(), node.output().end());
+    const std::string where = fmt::format("{}: node '{}' ({})", source, node.name(), node.op_type());
+    for (const auto& a : node.attribute()) n.attributes.emplace(a.name(), read_attribute(a, where));
+    out.nodes.push_back(std::move(n));
+  }
+  out.validate();
+  return out;
+}
+
+Graph load_onnx(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  check<IoError>(static_cast<bool>(in), "{}: cannot open", path);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return from_onnx(bytes.str(), path);
+}
+
+}  // namespace neurite::engine

@@ -1,0 +1,32 @@
+// neurite/engine/onnx.h — ONNX files in and out of the graph IR.
+//
+//   engine::save_onnx(graph, "model.onnx");            // opset 17, dynamic batch as dim_param "batch"
+//   engine::Graph g = engine::load_onnx("model.onnx");  // FormatError naming the file and what is wrong
+//
+// Nodes, attributes and initializers map one to one (the IR uses ONNX's op
+// and attribute names); protobuf stays inside engine/onnx.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "neurite/engine/graph.h"
+
+namespace neurite::engine {
+
+struct OnnxExportOptions {
+  int64_t opset = 17;
+  std::string graph_name = "neurite";
+};
+
+// The serialised ModelProto.
+std::string to_onnx(const Graph& graph, const OnnxExportOptions& options = {});
+// Writes to_onnx(graph) to path atomically (a temporary file, then rename).
+void save_onnx(const Graph& graph, const std::string& path, const OnnxExportOptions& options = {});
+
+// Parses a serialised ModelProto; `source` names it in errors. An op outside
+// the IR's table is an error listing every such op with its node names.
+Graph from_onnx(const std::string& bytes, const std::string& source);
+Graph load_onnx(const std::string& path);
+
+}  // namespace neurite::engine
