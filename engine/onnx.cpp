@@ -178,28 +178,60 @@ void save_onnx(const Graph& graph, const std::string& path, const OnnxExportOpti
   check<IoError>(!error, "{}: cannot rename to {}: {}", tmp, path, error.message());
 }
 
-Graph from_onnx(const std::string& bytes, const std::string& source) {
+namespace {
+
+onnx::ModelProto parse_model(const std::string& bytes, const std::string& source) {
   onnx::ModelProto model;
   check<FormatError>(model.ParseFromString(bytes), "{}: not an ONNX model (protobuf parse failed, {} bytes)", source,
                      bytes.size());
   check<FormatError>(model.has_graph(), "{}: the model has no graph", source);
+  return model;
+}
+
+int64_t default_opset(const onnx::ModelProto& model) {
   for (const auto& opset : model.opset_import())
-    if (opset.domain().empty() || opset.domain() == "ai.onnx")
-      check<FormatError>(opset.version() >= 13 && opset.version() <= 17,
-                         "{}: opset {} is not supported (13 to 17)", source, opset.version());
-  const onnx::GraphProto& g = model.graph();
-  std::vector<std::string> unsupported;
+    if (opset.domain().empty() || opset.domain() == "ai.onnx") return opset.version();
+  return 0;
+}
+
+std::vector<std::string> unsupported_nodes(const onnx::GraphProto& g) {
+  std::vector<std::string> out;
   for (const auto& node : g.node())
     if ((!node.domain().empty() && node.domain() != "ai.onnx") || !op_from_onnx(node.op_type()))
-      unsupported.push_back(fmt::format("{} ({})", node.op_type(), node.name()));
-  check<FormatError>(unsupported.empty(), "{}: {} of {} nodes use ops Neurite does not support: {}", source,
-                     unsupported.size(), g.node_size(), fmt::join(unsupported, ", "));
-  Graph out;
-  for (const auto& prop : model.metadata_props()) out.metadata[prop.key()] = prop.value();
+      out.push_back(fmt::format("{} ({})", node.op_type(), node.name()));
+  return out;
+}
+
+// Initializers, and the graph's inputs (those without an initializer) and outputs.
+template <typename Out>
+void read_interface(const onnx::GraphProto& g, const std::string& source, Out& out) {
   for (const auto& t : g.initializer()) out.initializers.emplace(t.name(), read_tensor(t, source));
   for (const auto& v : g.input())
     if (out.initializers.count(v.name()) == 0) out.inputs.push_back(read_value(v, source));
   for (const auto& v : g.output()) out.outputs.push_back(read_value(v, source));
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  check<IoError>(static_cast<bool>(in), "{}: cannot open", path);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+}  // namespace
+
+Graph from_onnx(const std::string& bytes, const std::string& source) {
+  const onnx::ModelProto model = parse_model(bytes, source);
+  const int64_t opset = default_opset(model);
+  check<FormatError>(opset >= 13 && opset <= 17, "{}: opset {} is not supported (13 to 17)", source, opset);
+  const onnx::GraphProto& g = model.graph();
+  const std::vector<std::string> unsupported = unsupported_nodes(g);
+  check<FormatError>(unsupported.empty(), "{}: {} of {} nodes use ops Neurite does not support: {}", source,
+                     unsupported.size(), g.node_size(), fmt::join(unsupported, ", "));
+  Graph out;
+  for (const auto& prop : model.metadata_props()) out.metadata[prop.key()] = prop.value();
+  read_interface(g, source, out);
   for (const auto& node : g.node()) {
     Node n{.op = *op_from_onnx(node.op_type()), .name = node.name(), .inputs = {}, .outputs = {}, .attributes = {}};
     n.inputs.assign(node.input().begin(), node.input().end());
@@ -212,12 +244,18 @@ Graph from_onnx(const std::string& bytes, const std::string& source) {
   return out;
 }
 
-Graph load_onnx(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  check<IoError>(static_cast<bool>(in), "{}: cannot open", path);
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  return from_onnx(bytes.str(), path);
+Graph load_onnx(const std::string& path) { return from_onnx(read_file(path), path); }
+
+OnnxSummary summarize_onnx(const std::string& path) {
+  const onnx::ModelProto model = parse_model(read_file(path), path);
+  const onnx::GraphProto& g = model.graph();
+  OnnxSummary out;
+  out.opset = default_opset(model);
+  out.nodes = g.node_size();
+  out.unsupported = unsupported_nodes(g);
+  out.supported_nodes = out.nodes - static_cast<int64_t>(out.unsupported.size());
+  read_interface(g, path, out);
+  return out;
 }
 
 }  // namespace neurite::engine

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "neurite/data/readers.h"
+#include "neurite/engine/onnx.h"
 
 namespace {
 
@@ -156,6 +157,41 @@ TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
     EXPECT_NE(r.out.find(message), std::string::npos) << args << " -> " << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << " -> " << r.out;
   }
+}
+
+TEST(Cli, InfoReportsAnOnnxModelsOpSupportAndSparsity) {
+  using namespace neurite::engine;
+  const fs::path dir = temp_dir("cli_info_onnx");
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, {-1, 8}});
+  Tensor w = Tensor::randn({4, 8}, 1);
+  for (int64_t i = 0; i < w.numel(); i += 2) w.data<float>()[i] = 0;  // half zeros
+  g.initializers.emplace("fc.weight", w);
+  g.nodes.push_back({.op = OpKind::gemm, .name = "fc", .inputs = {"x", "fc.weight"}, .outputs = {"h"},
+                     .attributes = {{"transB", int64_t{1}}}});
+  g.nodes.push_back({.op = OpKind::relu, .name = "relu", .inputs = {"h"}, .outputs = {"y"}});
+  g.outputs.push_back({"y"});
+  const std::string good = (dir / "m.onnx").string(), odd = (dir / "odd.onnx").string();
+  save_onnx(g, good);
+  Result r = neurite_cli("info " + good + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto info = nlohmann::json::parse(r.out);
+  EXPECT_EQ(info["total"]["nodes"], 2);
+  EXPECT_EQ(info["total"]["supported_fraction"], 1.0);
+  EXPECT_EQ(info["parameters"][0]["name"], "fc.weight");
+  EXPECT_DOUBLE_EQ(info["parameters"][0]["sparsity"].get<double>(), 0.5);
+
+  std::string bytes = to_onnx(g);  // an op we do not support, same length so still a valid file
+  bytes.replace(bytes.find("Relu"), 4, "Relx");
+  std::ofstream(odd, std::ios::binary) << bytes;
+  r = neurite_cli("info " + odd);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("2 nodes, 1 supported (50.0%); not supported: Relx (relu)"), std::string::npos) << r.out;
+
+  std::ofstream(dir / "junk.onnx") << "junk";
+  r = neurite_cli("info " + (dir / "junk.onnx").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("junk.onnx: not an ONNX model"), std::string::npos) << r.out;
 }
 
 }  // namespace

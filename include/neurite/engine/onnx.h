@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "neurite/engine/graph.h"
 
@@ -28,5 +30,14 @@ void save_onnx(const Graph& graph, const std::string& path, const OnnxExportOpti
 // the IR's table is an error listing every such op with its node names.
 Graph from_onnx(const std::string& bytes, const std::string& source);
 Graph load_onnx(const std::string& path);
+
+// What `neurite info` reports of an ONNX file, whether or not every op is supported.
+struct OnnxSummary {
+  int64_t opset = 0, nodes = 0, supported_nodes = 0;
+  std::vector<std::string> unsupported;  // "OpType (node name)" for each node outside the IR
+  std::map<std::string, Tensor> initializers;
+  std::vector<ValueInfo> inputs, outputs;
+};
+OnnxSummary summarize_onnx(const std::string& path);
 
 }  // namespace neurite::engine
