@@ -1,16 +1,7 @@
-// The sparse kernels for AVX-512 (16 floats a vector, 32 registers); built
+// The sparse kernels for AVX-512: 16 floats a vector, 32 registers; built
 // with -mavx512f -mavx512vl -mfma.
 #define NEURITE_ISA_NAMESPACE avx512
+#define NEURITE_ISA_BYTES 64
+#define NEURITE_ISA_TILE_CSR 8
+#define NEURITE_ISA_TILE_ROWS4 4
 #include "autograd/kernels/sparse_kernels.inl"
-
-namespace neurite::autograd::kernels::avx512 {
-using V = float __attribute__((vector_size(64)));
-void spmm_entry(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, int64_t rb0,
-                int64_t rb1, int64_t p0, int64_t p1) {
-  spmm<V, 8, 4>(a, values, b, y, ldy, rb0, rb1, p0, p1);
-}
-void sddmm_entry(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, float* dvalues, int64_t rb0,
-                 int64_t rb1, int64_t p0, int64_t p1) {
-  sddmm<V>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
-}
-}  // namespace neurite::autograd::kernels::avx512

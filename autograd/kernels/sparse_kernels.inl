@@ -1,6 +1,9 @@
 // The sparse kernels, written once over a vector type. Each ISA's .cpp file
-// includes this under its own compiler flags and instantiates it with its
-// vector width (GCC vector extensions: AVX2 8 floats, AVX-512 16).
+// defines its parameters and includes this under its own compiler flags:
+//   NEURITE_ISA_NAMESPACE   the namespace of its entry points (avx2, avx512)
+//   NEURITE_ISA_BYTES       bytes per vector (GCC vector extensions: 32, 64)
+//   NEURITE_ISA_TILE_CSR    output tile of CSR and 1x4, in vectors
+//   NEURITE_ISA_TILE_ROWS4  output tile of each of the four rows of 4x1, in vectors
 //
 // spmm keeps a tile of block_rows x NV vectors of the output in registers
 // across a whole sparse row: per column entry it loads NV vectors of the
@@ -133,6 +136,17 @@ void sddmm(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, flo
   if (a.block_rows == 4) return sddmm_blocks<V, 4, 1, 2>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
   if (a.block_cols == 4) return sddmm_blocks<V, 1, 4, 1>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
   sddmm_blocks<V, 1, 1, 4>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
+}
+
+using IsaVector = float __attribute__((vector_size(NEURITE_ISA_BYTES)));
+
+void spmm_entry(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, int64_t rb0,
+                int64_t rb1, int64_t p0, int64_t p1) {
+  spmm<IsaVector, NEURITE_ISA_TILE_CSR, NEURITE_ISA_TILE_ROWS4>(a, values, b, y, ldy, rb0, rb1, p0, p1);
+}
+void sddmm_entry(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, float* dvalues, int64_t rb0,
+                 int64_t rb1, int64_t p0, int64_t p1) {
+  sddmm<IsaVector>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
 }
 
 }  // namespace neurite::autograd::kernels::NEURITE_ISA_NAMESPACE
