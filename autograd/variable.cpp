@@ -4,6 +4,7 @@
 
 #include "autograd/elementwise_kernels.h"
 #include "neurite/autograd/error.h"
+#include "neurite/autograd/trace.h"
 
 namespace neurite::autograd {
 
@@ -52,6 +53,7 @@ Variable::Variable(Tensor data, bool requires_grad) : node_(std::make_shared<det
 
 Variable::Variable(Tensor data, std::vector<Variable> inputs, BackwardFn backward)
     : node_(std::make_shared<detail::Node>()) {
+  detail::record_op_result(inputs, data);
   node_->data = std::move(data);
   bool any = false;
   for (const auto& in : inputs) any = any || (in.defined() && in.requires_grad());

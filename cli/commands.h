@@ -15,6 +15,8 @@ void add_info(CLI::App& app);
 void add_bench_train(CLI::App& app);
 void add_prune(CLI::App& app);
 void add_recipe(CLI::App& app);
+void add_export(CLI::App& app);
+void add_infer(CLI::App& app);
 
 // --recipe-var name=value pairs; ValueError for one without '='.
 std::map<std::string, std::string> parse_recipe_vars(const std::vector<std::string>& pairs);

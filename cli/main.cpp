@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   neurite::cli::add_prune(app);
   neurite::cli::add_recipe(app);
   neurite::cli::add_bench_train(app);
+  neurite::cli::add_export(app);
+  neurite::cli::add_infer(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) std::cout << app.help();

@@ -128,9 +128,56 @@ Attribute read_attribute(const onnx::AttributeProto& a, const std::string& where
   }
 }
 
+// LayerNormalization came with opset 17: below it, the same from primitives
+// (mean and variance over the trailing axes, then scale and shift).
+Graph lower_layer_norm(const Graph& graph) {
+  Graph g = graph;
+  std::vector<Node> nodes;
+  for (const Node& n : graph.nodes) {
+    if (n.op != OpKind::layer_norm) {
+      nodes.push_back(n);
+      continue;
+    }
+    check<ValueError>(n.outputs.size() == 1 || (n.outputs[1].empty() && (n.outputs.size() < 3 || n.outputs[2].empty())),
+                      "to_onnx: node '{}' uses LayerNormalization's mean or variance outputs, which need opset 17",
+                      n.name);
+    int64_t axis = n.integer("axis", -1);
+    if (axis >= 0) {
+      auto it = graph.values.find(n.inputs[0]);
+      check<ValueError>(it != graph.values.end(), "to_onnx: node '{}': the rank of '{}' is unknown", n.name,
+                        n.inputs[0]);
+      axis -= static_cast<int64_t>(it->second.shape.size());
+    }
+    std::vector<int64_t> axes;
+    for (int64_t a = axis; a < 0; ++a) axes.push_back(a);
+    const std::string p = n.name + "/";
+    const std::string eps = p + "epsilon";
+    g.initializers.emplace(eps, Tensor::scalar(static_cast<float>(n.real("epsilon", 1e-5))));
+    auto add = [&](OpKind op, std::vector<std::string> in, const std::string& out,
+                   std::map<std::string, Attribute> attributes = {}) {
+      nodes.push_back({.op = op, .name = p + out, .inputs = std::move(in), .outputs = {p + out},
+                       .attributes = std::move(attributes)});
+      return p + out;
+    };
+    const std::map<std::string, Attribute> reduce{{"axes", axes}, {"keepdims", int64_t{1}}};
+    const std::string mean = add(OpKind::reduce_mean, {n.inputs[0]}, "mean", reduce);
+    const std::string centred = add(OpKind::sub, {n.inputs[0], mean}, "centred");
+    const std::string var = add(OpKind::reduce_mean, {add(OpKind::mul, {centred, centred}, "square")}, "var", reduce);
+    const std::string deviation = add(OpKind::sqrt, {add(OpKind::add, {var, eps}, "var_eps")}, "std");
+    std::string y = add(OpKind::mul, {add(OpKind::div, {centred, deviation}, "normed"), n.inputs[1]}, "scaled");
+    if (n.inputs.size() > 2 && !n.inputs[2].empty()) y = add(OpKind::add, {y, n.inputs[2]}, "shifted");
+    nodes.push_back({.op = OpKind::identity, .name = n.name, .inputs = {y}, .outputs = {n.outputs[0]}, .attributes = {}});
+  }
+  g.nodes = std::move(nodes);
+  return g;
+}
+
 }  // namespace
 
-std::string to_onnx(const Graph& graph, const OnnxExportOptions& options) {
+std::string to_onnx(const Graph& input_graph, const OnnxExportOptions& options) {
+  check<ValueError>(options.opset >= 13 && options.opset <= 17, "to_onnx: opset {} is not supported (13 to 17)",
+                    options.opset);
+  const Graph graph = options.opset < 17 ? lower_layer_norm(input_graph) : input_graph;
   graph.validate();
   onnx::ModelProto model;
   model.set_ir_version(kIrVersion);

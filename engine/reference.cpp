@@ -1,6 +1,15 @@
+// The reference executor: each node on the autograd ops where they fit
+// (float32 compute), and plain loops over doubles for the rest (shape
+// arithmetic on int64, comparisons, Where, Erf). Booleans are int64 0/1.
 #include "neurite/engine/reference.h"
 
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
 
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
@@ -9,107 +18,446 @@ namespace neurite::engine {
 
 namespace {
 
+using autograd::Dtype;
 using autograd::Variable;
+using autograd::to_string;
 
-// ONNX pads [h_begin, w_begin, h_end, w_end]: our kernels pad both sides alike.
-std::pair<int64_t, int64_t> symmetric_pads(const Node& n) {
-  const auto pads = n.integers("pads", {0, 0, 0, 0});
-  check(pads.size() == 4 && pads[0] == pads[2] && pads[1] == pads[3],
-        "reference executor: node '{}' has pads {}, only symmetric 2-D padding is supported", n.name,
-        autograd::to_string(pads));
-  return {pads[0], pads[1]};
+std::string where(const Node& n) { return fmt::format("reference executor: node '{}' ({})", n.name, op_info(n.op).onnx); }
+
+double element(const Tensor& t, int64_t i) {
+  return t.dtype() == Dtype::i64 ? static_cast<double>(t.data<int64_t>()[i]) : static_cast<double>(t.data<float>()[i]);
 }
 
-autograd::Pool2dOptions pool_options(const Node& n) {
-  const auto kernel = n.integers("kernel_shape"), strides = n.integers("strides", kernel);
-  check(kernel.size() == 2 && n.integer("ceil_mode", 0) == 0,
-        "reference executor: node '{}' pools over {} dimensions with ceil_mode {}, only 2-D floor mode is supported",
-        n.name, kernel.size(), n.integer("ceil_mode", 0));
-  const auto [ph, pw] = symmetric_pads(n);
-  return {.kernel_h = kernel[0], .kernel_w = kernel[1], .stride_h = strides[0], .stride_w = strides[1], .pad_h = ph,
-          .pad_w = pw, .count_include_pad = n.integer("count_include_pad", 0) != 0};
+// double to int64, saturating: INT64_MAX (Slice's "to the end") survives a trip through double.
+int64_t to_int(double v) {
+  if (v >= 9.2233720368547758e18) return std::numeric_limits<int64_t>::max();
+  if (v <= -9.2233720368547758e18) return std::numeric_limits<int64_t>::min();
+  return static_cast<int64_t>(v);
 }
 
-// The node's axis attribute, counted from the front.
-int64_t axis_of(const Node& n, const std::string& name, int64_t fallback, size_t rank) {
-  const int64_t axis = n.integer(name, fallback);
-  return axis < 0 ? axis + static_cast<int64_t>(rank) : axis;
+std::vector<int64_t> ints_of(const Tensor& t) {
+  if (t.dtype() == Dtype::i64) return std::vector<int64_t>(t.data<int64_t>(), t.data<int64_t>() + t.numel());
+  std::vector<int64_t> out(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) out[i] = to_int(element(t, i));
+  return out;
 }
 
-// Reshape's target: 0 copies the input's dimension, -1 takes what is left.
-Shape reshape_target(const Shape& in, Shape target) {
+Tensor int_tensor(const std::vector<int64_t>& v, Shape shape) { return Tensor::from_data(shape, v); }
+Tensor int_tensor(const std::vector<int64_t>& v) { return int_tensor(v, {static_cast<int64_t>(v.size())}); }
+
+// numpy broadcasting of any number of shapes
+Shape broadcast_all(const Node& n, const std::vector<Shape>& shapes) {
+  size_t rank = 0;
+  for (const auto& s : shapes) rank = std::max(rank, s.size());
+  Shape out(rank, 1);
+  for (const auto& s : shapes)
+    for (size_t k = 0; k < s.size(); ++k) {
+      int64_t& o = out[rank - s.size() + k];
+      check<ShapeError>(s[k] == o || s[k] == 1 || o == 1, "{}: shapes do not broadcast ({})", where(n), to_string(s));
+      if (o == 1) o = s[k];
+    }
+  return out;
+}
+
+// For each element of `out`, the index into a tensor of shape `s` it broadcasts from.
+std::vector<int64_t> broadcast_index(const Shape& s, const Shape& out) {
+  const int64_t total = autograd::numel(out);
+  std::vector<int64_t> index(static_cast<size_t>(total));
+  const size_t rank = out.size(), lead = rank - s.size();
+  std::vector<int64_t> stride(rank, 0);
+  for (int64_t k = static_cast<int64_t>(s.size()) - 1, st = 1; k >= 0; --k) {
+    stride[lead + k] = s[k] == 1 ? 0 : st;
+    st *= s[k];
+  }
+  std::vector<int64_t> pos(rank, 0);
+  int64_t offset = 0;
+  for (int64_t i = 0; i < total; ++i) {
+    index[i] = offset;
+    for (int64_t k = static_cast<int64_t>(rank) - 1; k >= 0; --k) {  // odometer
+      offset += stride[k];
+      if (++pos[k] < out[k]) break;
+      offset -= stride[k] * out[k];
+      pos[k] = 0;
+    }
+  }
+  return index;
+}
+
+Tensor make(const Shape& shape, Dtype dtype, const std::vector<double>& values) {
+  Tensor t = Tensor::empty(shape, dtype);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (dtype == Dtype::i64) t.data<int64_t>()[i] = to_int(values[i]);
+    else t.data<float>()[i] = static_cast<float>(values[i]);
+  return t;
+}
+
+// Elementwise over broadcast inputs, computed in double.
+template <typename F>
+Tensor map_broadcast(const Node& n, const std::vector<Tensor>& in, Dtype out_type, F f) {
+  std::vector<Shape> shapes;
+  for (const auto& t : in) shapes.push_back(t.shape());
+  const Shape out = broadcast_all(n, shapes);
+  std::vector<std::vector<int64_t>> index;
+  for (const auto& t : in) index.push_back(broadcast_index(t.shape(), out));
+  std::vector<double> values(static_cast<size_t>(autograd::numel(out)));
+  std::vector<double> args(in.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    for (size_t k = 0; k < in.size(); ++k) args[k] = element(in[k], index[k][i]);
+    values[i] = f(args);
+  }
+  return make(out, out_type, values);
+}
+
+Tensor as_float(const Tensor& t) { return t.dtype() == Dtype::f32 ? t : t.to(Dtype::f32); }
+
+Variable var(const Tensor& t) { return Variable(t); }
+
+Tensor arithmetic(const Node& n, const Tensor& a, const Tensor& b) {
+  if (a.dtype() == Dtype::f32 && b.dtype() == Dtype::f32) {
+    switch (n.op) {
+      case OpKind::add: return add(var(a), var(b)).data();
+      case OpKind::sub: return sub(var(a), var(b)).data();
+      case OpKind::mul: return mul(var(a), var(b)).data();
+      case OpKind::div: return div(var(a), var(b)).data();
+      case OpKind::pow:
+        if (b.numel() == 1) return pow(var(a), b.data<float>()[0]).data();
+        return map_broadcast(n, {a, b}, Dtype::f32, [](auto& v) { return std::pow(v[0], v[1]); });
+      default: break;
+    }
+  }
+  const Dtype out = a.dtype();  // ONNX requires equal types, but for Pow
+  return map_broadcast(n, {a, b}, out, [op = n.op, out](auto& v) {
+    switch (op) {
+      case OpKind::add: return v[0] + v[1];
+      case OpKind::sub: return v[0] - v[1];
+      case OpKind::mul: return v[0] * v[1];
+      case OpKind::div: return out == Dtype::i64 ? std::trunc(v[0] / v[1]) : v[0] / v[1];
+      default: return std::pow(v[0], v[1]);
+    }
+  });
+}
+
+// ONNX pads [x1_begin, x2_begin, ..., x1_end, x2_end, ...] over the spatial dims.
+std::vector<int64_t> pads_of(const Node& n, size_t spatial) {
+  const auto pads = n.integers("pads", std::vector<int64_t>(2 * spatial, 0));
+  check<ShapeError>(pads.size() == 2 * spatial, "{}: pads {} for {} spatial dimensions", where(n), to_string(pads),
+                    spatial);
+  const std::string auto_pad = n.attributes.count("auto_pad") ? std::get<std::string>(n.attributes.at("auto_pad")) : "";
+  check<ValueError>(auto_pad.empty() || auto_pad == "NOTSET" || auto_pad == "VALID", "{}: auto_pad {} is not supported",
+                    where(n), auto_pad);
+  return pads;
+}
+
+// x (N, C, H, W) with `pads` (top, left, bottom, right) of `value` around it.
+Tensor pad2d(const Tensor& x, const std::vector<int64_t>& pads, float value) {
+  const int64_t nc = x.size(0) * x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t oh = h + pads[0] + pads[2], ow = w + pads[1] + pads[3];
+  Tensor y = Tensor::full({x.size(0), x.size(1), oh, ow}, value);
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  for (int64_t p = 0; p < nc; ++p)
+    for (int64_t i = 0; i < h; ++i)
+      std::memcpy(py + (p * oh + i + pads[0]) * ow + pads[1], px + (p * h + i) * w, sizeof(float) * w);
+  return y;
+}
+
+// 1-D inputs (N, C, L) run as 2-D with H = 1; returns the rank-4 view and the pads as 2-D.
+Tensor as_2d(const Node& n, const Tensor& x, std::vector<int64_t>& pads) {
+  check<ShapeError>(x.dim() == 3 || x.dim() == 4, "{}: input {} must be 1-D or 2-D (N, C, ...)", where(n),
+                    to_string(x.shape()));
+  if (x.dim() == 4) return x;
+  pads = {0, pads[0], 0, pads[1]};
+  return x.reshape({x.size(0), x.size(1), 1, x.size(2)});
+}
+std::vector<int64_t> as_2d_list(std::vector<int64_t> v, int64_t fill) {
+  if (v.size() == 1) v.insert(v.begin(), fill);
+  return v;
+}
+Tensor from_2d(const Tensor& y, int64_t rank) { return rank == 4 ? y : y.reshape({y.size(0), y.size(1), y.size(3)}); }
+
+bool symmetric(const std::vector<int64_t>& p) { return p[0] == p[2] && p[1] == p[3]; }
+
+Tensor conv(const Node& n, const Tensor& x0, const Tensor& w0, const Tensor& b) {
+  std::vector<int64_t> pads = pads_of(n, x0.dim() - 2);
+  const Tensor x = as_2d(n, x0, pads);
+  const Tensor w = w0.dim() == 3 ? w0.reshape({w0.size(0), w0.size(1), 1, w0.size(2)}) : w0;
+  const auto strides = as_2d_list(n.integers("strides", std::vector<int64_t>(x0.dim() - 2, 1)), 1);
+  const auto dilations = as_2d_list(n.integers("dilations", std::vector<int64_t>(x0.dim() - 2, 1)), 1);
+  const Tensor padded = symmetric(pads) ? x : pad2d(x, pads, 0.0f);
+  const int64_t ph = symmetric(pads) ? pads[0] : 0, pw = symmetric(pads) ? pads[1] : 0;
+  const Tensor y = conv2d(var(padded), var(w), b.defined() ? var(b) : Variable(),
+                          {.stride_h = strides[0], .stride_w = strides[1], .pad_h = ph, .pad_w = pw,
+                           .dilation_h = dilations[0], .dilation_w = dilations[1], .groups = n.integer("group", 1)})
+                       .data();
+  return from_2d(y, x0.dim());
+}
+
+Tensor pool(const Node& n, const Tensor& x0) {
+  const bool is_max = n.op == OpKind::max_pool;
+  std::vector<int64_t> pads = pads_of(n, x0.dim() - 2);
+  const Tensor x = as_2d(n, x0, pads);
+  const auto kernel = as_2d_list(n.integers("kernel_shape"), 1);
+  const auto strides = as_2d_list(n.integers("strides", std::vector<int64_t>(x0.dim() - 2, 1)), 1);
+  check<ValueError>(n.integer("ceil_mode", 0) == 0 && n.integers("dilations", {1, 1}) == std::vector<int64_t>{1, 1} &&
+                        kernel.size() == 2,
+                    "{}: ceil_mode, dilations and pooling over more than 2 dimensions are not supported", where(n));
+  const bool include_pad = n.integer("count_include_pad", 0) != 0;
+  // Asymmetric padding: pad explicitly (max: -inf; average: zeros counted only if include_pad).
+  if (!symmetric(pads)) {
+    check<ValueError>(is_max || include_pad, "{}: asymmetric pads {} with count_include_pad 0 are not supported",
+                      where(n), to_string(pads));
+    const Tensor padded = pad2d(x, pads, is_max ? -INFINITY : 0.0f);
+    autograd::Pool2dOptions o{.kernel_h = kernel[0], .kernel_w = kernel[1], .stride_h = strides[0],
+                              .stride_w = strides[1], .pad_h = 0, .pad_w = 0, .count_include_pad = true};
+    return from_2d((is_max ? max_pool2d(var(padded), o) : avg_pool2d(var(padded), o)).data(), x0.dim());
+  }
+  autograd::Pool2dOptions o{.kernel_h = kernel[0], .kernel_w = kernel[1], .stride_h = strides[0],
+                            .stride_w = strides[1], .pad_h = pads[0], .pad_w = pads[1],
+                            .count_include_pad = include_pad};
+  return from_2d((is_max ? max_pool2d(var(x), o) : avg_pool2d(var(x), o)).data(), x0.dim());
+}
+
+int64_t axis_of(const Node& n, int64_t axis, int64_t rank) {
+  check<ShapeError>(axis >= -rank && axis < rank, "{}: axis {} is out of range for rank {}", where(n), axis, rank);
+  return axis < 0 ? axis + rank : axis;
+}
+
+// numpy matmul: 1-D operands gain a dimension that is dropped again; batch dimensions broadcast.
+Tensor matmul_numpy(const Node& n, Tensor a, Tensor b) {
+  const bool a_vec = a.dim() == 1, b_vec = b.dim() == 1;
+  if (a_vec) a = a.reshape({1, a.size(0)});
+  if (b_vec) b = b.reshape({b.size(0), 1});
+  Tensor y;
+  if (b.dim() == 2 || (a.shape().size() == b.shape().size() &&
+                          std::equal(a.shape().begin(), a.shape().end() - 2, b.shape().begin()))) {
+    y = matmul(var(a), var(b)).data();
+  } else {
+    const Shape batch = broadcast_all(n, {Shape(a.shape().begin(), a.shape().end() - 2),
+                                          Shape(b.shape().begin(), b.shape().end() - 2)});
+    auto grow = [&](const Tensor& t) {
+      Shape s = batch;
+      s.push_back(t.size(-2));
+      s.push_back(t.size(-1));
+      return t.shape() == s ? t : expand(var(t), s).data();
+    };
+    y = matmul(var(grow(a)), var(grow(b))).data();
+  }
+  Shape s = y.shape();
+  if (b_vec) s.erase(s.end() - 1);
+  if (a_vec) s.erase(s.end() - (b_vec ? 1 : 2));
+  return y.reshape(s);
+}
+
+Tensor gather(const Node& n, const Tensor& data, const Tensor& indices) {
+  const int64_t axis = axis_of(n, n.integer("axis", 0), data.dim()), extent = data.size(axis);
+  std::vector<int64_t> idx = ints_of(indices);
+  for (int64_t& i : idx) {
+    check<ValueError>(i >= -extent && i < extent, "{}: index {} is out of range for axis {} of {}", where(n), i, axis,
+                      to_string(data.shape()));
+    if (i < 0) i += extent;
+  }
+  Tensor picked = data.index_select(axis, int_tensor(idx));  // axis size becomes numel(indices)
+  Shape s(data.shape().begin(), data.shape().begin() + axis);
+  s.insert(s.end(), indices.shape().begin(), indices.shape().end());
+  s.insert(s.end(), data.shape().begin() + axis + 1, data.shape().end());
+  return picked.reshape(s);
+}
+
+Tensor slice(const Node& n, const Tensor& x, const std::vector<Tensor>& in) {
+  const auto starts = ints_of(in[1]), ends = ints_of(in[2]);
+  std::vector<int64_t> axes = in.size() > 3 && in[3].defined() ? ints_of(in[3]) : std::vector<int64_t>{};
+  const std::vector<int64_t> steps =
+      in.size() > 4 && in[4].defined() ? ints_of(in[4]) : std::vector<int64_t>(starts.size(), 1);
+  if (axes.empty()) {
+    axes.resize(starts.size());
+    std::iota(axes.begin(), axes.end(), 0);
+  }
+  check<ShapeError>(ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
+                    "{}: starts, ends, axes and steps differ in length", where(n));
+  Tensor y = x;
+  for (size_t k = 0; k < starts.size(); ++k) {
+    const int64_t a = axis_of(n, axes[k], x.dim()), dim = y.size(a), step = steps[k];
+    check<ValueError>(step != 0, "{}: step 0", where(n));
+    auto clampi = [&](int64_t v, int64_t lo, int64_t hi) { return std::clamp(v < 0 ? v + dim : v, lo, hi); };
+    const int64_t b = step > 0 ? clampi(starts[k], 0, dim) : clampi(starts[k], -1, dim - 1);
+    const int64_t e = step > 0 ? clampi(ends[k], 0, dim) : clampi(ends[k], -1, dim - 1);
+    std::vector<int64_t> index;
+    for (int64_t i = b; step > 0 ? i < e : i > e; i += step) index.push_back(i);
+    y = y.index_select(a, int_tensor(index));
+  }
+  return y;
+}
+
+std::vector<int64_t> axes_of(const Node& n, const std::vector<Tensor>& in, size_t input) {
+  return in.size() > input && in[input].defined() ? ints_of(in[input]) : n.integers("axes");
+}
+
+Tensor squeeze(const Node& n, const Tensor& x, const std::vector<int64_t>& axes) {
+  std::vector<bool> drop(x.dim(), false);
+  for (int64_t a : axes) drop[axis_of(n, a, x.dim())] = true;
+  Shape s;
+  for (int64_t k = 0; k < x.dim(); ++k) {
+    if (axes.empty() ? x.size(k) == 1 : drop[k]) {
+      check<ShapeError>(x.size(k) == 1, "{}: axis {} of {} is not 1", where(n), k, to_string(x.shape()));
+      continue;
+    }
+    s.push_back(x.size(k));
+  }
+  return x.reshape(s);
+}
+
+Tensor unsqueeze(const Node& n, const Tensor& x, const std::vector<int64_t>& axes) {
+  const int64_t rank = x.dim() + static_cast<int64_t>(axes.size());
+  std::vector<bool> inserted(rank, false);
+  for (int64_t a : axes) inserted[axis_of(n, a, rank)] = true;
+  Shape s;
+  for (int64_t k = 0, from = 0; k < rank; ++k) s.push_back(inserted[k] ? 1 : x.size(from++));
+  return x.reshape(s);
+}
+
+Tensor reshape(const Node& n, const Tensor& x, std::vector<int64_t> target) {
+  const bool allow_zero = n.integer("allowzero", 0) != 0;
   for (size_t k = 0; k < target.size(); ++k)
-    if (target[k] == 0 && k < in.size()) target[k] = in[k];
-  return target;
+    if (target[k] == 0 && !allow_zero) {
+      check<ShapeError>(static_cast<int64_t>(k) < x.dim(), "{}: shape {} copies a dimension {} lacks", where(n),
+                        to_string(target), to_string(x.shape()));
+      target[k] = x.size(static_cast<int64_t>(k));
+    }
+  try {
+    return x.reshape(target);
+  } catch (const ShapeError&) {
+    throw ShapeError(fmt::format("{}: cannot reshape {} to {}", where(n), to_string(x.shape()), to_string(target)));
+  }
 }
 
-Variable run_node(const Graph& g, const Node& n, const std::vector<Variable>& in) {
-  auto arg = [&](size_t i) { return i < in.size() ? in[i] : Variable(); };
+Tensor cast(const Node& n, const Tensor& x) {
+  const int64_t to = n.integer("to", 1);
+  switch (to) {
+    case 1: return as_float(x);  // FLOAT
+    case 7: return x.dtype() == Dtype::i64 ? x : x.to(Dtype::i64);  // INT64 (truncates)
+    case 9: return map_broadcast(n, {x}, Dtype::i64, [](auto& v) { return v[0] != 0 ? 1.0 : 0.0; });  // BOOL
+    default: throw ValueError(fmt::format("{}: cast to ONNX type {} is not supported (float, int64, bool)", where(n), to));
+  }
+}
+
+Tensor reduce_mean(const Node& n, const Tensor& x, const std::vector<Tensor>& in) {
+  std::vector<int64_t> axes = axes_of(n, in, 1);
+  const bool keep = n.integer("keepdims", 1) != 0;
+  if (axes.empty()) {
+    axes.resize(static_cast<size_t>(x.dim()));
+    std::iota(axes.begin(), axes.end(), 0);
+  }
+  for (int64_t& a : axes) a = axis_of(n, a, x.dim());
+  return mean(var(as_float(x)), axes, keep).data();
+}
+
+std::vector<Tensor> run_node(const Node& n, const std::vector<Tensor>& in) {
+  auto arg = [&](size_t i) { return i < in.size() ? in[i] : Tensor(); };
+  auto one = [](Tensor t) { return std::vector<Tensor>{std::move(t)}; };
   switch (n.op) {
-    case OpKind::add: return add(in[0], in[1]);
-    case OpKind::sub: return sub(in[0], in[1]);
-    case OpKind::mul: return mul(in[0], in[1]);
-    case OpKind::div: return div(in[0], in[1]);
-    case OpKind::relu: return relu(in[0]);
-    case OpKind::sigmoid: return sigmoid(in[0]);
-    case OpKind::tanh: return tanh(in[0]);
-    case OpKind::sqrt: return sqrt(in[0]);
-    case OpKind::identity:
-    case OpKind::dropout: return in[0];
-    case OpKind::softmax: return softmax(in[0], n.integer("axis", -1));
-    case OpKind::matmul: return matmul(in[0], in[1]);
+    case OpKind::add:
+    case OpKind::sub:
+    case OpKind::mul:
+    case OpKind::div:
+    case OpKind::pow: return one(arithmetic(n, in[0], in[1]));
+    case OpKind::relu: return one(relu(var(in[0])).data());
+    case OpKind::sigmoid: return one(sigmoid(var(in[0])).data());
+    case OpKind::tanh: return one(tanh(var(in[0])).data());
+    case OpKind::sqrt: return one(sqrt(var(in[0])).data());
+    case OpKind::erf: return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) { return std::erf(v[0]); }));
+    case OpKind::identity: return one(in[0]);
+    case OpKind::dropout: return {in[0], Tensor::ones(in[0].shape(), Dtype::i64)};  // inference: keeps everything
+    case OpKind::softmax: return one(softmax(var(in[0]), n.integer("axis", -1)).data());
+    case OpKind::matmul: return one(matmul_numpy(n, in[0], in[1]));
     case OpKind::gemm: {
-      Variable a = n.integer("transA", 0) != 0 ? transpose(in[0], 0, 1) : in[0];
-      Variable b = n.integer("transB", 0) != 0 ? transpose(in[1], 0, 1) : in[1];
-      Variable y = matmul(a, b);
+      Tensor a = n.integer("transA", 0) != 0 ? in[0].transpose(0, 1) : in[0];
+      Tensor b = n.integer("transB", 0) != 0 ? in[1].transpose(0, 1) : in[1];
+      Variable y = matmul(var(a), var(b));
       if (const double alpha = n.real("alpha", 1.0); alpha != 1.0) y = mul(y, static_cast<float>(alpha));
-      if (arg(2).defined()) y = add(y, mul(in[2], static_cast<float>(n.real("beta", 1.0))));
-      return y;
+      if (arg(2).defined()) y = add(y, mul(var(in[2]), static_cast<float>(n.real("beta", 1.0))));
+      return one(y.data());
     }
-    case OpKind::conv: {
-      const auto strides = n.integers("strides", {1, 1}), dilations = n.integers("dilations", {1, 1});
-      const auto [ph, pw] = symmetric_pads(n);
-      return conv2d(in[0], in[1], arg(2),
-                    {.stride_h = strides[0], .stride_w = strides[1], .pad_h = ph, .pad_w = pw,
-                     .dilation_h = dilations[0], .dilation_w = dilations[1], .groups = n.integer("group", 1)});
-    }
+    case OpKind::conv: return one(conv(n, in[0], in[1], arg(2)));
     case OpKind::batch_norm: {
-      Tensor mean = in[3].data(), var = in[4].data();
-      return batch_norm(in[0], in[1], in[2], mean, var,
-                        {.training = false, .eps = static_cast<float>(n.real("epsilon", 1e-5))});
+      Tensor mean = in[3], var_ = in[4];
+      return one(batch_norm(var(in[0]), var(in[1]), var(in[2]), mean, var_,
+                            {.training = false, .eps = static_cast<float>(n.real("epsilon", 1e-5))})
+                     .data());
     }
     case OpKind::layer_norm: {
       const Shape& x = in[0].shape();
-      return layer_norm(in[0], Shape(x.begin() + axis_of(n, "axis", -1, x.size()), x.end()), in[1], arg(2),
-                        static_cast<float>(n.real("epsilon", 1e-5)));
+      const int64_t axis = axis_of(n, n.integer("axis", -1), in[0].dim());
+      return one(layer_norm(var(in[0]), Shape(x.begin() + axis, x.end()), var(in[1]),
+                            arg(2).defined() ? var(in[2]) : Variable(), static_cast<float>(n.real("epsilon", 1e-5)))
+                     .data());
     }
-    case OpKind::max_pool: return max_pool2d(in[0], pool_options(n));
-    case OpKind::average_pool: return avg_pool2d(in[0], pool_options(n));
-    case OpKind::global_average_pool: return adaptive_avg_pool2d(in[0], 1, 1);
+    case OpKind::max_pool:
+    case OpKind::average_pool: return one(pool(n, in[0]));
+    case OpKind::global_average_pool: {
+      std::vector<int64_t> axes(static_cast<size_t>(in[0].dim() - 2));
+      std::iota(axes.begin(), axes.end(), 2);
+      return one(mean(var(in[0]), axes, true).data());
+    }
     case OpKind::flatten: {  // (prod of dims before axis, prod of the rest)
-      const Shape& x = in[0].shape();
+      const int64_t axis = axis_of(n, n.integer("axis", 1), in[0].dim() + 1);
       int64_t outer = 1;
-      for (int64_t k = 0; k < axis_of(n, "axis", 1, x.size()); ++k) outer *= x[k];
-      return reshape(in[0], {outer, outer > 0 ? in[0].numel() / outer : 0});
+      for (int64_t k = 0; k < axis; ++k) outer *= in[0].size(k);
+      return one(in[0].reshape({outer, outer > 0 ? in[0].numel() / outer : 0}));
     }
-    case OpKind::reshape: {
-      const Tensor* target = g.constant(n.inputs[1]);
-      check(target != nullptr, "reference executor: node '{}' reshapes to a computed shape", n.name);
-      return reshape(in[0], reshape_target(in[0].shape(), Shape(target->data<int64_t>(),
-                                                                target->data<int64_t>() + target->numel())));
-    }
+    case OpKind::reshape: return one(reshape(n, in[0], ints_of(in[1])));
     case OpKind::transpose: {
       Shape perm = n.integers("perm");
       if (perm.empty())
         for (int64_t k = in[0].dim() - 1; k >= 0; --k) perm.push_back(k);
-      return permute(in[0], perm);
+      return one(in[0].permute(perm));
     }
-    case OpKind::concat: return concat(in, n.integer("axis", 0));
-    case OpKind::reduce_mean: return mean(in[0], n.integers("axes"), n.integer("keepdims", 1) != 0);
-    default:
-      throw ValueError(fmt::format("reference executor: node '{}' ({}) is not implemented yet", n.name,
-                                   op_info(n.op).onnx));
+    case OpKind::concat: {
+      std::vector<Tensor> parts;
+      for (const auto& t : in)
+        if (t.numel() > 0 || in.size() == 1) parts.push_back(t);
+      if (parts.empty()) parts.push_back(in[0]);
+      return one(Tensor::concat(parts, n.integer("axis", 0)));
+    }
+    case OpKind::reduce_mean: return one(reduce_mean(n, in[0], in));
+    case OpKind::gather: return one(gather(n, in[0], in[1]));
+    case OpKind::slice: return one(slice(n, in[0], in));
+    case OpKind::squeeze: return one(squeeze(n, in[0], axes_of(n, in, 1)));
+    case OpKind::unsqueeze: return one(unsqueeze(n, in[0], axes_of(n, in, 1)));
+    case OpKind::shape: {
+      const int64_t rank = in[0].dim();
+      auto bound = [&](int64_t v) { return std::clamp(v < 0 ? v + rank : v, int64_t{0}, rank); };
+      const int64_t start = bound(n.integer("start", 0)), end = bound(n.integer("end", rank));
+      std::vector<int64_t> dims(in[0].shape().begin() + start, in[0].shape().begin() + std::max(start, end));
+      return one(int_tensor(dims));
+    }
+    case OpKind::constant: {
+      auto it = n.attributes.find("value");
+      check<ValueError>(it != n.attributes.end() && std::holds_alternative<Tensor>(it->second),
+                        "{}: only the tensor form 'value' is supported", where(n));
+      return one(std::get<Tensor>(it->second));
+    }
+    case OpKind::constant_of_shape: {
+      const Shape shape = ints_of(in[0]);
+      auto it = n.attributes.find("value");
+      const Tensor* v = it != n.attributes.end() ? std::get_if<Tensor>(&it->second) : nullptr;
+      const Dtype type = v != nullptr ? v->dtype() : Dtype::f32;
+      const double fill = v != nullptr && v->numel() > 0 ? element(*v, 0) : 0.0;
+      return one(make(shape, type, std::vector<double>(static_cast<size_t>(autograd::numel(shape)), fill)));
+    }
+    case OpKind::expand: {
+      const Shape out = broadcast_all(n, {in[0].shape(), ints_of(in[1])});
+      if (in[0].dtype() == Dtype::f32) return one(expand(var(in[0]), out).data());
+      return one(map_broadcast(n, {in[0], Tensor::zeros(out, Dtype::i64)}, Dtype::i64, [](auto& v) { return v[0]; }));
+    }
+    case OpKind::where: {
+      const Dtype type = in[1].dtype();
+      return one(map_broadcast(n, {in[0], in[1], in[2]}, type, [](auto& v) { return v[0] != 0 ? v[1] : v[2]; }));
+    }
+    case OpKind::equal:
+      return one(map_broadcast(n, {in[0], in[1]}, Dtype::i64, [](auto& v) { return v[0] == v[1] ? 1.0 : 0.0; }));
+    case OpKind::cast: return one(cast(n, in[0]));
   }
+  throw ValueError(fmt::format("{}: the op is not implemented", where(n)));
 }
 
 }  // namespace
@@ -117,26 +465,33 @@ Variable run_node(const Graph& g, const Node& n, const std::vector<Variable>& in
 std::map<std::string, Tensor> run_reference(const Graph& graph, const std::map<std::string, Tensor>& inputs) {
   graph.validate();
   autograd::NoGradGuard no_grad;
-  std::map<std::string, Variable> values;
-  for (const auto& [name, t] : graph.initializers) values[name] = Variable(t);
+  std::map<std::string, Tensor> values(graph.initializers.begin(), graph.initializers.end());
   for (const ValueInfo& v : graph.inputs) {
     auto it = inputs.find(v.name);
     check<ShapeError>(it != inputs.end(), "reference executor: graph input '{}' is not given", v.name);
     const Shape& s = it->second.shape();
     bool fits = s.size() == v.shape.size();
     for (size_t k = 0; fits && k < s.size(); ++k) fits = v.shape[k] < 0 || v.shape[k] == s[k];
-    check<ShapeError>(fits, "reference executor: input '{}' is {}, the graph expects {}", v.name,
-                      autograd::to_string(s), autograd::to_string(v.shape));
-    values[v.name] = Variable(it->second);
+    check<ShapeError>(fits, "reference executor: input '{}' is {}, the graph expects {}", v.name, to_string(s),
+                      to_string(v.shape));
+    const bool is_int = it->second.dtype() == Dtype::i64, wants_int = v.type != DataType::float32;
+    check<DtypeError>(is_int == wants_int, "reference executor: input '{}' is {}, the graph expects {}", v.name,
+                      to_string(it->second.dtype()), to_string(v.type));
+    values[v.name] = it->second;
   }
   for (size_t i : graph.topological_order()) {
     const Node& n = graph.nodes[i];
-    std::vector<Variable> in;
-    for (const auto& name : n.inputs) in.push_back(name.empty() ? Variable() : values.at(name));
-    values[n.outputs.at(0)] = run_node(graph, n, in);
+    std::vector<Tensor> in;
+    for (const auto& name : n.inputs) in.push_back(name.empty() ? Tensor() : values.at(name));
+    std::vector<Tensor> out = run_node(n, in);
+    for (size_t k = 0; k < n.outputs.size(); ++k) {
+      if (n.outputs[k].empty()) continue;
+      check<ValueError>(k < out.size(), "{}: output {} ('{}') is not computed", where(n), k, n.outputs[k]);
+      values[n.outputs[k]] = out[k];
+    }
   }
   std::map<std::string, Tensor> out;
-  for (const ValueInfo& v : graph.outputs) out.emplace(v.name, values.at(v.name).data());
+  for (const ValueInfo& v : graph.outputs) out.emplace(v.name, values.at(v.name));
   return out;
 }
 

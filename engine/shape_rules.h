@@ -40,6 +40,16 @@ struct ShapeContext {
                                                   : static_cast<int64_t>(t->data<float>()[k]);
     return out;
   }
+  // The values of input i when it is a constant; otherwise a shape computed at
+  // run time, of which only the length (input i's one dimension) is known: -1s.
+  std::vector<int64_t> ints_or_unknown(size_t i) const {
+    if (i < node.inputs.size() && graph.constant(node.inputs[i]) != nullptr) return constant_ints(i);
+    const Shape& s = shape(i);
+    check<ShapeError>(s.size() == 1 && s[0] >= 0, "{}: input {} must be a 1-D int64 shape of known length, got {}",
+                      where(), i, autograd::to_string(s));
+    return std::vector<int64_t>(static_cast<size_t>(s[0]), kRunTime);
+  }
+  static constexpr int64_t kRunTime = -2;  // an entry of a shape input known only at run time
   bool given(size_t i) const { return i < node.inputs.size() && !node.inputs[i].empty(); }
 };
 

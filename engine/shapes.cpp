@@ -181,7 +181,13 @@ std::vector<ValueInfo> flatten_shape(const ShapeContext& c) {
 std::vector<ValueInfo> reshape_shape(const ShapeContext& c) {
   const Node& n = c.node;
   const Shape& x = c.shape(0);
-  Shape out = c.constant_ints(1);
+  Shape out = c.ints_or_unknown(1);
+  if (std::count(out.begin(), out.end(), ShapeContext::kRunTime) > 0) {
+    for (size_t k = 0; k < out.size(); ++k)
+      if (out[k] == ShapeContext::kRunTime || out[k] == -1) out[k] = -1;
+      else if (out[k] == 0 && n.integer("allowzero", 0) == 0 && k < x.size()) out[k] = x[k];
+    return {like(c.input(0), out)};
+  }
   int64_t known = 1, unknown = -1;
   bool dynamic = false;
   for (size_t k = 0; k < out.size(); ++k) {
@@ -269,6 +275,14 @@ std::vector<ValueInfo> gather_shape(const ShapeContext& c) {
 
 std::vector<ValueInfo> slice_shape(const ShapeContext& c) {
   Shape out = c.shape(0);
+  auto is_constant = [&](size_t i) { return !c.given(i) || c.graph.constant(c.node.inputs[i]) != nullptr; };
+  if (!is_constant(1) || !is_constant(2) || !is_constant(3) || !is_constant(4)) {  // bounds known at run time
+    if (c.given(3) && is_constant(3))
+      for (int64_t a : c.constant_ints(3)) out[c.axis(a, out.size())] = -1;
+    else
+      std::fill(out.begin(), out.end(), -1);
+    return {like(c.input(0), out)};
+  }
   const Shape starts = c.constant_ints(1), ends = c.constant_ints(2);
   Shape axes = c.given(3) ? c.constant_ints(3) : Shape{};
   Shape steps = c.given(4) ? c.constant_ints(4) : Shape(starts.size(), 1);
@@ -334,11 +348,15 @@ std::vector<ValueInfo> constant_of_shape_shape(const ShapeContext& c) {
   auto it = n.attributes.find("value");
   const Tensor* v = it != n.attributes.end() ? std::get_if<Tensor>(&it->second) : nullptr;
   const DataType type = v != nullptr && v->dtype() == autograd::Dtype::i64 ? DataType::int64 : DataType::float32;
-  return {{"", type, c.constant_ints(0)}};
+  Shape out = c.ints_or_unknown(0);
+  for (int64_t& d : out) d = d == ShapeContext::kRunTime ? -1 : d;
+  return {{"", type, out}};
 }
 
 std::vector<ValueInfo> expand_shape(const ShapeContext& c) {
-  return {like(c.input(0), broadcast(c, c.shape(0), c.constant_ints(1)))};
+  Shape target = c.ints_or_unknown(1);
+  for (int64_t& d : target) d = d == ShapeContext::kRunTime ? -1 : d;
+  return {like(c.input(0), broadcast(c, c.shape(0), target))};
 }
 }  // namespace detail
 

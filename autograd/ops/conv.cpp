@@ -2,6 +2,7 @@
 #include "autograd/kernels/convolution.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/autograd/trace.h"
 
 namespace neurite::autograd {
 
@@ -41,7 +42,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
 
   std::vector<Variable> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
-  return Variable(y, inputs, [s](const Tensor& grad, std::vector<Variable>& in) {
+  return traced(Variable(y, inputs, [s](const Tensor& grad, std::vector<Variable>& in) {
     const bool want_dx = in[0].requires_grad(), want_db = in.size() > 2 && in[2].requires_grad();
     const bool want_dw = in[1].requires_grad() || want_db;  // oneDNN yields db alongside dw
     // Zeroed for an empty batch; otherwise the kernel overwrites them.
@@ -57,7 +58,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
     if (want_dx) in[0].add_grad(std::move(dx));
     if (in[1].requires_grad()) in[1].add_grad(std::move(dw));
     if (want_db) in[2].add_grad(std::move(db));
-  });
+  }), "conv2d", {{"stride_h", options.stride_h}, {"stride_w", options.stride_w}, {"pad_h", options.pad_h}, {"pad_w", options.pad_w}, {"dilation_h", options.dilation_h}, {"dilation_w", options.dilation_w}, {"groups", options.groups}});
 }
 
 }  // namespace neurite::autograd

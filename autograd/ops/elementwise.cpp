@@ -6,6 +6,7 @@
 #include "autograd/reduce_kernels.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/autograd/trace.h"
 
 namespace neurite::autograd {
 
@@ -64,39 +65,39 @@ Tensor grad_map(const Tensor& g, const Tensor& x, F f) {
 Variable add(const Variable& a, const Variable& b) {
   check_float(a, "add");
   check_float(b, "add");
-  return Variable(broadcast(a.data(), b.data(), "add", [](float x, float y) { return x + y; }), {a, b},
+  return traced(Variable(broadcast(a.data(), b.data(), "add", [](float x, float y) { return x + y; }), {a, b},
                   [](const Tensor& g, std::vector<Variable>& in) {
                     for (auto& v : in)
                       if (v.requires_grad()) v.add_grad(sum_to(g, v.shape()));
-                  });
+                  }), "add");
 }
 
 Variable sub(const Variable& a, const Variable& b) {
   check_float(a, "sub");
   check_float(b, "sub");
-  return Variable(broadcast(a.data(), b.data(), "sub", [](float x, float y) { return x - y; }), {a, b},
+  return traced(Variable(broadcast(a.data(), b.data(), "sub", [](float x, float y) { return x - y; }), {a, b},
                   [](const Tensor& g, std::vector<Variable>& in) {
                     if (in[0].requires_grad()) in[0].add_grad(sum_to(g, in[0].shape()));
                     if (in[1].requires_grad()) in[1].add_grad(detail::scale(sum_to(g, in[1].shape()), -1.0f));
-                  });
+                  }), "sub");
 }
 
 Variable mul(const Variable& a, const Variable& b) {
   check_float(a, "mul");
   check_float(b, "mul");
-  return Variable(broadcast(a.data(), b.data(), "mul", [](float x, float y) { return x * y; }), {a, b},
+  return traced(Variable(broadcast(a.data(), b.data(), "mul", [](float x, float y) { return x * y; }), {a, b},
                   [](const Tensor& g, std::vector<Variable>& in) {
                     auto times = [](float x, float y) { return x * y; };
                     const Tensor a = in[0].data(), b = in[1].data();
                     if (in[0].requires_grad()) in[0].add_grad(sum_to(broadcast(g, b, "mul", times), a.shape()));
                     if (in[1].requires_grad()) in[1].add_grad(sum_to(broadcast(g, a, "mul", times), b.shape()));
-                  });
+                  }), "mul");
 }
 
 Variable div(const Variable& a, const Variable& b) {
   check_float(a, "div");
   check_float(b, "div");
-  return Variable(broadcast(a.data(), b.data(), "div", [](float x, float y) { return x / y; }), {a, b},
+  return traced(Variable(broadcast(a.data(), b.data(), "div", [](float x, float y) { return x / y; }), {a, b},
                   [](const Tensor& g, std::vector<Variable>& in) {
                     const Tensor a = in[0].data(), b = in[1].data();
                     const Tensor g_over_b = broadcast(g, b, "div", [](float x, float y) { return x / y; });
@@ -106,20 +107,20 @@ Variable div(const Variable& a, const Variable& b) {
                       const Tensor q = broadcast(a, b, "div", [](float x, float y) { return x / y; });
                       in[1].add_grad(sum_to(grad_map(g_over_b, q, [](float gb, float ab) { return -gb * ab; }), b.shape()));
                     }
-                  });
+                  }), "div");
 }
 
 Variable add(const Variable& a, float b) {
   check_float(a, "add");
   Tensor y = Tensor::empty(a.shape());
   detail::map(a.data().data<float>(), y.data<float>(), a.numel(), [b](float x) { return x + b; });
-  return Variable(y, {a}, [](const Tensor& g, std::vector<Variable>& in) { in[0].add_grad(g); });
+  return traced(Variable(y, {a}, [](const Tensor& g, std::vector<Variable>& in) { in[0].add_grad(g); }), "add_scalar", {{"value", static_cast<double>(b)}});
 }
 
 Variable mul(const Variable& a, float b) {
   check_float(a, "mul");
-  return Variable(detail::scale(a.data(), b), {a},
-                  [b](const Tensor& g, std::vector<Variable>& in) { in[0].add_grad(detail::scale(g, b)); });
+  return traced(Variable(detail::scale(a.data(), b), {a},
+                  [b](const Tensor& g, std::vector<Variable>& in) { in[0].add_grad(detail::scale(g, b)); }), "mul_scalar", {{"value", static_cast<double>(b)}});
 }
 
 Variable neg(const Variable& x) { return mul(x, -1.0f); }
@@ -127,36 +128,36 @@ Variable neg(const Variable& x) { return mul(x, -1.0f); }
 Variable exp(const Variable& x) {
   check_float(x, "exp");
   Tensor y = detail::map_tensor(x.data(), [](float v) { return std::exp(v); });
-  return Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
     in[0].add_grad(grad_map(g, y, [](float gi, float yi) { return gi * yi; }));
-  });
+  }), "exp");
 }
 
 Variable log(const Variable& x) {
   check_float(x, "log");
-  return Variable(detail::map_tensor(x.data(), [](float v) { return std::log(v); }), {x},
+  return traced(Variable(detail::map_tensor(x.data(), [](float v) { return std::log(v); }), {x},
                   [](const Tensor& g, std::vector<Variable>& in) {
                     in[0].add_grad(grad_map(g, in[0].data(), [](float gi, float xi) { return gi / xi; }));
-                  });
+                  }), "log");
 }
 
 Variable sqrt(const Variable& x) {
   check_float(x, "sqrt");
   Tensor y = detail::map_tensor(x.data(), [](float v) { return std::sqrt(v); });
-  return Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
     in[0].add_grad(grad_map(g, y, [](float gi, float yi) { return gi * 0.5f / yi; }));
-  });
+  }), "sqrt");
 }
 
 Variable pow(const Variable& x, float exponent) {
   check_float(x, "pow");
   Tensor y = Tensor::empty(x.shape());
   detail::map(x.data().data<float>(), y.data<float>(), x.numel(), [exponent](float v) { return std::pow(v, exponent); });
-  return Variable(y, {x}, [exponent](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [exponent](const Tensor& g, std::vector<Variable>& in) {
     in[0].add_grad(grad_map(g, in[0].data(), [exponent](float gi, float xi) {
       return gi * exponent * std::pow(xi, exponent - 1.0f);
     }));
-  });
+  }), "pow", {{"exponent", static_cast<double>(exponent)}});
 }
 
 Variable clamp(const Variable& x, std::optional<float> min, std::optional<float> max) {
@@ -165,17 +166,17 @@ Variable clamp(const Variable& x, std::optional<float> min, std::optional<float>
   check(lo <= hi, "clamp: min ({}) is greater than max ({})", lo, hi);
   Tensor y = Tensor::empty(x.shape());
   detail::map(x.data().data<float>(), y.data<float>(), x.numel(), [lo, hi](float v) { return std::min(std::max(v, lo), hi); });
-  return Variable(y, {x}, [lo, hi](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [lo, hi](const Tensor& g, std::vector<Variable>& in) {
     in[0].add_grad(grad_map(g, in[0].data(), [lo, hi](float gi, float xi) { return xi >= lo && xi <= hi ? gi : 0.0f; }));
-  });
+  }), "clamp", {{"min", static_cast<double>(lo)}, {"max", static_cast<double>(hi)}});
 }
 
 Variable relu(const Variable& x) {
   check_float(x, "relu");
   Tensor y = detail::map_tensor(x.data(), [](float v) { return v > 0 ? v : 0.0f; });
-  return Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
     in[0].add_grad(grad_map(g, y, [](float gi, float yi) { return yi > 0 ? gi : 0.0f; }));
-  });
+  }), "relu");
 }
 
 Variable gelu(const Variable& x, GeluApproximation approximate) {
@@ -191,7 +192,7 @@ Variable gelu(const Variable& x, GeluApproximation approximate) {
       return 0.5f * v * (1.0f + std::tanh(kTanhScale * (v + kCubic * v * v * v)));
     });
   }
-  return Variable(y, {x}, [=](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [=](const Tensor& g, std::vector<Variable>& in) {
     if (approximate == GeluApproximation::none) {
       in[0].add_grad(grad_map(g, in[0].data(), [=](float gi, float v) {
         const float cdf = 0.5f * (1.0f + std::erf(v * kInvSqrt2));
@@ -204,23 +205,23 @@ Variable gelu(const Variable& x, GeluApproximation approximate) {
         return gi * (0.5f * (1.0f + t) + 0.5f * v * dt);
       }));
     }
-  });
+  }), "gelu", {{"tanh", int64_t{approximate == GeluApproximation::tanh}}});
 }
 
 Variable sigmoid(const Variable& x) {
   check_float(x, "sigmoid");
   Tensor y = detail::map_tensor(x.data(), [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
-  return Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
     in[0].add_grad(grad_map(g, y, [](float gi, float yi) { return gi * yi * (1.0f - yi); }));
-  });
+  }), "sigmoid");
 }
 
 Variable tanh(const Variable& x) {
   check_float(x, "tanh");
   Tensor y = detail::map_tensor(x.data(), [](float v) { return std::tanh(v); });
-  return Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [y](const Tensor& g, std::vector<Variable>& in) {
     in[0].add_grad(grad_map(g, y, [](float gi, float yi) { return gi * (1.0f - yi * yi); }));
-  });
+  }), "tanh");
 }
 
 Variable operator+(const Variable& a, const Variable& b) { return add(a, b); }

@@ -6,6 +6,7 @@
 #include "autograd/reduce_kernels.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/autograd/trace.h"
 #include "neurite/autograd/parallel.h"
 
 namespace neurite::autograd {
@@ -60,7 +61,7 @@ Variable matmul(const Variable& a, const Variable& b) {
     batched_gemm(batch, {m, n, k}, a.data().data<float>(), m * k, b.data().data<float>(), k * n, y.data<float>(), m * n,
                  false);
   }
-  return Variable(y, {a, b}, [m, n, k, batch, shared_b](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {a, b}, [m, n, k, batch, shared_b](const Tensor& g, std::vector<Variable>& in) {
     const float* pg = g.data<float>();
     const float* pa = in[0].data().data<float>();
     const float* pb = in[1].data().data<float>();
@@ -76,7 +77,7 @@ Variable matmul(const Variable& a, const Variable& b) {
       else batched_gemm(batch, {k, n, m, true, false}, pa, m * k, pg, m * n, db.data<float>(), k * n, false);
       in[1].add_grad(std::move(db));
     }
-  });
+  }), "matmul");
 }
 
 Variable linear(const Variable& x, const Variable& weight, const Variable& bias) {
@@ -105,7 +106,7 @@ Variable linear(const Variable& x, const Variable& weight, const Variable& bias)
        weight.data().data<float>(), in_features, bias.defined() ? 1.0f : 0.0f, py, out_features, num_threads());
   std::vector<Variable> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
-  return Variable(y, inputs, [rows, in_features, out_features](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, inputs, [rows, in_features, out_features](const Tensor& g, std::vector<Variable>& in) {
     const float* pg = g.data<float>();
     if (in[0].requires_grad()) {  // dx (rows, in) = g (rows, out) . W (out, in)
       Tensor dx = Tensor::empty(in[0].shape());
@@ -124,7 +125,7 @@ Variable linear(const Variable& x, const Variable& weight, const Variable& bias)
       detail::sum_dim(pg, {1, rows, out_features}, db.data<float>());
       in[2].add_grad(std::move(db));
     }
-  });
+  }), "linear");
 }
 
 }  // namespace neurite::autograd

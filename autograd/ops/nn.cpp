@@ -6,6 +6,7 @@
 #include "autograd/random.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/autograd/trace.h"
 
 namespace neurite::autograd {
 
@@ -22,7 +23,7 @@ Variable embedding(const Variable& weight, const Tensor& indices) {
   const float* pw = weight.data().data<float>();
   float* py = y.data<float>();
   for (int64_t i = 0; i < indices.numel(); ++i) std::memcpy(py + i * d, pw + pi[i] * d, sizeof(float) * d);
-  return Variable(y, {weight}, [indices, d](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {weight}, [indices, d](const Tensor& g, std::vector<Variable>& in) {
     Tensor dw = Tensor::zeros(in[0].shape());
     const int64_t* pi = indices.data<int64_t>();
     const float* pg = g.data<float>();
@@ -30,7 +31,7 @@ Variable embedding(const Variable& weight, const Tensor& indices) {
     for (int64_t i = 0; i < indices.numel(); ++i)
       for (int64_t j = 0; j < d; ++j) pd[pi[i] * d + j] += pg[i * d + j];
     in[0].add_grad(std::move(dw));
-  });
+  }), "embedding", {}, {indices});
 }
 
 Variable dropout(const Variable& x, float p, bool training, uint64_t seed) {

@@ -6,6 +6,7 @@
 #include "autograd/elementwise_kernels.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/autograd/trace.h"
 
 namespace neurite::autograd {
 
@@ -87,7 +88,7 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
   });
 
   const bool training = options.training;
-  return Variable(y, {x, weight, bias}, [=](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x, weight, bias}, [=](const Tensor& g, std::vector<Variable>& in) {
     const float* px = in[0].data().data<float>();
     const float* pg = g.data<float>();
     const float* pw = in[1].defined() ? in[1].data().data<float>() : nullptr;
@@ -125,7 +126,7 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
     }
     if (in[1].defined() && in[1].requires_grad()) in[1].add_grad(Tensor::from_data({channels}, std::vector<float>(sum_gx, sum_gx + channels)));
     if (in[2].defined() && in[2].requires_grad()) in[2].add_grad(Tensor::from_data({channels}, std::vector<float>(sum_g, sum_g + channels)));
-  });
+  }), "batch_norm", {{"training", int64_t{options.training}}, {"eps", static_cast<double>(options.eps)}}, {running_mean, running_var});
 }
 
 Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Variable& weight, const Variable& bias,
@@ -160,7 +161,7 @@ Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Vari
     }
   });
 
-  return Variable(y, {x, weight, bias}, [=](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x, weight, bias}, [=](const Tensor& g, std::vector<Variable>& in) {
     const float* px = in[0].data().data<float>();
     const float* pg = g.data<float>();
     const float* pw = in[1].defined() ? in[1].data().data<float>() : nullptr;
@@ -199,7 +200,7 @@ Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Vari
       if (dw) in[1].add_grad(Tensor::from_data(normalized_shape, std::vector<float>(gw.begin(), gw.end())));
       if (db) in[2].add_grad(Tensor::from_data(normalized_shape, std::vector<float>(gb.begin(), gb.end())));
     }
-  });
+  }), "layer_norm", {{"dims", k}, {"eps", static_cast<double>(eps)}});
 }
 
 }  // namespace neurite::autograd

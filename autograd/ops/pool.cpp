@@ -7,6 +7,7 @@
 #include "autograd/elementwise_kernels.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/autograd/trace.h"
 
 namespace neurite::autograd {
 
@@ -75,7 +76,7 @@ Variable max_pool2d(const Variable& x, const Pool2dOptions& options) {
         pa[o] = best_at;
       }
   });
-  return Variable(y, {x}, [p, argmax](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [p, argmax](const Tensor& g, std::vector<Variable>& in) {
     Tensor dx = Tensor::zeros(in[0].shape());
     float* pd = dx.data<float>();
     const float* pg = g.data<float>();
@@ -87,7 +88,7 @@ Variable max_pool2d(const Variable& x, const Pool2dOptions& options) {
       }
     });
     in[0].add_grad(std::move(dx));
-  });
+  }), "max_pool2d", {{"kernel_h", p.kernel_h}, {"kernel_w", p.kernel_w}, {"stride_h", p.stride_h}, {"stride_w", p.stride_w}, {"pad_h", p.pad_h}, {"pad_w", p.pad_w}});
 }
 
 namespace {
@@ -139,7 +140,7 @@ Variable average_pool(const Variable& x, int64_t out_h, int64_t out_w, WindowOf 
 Variable avg_pool2d(const Variable& x, const Pool2dOptions& options) {
   const PoolPlan p = plan_pool(x, options, "avg_pool2d");
   const bool include_pad = options.count_include_pad;
-  return average_pool(x, p.out_h, p.out_w, [p, include_pad](int64_t oh, int64_t ow) {
+  const Variable y = average_pool(x, p.out_h, p.out_w, [p, include_pad](int64_t oh, int64_t ow) {
     const int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
     // PyTorch counts padding inside the padded input only, never past its edge.
     const int64_t ph1 = std::min(h0 + p.kernel_h, p.height + p.pad_h), pw1 = std::min(w0 + p.kernel_w, p.width + p.pad_w);
@@ -149,6 +150,9 @@ Variable avg_pool2d(const Variable& x, const Pool2dOptions& options) {
                               : static_cast<float>((win.h1 - win.h0) * (win.w1 - win.w0));
     return win;
   });
+  return traced(y, "avg_pool2d",
+                {{"kernel_h", p.kernel_h}, {"kernel_w", p.kernel_w}, {"stride_h", p.stride_h}, {"stride_w", p.stride_w},
+                 {"pad_h", p.pad_h}, {"pad_w", p.pad_w}, {"count_include_pad", int64_t{include_pad}}});
 }
 
 Variable adaptive_avg_pool2d(const Variable& x, int64_t out_h, int64_t out_w) {
@@ -156,12 +160,13 @@ Variable adaptive_avg_pool2d(const Variable& x, int64_t out_h, int64_t out_w) {
   check(out_h >= 1 && out_w >= 1, "adaptive_avg_pool2d: output size {}x{} must be positive", out_h, out_w);
   const int64_t height = x.size(2), width = x.size(3);
   check<ShapeError>(height >= 1 && width >= 1, "adaptive_avg_pool2d: empty input {}", to_string(x.shape()));
-  return average_pool(x, out_h, out_w, [=](int64_t oh, int64_t ow) {
+  const Variable y = average_pool(x, out_h, out_w, [=](int64_t oh, int64_t ow) {
     Window win{oh * height / out_h, ((oh + 1) * height + out_h - 1) / out_h, ow * width / out_w,
                ((ow + 1) * width + out_w - 1) / out_w, 0};
     win.divisor = static_cast<float>((win.h1 - win.h0) * (win.w1 - win.w0));
     return win;
   });
+  return traced(y, "adaptive_avg_pool2d", {{"out_h", out_h}, {"out_w", out_w}});
 }
 
 Variable global_avg_pool2d(const Variable& x) {

@@ -6,6 +6,7 @@
 #include "autograd/reduce_kernels.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/autograd/trace.h"
 
 namespace neurite::autograd {
 
@@ -60,21 +61,22 @@ int64_t reduced_count(const Shape& shape, const std::vector<int64_t>& dims_in, c
 
 }  // namespace
 
-Variable sum(const Variable& x) { return sum_over(x, {}, false, 1.0f, "sum"); }
+Variable sum(const Variable& x) { return traced(sum_over(x, {}, false, 1.0f, "sum"), "sum"); }
 Variable sum(const Variable& x, const std::vector<int64_t>& dims, bool keepdim) {
   check<ShapeError>(!dims.empty(), "sum: no dimensions given; use sum(x) for all");
-  return sum_over(x, dims, keepdim, 1.0f, "sum");
+  return traced(sum_over(x, dims, keepdim, 1.0f, "sum"), "sum", {{"dims", dims}, {"keepdim", int64_t{keepdim}}});
 }
 
 Variable mean(const Variable& x) {
   check<ShapeError>(x.numel() > 0, "mean: empty tensor of shape {}", to_string(x.shape()));
-  return sum_over(x, {}, false, 1.0f / static_cast<float>(x.numel()), "mean");
+  return traced(sum_over(x, {}, false, 1.0f / static_cast<float>(x.numel()), "mean"), "mean");
 }
 Variable mean(const Variable& x, const std::vector<int64_t>& dims, bool keepdim) {
   check<ShapeError>(!dims.empty(), "mean: no dimensions given; use mean(x) for all");
   const int64_t n = reduced_count(x.shape(), dims, "mean");
   check<ShapeError>(n > 0, "mean: reducing over an empty dimension of {}", to_string(x.shape()));
-  return sum_over(x, dims, keepdim, 1.0f / static_cast<float>(n), "mean");
+  return traced(sum_over(x, dims, keepdim, 1.0f / static_cast<float>(n), "mean"), "mean",
+                {{"dims", dims}, {"keepdim", int64_t{keepdim}}});
 }
 
 Variable max(const Variable& x, int64_t dim, bool keepdim) {
@@ -96,7 +98,7 @@ Variable max(const Variable& x, int64_t dim, bool keepdim) {
       pv[o * v.inner + i] = p[best * v.inner];
       pa[o * v.inner + i] = best;
     }
-  return Variable(values, {x}, [argmax, v](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(values, {x}, [argmax, v](const Tensor& g, std::vector<Variable>& in) {
     Tensor dx = Tensor::zeros(in[0].shape());
     float* pd = dx.data<float>();
     const float* pg = g.data<float>();
@@ -105,7 +107,7 @@ Variable max(const Variable& x, int64_t dim, bool keepdim) {
       for (int64_t i = 0; i < v.inner; ++i)
         pd[(o * v.n + pa[o * v.inner + i]) * v.inner + i] = pg[o * v.inner + i];
     in[0].add_grad(std::move(dx));
-  });
+  }), "max", {{"dim", dim}, {"keepdim", int64_t{keepdim}}});
 }
 
 namespace {
@@ -151,7 +153,7 @@ Variable softmax(const Variable& x, int64_t dim) {
   check_float(x, "softmax");
   const auto v = detail::dim_view(x.shape(), normalize_dim(dim, x.dim(), "softmax"));
   Tensor y = softmax_forward(x.data(), v, false);
-  return Variable(y, {x}, [y, v](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [y, v](const Tensor& g, std::vector<Variable>& in) {
     // dx = y * (g - sum(g * y))
     Tensor dx = Tensor::empty(y.shape());
     const float *py = y.data<float>(), *pg = g.data<float>();
@@ -165,14 +167,14 @@ Variable softmax(const Variable& x, int64_t dim) {
       }
     });
     in[0].add_grad(std::move(dx));
-  });
+  }), "softmax", {{"dim", normalize_dim(dim, x.dim(), "softmax")}});
 }
 
 Variable log_softmax(const Variable& x, int64_t dim) {
   check_float(x, "log_softmax");
   const auto v = detail::dim_view(x.shape(), normalize_dim(dim, x.dim(), "log_softmax"));
   Tensor y = softmax_forward(x.data(), v, true);
-  return Variable(y, {x}, [y, v](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [y, v](const Tensor& g, std::vector<Variable>& in) {
     // dx = g - exp(y) * sum(g)
     Tensor dx = Tensor::empty(y.shape());
     const float *py = y.data<float>(), *pg = g.data<float>();
@@ -186,7 +188,7 @@ Variable log_softmax(const Variable& x, int64_t dim) {
       }
     });
     in[0].add_grad(std::move(dx));
-  });
+  }), "log_softmax", {{"dim", normalize_dim(dim, x.dim(), "log_softmax")}});
 }
 
 }  // namespace neurite::autograd

@@ -5,13 +5,14 @@
 #include "autograd/ops/tensor_math.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/autograd/trace.h"
 
 namespace neurite::autograd {
 
 Variable reshape(const Variable& x, const Shape& shape) {
-  return Variable(x.data().reshape(shape), {x}, [](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(x.data().reshape(shape), {x}, [](const Tensor& g, std::vector<Variable>& in) {
     in[0].add_grad(g.reshape(in[0].shape()));
-  });
+  }), "reshape");
 }
 
 Variable flatten(const Variable& x, int64_t start_dim, int64_t end_dim) {
@@ -27,12 +28,12 @@ Variable flatten(const Variable& x, int64_t start_dim, int64_t end_dim) {
 
 Variable permute(const Variable& x, const std::vector<int64_t>& order) {
   Tensor y = x.data().permute(order);
-  return Variable(y, {x}, [order](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [order](const Tensor& g, std::vector<Variable>& in) {
     std::vector<int64_t> inverse(order.size());
     for (size_t i = 0; i < order.size(); ++i)
       inverse[normalize_dim(order[i], static_cast<int64_t>(order.size()), "permute")] = static_cast<int64_t>(i);
     in[0].add_grad(g.permute(inverse));
-  });
+  }), "permute", {{"order", order}});
 }
 
 Variable transpose(const Variable& x, int64_t dim0, int64_t dim1) {
@@ -68,11 +69,11 @@ Variable slice(const Variable& x, int64_t dim, int64_t start, int64_t end, int64
   const int64_t n = x.size(dim);
   // The same clamping as Tensor::slice, to know which indices were taken.
   const int64_t first = std::clamp<int64_t>(start < 0 ? start + n : start, 0, n);
-  return Variable(y, {x}, [dim, first, step](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [dim, first, step](const Tensor& g, std::vector<Variable>& in) {
     std::vector<int64_t> index(static_cast<size_t>(g.size(dim)));
     for (size_t i = 0; i < index.size(); ++i) index[i] = first + static_cast<int64_t>(i) * step;
     in[0].add_grad(index_add(g, dim, index.data(), in[0].shape()));
-  });
+  }), "slice", {{"dim", dim}, {"start", first}, {"step", step}});
 }
 
 Variable concat(const std::vector<Variable>& parts, int64_t dim) {
@@ -80,22 +81,31 @@ Variable concat(const std::vector<Variable>& parts, int64_t dim) {
   for (const auto& p : parts) tensors.push_back(p.data());
   Tensor y = Tensor::concat(tensors, dim);
   dim = normalize_dim(dim, y.dim(), "concat");
-  return Variable(y, parts, [dim](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, parts, [dim](const Tensor& g, std::vector<Variable>& in) {
     int64_t offset = 0;
     for (auto& v : in) {
       const int64_t n = v.size(dim);
       if (v.requires_grad()) v.add_grad(g.slice(dim, offset, offset + n));
       offset += n;
     }
-  });
+  }), "concat", {{"dim", dim}});
 }
 
 Variable index_select(const Variable& x, int64_t dim, const Tensor& index) {
   Tensor y = x.data().index_select(dim, index);
   dim = normalize_dim(dim, x.dim(), "index_select");
-  return Variable(y, {x}, [dim, index](const Tensor& g, std::vector<Variable>& in) {
+  return traced(Variable(y, {x}, [dim, index](const Tensor& g, std::vector<Variable>& in) {
     in[0].add_grad(index_add(g, dim, index.data<int64_t>(), in[0].shape()));
-  });
+  }), "index_select", {{"dim", dim}}, {index});
+}
+
+Variable expand(const Variable& x, const Shape& shape) {
+  check<DtypeError>(x.dtype() == Dtype::f32, "expand: input must be float32");
+  check<ShapeError>(broadcast_shapes(x.shape(), shape, "expand") == shape, "expand: {} does not broadcast to {}",
+                    to_string(x.shape()), to_string(shape));
+  return traced(Variable(detail::expand(x.data(), shape), {x},
+                         [](const Tensor& g, std::vector<Variable>& in) { in[0].add_grad(sum_to(g, in[0].shape())); }),
+                "expand", {{"shape", shape}});
 }
 
 }  // namespace neurite::autograd

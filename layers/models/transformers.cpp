@@ -58,7 +58,7 @@ class VitTiny : public UnaryModule {
     Variable patches = transpose(flatten(patch_embed->forward(x), 2), 1, 2);  // (N, P, W)
     check<ShapeError>(patches.size(1) + 1 == tokens_, "vit-tiny: input {} gives {} patches, the model was built for {}",
                       to_string(x.shape()), patches.size(1), tokens_ - 1);
-    Variable cls = cls_token.value() + Variable(Tensor::zeros({n, 1, kWidth}));  // broadcast to the batch
+    Variable cls = expand(cls_token.value(), {n, 1, kWidth});
     Variable y = layers->forward(concat({cls, patches}, 1) + pos_embed.value());
     return head->forward(reshape(slice(norm->forward(y), 1, 0, 1), {n, kWidth}));
   }

@@ -202,6 +202,8 @@ TEST(ShapeGrad, MovementOps) {
   expect_gradients_match([](auto& in) { return concat({in[0], in[1]}, 1); }, {x, randn({2, 2, 4}, 82)});
   const Tensor idx = Tensor::from_data({4}, std::vector<int64_t>{2, 0, 2, 1});
   expect_gradients_match([&](auto& in) { return index_select(in[0], 1, idx); }, {x});
+  expect_gradients_match([](auto& in) { return expand(in[0], {2, 3, 4}); }, {randn({1, 3, 1}, 83)});
+  expect_gradients_match([](auto& in) { return expand(in[0], {5, 3, 4}); }, {randn({4}, 84)});
 }
 
 TEST(CompositeGrad, ASmallNetworkEndToEnd) {

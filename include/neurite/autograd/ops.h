@@ -144,5 +144,8 @@ Variable transpose(const Variable& x, int64_t dim0, int64_t dim1);
 Variable slice(const Variable& x, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
 Variable concat(const std::vector<Variable>& parts, int64_t dim);
 Variable index_select(const Variable& x, int64_t dim, const Tensor& index);
+// x broadcast to `shape` (NumPy rules: x's shape must broadcast to it), a copy;
+// the gradient sums back over the broadcast dimensions.
+Variable expand(const Variable& x, const Shape& shape);
 
 }  // namespace neurite::autograd

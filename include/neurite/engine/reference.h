@@ -14,7 +14,7 @@ namespace neurite::engine {
 
 // Every graph input must be given, with its type and the fixed dimensions of
 // its shape (ShapeError naming the input otherwise). Returns the outputs by name.
-// float32 ops so far; an op the executor does not run yet throws ValueError naming it.
+// Throws ShapeError or ValueError naming the node whose inputs do not fit it.
 std::map<std::string, Tensor> run_reference(const Graph& graph, const std::map<std::string, Tensor>& inputs);
 
 }  // namespace neurite::engine

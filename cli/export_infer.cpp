@@ -1,0 +1,81 @@
+// neurite export (a checkpoint as ONNX) and neurite infer (a model on a .npy input).
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "neurite/autograd/error.h"
+#include "neurite/engine/onnx.h"
+#include "neurite/engine/reference.h"
+#include "neurite/engine/trace.h"
+#include "neurite/train/checkpoint.h"
+
+namespace neurite::cli {
+
+namespace {
+
+// One example batch of the checkpoint's model input: images (1, C, S, S) or tokens (1, seq_len).
+autograd::Tensor example_input(const train::Checkpoint& c) {
+  const auto& o = c.options;
+  if (layers::models::takes_tokens(c.model)) return autograd::Tensor::randint({1, o.seq_len}, 0, 0, o.vocab_size);
+  return autograd::Tensor::randn({1, o.in_channels, o.image_size, o.image_size}, 0);
+}
+
+engine::Graph graph_of_checkpoint(const std::string& path) {
+  const train::Checkpoint c = train::load_checkpoint(path);
+  auto model = train::build_model(c);
+  engine::Graph g = engine::trace(*model, example_input(c));
+  g.metadata["neurite.model"] = c.model;
+  return g;
+}
+
+}  // namespace
+
+void add_export(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, out;
+    int64_t opset = 17;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("export", "Write a checkpoint's model as ONNX (dynamic batch, masks applied)");
+  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint (.h5)")->required();
+  cmd->add_option("--out", a->out, "ONNX file to write")->required();
+  cmd->add_option("--opset", a->opset, "ONNX opset, 13 to 17")->capture_default_str();
+  cmd->callback([a] {
+    check<ValueError>(a->opset >= 13 && a->opset <= 17, "--opset is {}, expected 13 to 17", a->opset);
+    const engine::Graph g = graph_of_checkpoint(a->checkpoint);
+    engine::save_onnx(g, a->out, {.opset = a->opset});
+    fmt::print("{}: {} nodes, {} initializers, opset {}, input {} {}\n", a->out, g.nodes.size(), g.initializers.size(),
+               a->opset, g.inputs[0].name, autograd::to_string(g.inputs[0].shape));
+  });
+}
+
+void add_infer(CLI::App& app) {
+  struct Args {
+    std::string model, input, output;
+    int threads = 0;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("infer", "Run a model (.onnx or checkpoint) on a NumPy input, write its output");
+  cmd->add_option("MODEL", a->model, "ONNX model (.onnx) or checkpoint (.h5)")->required();
+  cmd->add_option("--input", a->input, "Input batch (.npy, float32 or int64)")->required();
+  cmd->add_option("--output", a->output, "Output to write (.npy, float32)")->required();
+  cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
+  cmd->callback([a] {
+    set_threads(a->threads);
+    const engine::Graph g = a->model.ends_with(".onnx") ? engine::load_onnx(a->model) : graph_of_checkpoint(a->model);
+    check<ValueError>(g.inputs.size() == 1 && g.outputs.size() == 1,
+                      "infer: {} has {} inputs and {} outputs; infer runs models with one of each", a->model,
+                      g.inputs.size(), g.outputs.size());
+    const autograd::Tensor x = autograd::load_npy(a->input);
+    autograd::Tensor y;
+    try {
+      y = engine::run_reference(g, {{g.inputs[0].name, x}}).at(g.outputs[0].name);
+    } catch (const Error& e) {
+      throw ValueError(fmt::format("infer: {} on {}: {}", a->model, a->input, e.what()));
+    }
+    autograd::save_npy(a->output, y.dtype() == autograd::Dtype::f32 ? y : y.to(autograd::Dtype::f32));
+    fmt::print("{}: {} -> {} {}\n", a->output, autograd::to_string(x.shape()), g.outputs[0].name,
+               autograd::to_string(y.shape()));
+  });
+}
+
+}  // namespace neurite::cli

@@ -1,0 +1,142 @@
+// trace(Module) for every zoo model, dense and 90 % pruned: the graph runs in
+// the reference executor and in ONNX Runtime 1.17 (npm onnxruntime-node) with
+// the Module's outputs, passes onnx.checker (Debian's python3-onnx), and
+// survives export -> import -> export unchanged.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "neurite/autograd/error.h"
+#include "neurite/autograd/ops.h"
+#include "neurite/engine/onnx.h"
+#include "neurite/engine/reference.h"
+#include "neurite/engine/trace.h"
+#include "neurite/layers/layers.h"
+#include "neurite/layers/models.h"
+#include "neurite/pruning/pruning.h"
+#include "support/expect_error.h"
+#include "support/temp_dir.h"
+#include "tests/engine/runtimes.h"
+
+namespace neurite::engine {
+namespace {
+
+using autograd::Variable;
+namespace models = layers::models;
+
+struct ZooCase {
+  std::string model;
+  double sparsity;
+};
+
+std::string case_name(const ::testing::TestParamInfo<ZooCase>& info) {
+  std::string name = info.param.model + (info.param.sparsity > 0 ? "_pruned" : "_dense");
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return name;
+}
+
+models::ModelOptions options_for(const std::string& model) {
+  if (model == "transformer") return {.vocab_size = 500, .seq_len = 16};
+  if (model.rfind("resnet", 0) == 0) return {.in_channels = 3, .image_size = 32};
+  return {};
+}
+
+Tensor input_for(const std::string& model, const models::ModelOptions& o, int64_t batch, uint64_t seed) {
+  if (models::takes_tokens(model)) return Tensor::randint({batch, o.seq_len}, seed, 0, o.vocab_size);
+  return Tensor::randn({batch, o.in_channels, o.image_size, o.image_size}, seed);
+}
+
+// Trained-looking weights: the zoo's initial batch-norm statistics are 0 and 1,
+// which would hide a wrong mean or variance.
+void perturb_buffers(layers::Module& m) {
+  uint64_t seed = 100;
+  for (auto& [name, t] : m.named_buffers())
+    if (t.dtype() == autograd::Dtype::f32) t.copy_from_(Tensor::rand(t.shape(), ++seed, 0.5f, 1.5f));
+}
+
+class TraceZoo : public ::testing::TestWithParam<ZooCase> {};
+
+TEST_P(TraceZoo, GraphRunsAsTheModuleInOurExecutorAndInOnnxRuntime) {
+  const ZooCase c = GetParam();
+  const models::ModelOptions o = options_for(c.model);
+  auto model = models::make_model(c.model, o);
+  perturb_buffers(*model);
+  std::vector<std::string> names;
+  if (c.sparsity > 0) {
+    for (const auto& [name, p] : model->named_parameters())
+      if (p->shape().size() >= 2 && name.find("embed") == std::string::npos && name.find("position") == std::string::npos)
+        names.push_back(name);
+    pruning::prune(*model, names, c.sparsity, pruning::MaskType::parse("unstructured"), false);
+  }
+  model->eval();
+  const Graph g = trace(*model, input_for(c.model, o, 1, 1));
+  EXPECT_EQ(g.inputs.at(0).shape.at(0), -1) << "the batch stays dynamic";
+  for (const std::string& name : names) {  // masks are multiplied into the weights
+    ASSERT_TRUE(g.metadata.count("sparsity:" + name)) << name;
+    EXPECT_NEAR(std::stod(g.metadata.at("sparsity:" + name)), c.sparsity, 0.01);
+  }
+
+  const auto dir = testing::temp_dir("trace_" + case_name({c, 0}));
+  const std::string path17 = (dir / "model17.onnx").string(), path13 = (dir / "model13.onnx").string();
+  save_onnx(g, path17);
+  save_onnx(g, path13, {.opset = 13});
+  EXPECT_TRUE(testing::onnx_checker_accepts({path17, path13}));
+
+  const Graph imported = load_onnx(path17);
+  EXPECT_EQ(to_onnx(imported), to_onnx(g)) << "export -> import -> export is the same file";
+
+  for (int64_t batch : {1, 7}) {
+    SCOPED_TRACE(fmt::format("batch {}", batch));
+    const Tensor x = input_for(c.model, o, batch, 10 + batch);
+    Tensor want;
+    {
+      autograd::NoGradGuard no_grad;
+      want = model->forward(Variable(x)).data();
+    }
+    testing::expect_close(run_reference(g, {{"input", x}}).at("output"), want, 1e-4);
+    testing::expect_close(run_reference(imported, {{"input", x}}).at("output"), want, 1e-4);
+    for (const std::string& path : {path17, path13}) {
+      SCOPED_TRACE(path);
+      testing::expect_close(testing::run_onnxruntime(path, x, dir), want, 1e-4);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, TraceZoo,
+                         ::testing::Values(ZooCase{"mlp", 0}, ZooCase{"mlp", 0.9}, ZooCase{"cnn", 0},
+                                           ZooCase{"cnn", 0.9}, ZooCase{"resnet20", 0}, ZooCase{"resnet20", 0.9},
+                                           ZooCase{"mobilenet", 0}, ZooCase{"mobilenet", 0.9}, ZooCase{"vit-tiny", 0},
+                                           ZooCase{"vit-tiny", 0.9}, ZooCase{"transformer", 0},
+                                           ZooCase{"transformer", 0.9}),
+                         case_name);
+
+// A module whose forward uses an op the graph IR cannot express, or reads a
+// tensor shaped by the batch that no op made.
+struct Untraceable : layers::UnaryModule {
+  bool batch_constant = false;
+  Variable forward(const Variable& x) override {
+    if (batch_constant) return x + Variable(Tensor::zeros(x.shape()));
+    return autograd::exp(x);
+  }
+};
+
+TEST(Trace, RefusesWhatTheGraphCannotExpress) {
+  Untraceable m;
+  testing::expect_error<ValueError>([&] { trace(m, Tensor::zeros({2, 3})); }, {"exp"});
+  m.batch_constant = true;
+  testing::expect_error<ValueError>([&] { trace(m, Tensor::zeros({2, 3})); }, {"follows the batch", "expand()"});
+  EXPECT_NO_THROW(trace(m, Tensor::zeros({2, 3}), {.dynamic_batch = false}));
+}
+
+TEST(Trace, RestoresTheModulesModeAndKernels) {
+  auto model = models::make_model("mlp");
+  model->train();
+  trace(*model, Tensor::zeros({1, 1, 28, 28}));
+  EXPECT_TRUE(model->is_training());
+}
+
+}  // namespace
+}  // namespace neurite::engine

@@ -1,0 +1,96 @@
+"""ONNX files exported by PyTorch 1.13, for the import tests (tests/engine/import_test.cpp):
+a ResNet-style CNN, a transformer encoder (LayerNorm, GELU, attention with a
+padding mask made from the token ids) and an MLP, each at opsets 13 and 17 with
+a dynamic batch, plus one input batch and PyTorch's output for it.
+
+    /usr/bin/python3 tests/golden/make_onnx_golden.py   # writes tests/golden/onnx/
+"""
+import os
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onnx")
+torch.manual_seed(0)
+
+
+class Block(nn.Module):
+    def __init__(self, i, o, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(i, o, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(o)
+        self.conv2 = nn.Conv2d(o, o, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(o)
+        self.down = nn.Sequential(nn.Conv2d(i, o, 1, stride, bias=False), nn.BatchNorm2d(o)) if stride != 1 or i != o else None
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (self.down(x) if self.down is not None else x))
+
+
+class ResNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.layers = nn.Sequential(Block(8, 8, 1), Block(8, 16, 2), Block(16, 16, 1))
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        y = self.pool(self.layers(self.stem(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+
+
+class Encoder(nn.Module):
+    """Token ids (N, L) -> logits; id 0 is padding, masked out of attention and of the mean."""
+
+    def __init__(self, vocab=50, d=32, heads=4, layers=2, length=12):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.randn(1, length, d) * 0.1)
+        self.attn = nn.ModuleList(nn.MultiheadAttention(d, heads, batch_first=True) for _ in range(layers))
+        self.norm1 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
+        self.norm2 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
+        self.ff1 = nn.ModuleList(nn.Linear(d, 2 * d) for _ in range(layers))
+        self.ff2 = nn.ModuleList(nn.Linear(2 * d, d) for _ in range(layers))
+        self.head = nn.Linear(d, 5)
+
+    def forward(self, tokens):
+        pad = tokens == 0
+        x = self.embed(tokens) + self.pos
+        for attn, n1, n2, f1, f2 in zip(self.attn, self.norm1, self.norm2, self.ff1, self.ff2):
+            h = n1(x)
+            x = x + attn(h, h, h, key_padding_mask=pad, need_weights=False)[0]
+            x = x + f2(F.gelu(f1(n2(x))))
+        return self.head(x.mean(1))
+
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 32), nn.Sigmoid(), nn.Linear(32, 3))
+
+
+def export(name, model, x):
+    model.eval()
+    with torch.no_grad():
+        for m in model.modules():  # trained-looking statistics
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+        y = model(x)
+    for opset in (13, 17):
+        torch.onnx.export(model, x, os.path.join(OUT, f"{name}_opset{opset}.onnx"), opset_version=opset,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    np.save(os.path.join(OUT, f"{name}_input.npy"), x.numpy())
+    np.save(os.path.join(OUT, f"{name}_output.npy"), y.numpy())
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    export("resnet", ResNet(), torch.randn(3, 3, 16, 16))
+    tokens = torch.randint(1, 50, (3, 12))
+    tokens[0, 8:] = 0  # padded sequences
+    tokens[2, 5:] = 0
+    export("encoder", Encoder(), tokens)
+    export("mlp", mlp(), torch.randn(3, 1, 8, 8))
