@@ -66,9 +66,7 @@ TEST_P(TraceZoo, GraphRunsAsTheModuleInOurExecutorAndInOnnxRuntime) {
   perturb_buffers(*model);
   std::vector<std::string> names;
   if (c.sparsity > 0) {
-    for (const auto& [name, p] : model->named_parameters())
-      if (p->shape().size() >= 2 && name.find("embed") == std::string::npos && name.find("position") == std::string::npos)
-        names.push_back(name);
+    names = pruning::select(*model, {"__ALL_PRUNABLE__"});
     pruning::prune(*model, names, c.sparsity, pruning::MaskType::parse("unstructured"), false);
   }
   model->eval();
