@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "neurite/autograd/error.h"
+#include "neurite/engine/reference.h"
 
 namespace neurite::engine {
 
@@ -287,7 +288,7 @@ Graph from_onnx(const std::string& bytes, const std::string& source) {
     for (const auto& a : node.attribute()) n.attributes.emplace(a.name(), read_attribute(a, where));
     out.nodes.push_back(std::move(n));
   }
-  out.validate();
+  fold_constants(out);
   return out;
 }
 

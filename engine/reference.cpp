@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <set>
 
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/ops.h"
@@ -351,6 +352,14 @@ Tensor reduce_mean(const Node& n, const Tensor& x, const std::vector<Tensor>& in
   return mean(var(as_float(x)), axes, keep).data();
 }
 
+// Shape's output for a shape with -1 at sizes known only at run time.
+Tensor ints_shape(const Shape& shape, const Node& n) {
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  auto bound = [&](int64_t v) { return std::clamp(v < 0 ? v + rank : v, int64_t{0}, rank); };
+  const int64_t start = bound(n.integer("start", 0)), end = bound(n.integer("end", rank));
+  return int_tensor(std::vector<int64_t>(shape.begin() + start, shape.begin() + std::max(start, end)));
+}
+
 std::vector<Tensor> run_node(const Node& n, const std::vector<Tensor>& in) {
   auto arg = [&](size_t i) { return i < in.size() ? in[i] : Tensor(); };
   auto one = [](Tensor t) { return std::vector<Tensor>{std::move(t)}; };
@@ -423,13 +432,7 @@ std::vector<Tensor> run_node(const Node& n, const std::vector<Tensor>& in) {
     case OpKind::slice: return one(slice(n, in[0], in));
     case OpKind::squeeze: return one(squeeze(n, in[0], axes_of(n, in, 1)));
     case OpKind::unsqueeze: return one(unsqueeze(n, in[0], axes_of(n, in, 1)));
-    case OpKind::shape: {
-      const int64_t rank = in[0].dim();
-      auto bound = [&](int64_t v) { return std::clamp(v < 0 ? v + rank : v, int64_t{0}, rank); };
-      const int64_t start = bound(n.integer("start", 0)), end = bound(n.integer("end", rank));
-      std::vector<int64_t> dims(in[0].shape().begin() + start, in[0].shape().begin() + std::max(start, end));
-      return one(int_tensor(dims));
-    }
+    case OpKind::shape: return one(ints_shape(in[0].shape(), n));
     case OpKind::constant: {
       auto it = n.attributes.find("value");
       check<ValueError>(it != n.attributes.end() && std::holds_alternative<Tensor>(it->second),
@@ -461,6 +464,79 @@ std::vector<Tensor> run_node(const Node& n, const std::vector<Tensor>& in) {
 }
 
 }  // namespace
+
+void fold_constants(Graph& graph) {
+  graph.validate();
+  bool shapes_known = true;
+  try {
+    graph.infer_shapes();
+  } catch (const Error&) {
+    shapes_known = false;  // fold what needs no shapes
+  }
+  autograd::NoGradGuard no_grad;
+  std::map<std::string, Tensor> known;    // values known before run time
+  std::map<std::string, Tensor> partial;  // Shape outputs with -1 for sizes known only at run time
+  std::set<std::string> weights;          // float initializers: left to the engine's own passes
+  for (const auto& [name, t] : graph.initializers) {
+    known[name] = t;
+    if (t.dtype() == Dtype::f32 && t.dim() >= 1) weights.insert(name);
+  }
+  std::vector<bool> folded(graph.nodes.size(), false);
+  for (size_t i : graph.topological_order()) {
+    const Node& n = graph.nodes[i];
+    std::vector<Tensor> in;
+    bool all_known = true, reads_weight = false, reads_partial = false;
+    for (const auto& name : n.inputs) {
+      if (name.empty()) {
+        in.emplace_back();
+      } else if (known.count(name) != 0) {
+        in.push_back(known.at(name));
+        reads_weight = reads_weight || weights.count(name) != 0;
+      } else if (partial.count(name) != 0) {
+        in.push_back(partial.at(name));
+        reads_partial = true;
+      } else {
+        all_known = false;
+      }
+    }
+    std::vector<Tensor> out;
+    if (n.op != OpKind::shape && (!all_known || reads_weight)) continue;
+    if (n.op == OpKind::shape) {  // needs only its input's shape
+      if (!shapes_known) continue;
+      Tensor dims = ints_shape(graph.values.at(n.inputs[0]).shape, n);
+      if (std::any_of(dims.data<int64_t>(), dims.data<int64_t>() + dims.numel(), [](int64_t d) { return d < 0; })) {
+        partial[n.outputs[0]] = dims;
+        continue;
+      }
+      out = {dims};
+    } else {
+      if (reads_partial && n.op != OpKind::gather && n.op != OpKind::slice) continue;
+      out = run_node(n, in);
+      if (reads_partial) {  // a pick from a partly known shape: known if it picked no run-time size
+        const Tensor& t = out.at(0);
+        if (std::any_of(t.data<int64_t>(), t.data<int64_t>() + t.numel(), [](int64_t d) { return d < 0; })) continue;
+      }
+    }
+    folded[i] = true;
+    for (size_t k = 0; k < n.outputs.size() && k < out.size(); ++k)
+      if (!n.outputs[k].empty()) known[n.outputs[k]] = out[k];
+  }
+  // Keep the unfolded nodes; their constant inputs become initializers, unread initializers go.
+  std::vector<Node> nodes;
+  std::set<std::string> read;
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    if (!folded[i]) {
+      nodes.push_back(graph.nodes[i]);
+      read.insert(graph.nodes[i].inputs.begin(), graph.nodes[i].inputs.end());
+    }
+  for (const ValueInfo& v : graph.outputs) read.insert(v.name);
+  std::map<std::string, Tensor> initializers;
+  for (const std::string& name : read)
+    if (auto it = known.find(name); it != known.end()) initializers.emplace(name, it->second);
+  graph.nodes = std::move(nodes);
+  graph.initializers = std::move(initializers);
+  graph.values.clear();
+}
 
 std::map<std::string, Tensor> run_reference(const Graph& graph, const std::map<std::string, Tensor>& inputs) {
   graph.validate();
