@@ -159,6 +159,71 @@ TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
   }
 }
 
+TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
+  const fs::path dir = temp_dir("cli_export");
+  const std::string train = write_bands(dir, 40, 11), run = (dir / "run").string();
+  Result r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 1 --batch-size 20 --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("prune --checkpoint " + run + "/checkpoint.h5 --sparsity 0.9 --out " + run + "/pruned.h5");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string ckpt = run + "/pruned.h5", onnx17 = (dir / "m17.onnx").string(), onnx13 = (dir / "m13.onnx").string();
+  r = neurite_cli("export --checkpoint " + ckpt + " --out " + onnx17);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("export --checkpoint " + ckpt + " --out " + onnx13 + " --opset 13");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("info " + onnx17 + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto info = nlohmann::json::parse(r.out);
+  bool seen = false;  // the checkpoint's names, with the masks multiplied in
+  for (const auto& row : info["parameters"])
+    if (row["name"] == "features.0.weight") {
+      seen = true;
+      EXPECT_NEAR(row["sparsity"].get<double>(), 0.9, 0.01);
+    }
+  EXPECT_TRUE(seen) << r.out;
+
+  const std::string x = (dir / "x.npy").string();
+  neurite::autograd::save_npy(x, Tensor::rand({5, 1, 12, 12}, 3));
+  std::vector<Tensor> outputs;
+  for (const std::string& model : {ckpt, onnx17, onnx13}) {
+    const std::string y = (dir / "y.npy").string();
+    r = neurite_cli("infer " + model + " --input " + x + " --output " + y + " --threads 1");
+    ASSERT_EQ(r.code, 0) << r.out;
+    outputs.push_back(neurite::autograd::load_npy(y));
+    ASSERT_EQ(outputs.back().shape(), (neurite::autograd::Shape{5, 3})) << model;
+  }
+  for (int64_t i = 0; i < 15; ++i) {
+    EXPECT_NEAR(outputs[1].data<float>()[i], outputs[0].data<float>()[i], 1e-5);
+    EXPECT_NEAR(outputs[2].data<float>()[i], outputs[0].data<float>()[i], 1e-5);
+  }
+
+  // Bad input: one line naming the file, value or shape at fault, and a non-zero exit.
+  const std::string bytes = [&] {
+    std::ifstream in(onnx17, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  std::ofstream(dir / "half.onnx", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  std::ofstream(dir / "text.npy") << "1 2 3";
+  neurite::autograd::save_npy((dir / "wide.npy").string(), Tensor::rand({2, 1, 14, 14}, 4));
+  neurite::autograd::save_npy((dir / "ids.npy").string(), Tensor::randint({2, 1, 12, 12}, 4, 0, 9));
+  const std::string to = " --output " + (dir / "out.npy").string();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"infer " + (dir / "half.onnx").string() + " --input " + x + to, "half.onnx"},
+      {"infer " + onnx17 + " --input " + (dir / "text.npy").string() + to, "text.npy"},
+      {"infer " + onnx17 + " --input " + (dir / "wide.npy").string() + to, "'input' is [2,1,14,14], the graph expects [-1,1,12,12]"},
+      {"infer " + onnx17 + " --input " + (dir / "ids.npy").string() + to, "'input' is int64, the graph expects float32"},
+      {"infer " + onnx17 + " --input " + (dir / "none.npy").string() + to, "none.npy"},
+      {"export --checkpoint " + ckpt + " --out " + onnx17 + " --opset 12", "--opset is 12"},
+      {"export --checkpoint " + (dir / "none.h5").string() + " --out " + onnx17, "no such checkpoint"},
+  };
+  for (const auto& [args, message] : cases) {
+    r = neurite_cli(args);
+    EXPECT_NE(r.code, 0) << args;
+    EXPECT_NE(r.out.find(message), std::string::npos) << args << " -> " << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << " -> " << r.out;
+  }
+}
+
 TEST(Cli, InfoReportsAnOnnxModelsOpSupportAndSparsity) {
   using namespace neurite::engine;
   const fs::path dir = temp_dir("cli_info_onnx");
