@@ -75,24 +75,33 @@ void write_attribute(const std::string& name, const Attribute& a, onnx::Attribut
 
 Tensor read_tensor(const onnx::TensorProto& t, const std::string& where) {
   autograd::Shape shape(t.dims().begin(), t.dims().end());
-  const bool i64 = t.data_type() == onnx::TensorProto::INT64;
+  const bool is_bool = t.data_type() == onnx::TensorProto::BOOL;  // held as int64 0/1
+  const bool i64 = t.data_type() == onnx::TensorProto::INT64 || is_bool;
   check<FormatError>(i64 || t.data_type() == onnx::TensorProto::FLOAT,
-                     "{}: tensor '{}' has ONNX type {}, expected float (1) or int64 (7)", where, t.name(),
+                     "{}: tensor '{}' has ONNX type {}, expected float (1), int64 (7) or bool (9)", where, t.name(),
                      t.data_type());
   check<FormatError>(t.data_location() != onnx::TensorProto::EXTERNAL,
                      "{}: tensor '{}' keeps its data in an external file, which is not supported", where, t.name());
   Tensor out = Tensor::empty(shape, i64 ? autograd::Dtype::i64 : autograd::Dtype::f32);
-  const size_t bytes = out.nbytes();
+  const size_t bytes = is_bool ? static_cast<size_t>(out.numel()) : out.nbytes();
+  const auto count = static_cast<int>(out.numel());
   if (!t.raw_data().empty()) {
     check<FormatError>(t.raw_data().size() == bytes, "{}: tensor '{}' {} holds {} bytes, expected {}", where, t.name(),
                        autograd::to_string(shape), t.raw_data().size(), bytes);
-    std::memcpy(out.bytes(), t.raw_data().data(), bytes);
+    if (is_bool)
+      for (int64_t i = 0; i < out.numel(); ++i) out.data<int64_t>()[i] = t.raw_data()[i] != 0;
+    else
+      std::memcpy(out.bytes(), t.raw_data().data(), bytes);
+  } else if (is_bool) {
+    check<FormatError>(t.int32_data_size() == count, "{}: tensor '{}' {} holds {} values", where, t.name(),
+                       autograd::to_string(shape), t.int32_data_size());
+    for (int i = 0; i < count; ++i) out.data<int64_t>()[i] = t.int32_data(i) != 0;
   } else if (i64) {
-    check<FormatError>(t.int64_data_size() == out.numel(), "{}: tensor '{}' {} holds {} values", where, t.name(),
+    check<FormatError>(t.int64_data_size() == count, "{}: tensor '{}' {} holds {} values", where, t.name(),
                        autograd::to_string(shape), t.int64_data_size());
     std::copy(t.int64_data().begin(), t.int64_data().end(), out.data<int64_t>());
   } else {
-    check<FormatError>(t.float_data_size() == out.numel(), "{}: tensor '{}' {} holds {} values", where, t.name(),
+    check<FormatError>(t.float_data_size() == count, "{}: tensor '{}' {} holds {} values", where, t.name(),
                        autograd::to_string(shape), t.float_data_size());
     std::copy(t.float_data().begin(), t.float_data().end(), out.data<float>());
   }
@@ -293,6 +302,12 @@ Graph from_onnx(const std::string& bytes, const std::string& source) {
 }
 
 Graph load_onnx(const std::string& path) { return from_onnx(read_file(path), path); }
+
+Tensor load_onnx_tensor(const std::string& path) {
+  onnx::TensorProto t;
+  check<FormatError>(t.ParseFromString(read_file(path)), "{}: not an ONNX TensorProto", path);
+  return read_tensor(t, path);
+}
 
 OnnxSummary summarize_onnx(const std::string& path) {
   const onnx::ModelProto model = parse_model(read_file(path), path);

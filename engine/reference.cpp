@@ -375,7 +375,10 @@ std::vector<Tensor> run_node(const Node& n, const std::vector<Tensor>& in) {
     case OpKind::sqrt: return one(sqrt(var(in[0])).data());
     case OpKind::erf: return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) { return std::erf(v[0]); }));
     case OpKind::identity: return one(in[0]);
-    case OpKind::dropout: return {in[0], Tensor::ones(in[0].shape(), Dtype::i64)};  // inference: keeps everything
+    case OpKind::dropout:  // inference: keeps everything
+      check<ValueError>(!arg(2).defined() || element(in[2], 0) == 0 || (arg(1).defined() && element(in[1], 0) == 0),
+                        "{}: training-mode dropout (random masks) is not supported; inference keeps every value", where(n));
+      return {in[0], Tensor::ones(in[0].shape(), Dtype::i64)};
     case OpKind::softmax: return one(softmax(var(in[0]), n.integer("axis", -1)).data());
     case OpKind::matmul: return one(matmul_numpy(n, in[0], in[1]));
     case OpKind::gemm: {
@@ -393,12 +396,19 @@ std::vector<Tensor> run_node(const Node& n, const std::vector<Tensor>& in) {
                             {.training = false, .eps = static_cast<float>(n.real("epsilon", 1e-5))})
                      .data());
     }
-    case OpKind::layer_norm: {
+    case OpKind::layer_norm: {  // outputs Y, and the Mean and InvStdDev it normalised with
       const Shape& x = in[0].shape();
       const int64_t axis = axis_of(n, n.integer("axis", -1), in[0].dim());
-      return one(layer_norm(var(in[0]), Shape(x.begin() + axis, x.end()), var(in[1]),
-                            arg(2).defined() ? var(in[2]) : Variable(), static_cast<float>(n.real("epsilon", 1e-5)))
-                     .data());
+      const auto eps = static_cast<float>(n.real("epsilon", 1e-5));
+      const Tensor y = layer_norm(var(in[0]), Shape(x.begin() + axis, x.end()), var(in[1]),
+                                  arg(2).defined() ? var(in[2]) : Variable(), eps)
+                           .data();
+      if (n.outputs.size() == 1) return one(y);
+      std::vector<int64_t> axes(static_cast<size_t>(in[0].dim() - axis));
+      std::iota(axes.begin(), axes.end(), axis);
+      const Variable mu = mean(var(in[0]), axes, true), centred = var(in[0]) - mu;
+      const Variable inv_std = div(var(Tensor::scalar(1.0f)), sqrt(add(mean(centred * centred, axes, true), eps)));
+      return {y, mu.data(), inv_std.data()};
     }
     case OpKind::max_pool:
     case OpKind::average_pool: return one(pool(n, in[0]));
@@ -408,7 +418,9 @@ std::vector<Tensor> run_node(const Node& n, const std::vector<Tensor>& in) {
       return one(mean(var(in[0]), axes, true).data());
     }
     case OpKind::flatten: {  // (prod of dims before axis, prod of the rest)
-      const int64_t axis = axis_of(n, n.integer("axis", 1), in[0].dim() + 1);
+      const int64_t rank = in[0].dim(), given = n.integer("axis", 1);  // in [-rank, rank]
+      check<ShapeError>(given >= -rank && given <= rank, "{}: axis {} is out of range for rank {}", where(n), given, rank);
+      const int64_t axis = given < 0 ? given + rank : given;
       int64_t outer = 1;
       for (int64_t k = 0; k < axis; ++k) outer *= in[0].size(k);
       return one(in[0].reshape({outer, outer > 0 ? in[0].numel() / outer : 0}));

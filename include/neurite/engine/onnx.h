@@ -30,6 +30,8 @@ void save_onnx(const Graph& graph, const std::string& path, const OnnxExportOpti
 // the IR's table is an error listing every such op with its node names.
 Graph from_onnx(const std::string& bytes, const std::string& source);
 Graph load_onnx(const std::string& path);
+// A serialised TensorProto (ONNX's test data: input_0.pb); bool becomes int64 0/1.
+Tensor load_onnx_tensor(const std::string& path);
 
 // What `neurite info` reports of an ONNX file, whether or not every op is supported.
 struct OnnxSummary {
