@@ -13,8 +13,6 @@ TraceGuard::~TraceGuard() { g_recorder = previous_; }
 
 namespace detail {
 
-bool tracing() { return g_recorder != nullptr; }
-
 void record_op_result(const std::vector<Variable>& inputs, const Tensor& output) {
   if (g_recorder == nullptr) return;
   OpRecord r{"", {}, output, {}};

@@ -58,9 +58,8 @@ Pass run_pass(layers::UnaryModule& module, const Tensor& input) {
 // is dynamic) tells which sizes follow the batch.
 class GraphBuilder {
  public:
-  GraphBuilder(Graph& g, const Pass& a, const Pass* b, const std::string& input_name) : g_(g), a_(a), b_(b) {
-    input_name_ = input_name;
-  }
+  GraphBuilder(Graph& g, const Pass& a, const Pass* b, std::string input_name)
+      : g_(g), a_(a), b_(b), input_name_(std::move(input_name)) {}
 
   void name_value(const Tensor& t, const std::string& name) { names_[key_of(t)] = name; }
   void add_parameter(const Tensor& t, const std::string& name) { parameters_[key_of(t)] = {name, t}; }

@@ -31,6 +31,8 @@ struct ZooCase {
   double sparsity;
 };
 
+void PrintTo(const ZooCase& c, std::ostream* out) { *out << c.model << " at sparsity " << c.sparsity; }
+
 std::string case_name(const ::testing::TestParamInfo<ZooCase>& info) {
   std::string name = info.param.model + (info.param.sparsity > 0 ? "_pruned" : "_dense");
   for (char& c : name)

@@ -11,8 +11,9 @@
 // An op built from others (attention, transpose, flatten) appears as those
 // others. An op that made a Variable without naming itself (a loss, a sparse
 // kernel, training-mode dropout) appears with op "", so that a consumer
-// refuses the pass instead of taking its result for a constant. Values are the recorded tensors themselves (storage and
-// shape); the recorder keeps them alive, so no two values share memory by reuse.
+// refuses the pass instead of taking its result for a constant. Values are
+// the recorded tensors themselves (storage and shape); the recorder keeps them
+// alive, so no two values share memory by reuse.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +33,7 @@ struct OpRecord {
   std::string op;              // the op's name in ops.h: "conv2d", "add", "reshape", ...; "" when untraced
   std::vector<Tensor> inputs;  // in the op's argument order; undefined for an optional input left out
   Tensor output;
-  std::map<std::string, TraceArg> args;  // the op's other arguments, resolved (dims non-negative)
+  std::map<std::string, TraceArg> args;  // the op's other arguments (dims as the op was given them)
 };
 
 struct TraceRecorder {
@@ -56,7 +57,6 @@ namespace detail {
 // Every op result is made by Variable(data, inputs, backward), which calls
 // this: while a recorder listens, each result gets a record with op "".
 void record_op_result(const std::vector<Variable>& inputs, const Tensor& output);
-bool tracing();
 
 }  // namespace detail
 
