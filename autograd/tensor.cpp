@@ -233,6 +233,15 @@ Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
   return permute(order);
 }
 
+Tensor Tensor::narrow(int64_t start, int64_t length) const {
+  check<ShapeError>(dim() >= 1 && start >= 0 && length >= 0 && start + length <= shape_[0],
+                    "narrow: rows [{}, {}) of a tensor {}", start, start + length, to_string(shape_));
+  Shape s = shape_;
+  s[0] = length;
+  const size_t row_bytes = shape_[0] == 0 ? 0 : nbytes() / static_cast<size_t>(shape_[0]);
+  return Tensor(s, dtype_, std::shared_ptr<std::byte>(storage_, storage_.get() + static_cast<size_t>(start) * row_bytes));
+}
+
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
   d = normalize_dim(d, dim(), "slice");
   check(step > 0, "slice: step must be positive, got {}", step);

@@ -2,6 +2,7 @@
 // (float32 compute), and plain loops over doubles for the rest (shape
 // arithmetic on int64, comparisons, Where, Erf). Booleans are int64 0/1.
 #include "neurite/engine/reference.h"
+#include "engine/reference_ops.h"
 
 #include <fmt/format.h>
 
@@ -360,7 +361,9 @@ Tensor ints_shape(const Shape& shape, const Node& n) {
   return int_tensor(std::vector<int64_t>(shape.begin() + start, shape.begin() + std::max(start, end)));
 }
 
-std::vector<Tensor> run_node(const Node& n, const std::vector<Tensor>& in) {
+}  // namespace
+
+std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& in) {
   auto arg = [&](size_t i) { return i < in.size() ? in[i] : Tensor(); };
   auto one = [](Tensor t) { return std::vector<Tensor>{std::move(t)}; };
   switch (n.op) {
@@ -475,9 +478,7 @@ std::vector<Tensor> run_node(const Node& n, const std::vector<Tensor>& in) {
   throw ValueError(fmt::format("{}: the executor has no case for this op", where(n)));  // -Wswitch names a missing case
 }
 
-}  // namespace
-
-void fold_constants(Graph& graph) {
+void fold_constants(Graph& graph, bool fold_weights) {
   graph.validate();
   bool shapes_known = true;
   try {
@@ -491,7 +492,7 @@ void fold_constants(Graph& graph) {
   std::set<std::string> weights;          // float initializers: left to the engine's own passes
   for (const auto& [name, t] : graph.initializers) {
     known[name] = t;
-    if (t.dtype() == Dtype::f32 && t.dim() >= 1) weights.insert(name);
+    if (t.dtype() == Dtype::f32 && t.dim() >= 1 && !fold_weights) weights.insert(name);
   }
   std::vector<bool> folded(graph.nodes.size(), false);
   for (size_t i : graph.topological_order()) {
@@ -523,7 +524,7 @@ void fold_constants(Graph& graph) {
       out = {dims};
     } else {
       if (reads_partial && n.op != OpKind::gather && n.op != OpKind::slice) continue;
-      out = run_node(n, in);
+      out = detail::run_node(n, in);
       if (reads_partial) {  // a pick from a partly known shape: known if it picked no run-time size
         const Tensor& t = out.at(0);
         if (std::any_of(t.data<int64_t>(), t.data<int64_t>() + t.numel(), [](int64_t d) { return d < 0; })) continue;
@@ -571,7 +572,7 @@ std::map<std::string, Tensor> run_reference(const Graph& graph, const std::map<s
     const Node& n = graph.nodes[i];
     std::vector<Tensor> in;
     for (const auto& name : n.inputs) in.push_back(name.empty() ? Tensor() : values.at(name));
-    std::vector<Tensor> out = run_node(n, in);
+    std::vector<Tensor> out = detail::run_node(n, in);
     for (size_t k = 0; k < n.outputs.size(); ++k) {
       if (n.outputs[k].empty()) continue;
       check<ValueError>(k < out.size(), "{}: output {} ('{}') is not computed", where(n), k, n.outputs[k]);

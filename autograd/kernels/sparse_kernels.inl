@@ -70,6 +70,12 @@ void spmm_blocks(const BlockSparse& a, const float* values, DenseRows b, float* 
   for (int64_t rb = rb0; rb < rb1; ++rb) {
     int64_t p = p0;
     for (; p + T <= p1; p += T) spmm_tile<V, BR, BC, NV>(a, values, b, y, ldy, rb, p);
+    // Shorter rows (a batch of 64, an 8x8 image) still take wide tiles: each
+    // pass over the sparse row costs its index loads once per tile.
+    if constexpr (NV >= 4)
+      for (; p + T / 2 <= p1; p += T / 2) spmm_tile<V, BR, BC, NV / 2>(a, values, b, y, ldy, rb, p);
+    if constexpr (NV >= 2)
+      for (; p + 2 * L <= p1; p += 2 * L) spmm_tile<V, BR, BC, 2>(a, values, b, y, ldy, rb, p);
     for (; p + L <= p1; p += L) spmm_tile<V, BR, BC, 1>(a, values, b, y, ldy, rb, p);
     for (; p < p1; ++p) spmm_tile<float, BR, BC, 1>(a, values, b, y, ldy, rb, p);
   }

@@ -5,13 +5,13 @@
 
 #include <tbb/blocked_range2d.h>
 #include <tbb/parallel_for.h>
-#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "autograd/elementwise_kernels.h"
 #include "autograd/kernels/sparse.h"
+#include "autograd/kernels/transpose.h"
 #include "neurite/autograd/error.h"
 #include "neurite/autograd/parallel.h"
 
@@ -218,54 +218,17 @@ void SparseWeight::scatter(const Tensor& values, Tensor& dense) const {
 
 namespace {
 
-// dst (cols, rows) = src (rows, cols)ᵀ with leading dimensions lds and ldd:
-// 32 x 32 tiles, 4 x 4 register transposes inside (SSE, which
-// every x86-64 has). Inside a tile the walk runs along the rows of the side
-// with the power-of-two stride (`along_src`), so that side keeps four cache
-// lines live; the other side is the padded feature-major one, whose rows do
-// not alias in cache.
-void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd, bool along_src) {
-  constexpr int64_t T = 32;
-  auto block = [&](int64_t i, int64_t j) {
-    __m128 a = _mm_loadu_ps(src + i * lds + j), b = _mm_loadu_ps(src + (i + 1) * lds + j);
-    __m128 c = _mm_loadu_ps(src + (i + 2) * lds + j), d = _mm_loadu_ps(src + (i + 3) * lds + j);
-    _MM_TRANSPOSE4_PS(a, b, c, d);
-    _mm_storeu_ps(dst + j * ldd + i, a);
-    _mm_storeu_ps(dst + (j + 1) * ldd + i, b);
-    _mm_storeu_ps(dst + (j + 2) * ldd + i, c);
-    _mm_storeu_ps(dst + (j + 3) * ldd + i, d);
-  };
-  auto tile = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-    const int64_t i4 = i0 + (i1 - i0) / 4 * 4, j4 = j0 + (j1 - j0) / 4 * 4;
-    if (along_src) {
-      for (int64_t i = i0; i < i4; i += 4)
-        for (int64_t j = j0; j < j4; j += 4) block(i, j);
-    } else {
-      for (int64_t j = j0; j < j4; j += 4)
-        for (int64_t i = i0; i < i4; i += 4) block(i, j);
-    }
-    for (int64_t i = i0; i < i1; ++i)  // the ragged edges
-      for (int64_t j = (i < i4 ? j4 : j0); j < j1; ++j) dst[j * ldd + i] = src[i * lds + j];
-  };
-  // Tasks of 64 K floats at least: per-task overhead dominated 32 x 32 tasks.
-  const int64_t grain_rows = std::max<int64_t>(T, (int64_t{1} << 16) / std::max<int64_t>(cols, 1) / T * T);
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, grain_rows), [&](const tbb::blocked_range<int64_t>& r) {
-    for (int64_t i0 = r.begin(); i0 < r.end(); i0 += T)
-      for (int64_t j0 = 0; j0 < cols; j0 += T) tile(i0, std::min(i0 + T, r.end()), j0, std::min(j0 + T, cols));
-  });
-}
-
 // Feature-major copies for the linear op: the batch becomes the contiguous
 // dimension, each feature's row padded to `ld` floats.
 int64_t feature_major_ld(int64_t n) { return (n + 15) / 16 * 16 + 16; }
 Tensor to_feature_major(const float* x, int64_t n, int64_t features) {
   const int64_t ld = feature_major_ld(n);
   Tensor t = Tensor::empty({features, ld});
-  transpose(x, n, features, features, t.data<float>(), ld, true);
+  kernels::transpose(x, n, features, features, t.data<float>(), ld, true);
   return t;
 }
 void from_feature_major(const Tensor& t, int64_t n, int64_t features, float* y) {
-  transpose(t.data<float>(), features, n, feature_major_ld(n), y, features, false);
+  kernels::transpose(t.data<float>(), features, n, feature_major_ld(n), y, features, false);
 }
 
 // Runs spmm over all rows of a and pixels [0, pixels): threads take chunks of

@@ -78,6 +78,9 @@ class Tensor {
   Tensor permute(const std::vector<int64_t>& order) const;
   Tensor transpose(int64_t dim0, int64_t dim1) const;
   Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;  // Python rules
+  // Rows [start, start + length) of dimension 0 as a view that shares storage
+  // (writes go to this tensor); ShapeError outside [0, size(0)].
+  Tensor narrow(int64_t start, int64_t length) const;
   Tensor index_select(int64_t dim, const Tensor& index) const;  // index: int64, 1-D
   static Tensor concat(const std::vector<Tensor>& parts, int64_t dim);
   Tensor clone() const;

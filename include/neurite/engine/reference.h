@@ -20,8 +20,9 @@ namespace neurite::engine {
 // one whose batch is dynamic) and every node whose inputs are all such
 // constants, into initializers; drops initializers nothing reads. Float
 // weights are left as they are (a Transpose of a weight stays a node), so a
-// traced model's graph keeps its parameters' names. Import calls it.
-void fold_constants(Graph& graph);
+// traced model's graph keeps its parameters' names; import calls it so.
+// `fold_weights` folds nodes that read float weights too (the engine's pass).
+void fold_constants(Graph& graph, bool fold_weights = false);
 
 std::map<std::string, Tensor> run_reference(const Graph& graph, const std::map<std::string, Tensor>& inputs);
 

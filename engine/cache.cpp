@@ -1,0 +1,31 @@
+#include "engine/cache.h"
+
+#include <fstream>
+#include <string>
+
+namespace neurite::engine::detail {
+
+namespace {
+int64_t read_l2() {
+  for (int index = 0; index < 8; ++index) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
+    std::ifstream level(dir + "level"), type(dir + "type"), size(dir + "size");
+    int l = 0;
+    std::string t, s;
+    if (!(level >> l) || !(type >> t) || !(size >> s)) continue;
+    if (l != 2 || t == "Instruction") continue;
+    int64_t bytes = std::stoll(s);  // "1024K"
+    if (s.back() == 'K') bytes <<= 10;
+    if (s.back() == 'M') bytes <<= 20;
+    if (bytes > 0) return bytes;
+  }
+  return int64_t{1} << 20;
+}
+}  // namespace
+
+int64_t l2_cache_bytes() {
+  static const int64_t bytes = read_l2();
+  return bytes;
+}
+
+}  // namespace neurite::engine::detail

@@ -1,0 +1,555 @@
+// engine::compile: passes, fusion into steps, weight packing by measured
+// cost, and the grouping of steps into tensor columns.
+#include <fmt/format.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <set>
+
+#include "autograd/kernels/transpose.h"
+#include "engine/cache.h"
+#include "engine/passes.h"
+#include "engine/plan.h"
+#include "engine/reference_ops.h"
+#include "neurite/autograd/error.h"
+#include "neurite/autograd/ops.h"
+#include "neurite/autograd/parallel.h"
+
+namespace neurite::engine {
+
+std::string to_string(Mode mode) { return mode == Mode::columns ? "columns" : "layers"; }
+
+Mode parse_mode(std::string_view name) {
+  if (name == "columns") return Mode::columns;
+  if (name == "layers") return Mode::layers;
+  throw ValueError(fmt::format("mode '{}': expected columns or layers", name));
+}
+
+std::string to_string(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::automatic: return "automatic";
+    case WeightFormat::dense: return "dense";
+    case WeightFormat::csr: return "csr";
+    case WeightFormat::rows4: return "4x1";
+    case WeightFormat::cols4: return "1x4";
+  }
+  return "?";
+}
+
+namespace detail {
+namespace {
+
+using autograd::Dtype;
+
+int64_t batch_rows(const Shape& s, int64_t batch) { return s.empty() || s[0] != batch ? -1 : s[0]; }
+int64_t per_item(const Tensor& t) { return t.dim() == 0 || t.size(0) == 0 ? 0 : t.numel() / t.size(0); }
+
+std::string fused_name(const Fused& f) {
+  std::string s;
+  if (!f.bias.empty()) s += "+bias";
+  if (f.residual) s += "+add";
+  if (f.activation == Activation::relu) s += "+relu";
+  return s;
+}
+
+// ---- steps --------------------------------------------------------------------
+
+class ConvStep : public Step {
+ public:
+  std::unique_ptr<PackedConv> packed;
+  std::unique_ptr<DenseConv> dense;
+  int64_t tile_images = 1;  // images per run_slice tile of the packed kernel
+
+  const float* x(Values& v) const { return v[inputs[0]].data<float>(); }
+  const float* res(Values& v) const { return residual < 0 ? nullptr : v[residual].data<float>(); }
+  float* y(Values& v) const { return v[outputs[0]].data<float>(); }
+
+  void run(Values& v, int threads) override {
+    if (dense) return dense->run(x(v), res(v), y(v), threads);
+    packed->run(x(v), res(v), y(v));
+  }
+  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override {
+    const int64_t h = packed->geometry().out_h;
+    const int64_t chunks = (b1 - b0 + tile_images - 1) / tile_images;
+    auto one = [&](int64_t c) {
+      const int64_t i0 = b0 + c * tile_images;
+      packed->run_tile(x(v), res(v), y(v), i0, std::min(b1, i0 + tile_images), 0, h);
+    };
+    if (threads > 1) {
+      tbb::parallel_for(int64_t{0}, chunks, one);
+    } else {
+      for (int64_t c = 0; c < chunks; ++c) one(c);
+    }
+  }
+  void run_band(Values& v, int64_t b0, int64_t b1, int64_t r0, int64_t r1) override {
+    packed->run_tile(x(v), res(v), y(v), b0, b1, r0, r1);
+  }
+};
+
+class LinearStep : public Step {
+ public:
+  std::unique_ptr<LinearKernel> kernel;
+  int64_t rows_per_item = 1;  // rows of the (M, K) view per batch item
+
+  void run(Values& v, int threads) override {
+    const int64_t m = v[inputs[0]].numel() / kernel->in_features();
+    kernel->run(v[inputs[0]].data<float>(), residual < 0 ? nullptr : v[residual].data<float>(),
+                v[outputs[0]].data<float>(), 0, m, threads);
+  }
+  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override {
+    kernel->run(v[inputs[0]].data<float>(), residual < 0 ? nullptr : v[residual].data<float>(),
+                v[outputs[0]].data<float>(), b0 * rows_per_item, b1 * rows_per_item, threads);
+  }
+};
+
+// A node the engine has no kernel for, run as the reference executor runs it.
+class NodeStep : public Step {
+ public:
+  Node node;
+  std::vector<bool> sliced;      // per input: batch-major, cut to the slice
+  int shape_input = -1;          // Reshape / Expand: the shape input, rewritten per slice
+  Shape out_shape;               // of output 0
+
+  void run(Values& v, int) override {
+    std::vector<Tensor> in;
+    for (int id : inputs) in.push_back(id < 0 ? Tensor() : v[id]);
+    std::vector<Tensor> out = run_node(node, in);
+    for (size_t k = 0; k < outputs.size(); ++k)
+      if (outputs[k] >= 0 && k < out.size()) v[outputs[k]] = out[k];
+  }
+  void run_slice(Values& v, int64_t b0, int64_t b1, int) override {
+    std::vector<Tensor> in;
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      const int id = inputs[k];
+      if (id < 0) {
+        in.emplace_back();
+      } else if (static_cast<int>(k) == shape_input) {
+        std::vector<int64_t> shape(out_shape.begin(), out_shape.end());
+        shape[0] = b1 - b0;
+        in.push_back(Tensor::from_data({static_cast<int64_t>(shape.size())}, shape));
+      } else {
+        in.push_back(sliced[k] ? v[id].narrow(b0, b1 - b0) : v[id]);
+      }
+    }
+    std::vector<Tensor> out = run_node(node, in);
+    for (size_t k = 0; k < outputs.size(); ++k)
+      if (outputs[k] >= 0 && k < out.size()) {
+        Tensor dst = v[outputs[k]].narrow(b0, b1 - b0);
+        dst.copy_from_(out[k]);
+      }
+  }
+};
+
+// ---- the builder ------------------------------------------------------------------
+
+struct Builder {
+  Graph& g;
+  const CompileOptions& o;
+  Engine::Plan& plan;
+  std::map<std::string, int> ids;
+  std::map<std::string, int> readers;
+  std::map<std::string, std::vector<size_t>> consumers;
+  std::set<std::string> constants;
+  std::vector<bool> done;
+  std::set<std::string> ready;  // values computed by the steps so far, inputs and constants
+
+  int id(const std::string& name) {
+    if (name.empty()) return -1;
+    auto [it, fresh] = ids.emplace(name, static_cast<int>(plan.values.size()));
+    if (fresh) {
+      const ValueInfo& info = g.values.at(name);
+      const Tensor* c = g.constant(name);
+      check<ShapeError>(c != nullptr || std::all_of(info.shape.begin(), info.shape.end(), [](int64_t d) { return d >= 0; }),
+                        "compile: value '{}' has shape {}, not known before run time", name,
+                        autograd::to_string(info.shape));
+      plan.values.push_back(c != nullptr ? *c
+                                         : Tensor::zeros(info.shape, info.type == DataType::float32 ? Dtype::f32
+                                                                                                    : Dtype::i64));
+    }
+    return it->second;
+  }
+
+  // The only consumer of `value` when it has one and is not a graph output.
+  const Node* sole_consumer(const std::string& value, OpKind op) {
+    if (readers[value] != 1 || consumers[value].size() != 1) return nullptr;
+    const Node& n = g.nodes[consumers[value][0]];
+    return n.op == op && !done[consumers[value][0]] ? &n : nullptr;
+  }
+  void consume(const Node* n) { done[static_cast<size_t>(n - g.nodes.data())] = true; }
+
+  // Add(value, residual) and Relu after a kernel's output; returns the final output name.
+  std::string fuse_tail(std::string out, Fused& fused, int& residual) {
+    if (const Node* add = sole_consumer(out, OpKind::add)) {
+      const std::string& other = add->inputs[0] == out ? add->inputs[1] : add->inputs[0];
+      if (other != out && ready.count(other) && g.values.at(other).shape == g.values.at(out).shape &&
+          g.values.at(other).type == DataType::float32) {
+        residual = id(other);
+        fused.residual = true;
+        consume(add);
+        out = add->outputs[0];
+      }
+    }
+    if (const Node* relu = sole_consumer(out, OpKind::relu)) {
+      fused.activation = Activation::relu;
+      consume(relu);
+      out = relu->outputs[0];
+    }
+    return out;
+  }
+
+  template <typename Make>
+  WeightFormat choose(const float* w, int64_t rows, int64_t cols, bool dense_allowed, Make time_of) {
+    if (o.format != WeightFormat::automatic) return o.format;
+    std::vector<WeightFormat> candidates{WeightFormat::csr};
+    if (dense_allowed) candidates.push_back(WeightFormat::dense);
+    for (WeightFormat f : {WeightFormat::rows4, WeightFormat::cols4})
+      if (fill_ratio(w, rows, cols, f) <= 2.5) candidates.push_back(f);
+    double density = 0;
+    for (int64_t i = 0; i < rows * cols; ++i) density += w[i] != 0;
+    density /= static_cast<double>(std::max<int64_t>(rows * cols, 1));
+    if (density > 0.6) candidates = {WeightFormat::dense};  // sparse forms cannot win there
+    if (candidates.size() == 1) return candidates[0];
+    WeightFormat best = candidates[0];
+    double best_time = 1e30;
+    for (WeightFormat f : candidates) {
+      const double t = time_of(f);
+      if (t < best_time) best_time = t, best = f;
+    }
+    return best;
+  }
+
+  // The fastest of a few runs of f, after one warm-up run.
+  template <typename F>
+  double time_runs(F f) {
+    using clock = std::chrono::steady_clock;
+    f();
+    double best = 1e30, spent = 0;
+    for (int i = 0; i < 15 && (i < 3 || spent < 0.05); ++i) {
+      const auto t0 = clock::now();
+      f();
+      const double s = std::chrono::duration<double>(clock::now() - t0).count();
+      best = std::min(best, s), spent += s;
+    }
+    return best;
+  }
+
+  std::unique_ptr<Step> conv_step(const Node& n) {
+    const Tensor* w = g.constant(n.inputs[1]);
+    const Tensor* b = n.inputs.size() > 2 && !n.inputs[2].empty() ? g.constant(n.inputs[2]) : nullptr;
+    const Shape& xs = g.values.at(n.inputs[0]).shape;
+    if (w == nullptr || w->dim() != 4 || xs.size() != 4 || (n.inputs.size() > 2 && !n.inputs[2].empty() && !b))
+      return nullptr;
+    if (n.has("auto_pad") && std::get<std::string>(n.attributes.at("auto_pad")) != "NOTSET") return nullptr;
+    const int64_t groups = n.integer("group", 1);
+    const auto strides = n.integers("strides", {1, 1}), dil = n.integers("dilations", {1, 1});
+    const auto pads = n.integers("pads", {0, 0, 0, 0});
+    const Shape& ys = g.values.at(n.outputs[0]).shape;
+    ConvGeometry geo{.batch = xs[0], .channels = xs[1], .height = xs[2], .width = xs[3],
+                     .filters = w->size(0), .kh = w->size(2), .kw = w->size(3), .sh = strides[0], .sw = strides[1],
+                     .dh = dil[0], .dw = dil[1], .pad_top = pads[0], .pad_left = pads[1], .pad_bottom = pads[2],
+                     .pad_right = pads[3], .out_h = ys[2], .out_w = ys[3]};
+    auto step = std::make_unique<ConvStep>();
+    Fused fused;
+    if (b != nullptr) fused.bias.assign(b->data<float>(), b->data<float>() + b->numel());
+    const std::string out = fuse_tail(n.outputs[0], fused, step->residual);
+    step->inputs = {id(n.inputs[0])};
+    step->outputs = {id(out)};
+    const int64_t rows = geo.filters, cols = w->numel() / geo.filters;
+    const float* pw = w->data<float>();
+    Values& v = plan.values;
+    const WeightFormat format =
+        groups != 1 ? WeightFormat::dense
+                    : choose(pw, rows, cols, true, [&](WeightFormat f) {
+                        Tensor x = Tensor::randn(xs, 1), y = Tensor::empty(ys), r = Tensor::randn(ys, 2);
+                        const float* res = fused.residual ? r.data<float>() : nullptr;
+                        if (f == WeightFormat::dense) {
+                          DenseConv k(geo, 1, pw, fused);
+                          return time_runs([&] { k.run(x.data<float>(), res, y.data<float>(), plan.threads); });
+                        }
+                        PackedConv k(geo, pack(pw, rows, cols, f), fused);
+                        return time_runs([&] { k.run(x.data<float>(), res, y.data<float>()); });
+                      });
+    (void)v;
+    const char* what = groups == 1 ? "conv" : "conv grouped";
+    if (format == WeightFormat::dense) {
+      step->dense = std::make_unique<DenseConv>(geo, groups, pw, fused);
+    } else {
+      step->packed = std::make_unique<PackedConv>(geo, pack(pw, rows, cols, format), fused);
+      step->sliceable = step->bands = true;
+      step->conv = step->packed.get();
+      step->band_input = step->inputs[0];
+      const int64_t budget = tile_budget() / 2;
+      while (step->tile_images < geo.batch && step->packed->tile_bytes(2 * step->tile_images, geo.out_h) <= budget)
+        step->tile_images *= 2;
+    }
+    double density = 0;
+    for (int64_t i = 0; i < w->numel(); ++i) density += pw[i] != 0;
+    step->info = {.name = n.name,
+                  .kernel = fmt::format("{} {}x{}/{} {}{}", what, geo.kh, geo.kw, geo.sh,
+                                        format == WeightFormat::dense && step->dense ? "dense(onednn)"
+                                                                                      : to_string(format),
+                                        fused_name(fused)),
+                  .density = density / static_cast<double>(w->numel())};
+    return step;
+  }
+
+  // Gemm(x, W) and MatMul(x, W) [+ bias] with constant W: W kept as (N, K).
+  std::unique_ptr<Step> linear_step(const Node& n) {
+    const Shape& xs = g.values.at(n.inputs[0]).shape;
+    const Tensor* w = g.constant(n.inputs[1]);
+    if (w == nullptr || w->dim() != 2 || w->dtype() != Dtype::f32 || xs.size() < 2) return nullptr;
+    const bool gemm = n.op == OpKind::gemm;
+    if (gemm && (n.integer("transA", 0) != 0 || xs.size() != 2)) return nullptr;
+    const bool trans_b = gemm && n.integer("transB", 0) != 0;
+    const int64_t k = xs.back(), features = trans_b ? w->size(0) : w->size(1);
+    Tensor wt = Tensor::empty({features, k});  // (N, K)
+    if (trans_b) {
+      wt.copy_from_(*w);
+    } else {
+      autograd::kernels::transpose(w->data<float>(), k, features, features, wt.data<float>(), k, false);
+    }
+    Fused fused;
+    std::string out = n.outputs[0];
+    if (gemm) {
+      const float alpha = static_cast<float>(n.real("alpha", 1.0)), beta = static_cast<float>(n.real("beta", 1.0));
+      if (alpha != 1.0f)
+        for (int64_t i = 0; i < wt.numel(); ++i) wt.data<float>()[i] *= alpha;
+      if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+        const Tensor* c = g.constant(n.inputs[2]);
+        if (c == nullptr || c->numel() != features) return nullptr;  // a full (M, N) C: the reference's case
+        for (int64_t i = 0; i < features; ++i) fused.bias.push_back(beta * c->data<float>()[i]);
+      }
+    } else if (const Node* add = sole_consumer(out, OpKind::add)) {  // MatMul + bias
+      const std::string& other = add->inputs[0] == out ? add->inputs[1] : add->inputs[0];
+      const Tensor* c = g.constant(other);
+      if (c != nullptr && c->dtype() == Dtype::f32 && c->numel() == features && c->dim() == 1) {
+        fused.bias.assign(c->data<float>(), c->data<float>() + features);
+        consume(add);
+        out = add->outputs[0];
+      }
+    }
+    auto step = std::make_unique<LinearStep>();
+    out = fuse_tail(out, fused, step->residual);
+    step->inputs = {id(n.inputs[0])};
+    step->outputs = {id(out)};
+    const int64_t m = autograd::numel(xs) / k;
+    step->rows_per_item = m / plan.batch;
+    const float* pw = wt.data<float>();
+    const WeightFormat format = choose(pw, features, k, true, [&](WeightFormat f) {
+      Tensor x = Tensor::randn({m, k}, 1), y = Tensor::empty({m, features}), r = Tensor::randn({m, features}, 2);
+      LinearKernel kernel(k, features, pw, f, fused);
+      return time_runs([&] {
+        kernel.run(x.data<float>(), fused.residual ? r.data<float>() : nullptr, y.data<float>(), 0, m, plan.threads);
+      });
+    });
+    step->kernel = std::make_unique<LinearKernel>(k, features, pw, format, fused);
+    step->sliceable = m % plan.batch == 0 && xs[0] == plan.batch;
+    step->info = {.name = n.name,
+                  .kernel = fmt::format("linear {}x{} {}{}", k, features, to_string(format), fused_name(fused)),
+                  .density = step->kernel->density()};
+    return step;
+  }
+
+  // Whether node n runs the same on any slice of the batch (its batch-major
+  // values cut to the slice), judged from its shapes at the compiled batch.
+  bool sliceable(const Node& n, NodeStep& s) {
+    const int64_t B = plan.batch;
+    for (const std::string& out : n.outputs)
+      if (!out.empty() && batch_rows(g.values.at(out).shape, B) < 0) return false;
+    const size_t rank = g.values.at(n.outputs[0]).shape.size();
+    s.sliced.assign(n.inputs.size(), false);
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      const std::string& in = n.inputs[k];
+      if (in.empty()) continue;
+      const Shape& shape = g.values.at(in).shape;
+      if (constants.count(in)) {  // a batch-shaped constant (an expanded token) lines up with the slice
+        const bool aligned = n.op == OpKind::add || n.op == OpKind::sub || n.op == OpKind::mul ||
+                             n.op == OpKind::div || n.op == OpKind::where || n.op == OpKind::concat;
+        s.sliced[k] = aligned && shape.size() == rank && batch_rows(shape, B) > 0;
+        continue;
+      }
+      if (batch_rows(shape, B) < 0 || (shape.size() != rank && n.op != OpKind::reshape && n.op != OpKind::flatten &&
+                                        n.op != OpKind::squeeze && n.op != OpKind::unsqueeze &&
+                                        n.op != OpKind::reduce_mean && n.op != OpKind::global_average_pool))
+        return false;
+      s.sliced[k] = true;
+    }
+    auto axis = [&](const char* name, int64_t fallback, size_t r) {
+      const int64_t a = n.integer(name, fallback);
+      return a < 0 ? a + static_cast<int64_t>(r) : a;
+    };
+    const size_t in_rank = g.values.at(n.inputs[0]).shape.size();
+    switch (n.op) {
+      case OpKind::shape:
+      case OpKind::constant:
+      case OpKind::constant_of_shape: return false;
+      case OpKind::transpose: {
+        const auto perm = n.integers("perm");
+        return !perm.empty() && perm[0] == 0;
+      }
+      case OpKind::softmax:
+      case OpKind::layer_norm: return axis("axis", -1, in_rank) != 0;
+      case OpKind::concat: return axis("axis", 0, in_rank) != 0;
+      case OpKind::flatten: return axis("axis", 1, in_rank) != 0;
+      case OpKind::gather: return constants.count(n.inputs[0]) || axis("axis", 0, in_rank) != 0;
+      case OpKind::matmul: return constants.count(n.inputs[1]) || in_rank >= 3;
+      case OpKind::reduce_mean: {
+        std::vector<int64_t> axes = n.integers("axes");
+        if (n.inputs.size() > 1 && !n.inputs[1].empty()) {
+          const Tensor* t = g.constant(n.inputs[1]);
+          if (t == nullptr) return false;
+          axes.assign(t->data<int64_t>(), t->data<int64_t>() + t->numel());
+        }
+        return !axes.empty() && std::none_of(axes.begin(), axes.end(), [&](int64_t a) {
+          return a == 0 || a + static_cast<int64_t>(in_rank) == 0;
+        });
+      }
+      case OpKind::slice: {
+        if (n.inputs.size() < 4 || n.inputs[3].empty()) return false;
+        const Tensor* t = g.constant(n.inputs[3]);
+        if (t == nullptr) return false;
+        for (int64_t i = 0; i < t->numel(); ++i) {
+          const int64_t a = t->data<int64_t>()[i];
+          if (a == 0 || a + static_cast<int64_t>(in_rank) == 0) return false;
+        }
+        return true;
+      }
+      case OpKind::squeeze:
+      case OpKind::unsqueeze: return g.values.at(n.inputs[0]).shape.size() >= 1;
+      case OpKind::reshape:
+      case OpKind::expand: s.shape_input = 1; return true;
+      default: return true;
+    }
+  }
+
+  std::unique_ptr<Step> node_step(const Node& n) {
+    auto step = std::make_unique<NodeStep>();
+    step->node = n;
+    for (const std::string& in : n.inputs) step->inputs.push_back(id(in));
+    for (const std::string& out : n.outputs) step->outputs.push_back(id(out));
+    step->out_shape = g.values.at(n.outputs[0]).shape;
+    step->sliceable = sliceable(n, *step);
+    step->info = {.name = n.name, .kernel = fmt::format("node {}", op_info(n.op).onnx)};
+    return step;
+  }
+
+  int64_t tile_budget() const { return o.tile_bytes > 0 ? o.tile_bytes : l2_cache_bytes(); }
+
+  void build_steps() {
+    readers.clear();
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      for (const std::string& in : g.nodes[i].inputs)
+        if (!in.empty()) ++readers[in], consumers[in].push_back(i);
+    for (const ValueInfo& v : g.outputs) ++readers[v.name];
+    for (const auto& [name, t] : g.initializers) constants.insert(name), ready.insert(name);
+    for (const ValueInfo& in : g.inputs) ready.insert(in.name);
+    done.assign(g.nodes.size(), false);
+    for (size_t i : g.topological_order()) {
+      if (done[i]) continue;
+      done[i] = true;
+      const Node n = g.nodes[i];  // a copy: steps keep nodes, fusion marks others done
+      std::unique_ptr<Step> step;
+      if (n.op == OpKind::conv) step = conv_step(n);
+      if ((n.op == OpKind::gemm || n.op == OpKind::matmul) && !step) step = linear_step(n);
+      if (!step) step = node_step(n);
+      for (const auto& [name, value] : ids)
+        if (std::find(step->outputs.begin(), step->outputs.end(), value) != step->outputs.end()) ready.insert(name);
+      plan.steps.push_back(std::move(step));
+    }
+  }
+
+  // Columns: maximal runs of sliceable steps. A run of band convolutions whose
+  // images overflow the tile budget streams bands of rows; other runs take
+  // slices of the batch that fit it.
+  void build_groups() {
+    const int64_t budget = tile_budget();
+    auto& steps = plan.steps;
+    for (size_t i = 0; i < steps.size();) {
+      if (!steps[i]->sliceable) {
+        ++i;
+        continue;
+      }
+      size_t j = i;
+      while (j < steps.size() && steps[j]->sliceable) ++j;
+      if (j - i >= 2) {
+        Group group{.first = i, .last = j};
+        group.bands = std::all_of(steps.begin() + i, steps.begin() + j, [](auto& s) { return s->bands; });
+        int64_t item = 0;  // bytes per batch item of the largest step's operands
+        for (size_t k = i; k < j; ++k) {
+          int64_t bytes = 0;
+          for (int id : steps[k]->inputs)
+            if (id >= 0 && plan.values[id].dim() >= 1 && plan.values[id].size(0) == plan.batch)
+              bytes += per_item(plan.values[id]) * 4;
+          for (int id : steps[k]->outputs)
+            if (id >= 0) bytes += per_item(plan.values[id]) * 4;
+          item = std::max(item, bytes);
+        }
+        const int64_t per_thread = (plan.batch + plan.threads - 1) / plan.threads;
+        group.slice = std::clamp<int64_t>(budget / std::max<int64_t>(item, 1), 1, per_thread);
+        if (group.bands) {
+          const auto& last = *steps[j - 1]->conv;
+          group.rows = last.geometry().out_h;
+          int64_t need = 0;  // bytes per image of every step's tile
+          for (size_t k = i; k < j; ++k) need += steps[k]->conv->tile_bytes(1, steps[k]->conv->geometry().out_h);
+          if (need <= budget) group.bands = false;  // whole images fit: slices of the batch
+          while (group.bands && group.rows > 1) {
+            int64_t bytes = 0;
+            for (size_t k = i; k < j; ++k) {
+              const auto& gk = steps[k]->conv->geometry();
+              const int64_t rows = std::max<int64_t>(1, group.rows * gk.out_h / last.geometry().out_h + 2);
+              bytes += steps[k]->conv->tile_bytes(1, std::min(rows, gk.out_h));
+            }
+            if (bytes <= budget) break;
+            group.rows = (group.rows + 1) / 2;
+          }
+        }
+        for (size_t k = i; k < j; ++k) steps[k]->info.group = static_cast<int>(plan.groups.size());
+        plan.groups.push_back(group);
+      }
+      i = j;
+    }
+  }
+};
+
+}  // namespace
+}  // namespace detail
+
+Engine::Engine(std::unique_ptr<Plan> plan) : plan_(std::move(plan)) {}
+Engine::Engine(Engine&&) noexcept = default;
+Engine& Engine::operator=(Engine&&) noexcept = default;
+Engine::~Engine() = default;
+
+Engine compile(Graph graph, const CompileOptions& options) {
+  check<ValueError>(options.threads >= 0 && options.threads <= 1024, "compile: threads must be in [0, 1024], got {}",
+                    options.threads);
+  auto plan = std::make_unique<Engine::Plan>();
+  plan->options = options;
+  plan->batch = options.batch;
+  plan->threads = options.threads > 0 ? options.threads : tbb::this_task_arena::max_concurrency();
+  plan->arena = std::make_unique<tbb::task_arena>(plan->threads);
+  autograd::NoGradGuard no_grad;
+  detail::specialize(graph, options.batch);
+  detail::fold_batch_norm(graph);
+  graph.infer_shapes();
+  plan->inputs = graph.inputs;
+  detail::Builder b{.g = graph, .o = options, .plan = *plan};
+  plan->arena->execute([&] {
+    b.build_steps();
+    if (options.mode == Mode::columns) b.build_groups();
+  });
+  for (const ValueInfo& in : graph.inputs) {
+    plan->input_ids.push_back(b.id(in.name));
+    int64_t bound = 100;  // ids an int64 input may take: below every table it indexes
+    for (const Node& n : graph.nodes)
+      if (n.op == OpKind::gather && n.inputs[1] == in.name)
+        if (const Tensor* table = graph.constant(n.inputs[0]))
+          bound = std::min(bound, table->size(n.integer("axis", 0)));
+    plan->input_bounds.push_back(bound);
+  }
+  for (const ValueInfo& out : graph.outputs) plan->outputs.emplace_back(out.name, b.id(out.name));
+  return Engine(std::move(plan));
+}
+
+}  // namespace neurite::engine

@@ -1,0 +1,326 @@
+#include "engine/kernels.h"
+
+#include <omp.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <dnnl.hpp>
+#include <limits>
+
+#include "autograd/kernels/gemm.h"
+#include "autograd/kernels/transpose.h"
+#include "engine/cache.h"
+
+namespace neurite::engine::detail {
+
+namespace kernels = autograd::kernels;
+
+namespace {
+
+std::pair<int, int> block_of(WeightFormat f) {
+  if (f == WeightFormat::rows4) return {4, 1};
+  if (f == WeightFormat::cols4) return {1, 4};
+  return {1, 1};
+}
+
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// Calls f(r0, c0) for each block of a (rows, cols) matrix padded to whole blocks that holds a nonzero.
+template <typename F>
+void for_each_kept_block(const float* w, int64_t rows, int64_t cols, int br, int bc, bool keep_all, F f) {
+  for (int64_t r0 = 0; r0 < rows; r0 += br)
+    for (int64_t c0 = 0; c0 < cols; c0 += bc) {
+      bool kept = keep_all;
+      for (int r = 0; r < br && !kept; ++r)
+        for (int c = 0; c < bc && !kept; ++c)
+          kept = r0 + r < rows && c0 + c < cols && w[(r0 + r) * cols + c0 + c] != 0;
+      if (kept) f(r0, c0);
+    }
+}
+
+inline float activate(float v, Activation a) { return a == Activation::relu && v < 0 ? 0.0f : v; }
+
+thread_local std::vector<float> t_planes, t_rows, t_xt, t_yt;
+float* scratch(std::vector<float>& buffer, int64_t size) {
+  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
+  return buffer.data();
+}
+
+}  // namespace
+
+double fill_ratio(const float* w, int64_t rows, int64_t cols, WeightFormat format) {
+  const auto [br, bc] = block_of(format);
+  int64_t nnz = 0, blocks = 0;
+  for (int64_t i = 0; i < rows * cols; ++i) nnz += w[i] != 0;
+  for_each_kept_block(w, rows, cols, br, bc, false, [&](int64_t, int64_t) { ++blocks; });
+  return nnz == 0 ? std::numeric_limits<double>::infinity()
+                  : static_cast<double>(blocks * br * bc) / static_cast<double>(nnz);
+}
+
+PackedWeight pack(const float* w, int64_t rows, int64_t cols, WeightFormat format) {
+  PackedWeight p;
+  p.format = format;
+  // Dense packs every 4x1 block: the sparse kernel's best register tile.
+  const bool keep_all = format == WeightFormat::dense;
+  const auto [br, bc] = block_of(keep_all ? WeightFormat::rows4 : format);
+  BlockSparse& a = p.pattern;
+  a.block_rows = br, a.block_cols = bc, a.rows = round_up(rows, br), a.cols = round_up(cols, bc);
+  a.row_ptr.assign(static_cast<size_t>(a.rows / br + 1), 0);
+  int64_t nnz = 0;
+  for (int64_t i = 0; i < rows * cols; ++i) nnz += w[i] != 0;
+  p.density = rows * cols == 0 ? 0.0 : static_cast<double>(nnz) / static_cast<double>(rows * cols);
+  for_each_kept_block(w, rows, cols, br, bc, keep_all, [&](int64_t r0, int64_t c0) {
+    a.value_at.push_back(static_cast<int32_t>(p.values.size()));
+    for (int c = 0; c < bc; ++c) a.col.push_back(static_cast<int32_t>(c0 + c));
+    for (int r = 0; r < br; ++r)
+      for (int c = 0; c < bc; ++c)
+        p.values.push_back(r0 + r < rows && c0 + c < cols ? w[(r0 + r) * cols + c0 + c] : 0.0f);
+    ++a.row_ptr[static_cast<size_t>(r0 / br + 1)];
+  });
+  for (size_t r = 1; r < a.row_ptr.size(); ++r) a.row_ptr[r] += a.row_ptr[r - 1];
+  return p;
+}
+
+// ---- convolution ----------------------------------------------------------
+
+std::pair<int64_t, int64_t> ConvGeometry::input_rows(int64_t r0, int64_t r1) const {
+  const int64_t lo = r0 * sh - pad_top, hi = (r1 - 1) * sh - pad_top + (kh - 1) * dh + 1;
+  return {std::clamp<int64_t>(lo, 0, height), std::clamp<int64_t>(hi, 0, height)};
+}
+
+PackedConv::PackedConv(const ConvGeometry& g, PackedWeight w, Fused fused)
+    : g_(g), w_(std::move(w)), fused_(std::move(fused)) {}
+
+namespace {
+// The phase-plane layout of one tile: output rows [r0, r1) read padded input
+// rows [r0·sh, r0·sh + window); plane (a, b) holds the window's padded rows
+// a, a + sh, ... and padded columns b, b + sw, ...
+struct TileLayout {
+  int64_t window, hq, wq, plane, ld, count;
+  TileLayout(const ConvGeometry& g, int64_t images, int64_t rows) {
+    window = (rows - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    const int64_t wp = g.width + g.pad_left + g.pad_right;
+    hq = (window + g.sh - 1) / g.sh, wq = (wp + g.sw - 1) / g.sw, plane = hq * wq, count = images;
+    const int64_t front = (g.kh - 1) * g.dh / g.sh * wq + (g.kw - 1) * g.dw / g.sw;
+    ld = count * plane + front + 16;
+  }
+  int64_t phases(const ConvGeometry& g) const { return g.sh * g.sw; }
+};
+}  // namespace
+
+int64_t PackedConv::tile_bytes(int64_t images, int64_t rows) const {
+  const TileLayout t(g_, images, rows);
+  const auto [lo, hi] = g_.input_rows(0, rows);
+  const int64_t input = images * g_.channels * (hi - lo) * g_.width;
+  const int64_t planes = t.phases(g_) * g_.channels * t.ld;
+  const int64_t output = 2 * images * g_.filters * rows * g_.out_w + w_.pattern.rows * t.count * t.plane;
+  return static_cast<int64_t>(sizeof(float)) * (input + planes + output);
+}
+
+void PackedConv::run_tile(const float* x, const float* residual, float* y, int64_t b0, int64_t b1, int64_t r0,
+                          int64_t r1) const {
+  const ConvGeometry& g = g_;
+  const TileLayout t(g, b1 - b0, r1 - r0);
+  const int64_t phases = t.phases(g), taps = g.kh * g.kw;
+  float* planes = scratch(t_planes, phases * g.channels * t.ld);
+  std::fill(planes, planes + phases * g.channels * t.ld, 0.0f);
+  // The input window into phase planes; rows outside the image stay zero (padding).
+  const int64_t first_padded = r0 * g.sh;
+  const auto [lo, hi] = g.input_rows(r0, r1);
+  for (int64_t s = 0; s < t.count; ++s)
+    for (int64_t c = 0; c < g.channels; ++c)
+      for (int64_t iy = lo; iy < hi; ++iy) {
+        const float* src = x + (((b0 + s) * g.channels + c) * g.height + iy) * g.width;
+        const int64_t q = iy + g.pad_top - first_padded, a = q % g.sh, row = q / g.sh;
+        for (int64_t b = 0; b < g.sw; ++b) {
+          const int64_t x0 = ((b - g.pad_left) % g.sw + g.sw) % g.sw;  // first input column of phase b
+          if (x0 >= g.width) continue;
+          float* dst = planes + ((a * g.sw + b) * g.channels + c) * t.ld + s * t.plane + row * t.wq +
+                       (x0 + g.pad_left) / g.sw;
+          if (g.sw == 1) {
+            std::memcpy(dst, src, static_cast<size_t>(g.width) * sizeof(float));
+          } else {
+            for (int64_t ix = x0, i = 0; ix < g.width; ix += g.sw, ++i) dst[i] = src[ix];
+          }
+        }
+      }
+  // Column (c, tap) of the weight reads its phase plane at the tap's shift; padded columns read zeros.
+  thread_local std::vector<int64_t> offsets;
+  offsets.assign(static_cast<size_t>(w_.pattern.cols), 0);
+  for (int64_t c = 0; c < g.channels; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t phase = (i * g.dh % g.sh) * g.sw + j * g.dw % g.sw;
+        offsets[static_cast<size_t>(c * taps + i * g.kw + j)] =
+            (phase * g.channels + c) * t.ld + i * g.dh / g.sh * t.wq + j * g.dw / g.sw;
+      }
+  const int64_t band = r1 - r0, ld_rows = t.count * t.plane;
+  float* rows = scratch(t_rows, w_.pattern.rows * ld_rows);
+  const int64_t pixels = (t.count - 1) * t.plane + band * t.wq;
+  kernels::spmm(w_.pattern, w_.values.data(), {planes, offsets.data()}, rows, ld_rows, 0, w_.pattern.row_blocks(), 0,
+                pixels);
+  // Valid outputs to y, with bias, residual and activation.
+  for (int64_t s = 0; s < t.count; ++s)
+    for (int64_t f = 0; f < g.filters; ++f) {
+      const float add = fused_.bias.empty() ? 0.0f : fused_.bias[static_cast<size_t>(f)];
+      for (int64_t oy = r0; oy < r1; ++oy) {
+        const float* from = rows + f * ld_rows + s * t.plane + (oy - r0) * t.wq;
+        const int64_t at = (((b0 + s) * g.filters + f) * g.out_h + oy) * g.out_w;
+        float* to = y + at;
+        if (residual != nullptr) {
+          const float* res = residual + at;
+          for (int64_t ox = 0; ox < g.out_w; ++ox) to[ox] = activate(from[ox] + add + res[ox], fused_.activation);
+        } else {
+          for (int64_t ox = 0; ox < g.out_w; ++ox) to[ox] = activate(from[ox] + add, fused_.activation);
+        }
+      }
+    }
+}
+
+void PackedConv::run(const float* x, const float* residual, float* y) const {
+  // Tiles of whole images while they fit in L2, else bands of rows; enough
+  // tiles for every thread.
+  const int64_t budget = l2_cache_bytes() / 2;
+  int64_t images = 1, rows = g_.out_h;
+  while (rows > 1 && tile_bytes(1, rows) > budget) rows = (rows + 1) / 2;
+  if (rows == g_.out_h)
+    while (images < g_.batch && tile_bytes(images * 2, rows) <= budget) images *= 2;
+  const int64_t want = 2 * tbb::this_task_arena::max_concurrency();
+  while (images > 1 && (g_.batch + images - 1) / images < want) images /= 2;
+  const int64_t groups = (g_.batch + images - 1) / images;
+  while (rows > 4 && groups * ((g_.out_h + rows - 1) / rows) < want) rows = (rows + 1) / 2;
+  const int64_t bands = (g_.out_h + rows - 1) / rows;
+  tbb::parallel_for(int64_t{0}, groups * bands, [&](int64_t task) {
+    const int64_t b0 = task / bands * images, r0 = task % bands * rows;
+    run_tile(x, residual, y, b0, std::min(g_.batch, b0 + images), r0, std::min(g_.out_h, r0 + rows));
+  });
+}
+
+struct DenseConv::Primitive {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward conv;
+  dnnl::memory weights, bias;
+  dnnl::memory::desc x, y;
+};
+
+DenseConv::DenseConv(const ConvGeometry& g, int64_t groups, const float* weight, Fused fused)
+    : p_(std::make_unique<Primitive>()), g_(g), fused_(std::move(fused)) {
+  using dnnl::memory;
+  using Tag = memory::format_tag;
+  const auto f32 = memory::data_type::f32;
+  Primitive& p = *p_;
+  p.x = memory::desc({g.batch, g.channels, g.height, g.width}, f32, Tag::nchw);
+  p.y = memory::desc({g.batch, g.filters, g.out_h, g.out_w}, f32, Tag::nchw);
+  const memory::desc w_user =
+      groups == 1 ? memory::desc({g.filters, g.channels, g.kh, g.kw}, f32, Tag::oihw)
+                  : memory::desc({groups, g.filters / groups, g.channels / groups, g.kh, g.kw}, f32, Tag::goihw);
+  const memory::desc w_any(w_user.dims(), f32, Tag::any);
+  const memory::desc b_desc({g.filters}, f32, Tag::x);
+  dnnl::post_ops ops;
+  if (fused_.residual) ops.append_sum(1.0f);
+  if (fused_.activation == Activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(ops);
+  const dnnl::convolution_forward::desc desc(
+      dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, p.x, w_any, b_desc, p.y,
+      {g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pad_top, g.pad_left}, {g.pad_bottom, g.pad_right});
+  p.pd = dnnl::convolution_forward::primitive_desc(desc, attr, p.engine);
+  p.conv = dnnl::convolution_forward(p.pd);
+  // Weights reordered once into the layout the primitive wants.
+  dnnl::stream stream(p.engine);
+  memory user(w_user, p.engine, const_cast<float*>(weight));
+  p.weights = memory(p.pd.weights_desc(), p.engine);
+  dnnl::reorder(user, p.weights).execute(stream, user, p.weights);
+  p.bias = memory(b_desc, p.engine);
+  float* b = static_cast<float*>(p.bias.get_data_handle());
+  for (int64_t f = 0; f < g.filters; ++f) b[f] = fused_.bias.empty() ? 0.0f : fused_.bias[static_cast<size_t>(f)];
+  stream.wait();
+}
+
+DenseConv::~DenseConv() = default;
+
+void DenseConv::run(const float* x, const float* residual, float* y, int threads) const {
+  const Primitive& p = *p_;
+  // The sum post-op adds into what y holds.
+  if (fused_.residual && residual != y)
+    std::memcpy(y, residual, static_cast<size_t>(g_.batch * g_.filters * g_.out_h * g_.out_w) * sizeof(float));
+  omp_set_num_threads(threads);
+  dnnl::stream stream(p.engine);
+  dnnl::memory src(p.x, p.engine, const_cast<float*>(x)), dst(p.y, p.engine, y);
+  p.conv.execute(stream, {{DNNL_ARG_SRC, src},
+                          {DNNL_ARG_WEIGHTS, p.weights},
+                          {DNNL_ARG_BIAS, p.bias},
+                          {DNNL_ARG_DST, dst}});
+  stream.wait();
+}
+
+// ---- linear -----------------------------------------------------------------
+
+LinearKernel::LinearKernel(int64_t in_features, int64_t out_features, const float* weight, WeightFormat format,
+                           Fused fused)
+    : k_(in_features), n_(out_features), format_(format), fused_(std::move(fused)) {
+  int64_t nnz = 0;
+  for (int64_t i = 0; i < k_ * n_; ++i) nnz += weight[i] != 0;
+  density_ = k_ * n_ == 0 ? 0.0 : static_cast<double>(nnz) / static_cast<double>(k_ * n_);
+  if (format == WeightFormat::dense) {
+    dense_.assign(weight, weight + k_ * n_);
+  } else {
+    sparse_ = pack(weight, n_, k_, format);
+  }
+}
+
+void LinearKernel::run(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const {
+  const int64_t m = m1 - m0;
+  if (m <= 0) return;
+  const float* xs = x + m0 * k_;
+  float* ys = y + m0 * n_;
+  if (format_ == WeightFormat::dense) {
+    kernels::gemm({.m = m, .n = n_, .k = k_, .trans_b = true}, 1.0f, xs, k_, dense_.data(), k_, 0.0f, ys, n_,
+                  threads);
+  } else {
+    // Feature-major: the batch rows become the contiguous dimension, padded to whole vectors.
+    const int64_t ld = round_up(m, 16);
+    float* xt = scratch(t_xt, k_ * ld);
+    float* yt = scratch(t_yt, sparse_.pattern.rows * ld);
+    kernels::transpose(xs, m, k_, k_, xt, ld, true);
+    if (ld > m)
+      for (int64_t c = 0; c < k_; ++c) std::fill(xt + c * ld + m, xt + (c + 1) * ld, 0.0f);
+    thread_local std::vector<int64_t> offsets;
+    offsets.resize(static_cast<size_t>(sparse_.pattern.cols));
+    for (int64_t c = 0; c < sparse_.pattern.cols; ++c) offsets[static_cast<size_t>(c)] = std::min(c, k_ - 1) * ld;
+    const BlockSparse& a = sparse_.pattern;
+    const kernels::DenseRows b{xt, offsets.data()};
+    if (threads <= 1) {
+      kernels::spmm(a, sparse_.values.data(), b, yt, ld, 0, a.row_blocks(), 0, ld);
+    } else {  // row blocks split among threads; each reads all of xt, which stays in cache
+      const int64_t parts = std::min<int64_t>(a.row_blocks(), 4 * threads);
+      tbb::parallel_for(int64_t{0}, parts, [&](int64_t part) {
+        kernels::spmm(a, sparse_.values.data(), b, yt, ld, part * a.row_blocks() / parts,
+                      (part + 1) * a.row_blocks() / parts, 0, ld);
+      });
+    }
+    kernels::transpose(yt, n_, m, ld, ys, n_, false);
+  }
+  // Bias, residual and activation in one pass over the rows.
+  if (fused_.bias.empty() && !fused_.residual && fused_.activation == Activation::none) return;
+  const float* res = residual != nullptr ? residual + m0 * n_ : nullptr;
+  auto finish = [&](int64_t r) {
+    float* row = ys + r * n_;
+    for (int64_t j = 0; j < n_; ++j) {
+      float v = row[j];
+      if (!fused_.bias.empty()) v += fused_.bias[static_cast<size_t>(j)];
+      if (res != nullptr) v += res[r * n_ + j];
+      row[j] = activate(v, fused_.activation);
+    }
+  };
+  if (threads > 1) {
+    tbb::parallel_for(int64_t{0}, m, finish);
+  } else {
+    for (int64_t r = 0; r < m; ++r) finish(r);
+  }
+}
+
+}  // namespace neurite::engine::detail

@@ -1,0 +1,102 @@
+// The engine's layer kernels: convolution and linear layers with their bias,
+// residual add and activation fused, over a weight packed dense or sparse.
+// Each runs a tile — images [b0, b1) and output rows [r0, r1) for a
+// convolution, rows [m0, m1) of the batch for a linear layer — on the calling
+// thread, or over whole tensors in parallel (layers mode).
+#pragma once
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "autograd/kernels/sparse.h"
+#include "neurite/engine/engine.h"
+
+namespace neurite::engine::detail {
+
+using autograd::kernels::BlockSparse;
+
+enum class Activation { none, relu };
+
+// A (rows, cols) weight matrix as blocks (1x1, 4x1 or 1x4) that hold at
+// least one nonzero, zeros filled in; rows and cols padded to whole blocks.
+struct PackedWeight {
+  WeightFormat format = WeightFormat::csr;
+  BlockSparse pattern;
+  std::vector<float> values;
+  double density = 1;  // nonzeros of the weight over its size
+};
+PackedWeight pack(const float* w, int64_t rows, int64_t cols, WeightFormat format);
+// Stored entries over nonzeros when packed as `format` (1 for CSR; inf for an all-zero weight).
+double fill_ratio(const float* w, int64_t rows, int64_t cols, WeightFormat format);
+
+struct Fused {
+  std::vector<float> bias;  // per output feature; empty: none
+  bool residual = false;    // adds a tensor of the output's shape
+  Activation activation = Activation::none;
+};
+
+struct ConvGeometry {
+  int64_t batch, channels, height, width;
+  int64_t filters, kh, kw, sh, sw, dh, dw;
+  int64_t pad_top, pad_left, pad_bottom, pad_right;
+  int64_t out_h, out_w;
+  // The input rows [lo, hi) that output rows [r0, r1) read.
+  std::pair<int64_t, int64_t> input_rows(int64_t r0, int64_t r1) const;
+};
+
+// A convolution (groups 1) as a direct sparse-times-dense product over phase
+// planes of the padded input (autograd/ops/sparse.cpp explains the layout).
+class PackedConv {
+ public:
+  PackedConv(const ConvGeometry& g, PackedWeight w, Fused fused);
+  // Output rows [r0, r1) of images [b0, b1) of y (N, F, OH, OW), on this thread.
+  void run_tile(const float* x, const float* residual, float* y, int64_t b0, int64_t b1, int64_t r0, int64_t r1) const;
+  // All of y, in parallel.
+  void run(const float* x, const float* residual, float* y) const;
+  const ConvGeometry& geometry() const { return g_; }
+  const PackedWeight& weight() const { return w_; }
+  // Bytes a tile of `images` x `rows` output rows touches: input window, planes, output.
+  int64_t tile_bytes(int64_t images, int64_t rows) const;
+
+ private:
+  ConvGeometry g_;
+  PackedWeight w_;
+  Fused fused_;
+};
+
+// A convolution by oneDNN (any groups), plain NCHW in and out.
+class DenseConv {
+ public:
+  DenseConv(const ConvGeometry& g, int64_t groups, const float* weight, Fused fused);
+  ~DenseConv();
+  void run(const float* x, const float* residual, float* y, int threads) const;
+
+ private:
+  struct Primitive;
+  std::unique_ptr<Primitive> p_;
+  ConvGeometry g_;
+  Fused fused_;
+};
+
+// y (M, N) = act(x (M, K) · Wᵀ + bias + residual) for W (N, K).
+class LinearKernel {
+ public:
+  LinearKernel(int64_t in_features, int64_t out_features, const float* weight, WeightFormat format, Fused fused);
+  // Rows [m0, m1) of the batch; threads > 1 splits the work.
+  void run(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const;
+  int64_t in_features() const { return k_; }
+  int64_t out_features() const { return n_; }
+  WeightFormat format() const { return format_; }
+  double density() const { return density_; }
+
+ private:
+  int64_t k_, n_;
+  WeightFormat format_;
+  double density_;
+  std::vector<float> dense_;  // (N, K) for dense
+  PackedWeight sparse_;
+  Fused fused_;
+};
+
+}  // namespace neurite::engine::detail

@@ -1,0 +1,139 @@
+#include "engine/passes.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "neurite/autograd/error.h"
+#include "neurite/engine/reference.h"
+
+namespace neurite::engine::detail {
+
+void specialize(Graph& graph, int64_t batch) {
+  check<ValueError>(batch >= 1, "compile: batch size must be at least 1, got {}", batch);
+  for (ValueInfo& in : graph.inputs)
+    for (size_t d = 0; d < in.shape.size(); ++d)
+      if (in.shape[d] < 0) {
+        check<ShapeError>(d == 0, "compile: input '{}' {} has a dynamic dimension {}; only the first (the batch) may be",
+                          in.name, autograd::to_string(in.shape), d);
+        in.shape[d] = batch;
+      }
+  // Each round's shapes reveal more: a Reshape whose target was computed from
+  // a Shape has a known output only after that Shape folded.
+  for (size_t before = graph.nodes.size() + 1; graph.nodes.size() < before;) {
+    before = graph.nodes.size();
+    fold_constants(graph, /*fold_weights=*/true);
+  }
+  graph.infer_shapes();
+}
+
+namespace {
+
+// How many nodes read each value, graph outputs counted as readers.
+std::map<std::string, int> reader_counts(const Graph& graph) {
+  std::map<std::string, int> readers;
+  for (const Node& n : graph.nodes)
+    for (const std::string& name : n.inputs)
+      if (!name.empty()) ++readers[name];
+  for (const ValueInfo& v : graph.outputs) ++readers[v.name];
+  return readers;
+}
+
+// A weight of `producer` that this pass may rewrite: read by it alone.
+Tensor* own_initializer(Graph& graph, const std::map<std::string, int>& readers, const std::string& name) {
+  auto it = graph.initializers.find(name);
+  if (it == graph.initializers.end() || it->second.dtype() != autograd::Dtype::f32 || readers.at(name) != 1)
+    return nullptr;
+  return &it->second;
+}
+
+}  // namespace
+
+void fold_batch_norm(Graph& graph) {
+  auto readers = reader_counts(graph);
+  std::map<std::string, size_t> producer;
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    for (const std::string& out : graph.nodes[i].outputs) producer[out] = i;
+  std::vector<bool> removed(graph.nodes.size(), false);
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& bn = graph.nodes[i];
+    if (bn.op != OpKind::batch_norm || bn.outputs.size() != 1) continue;
+    auto from = producer.find(bn.inputs[0]);
+    if (from == producer.end() || readers.at(bn.inputs[0]) != 1) continue;
+    Node& p = graph.nodes[from->second];
+    const bool is_conv = p.op == OpKind::conv;
+    if (!is_conv && !(p.op == OpKind::gemm && !p.integer("transA", 0))) continue;
+    std::vector<const Tensor*> stats;
+    for (size_t k = 1; k < 5; ++k) stats.push_back(graph.constant(bn.inputs[k]));
+    if (std::find(stats.begin(), stats.end(), static_cast<const Tensor*>(nullptr)) != stats.end()) continue;
+    Tensor* w = own_initializer(graph, readers, p.inputs[1]);
+    if (w == nullptr) continue;
+    const int64_t features = stats[0]->numel();
+    const bool trans_b = !is_conv && p.integer("transB", 0) != 0;
+    const int64_t w_features = is_conv || trans_b ? w->size(0) : w->size(1);
+    if (w_features != features) continue;
+    Tensor bias;
+    if (p.inputs.size() > 2 && !p.inputs[2].empty()) {
+      Tensor* b = own_initializer(graph, readers, p.inputs[2]);
+      if (b == nullptr || b->numel() != features) continue;
+      bias = b->clone();  // initializers share storage with the caller's graph
+    } else {
+      bias = Tensor::zeros({features});
+    }
+    // y = (x·W + b - mean) · s + beta with s = gamma / sqrt(var + eps)
+    const double eps = bn.real("epsilon", 1e-5);
+    const float *gamma = stats[0]->data<float>(), *beta = stats[1]->data<float>();
+    const float *mean = stats[2]->data<float>(), *var = stats[3]->data<float>();
+    const float alpha = is_conv ? 1.0f : static_cast<float>(p.real("alpha", 1.0));
+    const float bias_scale = is_conv ? 1.0f : static_cast<float>(p.real("beta", 1.0));
+    *w = w->clone();
+    float* pw = w->data<float>();
+    float* pb = bias.data<float>();
+    const int64_t per_feature = w->numel() / features;
+    for (int64_t f = 0; f < features; ++f) {
+      const float s = static_cast<float>(gamma[f] / std::sqrt(static_cast<double>(var[f]) + eps));
+      if (is_conv || trans_b) {
+        for (int64_t k = 0; k < per_feature; ++k) pw[f * per_feature + k] *= s * alpha;
+      } else {
+        for (int64_t k = 0; k < per_feature; ++k) pw[k * features + f] *= s * alpha;
+      }
+      pb[f] = (bias_scale * pb[f] - mean[f]) * s + beta[f];
+    }
+    std::string bias_name = p.inputs.size() > 2 && !p.inputs[2].empty() ? p.inputs[2] : bn.name + ".folded_bias";
+    graph.initializers[bias_name] = bias.reshape({features});
+    if (p.inputs.size() < 3) p.inputs.resize(3);
+    p.inputs[2] = bias_name;
+    if (!is_conv) {
+      p.attributes["alpha"] = 1.0;
+      p.attributes["beta"] = 1.0;
+    }
+    p.outputs[0] = bn.outputs[0];
+    removed[i] = true;
+  }
+  std::vector<Node> kept;
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    if (!removed[i]) kept.push_back(std::move(graph.nodes[i]));
+  graph.nodes = std::move(kept);
+  drop_dead_nodes(graph);
+}
+
+void drop_dead_nodes(Graph& graph) {
+  std::set<std::string> live;
+  for (const ValueInfo& v : graph.outputs) live.insert(v.name);
+  const std::vector<size_t> order = graph.topological_order();
+  std::vector<bool> keep(graph.nodes.size(), false);
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const Node& n = graph.nodes[*it];
+    keep[*it] = std::any_of(n.outputs.begin(), n.outputs.end(), [&](const std::string& o) { return live.count(o); });
+    if (keep[*it]) live.insert(n.inputs.begin(), n.inputs.end());
+  }
+  std::vector<Node> kept;
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    if (keep[i]) kept.push_back(std::move(graph.nodes[i]));
+  graph.nodes = std::move(kept);
+  for (auto it = graph.initializers.begin(); it != graph.initializers.end();)
+    it = live.count(it->first) ? std::next(it) : graph.initializers.erase(it);
+  graph.values.clear();
+}
+
+}  // namespace neurite::engine::detail

@@ -1,0 +1,21 @@
+// Graph-to-graph passes the engine runs before planning. Each keeps the
+// graph's outputs as they were, so the reference executor checks it.
+#pragma once
+
+#include "neurite/engine/graph.h"
+
+namespace neurite::engine::detail {
+
+// Gives every input's dynamic first dimension the size `batch`, infers
+// shapes and folds everything known at compile time, weights included.
+// ShapeError naming the input for a dynamic dimension other than the first.
+void specialize(Graph& graph, int64_t batch);
+
+// BatchNormalization after a Conv or Gemm whose output only it reads, with
+// constant parameters, becomes the Conv's (Gemm's) scaled weight and bias.
+void fold_batch_norm(Graph& graph);
+
+// Drops nodes no graph output depends on, and the initializers only they read.
+void drop_dead_nodes(Graph& graph);
+
+}  // namespace neurite::engine::detail

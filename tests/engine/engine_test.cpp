@@ -1,0 +1,265 @@
+// engine::compile and Engine::run against the reference executor: every zoo
+// model dense and 90 % pruned, PyTorch's ONNX exports, batch 1 and 7, both
+// modes, every weight form; tile edge cases on hand-built convolution chains.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "engine/kernels.h"
+#include "engine/passes.h"
+#include "neurite/autograd/error.h"
+#include "neurite/engine/engine.h"
+#include "neurite/engine/onnx.h"
+#include "neurite/engine/reference.h"
+#include "neurite/engine/trace.h"
+#include "neurite/layers/models.h"
+#include "neurite/pruning/pruning.h"
+#include "support/expect_error.h"
+#include "tests/engine/runtimes.h"
+
+namespace neurite::engine {
+namespace {
+
+namespace models = layers::models;
+using neurite::testing::expect_close;
+using neurite::testing::expect_error;
+constexpr double kTolerance = 1e-4;
+
+models::ModelOptions options_for(const std::string& model) {
+  if (model == "transformer") return {.vocab_size = 300, .seq_len = 16};
+  if (model.rfind("resnet", 0) == 0) return {.in_channels = 3, .image_size = 32};
+  return {};
+}
+
+Tensor random_input(const ValueInfo& in, int64_t batch, uint64_t seed, int64_t bound = 100) {
+  Shape s = in.shape;
+  if (!s.empty() && s[0] < 0) s[0] = batch;
+  return in.type == DataType::float32 ? Tensor::randn(s, seed) : Tensor::randint(s, seed, 0, bound);
+}
+
+// Runs `g` compiled with `o` and the reference executor on the same input.
+void expect_engine_matches_reference(const Graph& g, const CompileOptions& o, uint64_t seed, int64_t bound = 100) {
+  std::map<std::string, Tensor> inputs;
+  for (const ValueInfo& in : g.inputs) inputs[in.name] = random_input(in, o.batch, seed, bound);
+  const auto want = run_reference(g, inputs);
+  Engine e = compile(g, o);
+  for (int repeat = 0; repeat < 2; ++repeat) {  // a second run reuses every buffer
+    const auto got = e.run(inputs);
+    for (const auto& [name, t] : want) {
+      SCOPED_TRACE(name + " (run " + std::to_string(repeat) + ")");
+      expect_close(got.at(name), t, kTolerance);
+    }
+  }
+}
+
+struct ZooCase {
+  std::string model;
+  double sparsity;
+  std::string mask = "unstructured";
+};
+void PrintTo(const ZooCase& c, std::ostream* out) { *out << c.model << " " << c.sparsity << " " << c.mask; }
+
+Graph zoo_graph(const ZooCase& c) {
+  const models::ModelOptions o = options_for(c.model);
+  auto model = models::make_model(c.model, o);
+  uint64_t seed = 100;
+  for (auto& [name, t] : model->named_buffers())  // trained-looking batch-norm statistics
+    if (t.dtype() == autograd::Dtype::f32) t.copy_from_(Tensor::rand(t.shape(), ++seed, 0.5f, 1.5f));
+  if (c.sparsity > 0) {
+    const auto names = pruning::select(*model, {"__ALL_PRUNABLE__"});
+    pruning::prune(*model, names, c.sparsity, pruning::MaskType::parse(c.mask), false);
+  }
+  model->eval();
+  const Tensor example = models::takes_tokens(c.model) ? Tensor::randint({1, o.seq_len}, 1, 0, o.vocab_size)
+                                                        : Tensor::randn({1, o.in_channels, o.image_size, o.image_size}, 1);
+  return trace(*model, example);
+}
+
+class EngineZoo : public ::testing::TestWithParam<ZooCase> {};
+
+TEST_P(EngineZoo, EqualsTheReferenceExecutorAtBatch1And7InBothModes) {
+  const Graph g = zoo_graph(GetParam());
+  for (int64_t batch : {1, 7})
+    for (Mode mode : {Mode::columns, Mode::layers}) {
+      SCOPED_TRACE("batch " + std::to_string(batch) + ", " + to_string(mode));
+      expect_engine_matches_reference(g, {.batch = batch, .threads = 2, .mode = mode}, 3, 300);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllModels, EngineZoo,
+    ::testing::Values(ZooCase{"mlp", 0}, ZooCase{"mlp", 0.9}, ZooCase{"cnn", 0}, ZooCase{"cnn", 0.9},
+                      ZooCase{"resnet20", 0}, ZooCase{"resnet20", 0.9}, ZooCase{"resnet20", 0.9, "4x1"},
+                      ZooCase{"mobilenet", 0}, ZooCase{"mobilenet", 0.9}, ZooCase{"vit-tiny", 0},
+                      ZooCase{"vit-tiny", 0.9}, ZooCase{"transformer", 0}, ZooCase{"transformer", 0.9},
+                      ZooCase{"transformer", 0.9, "4x1"}),
+    [](const auto& info) {
+      std::string name = info.param.model + (info.param.sparsity > 0 ? "_pruned_" + info.param.mask : "_dense");
+      for (char& c : name)
+        if (c == '-' || c == 'x') c = '_';
+      return name;
+    });
+
+TEST(EngineFormats, EveryWeightFormEqualsTheReference) {
+  for (const char* model : {"mlp", "resnet20", "transformer"}) {
+    const Graph g = zoo_graph({model, 0.9});
+    for (WeightFormat f : {WeightFormat::dense, WeightFormat::csr, WeightFormat::rows4, WeightFormat::cols4})
+      for (Mode mode : {Mode::columns, Mode::layers}) {
+        SCOPED_TRACE(std::string(model) + " " + to_string(f) + " " + to_string(mode));
+        expect_engine_matches_reference(g, {.batch = 3, .threads = 2, .mode = mode, .format = f}, 5, 300);
+      }
+  }
+}
+
+TEST(EngineImport, PyTorchExportsEqualTheReference) {
+  const std::filesystem::path dir = std::filesystem::path(NEURITE_SOURCE_DIR) / "tests/golden/onnx";
+  for (const char* name : {"resnet", "encoder", "mlp"})
+    for (const char* opset : {"13", "17"}) {
+      const Graph g = load_onnx((dir / (std::string(name) + "_opset" + opset + ".onnx")).string());
+      for (int64_t batch : {1, 7})
+        for (Mode mode : {Mode::columns, Mode::layers}) {
+          SCOPED_TRACE(std::string(name) + " opset " + opset + " batch " + std::to_string(batch) + " " +
+                       to_string(mode));
+          expect_engine_matches_reference(g, {.batch = batch, .threads = 2, .mode = mode}, 11, 50);
+        }
+    }
+}
+
+// ---- tile edge cases -----------------------------------------------------------
+
+struct ConvSpec {
+  int64_t filters, k, stride, pad_top, pad_left, pad_bottom, pad_right;
+  bool relu = true;
+};
+
+// input (N, C, H, W) -> convs in a chain; `residual_from` adds the output of
+// an earlier conv (same shape) to a later one, as ResNet's blocks do.
+Graph conv_chain(int64_t c, int64_t h, int64_t w, const std::vector<ConvSpec>& specs, double sparsity,
+                 std::pair<int, int> residual = {-1, -1}) {
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, {-1, c, h, w}});
+  std::string prev = "x";
+  std::vector<std::string> outs;
+  uint64_t seed = 40;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const ConvSpec& s = specs[i];
+    const std::string n = "conv" + std::to_string(i);
+    Tensor wt = Tensor::randn({s.filters, c, s.k, s.k}, ++seed, 0, 0.3f);
+    const Tensor keep = Tensor::rand(wt.shape(), ++seed);
+    for (int64_t j = 0; j < wt.numel(); ++j)
+      if (keep.data<float>()[j] < sparsity) wt.data<float>()[j] = 0;
+    g.initializers.emplace(n + ".weight", wt);
+    g.initializers.emplace(n + ".bias", Tensor::randn({s.filters}, ++seed));
+    g.nodes.push_back({.op = OpKind::conv, .name = n, .inputs = {prev, n + ".weight", n + ".bias"},
+                       .outputs = {n + ":0"},
+                       .attributes = {{"kernel_shape", std::vector<int64_t>{s.k, s.k}},
+                                      {"strides", std::vector<int64_t>{s.stride, s.stride}},
+                                      {"pads", std::vector<int64_t>{s.pad_top, s.pad_left, s.pad_bottom, s.pad_right}}}});
+    prev = n + ":0";
+    if (static_cast<int>(i) == residual.second) {
+      g.nodes.push_back({.op = OpKind::add, .name = n + ".add", .inputs = {prev, outs.at(residual.first)},
+                         .outputs = {n + ".add:0"}});
+      prev = n + ".add:0";
+    }
+    if (s.relu) {
+      g.nodes.push_back({.op = OpKind::relu, .name = n + ".relu", .inputs = {prev}, .outputs = {n + ".relu:0"}});
+      prev = n + ".relu:0";
+    }
+    outs.push_back(prev);
+    c = s.filters;
+  }
+  g.outputs.push_back({prev});
+  return g;
+}
+
+TEST(EngineTiles, BandsWithHalosEqualTheReference) {
+  struct Case {
+    const char* what;
+    int64_t c, h, w;
+    std::vector<ConvSpec> specs;
+    std::pair<int, int> residual{-1, -1};
+  };
+  const std::vector<Case> cases{
+      {"odd sizes, 3x3 pad 1", 3, 13, 11, {{8, 3, 1, 1, 1, 1, 1}, {8, 3, 1, 1, 1, 1, 1}, {5, 3, 1, 1, 1, 1, 1}}},
+      {"stride 2 and 1x1", 4, 17, 15, {{8, 3, 2, 1, 1, 1, 1}, {12, 1, 1, 0, 0, 0, 0}, {6, 3, 2, 1, 1, 1, 1}}},
+      {"asymmetric padding, 5x5", 2, 12, 9, {{4, 5, 1, 2, 1, 0, 2}, {4, 3, 1, 0, 0, 1, 1, false}}},
+      {"a group of one layer", 3, 10, 10, {{4, 3, 1, 1, 1, 1, 1}}},
+      {"a residual branch", 4, 15, 13, {{8, 3, 1, 1, 1, 1, 1}, {8, 3, 1, 1, 1, 1, 1}, {8, 3, 1, 1, 1, 1, 1}}, {0, 2}},
+  };
+  for (const Case& c : cases)
+    for (double sparsity : {0.0, 0.9})
+      for (WeightFormat f : {WeightFormat::csr, WeightFormat::rows4, WeightFormat::cols4})
+        for (int64_t tile : {int64_t{2} << 10, int64_t{0}})  // 2 KiB forces bands of a row or two
+          for (int64_t batch : {1, 3}) {
+            SCOPED_TRACE(fmt::format("{}, sparsity {}, {}, tile {}, batch {}", c.what, sparsity, to_string(f), tile,
+                                     batch));
+            const Graph g = conv_chain(c.c, c.h, c.w, c.specs, sparsity, c.residual);
+            expect_engine_matches_reference(g, {.batch = batch, .threads = 2, .mode = Mode::columns, .format = f,
+                                                .tile_bytes = tile}, 9);
+          }
+}
+
+TEST(EngineTiles, SmallTilesStreamBandsThroughTheChain) {
+  const Graph g = conv_chain(3, 16, 16, {{8, 3, 1, 1, 1, 1, 1}, {8, 3, 1, 1, 1, 1, 1}}, 0.5);
+  Engine e = compile(g, {.batch = 2, .mode = Mode::columns, .format = WeightFormat::csr, .tile_bytes = 4 << 10});
+  const auto steps = e.steps();
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].group, 0);
+  EXPECT_EQ(steps[1].group, 0);
+  EXPECT_NE(steps[0].kernel.find("+bias+relu"), std::string::npos) << steps[0].kernel;
+  e.set_profiling(true);
+  e.run({{"x", Tensor::randn({2, 3, 16, 16}, 1)}});
+  const auto profile = e.profile();
+  ASSERT_EQ(profile.size(), 1u);
+  EXPECT_NE(profile[0].name.find("bands of"), std::string::npos) << profile[0].name;
+}
+
+// ---- passes and errors -----------------------------------------------------------
+
+TEST(EnginePasses, BatchNormFoldsIntoTheConvolutionBeforeIt) {
+  Graph g = zoo_graph({"resnet20", 0});
+  const std::map<std::string, Tensor> in{{"input", Tensor::randn({2, 3, 32, 32}, 3)}};
+  const auto want = run_reference(g, in);
+  detail::specialize(g, 2);
+  detail::fold_batch_norm(g);
+  for (const Node& n : g.nodes) EXPECT_NE(n.op, OpKind::batch_norm) << n.name;
+  expect_close(run_reference(g, in).begin()->second, want.begin()->second, kTolerance);
+}
+
+TEST(EnginePasses, DeadNodesAndTheirWeightsGo) {
+  Graph g = conv_chain(2, 6, 6, {{3, 3, 1, 1, 1, 1, 1}, {3, 3, 1, 1, 1, 1, 1}}, 0);
+  g.outputs = {{"conv0.relu:0"}};
+  detail::drop_dead_nodes(g);
+  EXPECT_EQ(g.nodes.size(), 2u);
+  EXPECT_EQ(g.initializers.count("conv1.weight"), 0u);
+}
+
+TEST(EnginePacking, BlocksHoldEveryNonzeroAndFillTheRestWithZeros) {
+  const Tensor w = Tensor::from_data({5, 6}, std::vector<float>{1, 0, 0, 0, 0, 2,  //
+                                                                0, 0, 0, 0, 0, 0,  //
+                                                                0, 3, 0, 0, 0, 0,  //
+                                                                0, 0, 0, 0, 0, 0,  //
+                                                                0, 0, 0, 0, 4, 0});
+  const auto csr = detail::pack(w.data<float>(), 5, 6, WeightFormat::csr);
+  EXPECT_EQ(csr.pattern.nnz(), 4);
+  EXPECT_DOUBLE_EQ(csr.density, 4.0 / 30);
+  const auto rows4 = detail::pack(w.data<float>(), 5, 6, WeightFormat::rows4);
+  EXPECT_EQ(rows4.pattern.rows, 8);  // padded to whole blocks
+  EXPECT_EQ(rows4.pattern.blocks(), 4);
+  EXPECT_DOUBLE_EQ(detail::fill_ratio(w.data<float>(), 5, 6, WeightFormat::rows4), 16.0 / 4);
+  EXPECT_DOUBLE_EQ(detail::fill_ratio(w.data<float>(), 5, 6, WeightFormat::cols4), 16.0 / 4);
+}
+
+TEST(EngineErrors, BadInputsNameTheInput) {
+  const Graph g = conv_chain(2, 6, 6, {{3, 3, 1, 1, 1, 1, 1}}, 0);
+  Engine e = compile(g, {.batch = 2});
+  expect_error<ShapeError>([&] { e.run({{"x", Tensor::randn({3, 2, 6, 6}, 1)}}); }, {"input 'x' is [3,2,6,6]", "compiled for [2,2,6,6]"});
+  expect_error<ShapeError>([&] { e.run({}); }, {"input 'x' is not given"});
+  Graph dynamic = g;
+  dynamic.inputs[0].shape = {-1, 2, -1, 6};
+  expect_error<ShapeError>([&] { compile(dynamic, {.batch = 2}); }, {"dynamic dimension 2"});
+  expect_error<ValueError>([] { parse_mode("tiles"); }, {"expected columns or layers"});
+}
+
+}  // namespace
+}  // namespace neurite::engine
