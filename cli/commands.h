@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "neurite/engine/graph.h"
+
 namespace neurite::cli {
 
 void add_train(CLI::App& app);
@@ -17,9 +19,13 @@ void add_prune(CLI::App& app);
 void add_recipe(CLI::App& app);
 void add_export(CLI::App& app);
 void add_infer(CLI::App& app);
+void add_bench(CLI::App& app);
 
 // --recipe-var name=value pairs; ValueError for one without '='.
 std::map<std::string, std::string> parse_recipe_vars(const std::vector<std::string>& pairs);
+
+// The graph of a model file: an ONNX file (.onnx) or a checkpoint, traced.
+engine::Graph load_model_graph(const std::string& path);
 
 // Applies --threads (0: all cores).
 void set_threads(int threads);

@@ -4,7 +4,7 @@
 #include "cli/commands.h"
 #include "neurite/autograd/error.h"
 #include "neurite/engine/onnx.h"
-#include "neurite/engine/reference.h"
+#include "neurite/engine/engine.h"
 #include "neurite/engine/trace.h"
 #include "neurite/train/checkpoint.h"
 
@@ -19,6 +19,8 @@ autograd::Tensor example_input(const train::Checkpoint& c) {
   return autograd::Tensor::randn({1, o.in_channels, o.image_size, o.image_size}, 0);
 }
 
+}  // namespace
+
 engine::Graph graph_of_checkpoint(const std::string& path) {
   const train::Checkpoint c = train::load_checkpoint(path);
   auto model = train::build_model(c);
@@ -27,7 +29,9 @@ engine::Graph graph_of_checkpoint(const std::string& path) {
   return g;
 }
 
-}  // namespace
+engine::Graph load_model_graph(const std::string& path) {
+  return path.ends_with(".onnx") ? engine::load_onnx(path) : graph_of_checkpoint(path);
+}
 
 void add_export(CLI::App& app) {
   struct Args {
@@ -52,6 +56,7 @@ void add_infer(CLI::App& app) {
   struct Args {
     std::string model, input, output;
     int threads = 0;
+    std::string mode = "columns";
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("infer", "Run a model (.onnx or checkpoint) on a NumPy input, write its output");
@@ -59,16 +64,20 @@ void add_infer(CLI::App& app) {
   cmd->add_option("--input", a->input, "Input batch (.npy, float32 or int64)")->required();
   cmd->add_option("--output", a->output, "Output to write (.npy, float32)")->required();
   cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
+  cmd->add_option("--mode", a->mode, "Engine execution: columns or layers")->capture_default_str();
   cmd->callback([a] {
     set_threads(a->threads);
-    const engine::Graph g = a->model.ends_with(".onnx") ? engine::load_onnx(a->model) : graph_of_checkpoint(a->model);
+    const engine::Mode mode = engine::parse_mode(a->mode);
+    const engine::Graph g = load_model_graph(a->model);
     check<ValueError>(g.inputs.size() == 1 && g.outputs.size() == 1,
                       "infer: {} has {} inputs and {} outputs; infer runs models with one of each", a->model,
                       g.inputs.size(), g.outputs.size());
     const autograd::Tensor x = autograd::load_npy(a->input);
     autograd::Tensor y;
     try {
-      y = engine::run_reference(g, {{g.inputs[0].name, x}}).at(g.outputs[0].name);
+      check<ShapeError>(x.dim() >= 1, "input {} has no batch dimension", autograd::to_string(x.shape()));
+      engine::Engine e = engine::compile(g, {.batch = x.size(0), .threads = a->threads, .mode = mode});
+      y = e.run({{g.inputs[0].name, x}}).at(g.outputs[0].name);
     } catch (const Error& e) {
       throw ValueError(fmt::format("infer: {} on {}: {}", a->model, a->input, e.what()));
     }

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   neurite::cli::add_bench_train(app);
   neurite::cli::add_export(app);
   neurite::cli::add_infer(app);
+  neurite::cli::add_bench(app);
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) std::cout << app.help();

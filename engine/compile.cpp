@@ -67,10 +67,11 @@ class ConvStep : public Step {
   float* y(Values& v) const { return v[outputs[0]].data<float>(); }
 
   void run(Values& v, int threads) override {
-    if (dense) return dense->run(x(v), res(v), y(v), threads);
+    if (dense) return dense->run(x(v), res(v), y(v), 0, dense->geometry().batch, threads);
     packed->run(x(v), res(v), y(v));
   }
   void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override {
+    if (dense) return dense->run(x(v), res(v), y(v), b0, b1, threads);
     const int64_t h = packed->geometry().out_h;
     const int64_t chunks = (b1 - b0 + tile_images - 1) / tile_images;
     auto one = [&](int64_t c) {
@@ -265,8 +266,9 @@ struct Builder {
                         Tensor x = Tensor::randn(xs, 1), y = Tensor::empty(ys), r = Tensor::randn(ys, 2);
                         const float* res = fused.residual ? r.data<float>() : nullptr;
                         if (f == WeightFormat::dense) {
-                          DenseConv k(geo, 1, pw, fused);
-                          return time_runs([&] { k.run(x.data<float>(), res, y.data<float>(), plan.threads); });
+                          DenseConv k(geo, 1, pw, fused, plan.threads);
+                          return time_runs(
+                              [&] { k.run(x.data<float>(), res, y.data<float>(), 0, geo.batch, plan.threads); });
                         }
                         PackedConv k(geo, pack(pw, rows, cols, f), fused);
                         return time_runs([&] { k.run(x.data<float>(), res, y.data<float>()); });
@@ -274,7 +276,8 @@ struct Builder {
     (void)v;
     const char* what = groups == 1 ? "conv" : "conv grouped";
     if (format == WeightFormat::dense) {
-      step->dense = std::make_unique<DenseConv>(geo, groups, pw, fused);
+      step->dense = std::make_unique<DenseConv>(geo, groups, pw, fused, plan.threads);
+      step->sliceable = true;
     } else {
       step->packed = std::make_unique<PackedConv>(geo, pack(pw, rows, cols, format), fused);
       step->sliceable = step->bands = true;
@@ -460,6 +463,37 @@ struct Builder {
     }
   }
 
+  // Chains of oneDNN convolutions pass their outputs channel-blocked; an
+  // output anything else reads (or a graph output) is also written plain.
+  void link_blocked_layouts() {
+    std::map<int, ConvStep*> dense_producer;
+    std::map<int, int> plain_readers;  // value id -> readers that need it plain
+    for (auto& s : plan.steps) {
+      auto* conv = dynamic_cast<ConvStep*>(s.get());
+      for (size_t k = 0; k < s->inputs.size(); ++k) {
+        const int in = s->inputs[k];
+        if (in < 0) continue;
+        auto from = dense_producer.find(in);
+        const bool blocked_read = conv && conv->dense && from != dense_producer.end() && k == 0 &&
+                                  (conv->dense->read_input_from(from->second->dense.get()), true) &&
+                                  conv->dense->reads_blocked_input();
+        if (!blocked_read) ++plain_readers[in];
+      }
+      if (s->residual >= 0) {
+        auto from = dense_producer.find(s->residual);
+        bool blocked_read = false;
+        if (conv && conv->dense && from != dense_producer.end()) {
+          conv->dense->read_residual_from(from->second->dense.get());
+          blocked_read = conv->dense->reads_blocked_residual();
+        }
+        if (!blocked_read) ++plain_readers[s->residual];
+      }
+      if (conv && conv->dense) dense_producer[s->outputs[0]] = conv;
+    }
+    for (const auto& [name, id] : plan.outputs) ++plain_readers[id];
+    for (const auto& [id, step] : dense_producer) step->dense->write_plain(plain_readers[id] > 0);
+  }
+
   // Columns: maximal runs of sliceable steps. A run of band convolutions whose
   // images overflow the tile budget streams bands of rows; other runs take
   // slices of the batch that fit it.
@@ -535,8 +569,10 @@ Engine compile(Graph graph, const CompileOptions& options) {
   graph.infer_shapes();
   plan->inputs = graph.inputs;
   detail::Builder b{.g = graph, .o = options, .plan = *plan};
+  for (const ValueInfo& out : graph.outputs) plan->outputs.emplace_back(out.name, b.id(out.name));
   plan->arena->execute([&] {
     b.build_steps();
+    b.link_blocked_layouts();
     if (options.mode == Mode::columns) b.build_groups();
   });
   for (const ValueInfo& in : graph.inputs) {
@@ -548,7 +584,6 @@ Engine compile(Graph graph, const CompileOptions& options) {
           bound = std::min(bound, table->size(n.integer("axis", 0)));
     plan->input_bounds.push_back(bound);
   }
-  for (const ValueInfo& out : graph.outputs) plan->outputs.emplace_back(out.name, b.id(out.name));
   return Engine(std::move(plan));
 }
 

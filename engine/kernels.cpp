@@ -8,6 +8,8 @@
 #include <cstring>
 #include <dnnl.hpp>
 #include <limits>
+#include <map>
+#include <mutex>
 
 #include "autograd/kernels/gemm.h"
 #include "autograd/kernels/transpose.h"
@@ -41,6 +43,21 @@ void for_each_kept_block(const float* w, int64_t rows, int64_t cols, int br, int
 }
 
 inline float activate(float v, Activation a) { return a == Activation::relu && v < 0 ? 0.0f : v; }
+
+// to[i] = act(from[i] + add (+ res[i])): one branch-free loop per case, so it vectorises.
+void finish_row(float* __restrict to, const float* __restrict from, int64_t n, float add, const float* __restrict res,
+                Activation a) {
+  const bool relu = a == Activation::relu;
+  if (res != nullptr && relu) {
+    for (int64_t i = 0; i < n; ++i) to[i] = std::max(from[i] + add + res[i], 0.0f);
+  } else if (res != nullptr) {
+    for (int64_t i = 0; i < n; ++i) to[i] = from[i] + add + res[i];
+  } else if (relu) {
+    for (int64_t i = 0; i < n; ++i) to[i] = std::max(from[i] + add, 0.0f);
+  } else {
+    for (int64_t i = 0; i < n; ++i) to[i] = from[i] + add;
+  }
+}
 
 thread_local std::vector<float> t_planes, t_rows, t_xt, t_yt;
 float* scratch(std::vector<float>& buffer, int64_t size) {
@@ -168,13 +185,7 @@ void PackedConv::run_tile(const float* x, const float* residual, float* y, int64
       for (int64_t oy = r0; oy < r1; ++oy) {
         const float* from = rows + f * ld_rows + s * t.plane + (oy - r0) * t.wq;
         const int64_t at = (((b0 + s) * g.filters + f) * g.out_h + oy) * g.out_w;
-        float* to = y + at;
-        if (residual != nullptr) {
-          const float* res = residual + at;
-          for (int64_t ox = 0; ox < g.out_w; ++ox) to[ox] = activate(from[ox] + add + res[ox], fused_.activation);
-        } else {
-          for (int64_t ox = 0; ox < g.out_w; ++ox) to[ox] = activate(from[ox] + add, fused_.activation);
-        }
+        finish_row(y + at, from, g.out_w, add, residual != nullptr ? residual + at : nullptr, fused_.activation);
       }
     }
 }
@@ -198,63 +209,184 @@ void PackedConv::run(const float* x, const float* residual, float* y) const {
   });
 }
 
-struct DenseConv::Primitive {
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::convolution_forward::primitive_desc pd;
-  dnnl::convolution_forward conv;
-  dnnl::memory weights, bias;
-  dnnl::memory::desc x, y;
+// The primitives for calls of `images` images: one per filter part.
+struct DenseConv::Variant {
+  dnnl::memory::desc src, dst, src_plain, dst_plain;
+  std::vector<dnnl::convolution_forward> parts;
+  std::vector<dnnl::memory::desc> dst_part;
+  std::vector<dnnl::memory> weights;
+  dnnl::reorder to_src, to_dst, from_dst;
 };
 
-DenseConv::DenseConv(const ConvGeometry& g, int64_t groups, const float* weight, Fused fused)
-    : p_(std::make_unique<Primitive>()), g_(g), fused_(std::move(fused)) {
+struct DenseConv::Primitives {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  int64_t groups = 1;
+  std::vector<float> weight;                  // the user's OIHW weight
+  std::vector<std::vector<float>> bias_parts;  // per filter part
+  int parts = 1;
+  int64_t src_size = 0, dst_size = 0;  // floats per image
+  bool blocked_src = false, blocked_dst = false;
+  std::vector<float> out;  // the batch's output in dst's layout, when blocked
+  std::mutex mutex;
+  std::map<int64_t, std::unique_ptr<Variant>> variants;
+};
+
+namespace {
+thread_local std::vector<float> t_src;
+}
+
+DenseConv::DenseConv(const ConvGeometry& g, int64_t groups, const float* weight, Fused fused, int threads)
+    : p_(std::make_unique<Primitives>()), g_(g), fused_(std::move(fused)) {
+  Primitives& p = *p_;
+  p.groups = groups;
+  p.weight.assign(weight, weight + g.filters * g.channels / groups * g.kh * g.kw);
+  p.blocked_src = g.channels % 16 == 0;
+  p.blocked_dst = g.filters % 16 == 0;
+  p.src_size = g.channels * g.height * g.width;
+  p.dst_size = g.filters * g.out_h * g.out_w;
+  // Filter parts keep every thread busy on a batch smaller than the threads.
+  if (groups == 1 && p.blocked_dst && g.batch < threads)
+    while (p.parts * 2 <= threads && g.filters % (16 * p.parts * 2) == 0) p.parts *= 2;
+  const int64_t fp = g.filters / p.parts;
+  for (int part = 0; part < p.parts; ++part) {
+    p.bias_parts.emplace_back(static_cast<size_t>(fp), 0.0f);
+    for (int64_t f = 0; f < fp && !fused_.bias.empty(); ++f)
+      p.bias_parts.back()[static_cast<size_t>(f)] = fused_.bias[static_cast<size_t>(part * fp + f)];
+  }
+  if (p.blocked_dst) p.out.resize(static_cast<size_t>(g.batch * p.dst_size));
+}
+
+DenseConv::~DenseConv() = default;
+
+DenseConv::Variant& DenseConv::variant(int64_t images) {
+  Primitives& p = *p_;
+  std::lock_guard lock(p.mutex);
+  auto& v = p.variants[images];
+  if (v) return *v;
+  v = std::make_unique<Variant>();
   using dnnl::memory;
   using Tag = memory::format_tag;
   const auto f32 = memory::data_type::f32;
-  Primitive& p = *p_;
-  p.x = memory::desc({g.batch, g.channels, g.height, g.width}, f32, Tag::nchw);
-  p.y = memory::desc({g.batch, g.filters, g.out_h, g.out_w}, f32, Tag::nchw);
-  const memory::desc w_user =
-      groups == 1 ? memory::desc({g.filters, g.channels, g.kh, g.kw}, f32, Tag::oihw)
-                  : memory::desc({groups, g.filters / groups, g.channels / groups, g.kh, g.kw}, f32, Tag::goihw);
-  const memory::desc w_any(w_user.dims(), f32, Tag::any);
-  const memory::desc b_desc({g.filters}, f32, Tag::x);
+  const ConvGeometry& g = g_;
+  const memory::dims x_dims{images, g.channels, g.height, g.width}, y_dims{images, g.filters, g.out_h, g.out_w};
+  v->src_plain = memory::desc(x_dims, f32, Tag::nchw);
+  v->dst_plain = memory::desc(y_dims, f32, Tag::nchw);
+  v->src = memory::desc(x_dims, f32, p.blocked_src ? Tag::nChw16c : Tag::nchw);
+  v->dst = memory::desc(y_dims, f32, p.blocked_dst ? Tag::nChw16c : Tag::nchw);
+  const int parts = images == 1 ? p.parts : 1;  // a part's channel blocks are contiguous in one image only
+  const int64_t fp = g.filters / parts;
   dnnl::post_ops ops;
   if (fused_.residual) ops.append_sum(1.0f);
   if (fused_.activation == Activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
   dnnl::primitive_attr attr;
   attr.set_post_ops(ops);
-  const dnnl::convolution_forward::desc desc(
-      dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, p.x, w_any, b_desc, p.y,
-      {g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pad_top, g.pad_left}, {g.pad_bottom, g.pad_right});
-  p.pd = dnnl::convolution_forward::primitive_desc(desc, attr, p.engine);
-  p.conv = dnnl::convolution_forward(p.pd);
-  // Weights reordered once into the layout the primitive wants.
   dnnl::stream stream(p.engine);
-  memory user(w_user, p.engine, const_cast<float*>(weight));
-  p.weights = memory(p.pd.weights_desc(), p.engine);
-  dnnl::reorder(user, p.weights).execute(stream, user, p.weights);
-  p.bias = memory(b_desc, p.engine);
-  float* b = static_cast<float*>(p.bias.get_data_handle());
-  for (int64_t f = 0; f < g.filters; ++f) b[f] = fused_.bias.empty() ? 0.0f : fused_.bias[static_cast<size_t>(f)];
+  for (int part = 0; part < parts; ++part) {
+    const memory::desc dst_part({images, fp, g.out_h, g.out_w}, f32, p.blocked_dst ? Tag::nChw16c : Tag::nchw);
+    const int64_t groups = p.groups;
+    const memory::desc w_user =
+        groups == 1 ? memory::desc({fp, g.channels, g.kh, g.kw}, f32, Tag::oihw)
+                    : memory::desc({groups, g.filters / groups, g.channels / groups, g.kh, g.kw}, f32, Tag::goihw);
+    const dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, v->src,
+        memory::desc(w_user.dims(), f32, Tag::any), memory::desc({fp}, f32, Tag::x), dst_part, {g.sh, g.sw},
+        {g.dh - 1, g.dw - 1}, {g.pad_top, g.pad_left}, {g.pad_bottom, g.pad_right});
+    const dnnl::convolution_forward::primitive_desc pd(desc, attr, p.engine);
+    v->parts.emplace_back(pd);
+    v->dst_part.push_back(dst_part);
+    // Weights reordered once into the layout the primitive wants.
+    const int64_t per_filter = g.channels / groups * g.kh * g.kw;
+    memory user(w_user, p.engine, p.weight.data() + part * fp * per_filter);
+    v->weights.emplace_back(pd.weights_desc(), p.engine);
+    dnnl::reorder(user, v->weights.back()).execute(stream, user, v->weights.back());
+  }
+  stream.wait();
+  if (p.blocked_src) v->to_src = dnnl::reorder(dnnl::reorder::primitive_desc(p.engine, v->src_plain, p.engine, v->src));
+  if (p.blocked_dst) {
+    v->to_dst = dnnl::reorder(dnnl::reorder::primitive_desc(p.engine, v->dst_plain, p.engine, v->dst));
+    v->from_dst = dnnl::reorder(dnnl::reorder::primitive_desc(p.engine, v->dst, p.engine, v->dst_plain));
+  }
+  return *v;
+}
+
+void DenseConv::read_input_from(const DenseConv* producer) {
+  input_from_ = producer != nullptr && producer->p_->blocked_dst && p_->blocked_src ? producer : nullptr;
+}
+void DenseConv::read_residual_from(const DenseConv* producer) {
+  residual_from_ = producer != nullptr && producer->p_->blocked_dst && p_->blocked_dst ? producer : nullptr;
+}
+
+// Images [n, n + images) (or one part of one image) through the primitive.
+void DenseConv::run_call(const float* x, const float* residual, float* y, int64_t n, int64_t images, int part) {
+  Primitives& p = *p_;
+  Variant& v = variant(images);
+  using dnnl::memory;
+  dnnl::stream stream(p.engine);
+  float* dst = (p.blocked_dst ? p.out.data() : y) + n * p.dst_size;
+  if (fused_.residual && part == 0) {  // the sum post-op adds to what dst holds: the residual, in dst's layout
+    if (residual_from_ != nullptr) {
+      std::memcpy(dst, residual_from_->p_->out.data() + n * p.dst_size,
+                  static_cast<size_t>(images * p.dst_size) * sizeof(float));
+    } else if (p.blocked_dst) {
+      memory plain(v.dst_plain, p.engine, const_cast<float*>(residual + n * p.dst_size)), blocked(v.dst, p.engine, dst);
+      v.to_dst.execute(stream, plain, blocked);
+    } else if (residual + n * p.dst_size != dst) {
+      std::memcpy(dst, residual + n * p.dst_size, static_cast<size_t>(images * p.dst_size) * sizeof(float));
+    }
+  }
+  float* src = nullptr;  // the input in the layout the primitive reads
+  if (input_from_ != nullptr) {
+    src = const_cast<float*>(input_from_->p_->out.data()) + n * p.src_size;
+  } else if (p.blocked_src) {
+    src = scratch(t_src, images * p.src_size);
+    memory plain(v.src_plain, p.engine, const_cast<float*>(x + n * p.src_size)), blocked(v.src, p.engine, src);
+    v.to_src.execute(stream, plain, blocked);
+  } else {
+    src = const_cast<float*>(x + n * p.src_size);
+  }
+  const size_t k = static_cast<size_t>(part);
+  const int64_t part_size = p.dst_size / static_cast<int64_t>(v.parts.size());
+  memory src_m(v.src, p.engine, src), dst_m(v.dst_part[k], p.engine, dst + part * part_size);
+  memory bias_m(memory::desc({static_cast<int64_t>(p.bias_parts[k].size())}, memory::data_type::f32,
+                             memory::format_tag::x),
+                p.engine, p.bias_parts[k].data());
+  v.parts[k].execute(stream, {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, v.weights[k]}, {DNNL_ARG_BIAS, bias_m},
+                              {DNNL_ARG_DST, dst_m}});
+  if (p.blocked_dst && write_plain_ && part + 1 == static_cast<int>(v.parts.size())) {
+    memory blocked(v.dst, p.engine, dst), out(v.dst_plain, p.engine, y + n * p.dst_size);
+    v.from_dst.execute(stream, blocked, out);
+  }
   stream.wait();
 }
 
-DenseConv::~DenseConv() = default;
-
-void DenseConv::run(const float* x, const float* residual, float* y, int threads) const {
-  const Primitive& p = *p_;
-  // The sum post-op adds into what y holds.
-  if (fused_.residual && residual != y)
-    std::memcpy(y, residual, static_cast<size_t>(g_.batch * g_.filters * g_.out_h * g_.out_w) * sizeof(float));
-  omp_set_num_threads(threads);
-  dnnl::stream stream(p.engine);
-  dnnl::memory src(p.x, p.engine, const_cast<float*>(x)), dst(p.y, p.engine, y);
-  p.conv.execute(stream, {{DNNL_ARG_SRC, src},
-                          {DNNL_ARG_WEIGHTS, p.weights},
-                          {DNNL_ARG_BIAS, p.bias},
-                          {DNNL_ARG_DST, dst}});
-  stream.wait();
+void DenseConv::run(const float* x, const float* residual, float* y, int64_t b0, int64_t b1, int threads) {
+  const int64_t count = b1 - b0;
+  if (count <= 0) return;
+  omp_set_num_threads(1);
+  if (threads <= 1) return run_call(x, residual, y, b0, count, 0);
+  if (count == 1 && p_->parts > 1) {
+    // Parts of one image in parallel; the residual (part 0's job) goes first.
+    if (fused_.residual) {
+      run_call(x, residual, y, b0, 1, 0);
+      tbb::parallel_for(1, p_->parts, [&](int part) {
+        omp_set_num_threads(1);
+        run_call(x, residual, y, b0, 1, part);
+      });
+      return;
+    }
+    tbb::parallel_for(0, p_->parts, [&](int part) {
+      omp_set_num_threads(1);
+      run_call(x, residual, y, b0, 1, part);
+    });
+    return;
+  }
+  // One call of `chunk` images per thread.
+  const int64_t chunk = (count + threads - 1) / threads;
+  tbb::parallel_for(int64_t{0}, (count + chunk - 1) / chunk, [&](int64_t c) {
+    omp_set_num_threads(1);
+    const int64_t n = b0 + c * chunk;
+    run_call(x, residual, y, n, std::min(chunk, b1 - n), 0);
+  });
 }
 
 // ---- linear -----------------------------------------------------------------
@@ -266,7 +398,12 @@ LinearKernel::LinearKernel(int64_t in_features, int64_t out_features, const floa
   for (int64_t i = 0; i < k_ * n_; ++i) nnz += weight[i] != 0;
   density_ = k_ * n_ == 0 ? 0.0 : static_cast<double>(nnz) / static_cast<double>(k_ * n_);
   if (format == WeightFormat::dense) {
-    dense_.assign(weight, weight + k_ * n_);
+    // Wᵀ (K, N), rows padded off a multiple of 4 KiB: a power-of-two leading
+    // dimension made sgemm 2x slower (cache-set aliasing).
+    ld_ = n_ % 256 == 0 ? n_ + 16 : n_;
+    dense_.assign(static_cast<size_t>(k_ * ld_), 0.0f);
+    for (int64_t r = 0; r < n_; ++r)
+      for (int64_t c = 0; c < k_; ++c) dense_[static_cast<size_t>(c * ld_ + r)] = weight[r * k_ + c];
   } else {
     sparse_ = pack(weight, n_, k_, format);
   }
@@ -278,8 +415,7 @@ void LinearKernel::run(const float* x, const float* residual, float* y, int64_t 
   const float* xs = x + m0 * k_;
   float* ys = y + m0 * n_;
   if (format_ == WeightFormat::dense) {
-    kernels::gemm({.m = m, .n = n_, .k = k_, .trans_b = true}, 1.0f, xs, k_, dense_.data(), k_, 0.0f, ys, n_,
-                  threads);
+    kernels::gemm({.m = m, .n = n_, .k = k_}, 1.0f, xs, k_, dense_.data(), ld_, 0.0f, ys, n_, threads);
   } else {
     // Feature-major: the batch rows become the contiguous dimension, padded to whole vectors.
     const int64_t ld = round_up(m, 16);

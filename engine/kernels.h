@@ -65,18 +65,38 @@ class PackedConv {
   Fused fused_;
 };
 
-// A convolution by oneDNN (any groups), plain NCHW in and out.
+// A convolution by oneDNN (any groups), image by image on oneTBB, each
+// primitive single-threaded: oneDNN's own OpenMP threads would fight
+// oneTBB's for the cores. Its output is kept channel-blocked (nChw16c) when
+// the filters allow, and read blocked by the DenseConvs after it, so a chain
+// of them reorders only at its ends. A batch smaller than the threads splits
+// the filters instead.
 class DenseConv {
  public:
-  DenseConv(const ConvGeometry& g, int64_t groups, const float* weight, Fused fused);
+  DenseConv(const ConvGeometry& g, int64_t groups, const float* weight, Fused fused, int threads);
   ~DenseConv();
-  void run(const float* x, const float* residual, float* y, int threads) const;
+  // Where the input (residual) arrives from: another DenseConv's blocked output, or null for plain NCHW.
+  void read_input_from(const DenseConv* producer);
+  void read_residual_from(const DenseConv* producer);
+  // Whether anything reads the output in plain NCHW (default true).
+  void write_plain(bool on) { write_plain_ = on; }
+  bool reads_blocked_input() const { return input_from_ != nullptr; }
+  bool reads_blocked_residual() const { return residual_from_ != nullptr; }
+  // Images [b0, b1); threads > 1 runs them (or filter parts) in parallel.
+  void run(const float* x, const float* residual, float* y, int64_t b0, int64_t b1, int threads);
+  const ConvGeometry& geometry() const { return g_; }
 
  private:
-  struct Primitive;
-  std::unique_ptr<Primitive> p_;
+  struct Primitives;
+  struct Variant;
+  Variant& variant(int64_t images);
+  void run_call(const float* x, const float* residual, float* y, int64_t n, int64_t images, int part);
+  std::unique_ptr<Primitives> p_;
   ConvGeometry g_;
   Fused fused_;
+  const DenseConv* input_from_ = nullptr;
+  const DenseConv* residual_from_ = nullptr;
+  bool write_plain_ = true;
 };
 
 // y (M, N) = act(x (M, K) · Wᵀ + bias + residual) for W (N, K).
@@ -94,7 +114,8 @@ class LinearKernel {
   int64_t k_, n_;
   WeightFormat format_;
   double density_;
-  std::vector<float> dense_;  // (N, K) for dense
+  int64_t ld_ = 0;
+  std::vector<float> dense_;  // Wᵀ (K, ld_) for dense
   PackedWeight sparse_;
   Fused fused_;
 };
