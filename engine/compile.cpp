@@ -261,7 +261,7 @@ struct Builder {
     const float* pw = w->data<float>();
     Values& v = plan.values;
     const WeightFormat format =
-        groups != 1 ? WeightFormat::dense
+        groups != 1 || geo.sw > 8 ? WeightFormat::dense  // the packed kernel: groups 1, column strides to 8
                     : choose(pw, rows, cols, true, [&](WeightFormat f) {
                         Tensor x = Tensor::randn(xs, 1), y = Tensor::empty(ys), r = Tensor::randn(ys, 2);
                         const float* res = fused.residual ? r.data<float>() : nullptr;

@@ -44,6 +44,16 @@ void for_each_kept_block(const float* w, int64_t rows, int64_t cols, int br, int
 
 inline float activate(float v, Activation a) { return a == Activation::relu && v < 0 ? 0.0f : v; }
 
+// even[i] = src[2i], odd[i] = src[2i + 1]: the two column phases of a stride-2 row.
+void deinterleave(const float* __restrict src, int64_t n, float* __restrict even, float* __restrict odd) {
+  const int64_t pairs = n / 2;
+  for (int64_t i = 0; i < pairs; ++i) {
+    even[i] = src[2 * i];
+    odd[i] = src[2 * i + 1];
+  }
+  if (n % 2 != 0) even[pairs] = src[n - 1];
+}
+
 // to[i] = act(from[i] + add (+ res[i])): one branch-free loop per case, so it vectorises.
 void finish_row(float* __restrict to, const float* __restrict from, int64_t n, float add, const float* __restrict res,
                 Activation a) {
@@ -146,23 +156,34 @@ void PackedConv::run_tile(const float* x, const float* residual, float* y, int64
   // The input window into phase planes; rows outside the image stay zero (padding).
   const int64_t first_padded = r0 * g.sh;
   const auto [lo, hi] = g.input_rows(r0, r1);
-  for (int64_t s = 0; s < t.count; ++s)
-    for (int64_t c = 0; c < g.channels; ++c)
-      for (int64_t iy = lo; iy < hi; ++iy) {
+  // Per column phase b: its first input column and where it starts in the plane row.
+  int64_t x0[8], start[8];
+  const int64_t sw = std::min<int64_t>(g.sw, 8);
+  for (int64_t b = 0; b < sw; ++b) {
+    x0[b] = ((b - g.pad_left) % g.sw + g.sw) % g.sw;
+    start[b] = (x0[b] + g.pad_left) / g.sw;
+  }
+  for (int64_t iy = lo; iy < hi; ++iy) {
+    const int64_t q = iy + g.pad_top - first_padded, a = q % g.sh, row = q / g.sh;
+    for (int64_t s = 0; s < t.count; ++s)
+      for (int64_t c = 0; c < g.channels; ++c) {
         const float* src = x + (((b0 + s) * g.channels + c) * g.height + iy) * g.width;
-        const int64_t q = iy + g.pad_top - first_padded, a = q % g.sh, row = q / g.sh;
-        for (int64_t b = 0; b < g.sw; ++b) {
-          const int64_t x0 = ((b - g.pad_left) % g.sw + g.sw) % g.sw;  // first input column of phase b
-          if (x0 >= g.width) continue;
-          float* dst = planes + ((a * g.sw + b) * g.channels + c) * t.ld + s * t.plane + row * t.wq +
-                       (x0 + g.pad_left) / g.sw;
-          if (g.sw == 1) {
-            std::memcpy(dst, src, static_cast<size_t>(g.width) * sizeof(float));
-          } else {
-            for (int64_t ix = x0, i = 0; ix < g.width; ix += g.sw, ++i) dst[i] = src[ix];
+        float* base = planes + s * t.plane + row * t.wq;
+        auto phase_row = [&](int64_t b) { return base + ((a * g.sw + b) * g.channels + c) * t.ld + start[b]; };
+        if (g.sw == 1) {
+          std::memcpy(phase_row(0), src, static_cast<size_t>(g.width) * sizeof(float));
+        } else if (g.sw == 2) {
+          float* dst[2];
+          dst[x0[0]] = phase_row(0), dst[x0[1]] = phase_row(1);
+          deinterleave(src, g.width, dst[0], dst[1]);
+        } else {
+          for (int64_t b = 0; b < sw; ++b) {
+            float* at = phase_row(b);
+            for (int64_t ix = x0[b], i = 0; ix < g.width; ix += g.sw, ++i) at[i] = src[ix];
           }
         }
       }
+  }
   // Column (c, tap) of the weight reads its phase plane at the tap's shift; padded columns read zeros.
   thread_local std::vector<int64_t> offsets;
   offsets.assign(static_cast<size_t>(w_.pattern.cols), 0);
