@@ -1,6 +1,7 @@
 // engine::compile: passes, fusion into steps, weight packing by measured
 // cost, and the grouping of steps into tensor columns.
 #include <fmt/format.h>
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -102,6 +103,32 @@ class LinearStep : public Step {
   void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override {
     kernel->run(v[inputs[0]].data<float>(), residual < 0 ? nullptr : v[residual].data<float>(),
                 v[outputs[0]].data<float>(), b0 * rows_per_item, b1 * rows_per_item, threads);
+  }
+};
+
+// Softmax or LayerNormalization over the contiguous last axis.
+class RowStep : public Step {
+ public:
+  bool softmax = true;
+  int64_t n = 1, rows_per_item = 1;
+  std::vector<float> scale, bias;
+  float epsilon = 1e-5f;
+
+  void rows(Values& v, int64_t r0, int64_t r1, int threads) const {
+    const float* x = v[inputs[0]].data<float>();
+    float* y = v[outputs[0]].data<float>();
+    auto chunk = [&](int64_t a, int64_t b) {
+      if (softmax) return softmax_rows(x, y, n, a, b);
+      layer_norm_rows(x, y, n, a, b, scale.data(), bias.data(), epsilon);
+    };
+    if (threads <= 1) return chunk(r0, r1);
+    const int64_t grain = std::max<int64_t>(1, 16384 / n);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(r0, r1, grain),
+                      [&](const tbb::blocked_range<int64_t>& r) { chunk(r.begin(), r.end()); });
+  }
+  void run(Values& v, int threads) override { rows(v, 0, v[inputs[0]].numel() / n, threads); }
+  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override {
+    rows(v, b0 * rows_per_item, b1 * rows_per_item, threads);
   }
 };
 
@@ -427,6 +454,35 @@ struct Builder {
     }
   }
 
+  std::unique_ptr<Step> row_step(const Node& n) {
+    const ValueInfo& x = g.values.at(n.inputs[0]);
+    if (x.type != DataType::float32 || x.shape.empty()) return nullptr;
+    const int64_t rank = static_cast<int64_t>(x.shape.size()), axis = n.integer("axis", -1);
+    if (axis != -1 && axis != rank - 1) return nullptr;
+    auto step = std::make_unique<RowStep>();
+    step->n = x.shape.back();
+    step->softmax = n.op == OpKind::softmax;
+    if (!step->softmax) {
+      for (size_t k = 1; k < n.outputs.size(); ++k)
+        if (!n.outputs[k].empty() && readers[n.outputs[k]] > 0) return nullptr;  // Mean / InvStdDev read
+      const Tensor* scale = g.constant(n.inputs[1]);
+      const Tensor* bias = n.inputs.size() > 2 && !n.inputs[2].empty() ? g.constant(n.inputs[2]) : nullptr;
+      if (scale == nullptr || scale->numel() != step->n || (n.inputs.size() > 2 && !n.inputs[2].empty() && !bias))
+        return nullptr;
+      step->scale.assign(scale->data<float>(), scale->data<float>() + step->n);
+      step->bias = bias ? std::vector<float>(bias->data<float>(), bias->data<float>() + step->n)
+                        : std::vector<float>(static_cast<size_t>(step->n), 0.0f);
+      step->epsilon = static_cast<float>(n.real("epsilon", 1e-5));
+    }
+    step->inputs = {id(n.inputs[0])};
+    step->outputs = {id(n.outputs[0])};
+    const int64_t rows = autograd::numel(x.shape) / step->n;
+    step->sliceable = x.shape[0] == plan.batch && rank >= 2;
+    step->rows_per_item = rows / plan.batch;
+    step->info = {.name = n.name, .kernel = step->softmax ? "softmax rows" : "layer_norm rows"};
+    return step;
+  }
+
   std::unique_ptr<Step> node_step(const Node& n) {
     auto step = std::make_unique<NodeStep>();
     step->node = n;
@@ -456,6 +512,7 @@ struct Builder {
       std::unique_ptr<Step> step;
       if (n.op == OpKind::conv) step = conv_step(n);
       if ((n.op == OpKind::gemm || n.op == OpKind::matmul) && !step) step = linear_step(n);
+      if (n.op == OpKind::softmax || n.op == OpKind::layer_norm) step = row_step(n);
       if (!step) step = node_step(n);
       for (const auto& [name, value] : ids)
         if (std::find(step->outputs.begin(), step->outputs.end(), value) != step->outputs.end()) ready.insert(name);

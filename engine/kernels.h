@@ -121,3 +121,13 @@ class LinearKernel {
 };
 
 }  // namespace neurite::engine::detail
+
+namespace neurite::engine::detail {
+
+// Row kernels over the contiguous last axis: rows [r0, r1) of (rows, n).
+// softmax: y = exp(x - max) / sum; layer_norm: y = (x - mean) / sqrt(var + eps) * scale + bias.
+void softmax_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1);
+void layer_norm_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1, const float* scale,
+                     const float* bias, float epsilon);
+
+}  // namespace neurite::engine::detail

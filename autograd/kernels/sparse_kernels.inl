@@ -63,28 +63,22 @@ inline void spmm_tile(const BlockSparse& a, const float* values, DenseRows b, fl
     for (int j = 0; j < NV; ++j) store(y + (rb * BR + r) * ldy + p + j * L, acc[r][j]);
 }
 
-// Pixel tiles outside, rows inside: every row of a tile reads the same few
-// pixels of each dense row, which stay in L1 (rows outside swept all of B
-// through L2 once per row: 2x slower on ResNet-20's convolutions).
 template <typename V, int BR, int BC, int NV>
 void spmm_blocks(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, int64_t rb0,
                  int64_t rb1, int64_t p0, int64_t p1) {
   constexpr int64_t L = lanes<V>, T = NV * L;
-  int64_t p = p0;
-  for (; p + T <= p1; p += T)
-    for (int64_t rb = rb0; rb < rb1; ++rb) spmm_tile<V, BR, BC, NV>(a, values, b, y, ldy, rb, p);
-  // Shorter rows (a batch of 64, an 8x8 image) still take wide tiles: each
-  // pass over the sparse row costs its index loads once per tile.
-  if constexpr (NV >= 4)
-    for (; p + T / 2 <= p1; p += T / 2)
-      for (int64_t rb = rb0; rb < rb1; ++rb) spmm_tile<V, BR, BC, NV / 2>(a, values, b, y, ldy, rb, p);
-  if constexpr (NV >= 2)
-    for (; p + 2 * L <= p1; p += 2 * L)
-      for (int64_t rb = rb0; rb < rb1; ++rb) spmm_tile<V, BR, BC, 2>(a, values, b, y, ldy, rb, p);
-  for (; p + L <= p1; p += L)
-    for (int64_t rb = rb0; rb < rb1; ++rb) spmm_tile<V, BR, BC, 1>(a, values, b, y, ldy, rb, p);
-  for (; p < p1; ++p)
-    for (int64_t rb = rb0; rb < rb1; ++rb) spmm_tile<float, BR, BC, 1>(a, values, b, y, ldy, rb, p);
+  for (int64_t rb = rb0; rb < rb1; ++rb) {
+    int64_t p = p0;
+    for (; p + T <= p1; p += T) spmm_tile<V, BR, BC, NV>(a, values, b, y, ldy, rb, p);
+    // Shorter rows (a batch of 64, an 8x8 image) still take wide tiles: each
+    // pass over the sparse row costs its index loads once per tile.
+    if constexpr (NV >= 4)
+      for (; p + T / 2 <= p1; p += T / 2) spmm_tile<V, BR, BC, NV / 2>(a, values, b, y, ldy, rb, p);
+    if constexpr (NV >= 2)
+      for (; p + 2 * L <= p1; p += 2 * L) spmm_tile<V, BR, BC, 2>(a, values, b, y, ldy, rb, p);
+    for (; p + L <= p1; p += L) spmm_tile<V, BR, BC, 1>(a, values, b, y, ldy, rb, p);
+    for (; p < p1; ++p) spmm_tile<float, BR, BC, 1>(a, values, b, y, ldy, rb, p);
+  }
 }
 
 // G blocks of one block row at a time share each load of dy.
