@@ -30,7 +30,10 @@ int main(int argc, char** argv) {
       for (auto& [buffer, t] : model->named_buffers())  // trained-looking batch-norm statistics
         if (t.dtype() == autograd::Dtype::f32) t.copy_from_(autograd::Tensor::rand(t.shape(), ++seed, 0.5f, 1.5f));
       if (*mask) {
-        const auto names = pruning::select(*model, {"__ALL_PRUNABLE__"});
+        // Every Linear and Conv2d weight and the attention's input projection (a Parameter of its own).
+        std::vector<std::string> selectors{"__ALL_PRUNABLE__"};
+        if (name == "transformer") selectors.push_back("re:.*in_proj_weight");
+        const auto names = pruning::select(*model, selectors);
         pruning::prune(*model, names, 0.9, pruning::MaskType::parse(mask), false);
       }
       model->eval();

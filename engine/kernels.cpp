@@ -460,7 +460,7 @@ void LinearKernel::run(const float* x, const float* residual, float* y, int64_t 
     const kernels::DenseRows b{xt, offsets.data()};
     // Chunks of kChunk rows of the batch outside, every output feature inside:
     // a chunk's slice of xt stays in L2 while all features read it.
-    constexpr int64_t kChunk = 128;
+    static const int64_t kChunk = std::getenv("NEURITE_CHUNK") ? std::atoll(std::getenv("NEURITE_CHUNK")) : 128;
     const int64_t chunks = (ld + kChunk - 1) / kChunk;
     auto chunk = [&](int64_t c, int64_t rb0, int64_t rb1) {
       kernels::spmm(a, sparse_.values.data(), b, yt, ld, rb0, rb1, c * kChunk, std::min(ld, (c + 1) * kChunk));

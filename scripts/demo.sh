@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job (make demo): pretrain `cnn` on Fashion-MNIST once, transfer it
 # to MNIST digits twice -- dense, and pruned to 90 % by the shipped GMP recipe
-# -- and print a summary. Runs are kept in $WORK (default build/demo); the
+# -- then export both to ONNX, benchmark them in the engine (tensor columns
+# and layer mode) and print a summary. Runs are kept in $WORK (default build/demo); the
 # pretrained base is reused when it is already there.
 set -euo pipefail
 build=${BUILD:-build}
 work=${WORK:-$build/demo}
 threads=${THREADS:-0}
+bench_batch=${BENCH_BATCH:-64}
 neurite="$build/neurite"
 mkdir -p "$work"
 start=$(date +%s)
@@ -39,10 +41,24 @@ echo
 echo "== per-layer sparsity of the sparse model"
 "$neurite" info "$work/sparse/checkpoint.h5"
 echo
+echo "== export to ONNX and benchmark in the engine (batch $bench_batch, columns and layer mode)"
+declare -A columns layers
+for run in dense sparse; do
+  "$neurite" export --checkpoint "$work/$run/checkpoint.h5" --out "$work/$run/model.onnx"
+  for mode in columns layers; do
+    ips=$("$neurite" bench "$work/$run/model.onnx" --batch-size "$bench_batch" --threads "$threads" --time 3 \
+      --mode "$mode" --json | sed -n 's/.*"items_per_sec":\([0-9.e+-]*\).*/\1/p')
+    if [ "$mode" = columns ]; then columns[$run]=$ips; else layers[$run]=$ips; fi
+    printf "%s, %s mode: %.0f items/s\n" "$run" "$mode" "$ips"
+  done
+done
+echo
 echo "== summary: cnn, Fashion-MNIST -> MNIST digits (2,000 test digits)"
-printf "%-8s %10s %12s %12s\n" run "top-1" sparsity "train s"
+printf "%-8s %10s %12s %10s %14s %14s %10s\n" run "top-1" sparsity "train s" "engine it/s" "layers it/s" "x dense"
 for run in dense sparse; do
   awk -v run="$run" -v top1="$(top1_of "$work/$run")" -v sparsity="$(sparsity_of "$work/$run")" \
-    -v secs="$(seconds_of "$work/$run")" 'BEGIN { printf "%-8s %9.2f%% %11.1f%% %12.0f\n", run, 100 * top1, 100 * sparsity, secs }'
+    -v secs="$(seconds_of "$work/$run")" -v cols="${columns[$run]}" -v lays="${layers[$run]}" \
+    -v dense="${columns[dense]}" 'BEGIN { printf "%-8s %9.2f%% %11.1f%% %10.0f %14.0f %14.0f %9.2fx\n",
+      run, 100 * top1, 100 * sparsity, secs, cols, lays, cols / dense }'
 done
 echo "curves: $work/dense/curves.svg, $work/sparse/curves.svg; demo took $(( $(date +%s) - start )) s"
