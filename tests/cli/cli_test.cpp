@@ -197,6 +197,36 @@ TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
     EXPECT_NEAR(outputs[2].data<float>()[i], outputs[0].data<float>()[i], 1e-5);
   }
 
+  // The engine in both modes gives the checkpoint's outputs too.
+  for (const char* mode : {"columns", "layers"}) {
+    const std::string y = (dir / "y_engine.npy").string();
+    r = neurite_cli("infer " + onnx17 + " --input " + x + " --output " + y + " --mode " + mode);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const Tensor got = neurite::autograd::load_npy(y);
+    for (int64_t i = 0; i < 15; ++i) EXPECT_NEAR(got.data<float>()[i], outputs[0].data<float>()[i], 1e-5) << mode;
+  }
+
+  // neurite bench: the JSON figures, and --profile's time per step or column group.
+  for (const char* mode : {"columns", "layers"}) {
+    r = neurite_cli("bench " + onnx17 + " --batch-size 3 --threads 2 --time 0.2 --warmup 0 --profile --json --mode " +
+                    mode);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_GT(j["items_per_sec"].get<double>(), 0);
+    for (const char* key : {"mean", "p50", "p90", "p99"}) EXPECT_GT(j["latency_ms"][key].get<double>(), 0) << key;
+    EXPECT_LE(j["latency_ms"]["p50"].get<double>(), j["latency_ms"]["p99"].get<double>());
+    EXPECT_GE(j["iterations"].get<int64_t>(), 3);
+    EXPECT_EQ(j["batch_size"], 3);
+    EXPECT_EQ(j["threads"], 2);
+    EXPECT_EQ(j["mode"], mode);
+    EXPECT_FALSE(j["profile"].empty());
+    const double per_run = j["items_per_sec"].get<double>() / 3;  // runs per second
+    EXPECT_NEAR(1000 / per_run, j["latency_ms"]["mean"].get<double>(), 1e-6 * j["latency_ms"]["mean"].get<double>());
+  }
+  r = neurite_cli("bench " + ckpt + " --time 0.1 --warmup 0");  // a checkpoint runs too, with a readable report
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("items/s"), std::string::npos) << r.out;
+
   // Bad input: one line naming the file, value or shape at fault, and a non-zero exit.
   const std::string bytes = [&] {
     std::ifstream in(onnx17, std::ios::binary);
@@ -210,7 +240,14 @@ TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"infer " + (dir / "half.onnx").string() + " --input " + x + to, "half.onnx"},
       {"infer " + onnx17 + " --input " + (dir / "text.npy").string() + to, "text.npy"},
-      {"infer " + onnx17 + " --input " + (dir / "wide.npy").string() + to, "'input' is [2,1,14,14], the graph expects [-1,1,12,12]"},
+      {"infer " + onnx17 + " --input " + (dir / "wide.npy").string() + to,
+       "'input' is [2,1,14,14], the engine was compiled for [2,1,12,12]"},
+      {"infer " + onnx17 + " --input " + x + to + " --mode tiles", "mode 'tiles': expected columns or layers"},
+      {"bench " + onnx17 + " --batch-size 0", "--batch-size is 0"},
+      {"bench " + onnx17 + " --mode tiles", "mode 'tiles'"},
+      {"bench " + onnx17 + " --format 2x2", "--format 2x2"},
+      {"bench " + onnx17 + " --time 0", "--time must be > 0"},
+      {"bench " + (dir / "half.onnx").string(), "half.onnx"},
       {"infer " + onnx17 + " --input " + (dir / "ids.npy").string() + to, "'input' is int64, the graph expects float32"},
       {"infer " + onnx17 + " --input " + (dir / "none.npy").string() + to, "none.npy"},
       {"export --checkpoint " + ckpt + " --out " + onnx17 + " --opset 12", "--opset is 12"},
