@@ -239,6 +239,11 @@ struct Builder {
     density /= static_cast<double>(std::max<int64_t>(rows * cols, 1));
     if (density > 0.6) candidates = {WeightFormat::dense};  // sparse forms cannot win there
     if (candidates.size() == 1) return candidates[0];
+    if (!o.measure) {  // by density: a block form that adds few zeros, else CSR
+      for (WeightFormat f : {WeightFormat::rows4, WeightFormat::cols4})
+        if (fill_ratio(w, rows, cols, f) <= 1.2 && std::count(candidates.begin(), candidates.end(), f)) return f;
+      return density < 0.3 ? WeightFormat::csr : WeightFormat::dense;
+    }
     WeightFormat best = candidates[0];
     double best_time = 1e30;
     for (WeightFormat f : candidates) {
@@ -520,6 +525,46 @@ struct Builder {
     }
   }
 
+  // Keeps the column groups that measure faster than their steps run layer
+  // by layer, on random inputs: tiles that fit in cache did not pay for
+  // themselves everywhere (a 2 MiB transformer batch, or a batch of 64 MLP
+  // rows that fits in L2 already).
+  void keep_faster_groups() {
+    std::vector<Group> kept;
+    for (const Group& group : plan.groups) {
+      const double columns = time_runs([&] { run_group(plan, group); });
+      const double layers = time_runs([&] {
+        for (size_t k = group.first; k < group.last; ++k) plan.steps[k]->run(plan.values, plan.threads);
+      });
+      if (columns < layers) kept.push_back(group);
+    }
+    plan.groups = std::move(kept);
+    number_groups();
+  }
+
+  void number_groups() {
+    for (auto& s : plan.steps) s->info.group = -1;
+    for (size_t i = 0; i < plan.groups.size(); ++i)
+      for (size_t k = plan.groups[i].first; k < plan.groups[i].last; ++k) plan.steps[k]->info.group = static_cast<int>(i);
+  }
+
+  // Random inputs (ids below every table an int64 input indexes), and one
+  // run layer by layer, so that every buffer holds values.
+  void fill_buffers() {
+    Values& v = plan.values;
+    for (size_t i = 0; i < g.inputs.size(); ++i) {
+      const ValueInfo& in = g.inputs[i];
+      int64_t bound = 100;
+      for (const Node& n : g.nodes)
+        if (n.op == OpKind::gather && n.inputs[1] == in.name)
+          if (const Tensor* table = g.constant(n.inputs[0])) bound = std::min(bound, table->size(n.integer("axis", 0)));
+      v[ids.at(in.name)] = in.type == DataType::float32 ? Tensor::randn(in.shape, 7 + i)
+                                                        : Tensor::randint(in.shape, 7 + i, 0, bound);
+      plan.input_bounds.push_back(bound);
+    }
+    for (auto& s : plan.steps) s->run(v, plan.threads);
+  }
+
   // Chains of oneDNN convolutions pass their outputs channel-blocked; an
   // output anything else reads (or a graph output) is also written plain.
   void link_blocked_layouts() {
@@ -596,7 +641,6 @@ struct Builder {
             group.rows = (group.rows + 1) / 2;
           }
         }
-        for (size_t k = i; k < j; ++k) steps[k]->info.group = static_cast<int>(plan.groups.size());
         plan.groups.push_back(group);
       }
       i = j;
@@ -630,17 +674,14 @@ Engine compile(Graph graph, const CompileOptions& options) {
   plan->arena->execute([&] {
     b.build_steps();
     b.link_blocked_layouts();
-    if (options.mode == Mode::columns) b.build_groups();
+    for (const ValueInfo& in : graph.inputs) plan->input_ids.push_back(b.id(in.name));
+    b.fill_buffers();
+    if (options.mode == Mode::columns) {
+      b.build_groups();
+      b.number_groups();
+      if (options.measure) b.keep_faster_groups();
+    }
   });
-  for (const ValueInfo& in : graph.inputs) {
-    plan->input_ids.push_back(b.id(in.name));
-    int64_t bound = 100;  // ids an int64 input may take: below every table it indexes
-    for (const Node& n : graph.nodes)
-      if (n.op == OpKind::gather && n.inputs[1] == in.name)
-        if (const Tensor* table = graph.constant(n.inputs[0]))
-          bound = std::min(bound, table->size(n.integer("axis", 0)));
-    plan->input_bounds.push_back(bound);
-  }
   return Engine(std::move(plan));
 }
 

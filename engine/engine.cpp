@@ -80,6 +80,8 @@ void run_bands(Engine::Plan& p, const Group& g) {
 
 }  // namespace
 
+void detail::run_group(Engine::Plan& p, const Group& g) { g.bands ? run_bands(p, g) : run_slices(p, g); }
+
 std::map<std::string, Tensor> Engine::run(const std::map<std::string, Tensor>& inputs) {
   Plan& p = *plan_;
   for (size_t i = 0; i < p.inputs.size(); ++i) {
@@ -108,7 +110,7 @@ std::map<std::string, Tensor> Engine::run(const std::map<std::string, Tensor>& i
       size_t entry = p.groups.size() + k;
       if (group >= 0) {
         const Group& g = p.groups[static_cast<size_t>(group)];
-        g.bands ? run_bands(p, g) : run_slices(p, g);
+        detail::run_group(p, g);
         entry = static_cast<size_t>(group);
         k = g.last;
       } else {

@@ -242,6 +242,7 @@ struct DenseConv::Variant {
   std::vector<dnnl::convolution_forward> parts;
   std::vector<dnnl::memory::desc> dst_part;
   std::vector<dnnl::memory> weights;
+  std::vector<dnnl::memory::desc> scratchpad;
   dnnl::reorder to_src, to_dst, from_dst;
 };
 
@@ -307,6 +308,8 @@ DenseConv::Variant& DenseConv::variant(int64_t images) {
   if (fused_.activation == Activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
   dnnl::primitive_attr attr;
   attr.set_post_ops(ops);
+  // Our scratchpad, per thread: the library's own is shared, and threads run these primitives concurrently.
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::stream stream(p.engine);
   for (int part = 0; part < parts; ++part) {
     const memory::desc dst_part({images, fp, g.out_h, g.out_w}, f32, p.blocked_dst ? Tag::nChw16c : Tag::nchw);
@@ -321,6 +324,7 @@ DenseConv::Variant& DenseConv::variant(int64_t images) {
     const dnnl::convolution_forward::primitive_desc pd(desc, attr, p.engine);
     v->parts.emplace_back(pd);
     v->dst_part.push_back(dst_part);
+    v->scratchpad.push_back(pd.scratchpad_desc());
     // Weights reordered once into the layout the primitive wants.
     const int64_t per_filter = g.channels / groups * g.kh * g.kw;
     memory user(w_user, p.engine, p.weight.data() + part * fp * per_filter);
@@ -377,8 +381,11 @@ void DenseConv::run_call(const float* x, const float* residual, float* y, int64_
   memory bias_m(memory::desc({static_cast<int64_t>(p.bias_parts[k].size())}, memory::data_type::f32,
                              memory::format_tag::x),
                 p.engine, p.bias_parts[k].data());
+  thread_local std::vector<char> t_scratchpad;
+  if (t_scratchpad.size() < v.scratchpad[k].get_size()) t_scratchpad.resize(v.scratchpad[k].get_size());
+  memory scratch_m(v.scratchpad[k], p.engine, t_scratchpad.data());
   v.parts[k].execute(stream, {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, v.weights[k]}, {DNNL_ARG_BIAS, bias_m},
-                              {DNNL_ARG_DST, dst_m}});
+                              {DNNL_ARG_DST, dst_m}, {DNNL_ARG_SCRATCHPAD, scratch_m}});
   if (p.blocked_dst && write_plain_ && part + 1 == static_cast<int>(v.parts.size())) {
     memory blocked(v.dst, p.engine, dst), out(v.dst_plain, p.engine, y + n * p.dst_size);
     v.from_dst.execute(stream, blocked, out);
@@ -442,7 +449,20 @@ void LinearKernel::run(const float* x, const float* residual, float* y, int64_t 
   const float* xs = x + m0 * k_;
   float* ys = y + m0 * n_;
   if (format_ == WeightFormat::dense) {
-    kernels::gemm({.m = m, .n = n_, .k = k_}, 1.0f, xs, k_, dense_.data(), ld_, 0.0f, ys, n_, threads);
+    // Threads take column blocks of Wᵀ on oneTBB, each a single-threaded
+    // sgemm: oneDNN's own OpenMP team woke up too slowly for a batch of one
+    // (2 threads ran 3x slower than 1).
+    const int64_t parts = threads > 1 ? std::min<int64_t>(threads, std::max<int64_t>(1, n_ / 64)) : 1;
+    auto block = [&](int64_t part) {
+      const int64_t c0 = round_up(part * n_ / parts, 16), c1 = part + 1 == parts ? n_ : round_up((part + 1) * n_ / parts, 16);
+      if (c1 > c0)
+        kernels::gemm({.m = m, .n = c1 - c0, .k = k_}, 1.0f, xs, k_, dense_.data() + c0, ld_, 0.0f, ys + c0, n_, 1);
+    };
+    if (parts == 1) {
+      block(0);
+    } else {
+      tbb::parallel_for(int64_t{0}, parts, block);
+    }
   } else {
     // Feature-major: the batch rows become the contiguous dimension, padded to whole vectors.
     // Rows padded off a multiple of 1 KiB: a power-of-two stride maps every

@@ -64,3 +64,8 @@ struct Engine::Plan {
 };
 
 }  // namespace neurite::engine
+
+namespace neurite::engine::detail {
+// Runs a column group tile by tile (engine/engine.cpp).
+void run_group(Engine::Plan& plan, const Group& group);
+}  // namespace neurite::engine::detail

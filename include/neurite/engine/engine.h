@@ -44,6 +44,10 @@ struct CompileOptions {
   Mode mode = Mode::columns;
   WeightFormat format = WeightFormat::automatic;  // one form for every weight (tests, benchmarks)
   int64_t tile_bytes = 0;  // working-set budget of a column tile; 0: the L2 cache (sysfs)
+  // Time the candidate weight forms of each layer, and each column group
+  // against its layers run one by one, on this CPU. Off: forms by density
+  // alone and every group kept, a plan that does not depend on timings.
+  bool measure = true;
 };
 
 // One step of the plan: a fused kernel, or a graph node the engine runs as the reference executor does.
