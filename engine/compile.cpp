@@ -94,9 +94,11 @@ class LinearStep : public Step {
  public:
   std::unique_ptr<LinearKernel> kernel;
   int64_t rows_per_item = 1;  // rows of the (M, K) view per batch item
+  int64_t total_rows = 0;             // of the whole batch
+  bool in_fm = false, out_fm = false;  // feature-major input / output (link_feature_major)
 
   void run(Values& v, int threads) override {
-    const int64_t m = v[inputs[0]].numel() / kernel->in_features();
+    const int64_t m = total_rows;
     kernel->run(v[inputs[0]].data<float>(), residual < 0 ? nullptr : v[residual].data<float>(),
                 v[outputs[0]].data<float>(), 0, m, threads);
   }
@@ -371,6 +373,7 @@ struct Builder {
     step->outputs = {id(out)};
     const int64_t m = autograd::numel(xs) / k;
     step->rows_per_item = m / plan.batch;
+    step->total_rows = m;
     const float* pw = wt.data<float>();
     const WeightFormat format = choose(pw, features, k, true, [&](WeightFormat f) {
       Tensor x = Tensor::randn({m, k}, 1), y = Tensor::empty({m, features}), r = Tensor::randn({m, features}, 2);
@@ -525,6 +528,33 @@ struct Builder {
     }
   }
 
+  // A sparse linear layer whose output only the next sparse linear layer
+  // reads (a ReLU between them is fused) hands it over feature-major.
+  void link_feature_major() {
+    std::map<int, std::vector<Step*>> readers_of;
+    for (auto& s : plan.steps) {
+      for (int id : s->inputs)
+        if (id >= 0) readers_of[id].push_back(s.get());
+      if (s->residual >= 0) readers_of[s->residual].push_back(s.get());
+    }
+    for (const auto& [name, id] : plan.outputs) readers_of[id].push_back(nullptr);
+    for (auto& s : plan.steps) {
+      auto* a = dynamic_cast<LinearStep*>(s.get());
+      if (a == nullptr || a->kernel->format() == WeightFormat::dense || a->residual >= 0) continue;
+      const auto& r = readers_of[a->outputs[0]];
+      auto* b = r.size() == 1 ? dynamic_cast<LinearStep*>(r[0]) : nullptr;
+      if (b == nullptr || b->kernel->format() == WeightFormat::dense || b->inputs[0] != a->outputs[0] ||
+          b->rows_per_item != a->rows_per_item)
+        continue;
+      const int64_t rows = a->rows_per_item * plan.batch;
+      a->out_fm = b->in_fm = true;
+      a->kernel->set_feature_major(a->in_fm, true, rows);
+      b->kernel->set_feature_major(true, b->out_fm, rows);
+      plan.values[a->outputs[0]] = Tensor::zeros({a->kernel->out_features() * feature_major_ld(rows)});
+      a->info.kernel += " >fm";
+    }
+  }
+
   // Keeps the column groups that measure faster than their steps run layer
   // by layer, on random inputs: tiles that fit in cache did not pay for
   // themselves everywhere (a 2 MiB transformer batch, or a batch of 64 MLP
@@ -546,6 +576,22 @@ struct Builder {
     for (auto& s : plan.steps) s->info.group = -1;
     for (size_t i = 0; i < plan.groups.size(); ++i)
       for (size_t k = plan.groups[i].first; k < plan.groups[i].last; ++k) plan.steps[k]->info.group = static_cast<int>(i);
+  }
+
+  // A node run over whole tensors may leave its output sharing storage with
+  // its input (Reshape returns a view); in a group it writes slices of its
+  // output, so it gets a buffer of its own.
+  void own_group_buffers() {
+    for (auto& s : plan.steps) {
+      auto* node = dynamic_cast<NodeStep*>(s.get());
+      if (node == nullptr || s->info.group < 0) continue;
+      for (size_t k = 0; k < node->outputs.size(); ++k) {
+        if (node->outputs[k] < 0) continue;
+        const ValueInfo& info = g.values.at(node->node.outputs[k]);
+        plan.values[node->outputs[k]] =
+            Tensor::zeros(info.shape, info.type == DataType::float32 ? Dtype::f32 : Dtype::i64);
+      }
+    }
   }
 
   // Random inputs (ids below every table an int64 input indexes), and one
@@ -674,12 +720,14 @@ Engine compile(Graph graph, const CompileOptions& options) {
   plan->arena->execute([&] {
     b.build_steps();
     b.link_blocked_layouts();
+    b.link_feature_major();
     for (const ValueInfo& in : graph.inputs) plan->input_ids.push_back(b.id(in.name));
     b.fill_buffers();
     if (options.mode == Mode::columns) {
       b.build_groups();
       b.number_groups();
       if (options.measure) b.keep_faster_groups();
+      b.own_group_buffers();
     }
   });
   return Engine(std::move(plan));

@@ -55,9 +55,9 @@ void deinterleave(const float* __restrict src, int64_t n, float* __restrict even
   if (n % 2 != 0) even[pairs] = src[n - 1];
 }
 
-// to[i] = act(from[i] + add (+ res[i])): one branch-free loop per case, so it vectorises.
-void finish_row(float* __restrict to, const float* __restrict from, int64_t n, float add, const float* __restrict res,
-                Activation a) {
+// to[i] = act(from[i] + add (+ res[i])): one branch-free loop per case, so
+// it vectorises; in place when to == from.
+void finish_row(float* to, const float* from, int64_t n, float add, const float* __restrict res, Activation a) {
   const bool relu = a == Activation::relu;
   if (res != nullptr && relu) {
     for (int64_t i = 0; i < n; ++i) to[i] = std::max(from[i] + add + res[i], 0.0f);
@@ -443,6 +443,90 @@ LinearKernel::LinearKernel(int64_t in_features, int64_t out_features, const floa
   }
 }
 
+int64_t feature_major_ld(int64_t rows) {
+  // Whole vectors, and off a multiple of 1 KiB: a power-of-two stride maps
+  // every feature row to the same cache sets.
+  const int64_t ld = round_up(rows, 16);
+  return ld % 256 == 0 ? ld + 16 : ld;
+}
+
+void LinearKernel::set_feature_major(bool input, bool output, int64_t rows) {
+  fm_in_ = input && format_ != WeightFormat::dense;
+  fm_out_ = output && format_ != WeightFormat::dense;
+  fm_ld_ = feature_major_ld(rows);
+}
+
+// Rows [m0, m1) through the sparse product: transposed in (unless the input
+// is feature-major already), multiplied, and transposed back with the
+// epilogue (unless the output stays feature-major); threads > 1 splits the
+// output features.
+void LinearKernel::sparse_chunk(const float* x, const float* residual, float* y, int64_t m0, int64_t m1,
+                                int threads) const {
+  const int64_t m = m1 - m0;
+  const int64_t ld = feature_major_ld(m);
+  const int64_t ld_x = fm_in_ ? fm_ld_ : ld, ld_y = fm_out_ ? fm_ld_ : ld;
+  const float* xt = x + m0;
+  if (!fm_in_) {
+    float* t = scratch(t_xt, k_ * ld);
+    kernels::transpose(x + m0 * k_, m, k_, k_, t, ld, true);
+    for (int64_t c = 0; c < k_; ++c) std::fill(t + c * ld + m, t + (c + 1) * ld, 0.0f);
+    xt = t;
+  }
+  float* yt = fm_out_ ? y + m0 : scratch(t_yt, sparse_.pattern.rows * ld);
+  // A feature-major output is written for exactly these rows: the next ones may be another tile's.
+  const int64_t pixels = fm_out_ ? m : round_up(m, 16);
+  thread_local std::vector<int64_t> offsets;
+  offsets.resize(static_cast<size_t>(sparse_.pattern.cols));
+  for (int64_t c = 0; c < sparse_.pattern.cols; ++c) offsets[static_cast<size_t>(c)] = std::min(c, k_ - 1) * ld_x;
+  const BlockSparse& a = sparse_.pattern;
+  const kernels::DenseRows b{xt, offsets.data()};
+  const float* values = sparse_.values.data();
+  // Pixel chunks of 128 outside, features inside: a chunk of xt stays in L1/L2 while every feature reads it.
+  constexpr int64_t kChunk = 128;
+  const int64_t chunks = (pixels + kChunk - 1) / kChunk;
+  auto part = [&](int64_t rb0, int64_t rb1) {
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t p0 = c * kChunk, p1 = std::min(pixels, p0 + kChunk);
+      kernels::spmm(a, values, b, yt, ld_y, rb0, rb1, p0, p1);
+      if (fm_out_)  // bias and activation per feature row; no residual here (the planner's rule)
+        for (int64_t r = rb0 * a.block_rows; r < std::min(n_, rb1 * a.block_rows); ++r)
+          finish_row(yt + r * ld_y + p0, yt + r * ld_y + p0, p1 - p0,
+                     fused_.bias.empty() ? 0.0f : fused_.bias[static_cast<size_t>(r)], nullptr, fused_.activation);
+    }
+  };
+  if (threads <= 1) {
+    part(0, a.row_blocks());
+  } else {
+    const int64_t parts = std::min<int64_t>(a.row_blocks(), 4 * threads);
+    tbb::parallel_for(int64_t{0}, parts, [&](int64_t t) {
+      part(t * a.row_blocks() / parts, (t + 1) * a.row_blocks() / parts);
+    });
+  }
+  if (fm_out_) return;
+  float* ys = y + m0 * n_;
+  kernels::transpose(yt, n_, m, ld, ys, n_, false);
+  finish_rows(ys, residual != nullptr ? residual + m0 * n_ : nullptr, m, threads);
+}
+
+// y rows += bias (+ residual), then the activation.
+void LinearKernel::finish_rows(float* ys, const float* res, int64_t m, int threads) const {
+  if (fused_.bias.empty() && res == nullptr && fused_.activation == Activation::none) return;
+  auto finish = [&](int64_t r) {
+    float* row = ys + r * n_;
+    for (int64_t j = 0; j < n_; ++j) {
+      float v = row[j];
+      if (!fused_.bias.empty()) v += fused_.bias[static_cast<size_t>(j)];
+      if (res != nullptr) v += res[r * n_ + j];
+      row[j] = activate(v, fused_.activation);
+    }
+  };
+  if (threads > 1) {
+    tbb::parallel_for(int64_t{0}, m, finish);
+  } else {
+    for (int64_t r = 0; r < m; ++r) finish(r);
+  }
+}
+
 void LinearKernel::run(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const {
   const int64_t m = m1 - m0;
   if (m <= 0) return;
@@ -464,55 +548,30 @@ void LinearKernel::run(const float* x, const float* residual, float* y, int64_t 
       tbb::parallel_for(int64_t{0}, parts, block);
     }
   } else {
-    // Feature-major: the batch rows become the contiguous dimension, padded to whole vectors.
-    // Rows padded off a multiple of 1 KiB: a power-of-two stride maps every
-    // feature row to the same cache sets.
-    const int64_t ld = round_up(m, 16) + (round_up(m, 16) % 256 == 0 ? 16 : 0);
-    float* xt = scratch(t_xt, k_ * ld);
-    float* yt = scratch(t_yt, sparse_.pattern.rows * ld);
-    kernels::transpose(xs, m, k_, k_, xt, ld, true);
-    if (ld > m)
-      for (int64_t c = 0; c < k_; ++c) std::fill(xt + c * ld + m, xt + (c + 1) * ld, 0.0f);
-    thread_local std::vector<int64_t> offsets;
-    offsets.resize(static_cast<size_t>(sparse_.pattern.cols));
-    for (int64_t c = 0; c < sparse_.pattern.cols; ++c) offsets[static_cast<size_t>(c)] = std::min(c, k_ - 1) * ld;
-    const BlockSparse& a = sparse_.pattern;
-    const kernels::DenseRows b{xt, offsets.data()};
-    // Chunks of kChunk rows of the batch outside, every output feature inside:
-    // a chunk's slice of xt stays in L2 while all features read it.
-    static const int64_t kChunk = std::getenv("NEURITE_CHUNK") ? std::atoll(std::getenv("NEURITE_CHUNK")) : 128;
-    const int64_t chunks = (ld + kChunk - 1) / kChunk;
-    auto chunk = [&](int64_t c, int64_t rb0, int64_t rb1) {
-      kernels::spmm(a, sparse_.values.data(), b, yt, ld, rb0, rb1, c * kChunk, std::min(ld, (c + 1) * kChunk));
-    };
-    if (threads <= 1) {
-      for (int64_t c = 0; c < chunks; ++c) chunk(c, 0, a.row_blocks());
-    } else {  // few chunks (a small batch) split the features too
-      const int64_t parts = std::clamp<int64_t>(4 * threads / chunks, 1, a.row_blocks());
-      tbb::parallel_for(int64_t{0}, chunks * parts, [&](int64_t t) {
-        const int64_t part = t % parts;
-        chunk(t / parts, part * a.row_blocks() / parts, (part + 1) * a.row_blocks() / parts);
-      });
+    // Many rows: chunks of them in parallel, each transposed in, multiplied
+    // and transposed back while it is in L2 (whole-batch transposes ran at
+    // DRAM speed and cost as much as the product). Few rows: one chunk, its
+    // output features split among the threads.
+    const int64_t budget = l2_cache_bytes() / 2;
+    const int64_t per_row = (k_ + 2 * sparse_.pattern.rows) * static_cast<int64_t>(sizeof(float));
+    const int64_t rows = std::clamp<int64_t>(budget / per_row / 16 * 16, 16, 512);
+    const int64_t chunks = (m + rows - 1) / rows;
+    if (chunks >= 2 * threads || threads <= 1) {
+      auto one = [&](int64_t c) {
+        const int64_t c0 = c * rows, c1 = std::min(m, c0 + rows);
+        sparse_chunk(x, residual, y, m0 + c0, m0 + c1, 1);
+      };
+      if (threads <= 1) {
+        for (int64_t c = 0; c < chunks; ++c) one(c);
+      } else {
+        tbb::parallel_for(int64_t{0}, chunks, one);
+      }
+    } else {
+      for (int64_t c0 = 0; c0 < m; c0 += rows) sparse_chunk(x, residual, y, m0 + c0, std::min(m1, m0 + c0 + rows), threads);
     }
-    kernels::transpose(yt, n_, m, ld, ys, n_, false);
+    return;
   }
-  // Bias, residual and activation in one pass over the rows.
-  if (fused_.bias.empty() && !fused_.residual && fused_.activation == Activation::none) return;
-  const float* res = residual != nullptr ? residual + m0 * n_ : nullptr;
-  auto finish = [&](int64_t r) {
-    float* row = ys + r * n_;
-    for (int64_t j = 0; j < n_; ++j) {
-      float v = row[j];
-      if (!fused_.bias.empty()) v += fused_.bias[static_cast<size_t>(j)];
-      if (res != nullptr) v += res[r * n_ + j];
-      row[j] = activate(v, fused_.activation);
-    }
-  };
-  if (threads > 1) {
-    tbb::parallel_for(int64_t{0}, m, finish);
-  } else {
-    for (int64_t r = 0; r < m; ++r) finish(r);
-  }
+  finish_rows(ys, residual != nullptr ? residual + m0 * n_ : nullptr, m, threads);
 }
 
 }  // namespace neurite::engine::detail

@@ -105,6 +105,10 @@ class LinearKernel {
   LinearKernel(int64_t in_features, int64_t out_features, const float* weight, WeightFormat format, Fused fused);
   // Rows [m0, m1) of the batch; threads > 1 splits the work.
   void run(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const;
+  // Sparse forms only: read x, or write y, feature-major — (features, ld) with
+  // ld = feature_major_ld(rows) for the batch's `rows` — as the next or
+  // previous sparse layer of a chain does, skipping two transposes.
+  void set_feature_major(bool input, bool output, int64_t rows);
   int64_t in_features() const { return k_; }
   int64_t out_features() const { return n_; }
   WeightFormat format() const { return format_; }
@@ -116,9 +120,16 @@ class LinearKernel {
   double density_;
   int64_t ld_ = 0;
   std::vector<float> dense_;  // Wᵀ (K, ld_) for dense
+  void sparse_chunk(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const;
+  void finish_rows(float* ys, const float* res, int64_t m, int threads) const;
   PackedWeight sparse_;
   Fused fused_;
+  bool fm_in_ = false, fm_out_ = false;
+  int64_t fm_ld_ = 0;
 };
+
+// The row stride of a feature-major copy of `rows` batch rows.
+int64_t feature_major_ld(int64_t rows);
 
 }  // namespace neurite::engine::detail
 
