@@ -293,21 +293,24 @@ struct Builder {
     step->outputs = {id(out)};
     const int64_t rows = geo.filters, cols = w->numel() / geo.filters;
     const float* pw = w->data<float>();
-    Values& v = plan.values;
     const WeightFormat format =
         groups != 1 || geo.sw > 8 ? WeightFormat::dense  // the packed kernel: groups 1, column strides to 8
                     : choose(pw, rows, cols, true, [&](WeightFormat f) {
-                        Tensor x = Tensor::randn(xs, 1), y = Tensor::empty(ys), r = Tensor::randn(ys, 2);
+                        // Timed on up to 8 images: the cost per image is what differs.
+                        ConvGeometry part = geo;
+                        part.batch = std::min<int64_t>(geo.batch, std::max(8, plan.threads));
+                        Shape xp = xs, yp = ys;
+                        xp[0] = yp[0] = part.batch;
+                        Tensor x = Tensor::randn(xp, 1), y = Tensor::empty(yp), r = Tensor::randn(yp, 2);
                         const float* res = fused.residual ? r.data<float>() : nullptr;
                         if (f == WeightFormat::dense) {
-                          DenseConv k(geo, 1, pw, fused, plan.threads);
+                          DenseConv k(part, 1, pw, fused, plan.threads);
                           return time_runs(
-                              [&] { k.run(x.data<float>(), res, y.data<float>(), 0, geo.batch, plan.threads); });
+                              [&] { k.run(x.data<float>(), res, y.data<float>(), 0, part.batch, plan.threads); });
                         }
-                        PackedConv k(geo, pack(pw, rows, cols, f), fused);
+                        PackedConv k(part, pack(pw, rows, cols, f), fused);
                         return time_runs([&] { k.run(x.data<float>(), res, y.data<float>()); });
                       });
-    (void)v;
     const char* what = groups == 1 ? "conv" : "conv grouped";
     if (format == WeightFormat::dense) {
       step->dense = std::make_unique<DenseConv>(geo, groups, pw, fused, plan.threads);
@@ -376,10 +379,11 @@ struct Builder {
     step->total_rows = m;
     const float* pw = wt.data<float>();
     const WeightFormat format = choose(pw, features, k, true, [&](WeightFormat f) {
-      Tensor x = Tensor::randn({m, k}, 1), y = Tensor::empty({m, features}), r = Tensor::randn({m, features}, 2);
+      const int64_t rows = std::min<int64_t>(m, 1024);  // past a few chunks the cost per row is what differs
+      Tensor x = Tensor::randn({rows, k}, 1), y = Tensor::empty({rows, features}), r = Tensor::randn({rows, features}, 2);
       LinearKernel kernel(k, features, pw, f, fused);
       return time_runs([&] {
-        kernel.run(x.data<float>(), fused.residual ? r.data<float>() : nullptr, y.data<float>(), 0, m, plan.threads);
+        kernel.run(x.data<float>(), fused.residual ? r.data<float>() : nullptr, y.data<float>(), 0, rows, plan.threads);
       });
     });
     step->kernel = std::make_unique<LinearKernel>(k, features, pw, format, fused);
