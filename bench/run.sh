@@ -19,3 +19,5 @@ for mask in unstructured 4x1; do
   /usr/bin/python3 bench/compare_train.py --build "$build" --threads "$threads" --models mlp,resnet20,transformer \
     --sparsities 0,0.5,0.8,0.9,0.95,0.98 --mask-type "$mask"
 done
+echo "== inference: the engine against ONNX Runtime 1.17 on the same ONNX files"
+/usr/bin/python3 bench/compare_engine.py --build "$build" --threads "1,$threads" --layers

@@ -563,14 +563,29 @@ struct Builder {
   // by layer, on random inputs: tiles that fit in cache did not pay for
   // themselves everywhere (a 2 MiB transformer batch, or a batch of 64 MLP
   // rows that fits in L2 already).
+  // The tile size is measured too: the planner's estimate from the cache
+  // size, and a half, quarter and eighth of it (the estimate ignores scratch buffers and
+  // weights, which share L2 with the tile).
   void keep_faster_groups() {
     std::vector<Group> kept;
-    for (const Group& group : plan.groups) {
-      const double columns = time_runs([&] { run_group(plan, group); });
+    for (Group group : plan.groups) {
+      double columns = 1e30;
+      Group best = group;
+      for (int64_t divisor : {1, 2, 4, 8}) {
+        Group g = group;
+        if (g.bands) {
+          g.rows = std::max<int64_t>(1, group.rows / divisor);
+        } else {
+          g.slice = std::max<int64_t>(1, group.slice / divisor);
+        }
+        if (divisor > 1 && (g.bands ? g.rows == best.rows : g.slice == best.slice)) continue;
+        const double t = time_runs([&] { run_group(plan, g); });
+        if (t < columns) columns = t, best = g;
+      }
       const double layers = time_runs([&] {
         for (size_t k = group.first; k < group.last; ++k) plan.steps[k]->run(plan.values, plan.threads);
       });
-      if (columns < layers) kept.push_back(group);
+      if (columns < layers) kept.push_back(best);
     }
     plan.groups = std::move(kept);
     number_groups();
