@@ -111,7 +111,7 @@ class LinearStep : public Step {
 // Softmax or LayerNormalization over the contiguous last axis.
 class RowStep : public Step {
  public:
-  bool softmax = true;
+  enum class Kind { softmax, layer_norm, mean } kind = Kind::softmax;
   int64_t n = 1, rows_per_item = 1;
   std::vector<float> scale, bias;
   float epsilon = 1e-5f;
@@ -120,8 +120,11 @@ class RowStep : public Step {
     const float* x = v[inputs[0]].data<float>();
     float* y = v[outputs[0]].data<float>();
     auto chunk = [&](int64_t a, int64_t b) {
-      if (softmax) return softmax_rows(x, y, n, a, b);
-      layer_norm_rows(x, y, n, a, b, scale.data(), bias.data(), epsilon);
+      switch (kind) {
+        case Kind::softmax: return softmax_rows(x, y, n, a, b);
+        case Kind::layer_norm: return layer_norm_rows(x, y, n, a, b, scale.data(), bias.data(), epsilon);
+        case Kind::mean: return mean_rows(x, y, n, a, b);
+      }
     };
     if (threads <= 1) return chunk(r0, r1);
     const int64_t grain = std::max<int64_t>(1, 16384 / n);
@@ -470,11 +473,38 @@ struct Builder {
     const ValueInfo& x = g.values.at(n.inputs[0]);
     if (x.type != DataType::float32 || x.shape.empty()) return nullptr;
     const int64_t rank = static_cast<int64_t>(x.shape.size()), axis = n.integer("axis", -1);
-    if (axis != -1 && axis != rank - 1) return nullptr;
     auto step = std::make_unique<RowStep>();
     step->n = x.shape.back();
-    step->softmax = n.op == OpKind::softmax;
-    if (!step->softmax) {
+    if (n.op == OpKind::reduce_mean || n.op == OpKind::global_average_pool) {
+      // A mean over trailing axes: rows of their product.
+      std::vector<int64_t> axes;
+      if (n.op == OpKind::global_average_pool) {
+        for (int64_t a = 2; a < rank; ++a) axes.push_back(a);
+      } else {
+        axes = n.integers("axes");
+        if (n.inputs.size() > 1 && !n.inputs[1].empty()) {
+          const Tensor* t = g.constant(n.inputs[1]);
+          if (t == nullptr) return nullptr;
+          axes.assign(t->data<int64_t>(), t->data<int64_t>() + t->numel());
+        }
+      }
+      if (axes.empty()) return nullptr;
+      for (int64_t& a : axes) a = a < 0 ? a + rank : a;
+      std::sort(axes.begin(), axes.end());
+      const int64_t first = rank - static_cast<int64_t>(axes.size());
+      step->n = 1;
+      for (size_t i = 0; i < axes.size(); ++i) {
+        if (axes[i] != first + static_cast<int64_t>(i)) return nullptr;
+        step->n *= x.shape[static_cast<size_t>(axes[i])];
+      }
+      if (first == 0 || step->n == 0) return nullptr;
+      step->kind = RowStep::Kind::mean;
+    } else if (axis != -1 && axis != rank - 1) {
+      return nullptr;
+    }
+    if (n.op == OpKind::softmax) step->kind = RowStep::Kind::softmax;
+    if (n.op == OpKind::layer_norm) {
+      step->kind = RowStep::Kind::layer_norm;
       for (size_t k = 1; k < n.outputs.size(); ++k)
         if (!n.outputs[k].empty() && readers[n.outputs[k]] > 0) return nullptr;  // Mean / InvStdDev read
       const Tensor* scale = g.constant(n.inputs[1]);
@@ -491,7 +521,8 @@ struct Builder {
     const int64_t rows = autograd::numel(x.shape) / step->n;
     step->sliceable = x.shape[0] == plan.batch && rank >= 2;
     step->rows_per_item = rows / plan.batch;
-    step->info = {.name = n.name, .kernel = step->softmax ? "softmax rows" : "layer_norm rows"};
+    const char* names[] = {"softmax rows", "layer_norm rows", "mean rows"};
+    step->info = {.name = n.name, .kernel = names[static_cast<int>(step->kind)]};
     return step;
   }
 
@@ -524,7 +555,9 @@ struct Builder {
       std::unique_ptr<Step> step;
       if (n.op == OpKind::conv) step = conv_step(n);
       if ((n.op == OpKind::gemm || n.op == OpKind::matmul) && !step) step = linear_step(n);
-      if (n.op == OpKind::softmax || n.op == OpKind::layer_norm) step = row_step(n);
+      if (n.op == OpKind::softmax || n.op == OpKind::layer_norm || n.op == OpKind::reduce_mean ||
+          n.op == OpKind::global_average_pool)
+        step = row_step(n);
       if (!step) step = node_step(n);
       for (const auto& [name, value] : ids)
         if (std::find(step->outputs.begin(), step->outputs.end(), value) != step->outputs.end()) ready.insert(name);

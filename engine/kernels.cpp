@@ -633,6 +633,13 @@ void softmax_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
   }
 }
 
+void mean_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* in = x + r * n;
+    y[r] = lanes_sum(n, [in](int64_t i) { return in[i]; }) / static_cast<float>(n);
+  }
+}
+
 void layer_norm_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1, const float* scale,
                      const float* bias, float epsilon) {
   for (int64_t r = r0; r < r1; ++r) {

@@ -140,5 +140,7 @@ namespace neurite::engine::detail {
 void softmax_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1);
 void layer_norm_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1, const float* scale,
                      const float* bias, float epsilon);
+// y[r] = the mean of row r.
+void mean_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1);
 
 }  // namespace neurite::engine::detail
