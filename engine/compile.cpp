@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <set>
 
+#include "autograd/kernels/gemm.h"
 #include "autograd/kernels/transpose.h"
 #include "engine/cache.h"
 #include "engine/passes.h"
@@ -137,6 +139,97 @@ class RowStep : public Step {
   }
 };
 
+// Transpose that keeps the last axis in place, or Slice of one axis with
+// step 1: copies of contiguous runs, computed per batch item.
+class CopyStep : public Step {
+ public:
+  Shape in_shape, out_shape;
+  std::vector<int64_t> perm;    // Transpose
+  int64_t axis = -1, start = 0;  // Slice
+
+  void items(Values& v, int64_t b0, int64_t b1, int threads) const {
+    const float* x = v[inputs[0]].data<float>();
+    float* y = v[outputs[0]].data<float>();
+    const int64_t per_out = autograd::numel(out_shape) / out_shape[0];
+    auto item = [&](int64_t b) {
+      if (axis == 0) {  // items start, start + 1, ...
+        std::memcpy(y + b * per_out, x + (start + b) * per_out, static_cast<size_t>(per_out) * sizeof(float));
+        return;
+      }
+      if (axis > 0) {  // out[o, j, i] = in[o, start + j, i] for o over the leading axes
+        int64_t outer = 1, inner = 1;
+        for (int64_t d = 1; d < axis; ++d) outer *= out_shape[static_cast<size_t>(d)];
+        for (size_t d = static_cast<size_t>(axis) + 1; d < out_shape.size(); ++d) inner *= out_shape[d];
+        const int64_t in_run = in_shape[static_cast<size_t>(axis)] * inner, out_run = out_shape[static_cast<size_t>(axis)] * inner;
+        for (int64_t o = 0; o < outer; ++o)
+          std::memcpy(y + (b * outer + o) * out_run, x + (b * outer + o) * in_run + start * inner,
+                      static_cast<size_t>(out_run) * sizeof(float));
+        return;
+      }
+      // Runs of the last axis; the input strides in the output's order.
+      const size_t rank = out_shape.size();
+      const int64_t run = out_shape.back();
+      std::vector<int64_t> in_stride(rank, 1), stride(rank);
+      for (size_t d = rank - 1; d-- > 0;) in_stride[d] = in_stride[d + 1] * in_shape[d + 1];
+      for (size_t d = 0; d < rank; ++d) stride[d] = in_stride[static_cast<size_t>(perm[d])];
+      std::vector<int64_t> index(rank, 0);
+      const int64_t runs = per_out / run;
+      const float* src_item = x + b * stride[0];
+      float* dst = y + b * per_out;
+      for (int64_t r = 0; r < runs; ++r, dst += run) {
+        int64_t at = 0;
+        for (size_t d = 1; d + 1 < rank; ++d) at += index[d] * stride[d];
+        std::memcpy(dst, src_item + at, static_cast<size_t>(run) * sizeof(float));
+        for (size_t d = rank - 1; d-- > 1;) {  // next index of the middle axes
+          if (++index[d] < out_shape[d]) break;
+          index[d] = 0;
+        }
+      }
+    };
+    if (threads > 1) {
+      tbb::parallel_for(b0, b1, item);
+    } else {
+      for (int64_t b = b0; b < b1; ++b) item(b);
+    }
+  }
+  void run(Values& v, int threads) override {
+    if (axis == 0) {  // a run of whole items is a view, no copy (nothing writes into it: it is never grouped)
+      v[outputs[0]] = v[inputs[0]].narrow(start, out_shape[0]).reshape(out_shape);
+      return;
+    }
+    items(v, 0, out_shape[0], threads);
+  }
+  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override { items(v, b0, b1, threads); }
+};
+
+// MatMul of two activations (B..., M, K) x (B..., K, N), batch dimensions
+// equal: one single-threaded sgemm per matrix, matrices in parallel. A
+// Transpose of B's last two axes that only this reads is folded in (transB).
+class BatchedMatMulStep : public Step {
+ public:
+  int64_t batch = 1, m = 1, n = 1, k = 1, items_per_batch = 1;
+  bool trans_b = false;
+
+  void matrices(Values& v, int64_t i0, int64_t i1, int threads) const {
+    const float* a = v[inputs[0]].data<float>();
+    const float* b = v[inputs[1]].data<float>();
+    float* c = v[outputs[0]].data<float>();
+    auto one = [&](int64_t i) {
+      autograd::kernels::gemm({.m = m, .n = n, .k = k, .trans_b = trans_b}, 1.0f, a + i * m * k, k, b + i * k * n,
+                              trans_b ? k : n, 0.0f, c + i * m * n, n, 1);
+    };
+    if (threads > 1) {
+      tbb::parallel_for(i0, i1, one);
+    } else {
+      for (int64_t i = i0; i < i1; ++i) one(i);
+    }
+  }
+  void run(Values& v, int threads) override { matrices(v, 0, batch, threads); }
+  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override {
+    matrices(v, b0 * items_per_batch, b1 * items_per_batch, threads);
+  }
+};
+
 // A node the engine has no kernel for, run as the reference executor runs it.
 class NodeStep : public Step {
  public:
@@ -187,6 +280,7 @@ struct Builder {
   std::set<std::string> constants;
   std::vector<bool> done;
   std::set<std::string> ready;  // values computed by the steps so far, inputs and constants
+  std::map<std::string, const Step*> producer_step;  // value name -> the step that computes it
 
   int id(const std::string& name) {
     if (name.empty()) return -1;
@@ -526,6 +620,78 @@ struct Builder {
     return step;
   }
 
+  std::unique_ptr<Step> batched_matmul_step(const Node& n) {
+    const ValueInfo &a = g.values.at(n.inputs[0]), &b = g.values.at(n.inputs[1]);
+    const size_t rank = a.shape.size();
+    if (a.type != DataType::float32 || b.type != DataType::float32 || rank < 3 || b.shape.size() != rank ||
+        constants.count(n.inputs[1]))
+      return nullptr;
+    for (size_t d = 0; d + 2 < rank; ++d)
+      if (a.shape[d] != b.shape[d]) return nullptr;  // broadcasting batches: the reference's case
+    auto step = std::make_unique<BatchedMatMulStep>();
+    step->m = a.shape[rank - 2], step->k = a.shape[rank - 1], step->n = b.shape[rank - 1];
+    step->batch = autograd::numel(a.shape) / (step->m * step->k);
+    step->items_per_batch = step->batch / plan.batch;
+    std::string b_name = n.inputs[1];
+    // B = Transpose(X, perm swapping the last two axes), read by this alone: read X with transB.
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const Node& t = g.nodes[i];
+      if (t.op != OpKind::transpose || t.outputs[0] != b_name || readers[b_name] != 1) continue;
+      std::vector<int64_t> swap(rank);
+      for (size_t d = 0; d < rank; ++d) swap[d] = static_cast<int64_t>(d);
+      std::swap(swap[rank - 1], swap[rank - 2]);
+      if (t.integers("perm") != swap) break;
+      // The Transpose came first in topological order and became a step; now it is folded away.
+      const Step* made = producer_step.count(b_name) ? producer_step.at(b_name) : nullptr;
+      const auto it = std::find_if(plan.steps.begin(), plan.steps.end(), [&](const auto& s) { return s.get() == made; });
+      if (made == nullptr || it == plan.steps.end() || (*it)->outputs.size() != 1) break;
+      plan.steps.erase(it);
+      step->trans_b = true;
+      b_name = t.inputs[0];
+      break;
+    }
+    step->inputs = {id(n.inputs[0]), id(b_name)};
+    step->outputs = {id(n.outputs[0])};
+    step->sliceable = a.shape[0] == plan.batch && step->batch % plan.batch == 0;
+    step->info = {.name = n.name, .kernel = fmt::format("batched matmul {}x{}x{}{}", step->m, step->k, step->n,
+                                                         step->trans_b ? " (B transposed)" : "")};
+    return step;
+  }
+
+  std::unique_ptr<Step> copy_step(const Node& n) {
+    const ValueInfo& x = g.values.at(n.inputs[0]);
+    const Shape& ys = g.values.at(n.outputs[0]).shape;
+    const int64_t rank = static_cast<int64_t>(x.shape.size());
+    if (x.type != DataType::float32 || rank < 2) return nullptr;
+    auto step = std::make_unique<CopyStep>();
+    step->in_shape = x.shape;
+    step->out_shape = ys;
+    if (n.op == OpKind::transpose) {
+      step->perm = n.integers("perm");
+      if (static_cast<int64_t>(step->perm.size()) != rank || step->perm.back() != rank - 1) return nullptr;
+    } else {  // Slice: one constant axis, step 1
+      if (n.inputs.size() < 4) return nullptr;
+      const Tensor *starts = g.constant(n.inputs[1]), *axes = g.constant(n.inputs[3]);
+      const Tensor* steps = n.inputs.size() > 4 && !n.inputs[4].empty() ? g.constant(n.inputs[4]) : nullptr;
+      if (!starts || !axes || starts->numel() != 1 || axes->numel() != 1 || (n.inputs.size() > 4 && !n.inputs[4].empty() && !steps))
+        return nullptr;
+      if (steps && steps->data<int64_t>()[0] != 1) return nullptr;
+      int64_t a = axes->data<int64_t>()[0];
+      a = a < 0 ? a + rank : a;
+      if (a < 0 || a >= rank) return nullptr;
+      const int64_t size = x.shape[static_cast<size_t>(a)];
+      int64_t b = starts->data<int64_t>()[0];
+      b = std::clamp<int64_t>(b < 0 ? b + size : b, 0, size);
+      step->axis = a, step->start = b;
+    }
+    step->inputs = {id(n.inputs[0])};
+    step->outputs = {id(n.outputs[0])};
+    step->sliceable = x.shape[0] == plan.batch && ys[0] == plan.batch &&
+                      (n.op == OpKind::transpose ? step->perm[0] == 0 : step->axis != 0);
+    step->info = {.name = n.name, .kernel = n.op == OpKind::transpose ? "copy transpose" : "copy slice"};
+    return step;
+  }
+
   std::unique_ptr<Step> node_step(const Node& n) {
     auto step = std::make_unique<NodeStep>();
     step->node = n;
@@ -555,12 +721,15 @@ struct Builder {
       std::unique_ptr<Step> step;
       if (n.op == OpKind::conv) step = conv_step(n);
       if ((n.op == OpKind::gemm || n.op == OpKind::matmul) && !step) step = linear_step(n);
+      if (n.op == OpKind::matmul && !step) step = batched_matmul_step(n);
       if (n.op == OpKind::softmax || n.op == OpKind::layer_norm || n.op == OpKind::reduce_mean ||
           n.op == OpKind::global_average_pool)
         step = row_step(n);
+      if (n.op == OpKind::transpose || n.op == OpKind::slice) step = copy_step(n);
       if (!step) step = node_step(n);
       for (const auto& [name, value] : ids)
-        if (std::find(step->outputs.begin(), step->outputs.end(), value) != step->outputs.end()) ready.insert(name);
+        if (std::find(step->outputs.begin(), step->outputs.end(), value) != step->outputs.end())
+          ready.insert(name), producer_step[name] = step.get();
       plan.steps.push_back(std::move(step));
     }
   }

@@ -553,7 +553,8 @@ void LinearKernel::run(const float* x, const float* residual, float* y, int64_t 
     // DRAM speed and cost as much as the product). Few rows: one chunk, its
     // output features split among the threads.
     const int64_t budget = l2_cache_bytes() / 2;
-    const int64_t per_row = (k_ + 2 * sparse_.pattern.rows) * static_cast<int64_t>(sizeof(float));
+    const int64_t per_row =
+        ((fm_in_ ? 0 : k_) + (fm_out_ ? 0 : 2 * sparse_.pattern.rows) + 16) * static_cast<int64_t>(sizeof(float));
     const int64_t rows = std::clamp<int64_t>(budget / per_row / 16 * 16, 16, 512);
     const int64_t chunks = (m + rows - 1) / rows;
     if (chunks >= 2 * threads || threads <= 1) {
