@@ -347,71 +347,110 @@ void DenseConv::read_residual_from(const DenseConv* producer) {
   residual_from_ = producer != nullptr && producer->p_->blocked_dst && p_->blocked_dst ? producer : nullptr;
 }
 
-// Images [n, n + images) (or one part of one image) through the primitive.
-void DenseConv::run_call(const float* x, const float* residual, float* y, int64_t n, int64_t images, int part) {
+// The input of images [n, n + images) in the layout the primitive reads.
+const float* DenseConv::source(const float* x, int64_t n, int64_t images, Variant& v) {
+  Primitives& p = *p_;
+  if (input_from_ != nullptr) return input_from_->p_->out.data() + n * p.src_size;
+  if (!p.blocked_src) return x + n * p.src_size;
+  float* src = scratch(t_src, images * p.src_size);
+  dnnl::stream stream(p.engine);
+  dnnl::memory plain(v.src_plain, p.engine, const_cast<float*>(x + n * p.src_size)), blocked(v.src, p.engine, src);
+  v.to_src.execute(stream, plain, blocked);
+  stream.wait();
+  return src;
+}
+
+// Where images [n, n + images) of the output go; holding the residual, in
+// the output's layout, when one is fused (the sum post-op adds to dst).
+float* DenseConv::destination(const float* residual, float* y, int64_t n, int64_t images, Variant& v) {
+  Primitives& p = *p_;
+  float* dst = (p.blocked_dst ? p.out.data() : y) + n * p.dst_size;
+  if (!fused_.residual) return dst;
+  dnnl::stream stream(p.engine);
+  if (residual_from_ != nullptr) {
+    std::memcpy(dst, residual_from_->p_->out.data() + n * p.dst_size,
+                static_cast<size_t>(images * p.dst_size) * sizeof(float));
+  } else if (p.blocked_dst) {
+    dnnl::memory plain(v.dst_plain, p.engine, const_cast<float*>(residual + n * p.dst_size)),
+        blocked(v.dst, p.engine, dst);
+    v.to_dst.execute(stream, plain, blocked);
+  } else if (residual + n * p.dst_size != dst) {
+    std::memcpy(dst, residual + n * p.dst_size, static_cast<size_t>(images * p.dst_size) * sizeof(float));
+  }
+  stream.wait();
+  return dst;
+}
+
+namespace {
+// One primitive execution on the calling thread, with its scratchpad.
+void execute(const dnnl::engine& e, const dnnl::convolution_forward& conv, const dnnl::memory::desc& src_desc,
+             const float* src, const dnnl::memory::desc& dst_desc, float* dst, const dnnl::memory& weights,
+             const std::vector<float>& bias, const dnnl::memory::desc& scratchpad, dnnl::stream& stream) {
+  using dnnl::memory;
+  memory src_m(src_desc, e, const_cast<float*>(src)), dst_m(dst_desc, e, dst);
+  memory bias_m(memory::desc({static_cast<int64_t>(bias.size())}, memory::data_type::f32, memory::format_tag::x), e,
+                const_cast<float*>(bias.data()));
+  thread_local std::vector<char> t_scratchpad;
+  if (t_scratchpad.size() < scratchpad.get_size()) t_scratchpad.resize(scratchpad.get_size());
+  memory scratch_m(scratchpad, e, t_scratchpad.data());
+  conv.execute(stream, {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_BIAS, bias_m},
+                        {DNNL_ARG_DST, dst_m}, {DNNL_ARG_SCRATCHPAD, scratch_m}});
+}
+}  // namespace
+
+void DenseConv::write_plain_output(const float* dst, float* y, int64_t n, Variant& v) {
+  Primitives& p = *p_;
+  if (!p.blocked_dst || !write_plain_) return;
+  dnnl::stream stream(p.engine);
+  dnnl::memory blocked(v.dst, p.engine, const_cast<float*>(dst)), out(v.dst_plain, p.engine, y + n * p.dst_size);
+  v.from_dst.execute(stream, blocked, out);
+  stream.wait();
+}
+
+// Images [n, n + images) on this thread, every filter part in turn.
+void DenseConv::run_call(const float* x, const float* residual, float* y, int64_t n, int64_t images) {
   Primitives& p = *p_;
   Variant& v = variant(images);
-  using dnnl::memory;
   dnnl::stream stream(p.engine);
-  float* dst = (p.blocked_dst ? p.out.data() : y) + n * p.dst_size;
-  if (fused_.residual && part == 0) {  // the sum post-op adds to what dst holds: the residual, in dst's layout
-    if (residual_from_ != nullptr) {
-      std::memcpy(dst, residual_from_->p_->out.data() + n * p.dst_size,
-                  static_cast<size_t>(images * p.dst_size) * sizeof(float));
-    } else if (p.blocked_dst) {
-      memory plain(v.dst_plain, p.engine, const_cast<float*>(residual + n * p.dst_size)), blocked(v.dst, p.engine, dst);
-      v.to_dst.execute(stream, plain, blocked);
-    } else if (residual + n * p.dst_size != dst) {
-      std::memcpy(dst, residual + n * p.dst_size, static_cast<size_t>(images * p.dst_size) * sizeof(float));
-    }
-  }
-  float* src = nullptr;  // the input in the layout the primitive reads
-  if (input_from_ != nullptr) {
-    src = const_cast<float*>(input_from_->p_->out.data()) + n * p.src_size;
-  } else if (p.blocked_src) {
-    src = scratch(t_src, images * p.src_size);
-    memory plain(v.src_plain, p.engine, const_cast<float*>(x + n * p.src_size)), blocked(v.src, p.engine, src);
-    v.to_src.execute(stream, plain, blocked);
-  } else {
-    src = const_cast<float*>(x + n * p.src_size);
-  }
-  const size_t k = static_cast<size_t>(part);
+  const float* src = source(x, n, images, v);
+  float* dst = destination(residual, y, n, images, v);
   const int64_t part_size = p.dst_size / static_cast<int64_t>(v.parts.size());
-  memory src_m(v.src, p.engine, src), dst_m(v.dst_part[k], p.engine, dst + part * part_size);
-  memory bias_m(memory::desc({static_cast<int64_t>(p.bias_parts[k].size())}, memory::data_type::f32,
-                             memory::format_tag::x),
-                p.engine, p.bias_parts[k].data());
-  thread_local std::vector<char> t_scratchpad;
-  if (t_scratchpad.size() < v.scratchpad[k].get_size()) t_scratchpad.resize(v.scratchpad[k].get_size());
-  memory scratch_m(v.scratchpad[k], p.engine, t_scratchpad.data());
-  v.parts[k].execute(stream, {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, v.weights[k]}, {DNNL_ARG_BIAS, bias_m},
-                              {DNNL_ARG_DST, dst_m}, {DNNL_ARG_SCRATCHPAD, scratch_m}});
-  if (p.blocked_dst && write_plain_ && part + 1 == static_cast<int>(v.parts.size())) {
-    memory blocked(v.dst, p.engine, dst), out(v.dst_plain, p.engine, y + n * p.dst_size);
-    v.from_dst.execute(stream, blocked, out);
-  }
+  for (size_t k = 0; k < v.parts.size(); ++k)
+    execute(p.engine, v.parts[k], v.src, src, v.dst_part[k], dst + static_cast<int64_t>(k) * part_size, v.weights[k],
+            p.bias_parts[k], v.scratchpad[k], stream);
+  write_plain_output(dst, y, n, v);
   stream.wait();
 }
 
 void DenseConv::run(const float* x, const float* residual, float* y, int64_t b0, int64_t b1, int threads) {
+  Primitives& p = *p_;
   const int64_t count = b1 - b0;
   if (count <= 0) return;
   omp_set_num_threads(1);
-  if (threads <= 1) return run_call(x, residual, y, b0, count, 0);
-  if (count == 1 && p_->parts > 1) {
-    // Parts of one image in parallel; the residual (part 0's job) goes first.
-    if (fused_.residual) {
-      run_call(x, residual, y, b0, 1, 0);
-      tbb::parallel_for(1, p_->parts, [&](int part) {
-        omp_set_num_threads(1);
-        run_call(x, residual, y, b0, 1, part);
-      });
-      return;
+  if (threads <= 1) return run_call(x, residual, y, b0, count);
+  if (count < threads) {
+    for (int64_t n = b0; n < b1; ++n) {
+      if (p.parts > 1) {  // filter parts in parallel over a shared input
+        Variant& v = variant(1);
+        dnnl::stream stream(p.engine);
+        const float* src = source(x, n, 1, v);
+        float* dst = destination(residual, y, n, 1, v);
+        stream.wait();
+        const int64_t part_size = p.dst_size / p.parts;
+        tbb::parallel_for(0, p.parts, [&](int k) {
+          omp_set_num_threads(1);
+          dnnl::stream s(p.engine);
+          execute(p.engine, v.parts[static_cast<size_t>(k)], v.src, src, v.dst_part[static_cast<size_t>(k)], dst + k * part_size,
+                  v.weights[static_cast<size_t>(k)], p.bias_parts[static_cast<size_t>(k)],
+                  v.scratchpad[static_cast<size_t>(k)], s);
+          s.wait();
+        });
+        write_plain_output(dst, y, n, v);
+        stream.wait();
+      } else {  // one image of few filters: one thread (splitting its rows cost more than it gained)
+        run_call(x, residual, y, n, 1);
+      }
     }
-    tbb::parallel_for(0, p_->parts, [&](int part) {
-      omp_set_num_threads(1);
-      run_call(x, residual, y, b0, 1, part);
-    });
     return;
   }
   // One call of `chunk` images per thread.
@@ -419,7 +458,7 @@ void DenseConv::run(const float* x, const float* residual, float* y, int64_t b0,
   tbb::parallel_for(int64_t{0}, (count + chunk - 1) / chunk, [&](int64_t c) {
     omp_set_num_threads(1);
     const int64_t n = b0 + c * chunk;
-    run_call(x, residual, y, n, std::min(chunk, b1 - n), 0);
+    run_call(x, residual, y, n, std::min(chunk, b1 - n));
   });
 }
 

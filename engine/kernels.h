@@ -12,6 +12,7 @@
 #include "autograd/kernels/sparse.h"
 #include "neurite/engine/engine.h"
 
+
 namespace neurite::engine::detail {
 
 using autograd::kernels::BlockSparse;
@@ -70,7 +71,8 @@ class PackedConv {
 // oneTBB's for the cores. Its output is kept channel-blocked (nChw16c) when
 // the filters allow, and read blocked by the DenseConvs after it, so a chain
 // of them reorders only at its ends. A batch smaller than the threads splits
-// the filters instead.
+// the filters instead, in halves of whole 16-channel blocks (an image of 16
+// filters runs on one thread: splitting its rows cost more than it gained).
 class DenseConv {
  public:
   DenseConv(const ConvGeometry& g, int64_t groups, const float* weight, Fused fused, int threads);
@@ -90,7 +92,10 @@ class DenseConv {
   struct Primitives;
   struct Variant;
   Variant& variant(int64_t images);
-  void run_call(const float* x, const float* residual, float* y, int64_t n, int64_t images, int part);
+  const float* source(const float* x, int64_t n, int64_t images, Variant& v);
+  float* destination(const float* residual, float* y, int64_t n, int64_t images, Variant& v);
+  void write_plain_output(const float* dst, float* y, int64_t n, Variant& v);
+  void run_call(const float* x, const float* residual, float* y, int64_t n, int64_t images);
   std::unique_ptr<Primitives> p_;
   ConvGeometry g_;
   Fused fused_;
