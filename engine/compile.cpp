@@ -230,6 +230,25 @@ class BatchedMatMulStep : public Step {
   }
 };
 
+// MaxPool / AveragePool over NCHW planes.
+class PoolStep : public Step {
+ public:
+  ConvGeometry geo;
+  bool is_max = true, include_pad = false;
+
+  void planes(Values& v, int64_t b0, int64_t b1, int threads) const {
+    const float* x = v[inputs[0]].data<float>();
+    float* y = v[outputs[0]].data<float>();
+    const int64_t c = geo.channels;
+    if (threads <= 1) return pool_planes(geo, is_max, include_pad, x, y, b0 * c, b1 * c);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(b0 * c, b1 * c), [&](const tbb::blocked_range<int64_t>& r) {
+      pool_planes(geo, is_max, include_pad, x, y, r.begin(), r.end());
+    });
+  }
+  void run(Values& v, int threads) override { planes(v, 0, geo.batch, threads); }
+  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override { planes(v, b0, b1, threads); }
+};
+
 // A node the engine has no kernel for, run as the reference executor runs it.
 class NodeStep : public Step {
  public:
@@ -658,6 +677,30 @@ struct Builder {
     return step;
   }
 
+  std::unique_ptr<Step> pool_step(const Node& n) {
+    const ValueInfo& x = g.values.at(n.inputs[0]);
+    const Shape& ys = g.values.at(n.outputs[0]).shape;
+    if (x.type != DataType::float32 || x.shape.size() != 4 || n.outputs.size() != 1) return nullptr;
+    if (n.integer("ceil_mode", 0) != 0 || n.integers("dilations", {1, 1}) != std::vector<int64_t>{1, 1}) return nullptr;
+    if (n.has("auto_pad") && std::get<std::string>(n.attributes.at("auto_pad")) != "NOTSET") return nullptr;
+    const auto kernel = n.integers("kernel_shape"), strides = n.integers("strides", {1, 1});
+    const auto pads = n.integers("pads", {0, 0, 0, 0});
+    if (kernel.size() != 2 || strides.size() != 2 || pads.size() != 4) return nullptr;
+    auto step = std::make_unique<PoolStep>();
+    step->geo = {.batch = x.shape[0], .channels = x.shape[1], .height = x.shape[2], .width = x.shape[3],
+                 .filters = x.shape[1], .kh = kernel[0], .kw = kernel[1], .sh = strides[0], .sw = strides[1],
+                 .dh = 1, .dw = 1, .pad_top = pads[0], .pad_left = pads[1], .pad_bottom = pads[2],
+                 .pad_right = pads[3], .out_h = ys[2], .out_w = ys[3]};
+    step->is_max = n.op == OpKind::max_pool;
+    step->include_pad = n.integer("count_include_pad", 0) != 0;
+    step->inputs = {id(n.inputs[0])};
+    step->outputs = {id(n.outputs[0])};
+    step->sliceable = x.shape[0] == plan.batch;
+    step->info = {.name = n.name, .kernel = fmt::format("{} {}x{}/{}", step->is_max ? "max pool" : "average pool",
+                                                         kernel[0], kernel[1], strides[0])};
+    return step;
+  }
+
   std::unique_ptr<Step> copy_step(const Node& n) {
     const ValueInfo& x = g.values.at(n.inputs[0]);
     const Shape& ys = g.values.at(n.outputs[0]).shape;
@@ -726,6 +769,7 @@ struct Builder {
           n.op == OpKind::global_average_pool)
         step = row_step(n);
       if (n.op == OpKind::transpose || n.op == OpKind::slice) step = copy_step(n);
+      if (n.op == OpKind::max_pool || n.op == OpKind::average_pool) step = pool_step(n);
       if (!step) step = node_step(n);
       for (const auto& [name, value] : ids)
         if (std::find(step->outputs.begin(), step->outputs.end(), value) != step->outputs.end())

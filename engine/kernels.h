@@ -148,4 +148,11 @@ void layer_norm_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1
 // y[r] = the mean of row r.
 void mean_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1);
 
+// Max or average pooling of planes [p0, p1) of x (planes, H, W) into y
+// (planes, OH, OW); `g` gives sizes, kernel, strides and pads (channels and
+// filters unused). Average divides by the window's inputs inside the image
+// unless include_pad.
+void pool_planes(const ConvGeometry& g, bool is_max, bool include_pad, const float* x, float* y, int64_t p0,
+                 int64_t p1);
+
 }  // namespace neurite::engine::detail
