@@ -355,9 +355,12 @@ struct Builder {
     double density = 0;
     for (int64_t i = 0; i < rows * cols; ++i) density += w[i] != 0;
     density /= static_cast<double>(std::max<int64_t>(rows * cols, 1));
-    if (density > 0.6) candidates = {WeightFormat::dense};  // sparse forms cannot win there
+    // Dense weights: oneDNN, or our kernel over full 4x1 blocks (it won on
+    // thin layers, such as a first convolution of one input channel).
+    if (density > 0.6) candidates = {WeightFormat::dense, WeightFormat::rows4};
     if (candidates.size() == 1) return candidates[0];
-    if (!o.measure) {  // by density: a block form that adds few zeros, else CSR
+    if (!o.measure) {  // by density: dense, a block form that adds few zeros, else CSR
+      if (density > 0.6) return WeightFormat::dense;
       for (WeightFormat f : {WeightFormat::rows4, WeightFormat::cols4})
         if (fill_ratio(w, rows, cols, f) <= 1.2 && std::count(candidates.begin(), candidates.end(), f)) return f;
       return density < 0.3 ? WeightFormat::csr : WeightFormat::dense;
