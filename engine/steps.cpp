@@ -1,0 +1,214 @@
+#include "engine/steps.h"
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "autograd/kernels/gemm.h"
+#include "engine/reference_ops.h"
+
+namespace neurite::engine::detail {
+
+const float* ConvStep::x(Values& v) const {
+  return v[inputs[0]].data<float>();
+}
+
+const float* ConvStep::res(Values& v) const {
+  return residual < 0 ? nullptr : v[residual].data<float>();
+}
+
+float* ConvStep::y(Values& v) const {
+  return v[outputs[0]].data<float>();
+}
+
+void ConvStep::run(Values& v, int threads) {
+  if (dense) return dense->run(x(v), res(v), y(v), 0, dense->geometry().batch, threads);
+  packed->run(x(v), res(v), y(v));
+}
+
+void ConvStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
+  if (dense) return dense->run(x(v), res(v), y(v), b0, b1, threads);
+  const int64_t h = packed->geometry().out_h;
+  const int64_t chunks = (b1 - b0 + tile_images - 1) / tile_images;
+  auto one = [&](int64_t c) {
+    const int64_t i0 = b0 + c * tile_images;
+    packed->run_tile(x(v), res(v), y(v), i0, std::min(b1, i0 + tile_images), 0, h);
+  };
+  if (threads > 1) {
+    tbb::parallel_for(int64_t{0}, chunks, one);
+  } else {
+    for (int64_t c = 0; c < chunks; ++c) one(c);
+  }
+}
+
+void ConvStep::run_band(Values& v, int64_t b0, int64_t b1, int64_t r0, int64_t r1) {
+  packed->run_tile(x(v), res(v), y(v), b0, b1, r0, r1);
+}
+
+void LinearStep::run(Values& v, int threads) {
+  const int64_t m = total_rows;
+  kernel->run(v[inputs[0]].data<float>(), residual < 0 ? nullptr : v[residual].data<float>(),
+              v[outputs[0]].data<float>(), 0, m, threads);
+}
+
+void LinearStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
+  kernel->run(v[inputs[0]].data<float>(), residual < 0 ? nullptr : v[residual].data<float>(),
+              v[outputs[0]].data<float>(), b0 * rows_per_item, b1 * rows_per_item, threads);
+}
+
+void RowStep::rows(Values& v, int64_t r0, int64_t r1, int threads) const {
+  const float* x = v[inputs[0]].data<float>();
+  float* y = v[outputs[0]].data<float>();
+  auto chunk = [&](int64_t a, int64_t b) {
+    switch (kind) {
+      case Kind::softmax: return softmax_rows(x, y, n, a, b);
+      case Kind::layer_norm: return layer_norm_rows(x, y, n, a, b, scale.data(), bias.data(), epsilon);
+      case Kind::mean: return mean_rows(x, y, n, a, b);
+    }
+  };
+  if (threads <= 1) return chunk(r0, r1);
+  const int64_t grain = std::max<int64_t>(1, 16384 / n);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(r0, r1, grain),
+                    [&](const tbb::blocked_range<int64_t>& r) { chunk(r.begin(), r.end()); });
+}
+
+void RowStep::run(Values& v, int threads) {
+  rows(v, 0, v[inputs[0]].numel() / n, threads);
+}
+
+void RowStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
+  rows(v, b0 * rows_per_item, b1 * rows_per_item, threads);
+}
+
+void CopyStep::items(Values& v, int64_t b0, int64_t b1, int threads) const {
+  const float* x = v[inputs[0]].data<float>();
+  float* y = v[outputs[0]].data<float>();
+  const int64_t per_out = autograd::numel(out_shape) / out_shape[0];
+  auto item = [&](int64_t b) {
+    if (axis == 0) {  // items start, start + 1, ...
+      std::memcpy(y + b * per_out, x + (start + b) * per_out, static_cast<size_t>(per_out) * sizeof(float));
+      return;
+    }
+    if (axis > 0) {  // out[o, j, i] = in[o, start + j, i] for o over the leading axes
+      int64_t outer = 1, inner = 1;
+      for (int64_t d = 1; d < axis; ++d) outer *= out_shape[static_cast<size_t>(d)];
+      for (size_t d = static_cast<size_t>(axis) + 1; d < out_shape.size(); ++d) inner *= out_shape[d];
+      const int64_t in_run = in_shape[static_cast<size_t>(axis)] * inner, out_run = out_shape[static_cast<size_t>(axis)] * inner;
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(y + (b * outer + o) * out_run, x + (b * outer + o) * in_run + start * inner,
+                    static_cast<size_t>(out_run) * sizeof(float));
+      return;
+    }
+    // Runs of the last axis; the input strides in the output's order.
+    const size_t rank = out_shape.size();
+    const int64_t run = out_shape.back();
+    std::vector<int64_t> in_stride(rank, 1), stride(rank);
+    for (size_t d = rank - 1; d-- > 0;) in_stride[d] = in_stride[d + 1] * in_shape[d + 1];
+    for (size_t d = 0; d < rank; ++d) stride[d] = in_stride[static_cast<size_t>(perm[d])];
+    std::vector<int64_t> index(rank, 0);
+    const int64_t runs = per_out / run;
+    const float* src_item = x + b * stride[0];
+    float* dst = y + b * per_out;
+    for (int64_t r = 0; r < runs; ++r, dst += run) {
+      int64_t at = 0;
+      for (size_t d = 1; d + 1 < rank; ++d) at += index[d] * stride[d];
+      std::memcpy(dst, src_item + at, static_cast<size_t>(run) * sizeof(float));
+      for (size_t d = rank - 1; d-- > 1;) {  // next index of the middle axes
+        if (++index[d] < out_shape[d]) break;
+        index[d] = 0;
+      }
+    }
+  };
+  if (threads > 1) {
+    tbb::parallel_for(b0, b1, item);
+  } else {
+    for (int64_t b = b0; b < b1; ++b) item(b);
+  }
+}
+
+void CopyStep::run(Values& v, int threads) {
+  if (axis == 0) {  // a run of whole items is a view, no copy (nothing writes into it: it is never grouped)
+    v[outputs[0]] = v[inputs[0]].narrow(start, out_shape[0]).reshape(out_shape);
+    return;
+  }
+  items(v, 0, out_shape[0], threads);
+}
+
+void CopyStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
+  items(v, b0, b1, threads);
+}
+
+void BatchedMatMulStep::matrices(Values& v, int64_t i0, int64_t i1, int threads) const {
+  const float* a = v[inputs[0]].data<float>();
+  const float* b = v[inputs[1]].data<float>();
+  float* c = v[outputs[0]].data<float>();
+  auto one = [&](int64_t i) {
+    autograd::kernels::gemm({.m = m, .n = n, .k = k, .trans_b = trans_b}, 1.0f, a + i * m * k, k, b + i * k * n,
+                            trans_b ? k : n, 0.0f, c + i * m * n, n, 1);
+  };
+  if (threads > 1) {
+    tbb::parallel_for(i0, i1, one);
+  } else {
+    for (int64_t i = i0; i < i1; ++i) one(i);
+  }
+}
+
+void BatchedMatMulStep::run(Values& v, int threads) {
+  matrices(v, 0, batch, threads);
+}
+
+void BatchedMatMulStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
+  matrices(v, b0 * items_per_batch, b1 * items_per_batch, threads);
+}
+
+void PoolStep::planes(Values& v, int64_t b0, int64_t b1, int threads) const {
+  const float* x = v[inputs[0]].data<float>();
+  float* y = v[outputs[0]].data<float>();
+  const int64_t c = geo.channels;
+  if (threads <= 1) return pool_planes(geo, is_max, include_pad, x, y, b0 * c, b1 * c);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(b0 * c, b1 * c), [&](const tbb::blocked_range<int64_t>& r) {
+    pool_planes(geo, is_max, include_pad, x, y, r.begin(), r.end());
+  });
+}
+
+void PoolStep::run(Values& v, int threads) {
+  planes(v, 0, geo.batch, threads);
+}
+
+void PoolStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
+  planes(v, b0, b1, threads);
+}
+
+void NodeStep::run(Values& v, int) {
+  std::vector<Tensor> in;
+  for (int id : inputs) in.push_back(id < 0 ? Tensor() : v[id]);
+  std::vector<Tensor> out = run_node(node, in);
+  for (size_t k = 0; k < outputs.size(); ++k)
+    if (outputs[k] >= 0 && k < out.size()) v[outputs[k]] = out[k];
+}
+
+void NodeStep::run_slice(Values& v, int64_t b0, int64_t b1, int) {
+  std::vector<Tensor> in;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const int id = inputs[k];
+    if (id < 0) {
+      in.emplace_back();
+    } else if (static_cast<int>(k) == shape_input) {
+      std::vector<int64_t> shape(out_shape.begin(), out_shape.end());
+      shape[0] = b1 - b0;
+      in.push_back(Tensor::from_data({static_cast<int64_t>(shape.size())}, shape));
+    } else {
+      in.push_back(sliced[k] ? v[id].narrow(b0, b1 - b0) : v[id]);
+    }
+  }
+  std::vector<Tensor> out = run_node(node, in);
+  for (size_t k = 0; k < outputs.size(); ++k)
+    if (outputs[k] >= 0 && k < out.size()) {
+      Tensor dst = v[outputs[k]].narrow(b0, b1 - b0);
+      dst.copy_from_(out[k]);
+    }
+}
+
+}  // namespace neurite::engine::detail
