@@ -24,6 +24,7 @@ engine::WeightFormat parse_format(const std::string& name) {
 void add_bench(CLI::App& app) {
   struct Args {
     std::string model, mode = "columns", format = "automatic";
+    std::vector<int64_t> shape;
     int64_t batch_size = 1;
     int threads = 0;
     double time = 5, warmup = 1;
@@ -37,6 +38,8 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--time", a->time, "Seconds to measure")->capture_default_str();
   cmd->add_option("--warmup", a->warmup, "Seconds to run first, unmeasured")->capture_default_str();
   cmd->add_option("--mode", a->mode, "columns (tiles through groups of layers) or layers")->capture_default_str();
+  cmd->add_option("--shape", a->shape, "The input's sizes after the batch, for dynamic ones such as a sequence length")
+      ->delimiter(',');
   cmd->add_option("--format", a->format, "Weight form: automatic (timed per layer), dense, csr, 4x1, 1x4")
       ->capture_default_str();
   cmd->add_flag("--profile", a->profile, "Add the time per step (layers) or column group (columns)");
@@ -53,8 +56,14 @@ void add_bench(CLI::App& app) {
     const engine::Graph g = load_model_graph(a->model);
     if (!a->json) fmt::print(stderr, "compiling {} for batch {}...\n", a->model, a->batch_size);
     const auto t0 = std::chrono::steady_clock::now();
-    engine::Engine e = engine::compile(g, {.batch = a->batch_size, .threads = a->threads, .mode = mode,
-                                           .format = format});
+    std::map<std::string, autograd::Shape> shapes;
+    if (!a->shape.empty()) {
+      autograd::Shape full{a->batch_size};
+      full.insert(full.end(), a->shape.begin(), a->shape.end());
+      shapes[g.inputs.at(0).name] = full;
+    }
+    engine::Engine e = engine::compile(g, {.batch = a->batch_size, .input_shapes = shapes, .threads = a->threads,
+                                           .mode = mode, .format = format});
     const double compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!a->json) fmt::print(stderr, "measuring for {} s after {} s of warm-up...\n", a->time, a->warmup);
     const engine::BenchResult r =

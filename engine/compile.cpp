@@ -750,7 +750,8 @@ Engine compile(Graph graph, const CompileOptions& options) {
   plan->threads = options.threads > 0 ? options.threads : tbb::this_task_arena::max_concurrency();
   plan->arena = std::make_unique<tbb::task_arena>(plan->threads);
   autograd::NoGradGuard no_grad;
-  detail::specialize(graph, options.batch);
+  detail::specialize(graph, options.batch, options.input_shapes);
+  if (!graph.inputs.empty() && !graph.inputs[0].shape.empty()) plan->batch = graph.inputs[0].shape[0];
   detail::fold_batch_norm(graph);
   graph.infer_shapes();
   plan->inputs = graph.inputs;

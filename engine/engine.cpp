@@ -176,7 +176,8 @@ BenchResult benchmark(Engine& engine, const BenchOptions& options) {
     return sorted[std::min(sorted.size() - 1, static_cast<size_t>(q * static_cast<double>(sorted.size())))];
   };
   r.p50_ms = pct(0.5), r.p90_ms = pct(0.9), r.p99_ms = pct(0.99);
-  r.items_per_sec = static_cast<double>(p.batch) * 1000.0 / r.mean_ms;
+  const int64_t items = p.inputs.empty() || p.inputs[0].shape.empty() ? p.batch : p.inputs[0].shape[0];
+  r.items_per_sec = static_cast<double>(items) * 1000.0 / r.mean_ms;
   if (options.profile) {
     r.profile = engine.profile();
     for (auto& e : r.profile) e.total_ms /= static_cast<double>(r.iterations);

@@ -9,15 +9,30 @@
 
 namespace neurite::engine::detail {
 
-void specialize(Graph& graph, int64_t batch) {
+void specialize(Graph& graph, int64_t batch, const std::map<std::string, Shape>& shapes) {
   check<ValueError>(batch >= 1, "compile: batch size must be at least 1, got {}", batch);
-  for (ValueInfo& in : graph.inputs)
+  for (const auto& [name, shape] : shapes)
+    check<ShapeError>(std::any_of(graph.inputs.begin(), graph.inputs.end(), [&](const ValueInfo& v) { return v.name == name; }),
+                      "compile: input_shapes names '{}', which is not an input of the graph", name);
+  for (ValueInfo& in : graph.inputs) {
+    if (auto it = shapes.find(in.name); it != shapes.end()) {
+      const Shape& given = it->second;
+      bool fits = given.size() == in.shape.size();
+      for (size_t d = 0; fits && d < given.size(); ++d) fits = given[d] >= 1 && (in.shape[d] < 0 || in.shape[d] == given[d]);
+      check<ShapeError>(fits, "compile: input '{}' is {}, the graph expects {}", in.name, autograd::to_string(given),
+                        autograd::to_string(in.shape));
+      in.shape = given;
+      continue;
+    }
     for (size_t d = 0; d < in.shape.size(); ++d)
       if (in.shape[d] < 0) {
-        check<ShapeError>(d == 0, "compile: input '{}' {} has a dynamic dimension {}; only the first (the batch) may be",
+        check<ShapeError>(d == 0,
+                          "compile: input '{}' {} has a dynamic dimension {}; give its size (CompileOptions::input_shapes, "
+                          "neurite bench --shape)",
                           in.name, autograd::to_string(in.shape), d);
         in.shape[d] = batch;
       }
+  }
   // Each round's shapes reveal more: a Reshape whose target was computed from
   // a Shape has a known output only after that Shape folded.
   for (size_t before = graph.nodes.size() + 1; graph.nodes.size() < before;) {

@@ -2,14 +2,18 @@
 // graph's outputs as they were, so the reference executor checks it.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include "neurite/engine/graph.h"
 
 namespace neurite::engine::detail {
 
-// Gives every input's dynamic first dimension the size `batch`, infers
-// shapes and folds everything known at compile time, weights included.
-// ShapeError naming the input for a dynamic dimension other than the first.
-void specialize(Graph& graph, int64_t batch);
+// Gives every input the shape in `shapes`, else its dynamic first dimension
+// the size `batch`; infers shapes and folds everything known at compile
+// time, weights included. ShapeError naming the input for a shape that does
+// not fit, or a dynamic dimension other than the first left unsized.
+void specialize(Graph& graph, int64_t batch, const std::map<std::string, Shape>& shapes = {});
 
 // BatchNormalization after a Conv or Gemm whose output only it reads, with
 // constant parameters, becomes the Conv's (Gemm's) scaled weight and bias.

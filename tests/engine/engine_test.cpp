@@ -251,6 +251,21 @@ TEST(EnginePacking, BlocksHoldEveryNonzeroAndFillTheRestWithZeros) {
   EXPECT_DOUBLE_EQ(detail::fill_ratio(w.data<float>(), 5, 6, WeightFormat::cols4), 16.0 / 4);
 }
 
+TEST(EngineShapes, DynamicDimensionsBeyondTheBatchTakeTheGivenShape) {
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, {-1, -1, 4}});  // (batch, sequence, features)
+  g.nodes.push_back({.op = OpKind::relu, .name = "relu", .inputs = {"x"}, .outputs = {"y"}});
+  g.outputs.push_back({"y"});
+  const Tensor x = Tensor::randn({2, 3, 4}, 1);
+  Engine e = compile(g, {.batch = 2, .input_shapes = {{"x", {2, 3, 4}}}});
+  EXPECT_EQ(e.inputs().at(0).shape, (Shape{2, 3, 4}));
+  expect_close(e.run({{"x", x}}).at("y"), run_reference(g, {{"x", x}}).at("y"), 0);
+  expect_error<ShapeError>([&] { compile(g, {.batch = 2}); }, {"input 'x'", "dynamic dimension 1", "input_shapes"});
+  expect_error<ShapeError>([&] { compile(g, {.input_shapes = {{"x", {2, 3, 5}}}}); },
+                           {"input 'x' is [2,3,5], the graph expects [-1,-1,4]"});
+  expect_error<ShapeError>([&] { compile(g, {.input_shapes = {{"z", {2}}}}); }, {"'z'", "not an input"});
+}
+
 TEST(EngineErrors, BadInputsNameTheInput) {
   const Graph g = conv_chain(2, 6, 6, {{3, 3, 1, 1, 1, 1, 1}}, 0);
   Engine e = compile(g, {.batch = 2});

@@ -40,6 +40,9 @@ std::string to_string(WeightFormat format);
 
 struct CompileOptions {
   int64_t batch = 1;  // the size of every input's dynamic first dimension
+  // Full shapes of inputs (e.g. a dynamic sequence length), fitting the
+  // graph's fixed dimensions; an input not named takes `batch`.
+  std::map<std::string, Shape> input_shapes;
   int threads = 0;    // 0: all cores
   Mode mode = Mode::columns;
   WeightFormat format = WeightFormat::automatic;  // one form for every weight (tests, benchmarks)
