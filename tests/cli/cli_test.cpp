@@ -241,7 +241,7 @@ TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
       {"infer " + (dir / "half.onnx").string() + " --input " + x + to, "half.onnx"},
       {"infer " + onnx17 + " --input " + (dir / "text.npy").string() + to, "text.npy"},
       {"infer " + onnx17 + " --input " + (dir / "wide.npy").string() + to,
-       "'input' is [2,1,14,14], the engine was compiled for [2,1,12,12]"},
+       "'input' is [2,1,14,14], the graph expects [-1,1,12,12]"},
       {"infer " + onnx17 + " --input " + x + to + " --mode tiles", "mode 'tiles': expected columns or layers"},
       {"bench " + onnx17 + " --batch-size 0", "--batch-size is 0"},
       {"bench " + onnx17 + " --mode tiles", "mode 'tiles'"},
