@@ -70,8 +70,23 @@ void finish_row(float* to, const float* from, int64_t n, float add, const float*
   }
 }
 
-thread_local std::vector<float> t_planes, t_rows, t_xt, t_yt;
-float* scratch(std::vector<float>& buffer, int64_t size) {
+// Scratch buffers start on a cache line: the kernels' 64-byte loads of
+// feature-major rows (multiples of 16 floats apart) then never straddle two
+// lines (straddling made the CSR product 1.5x slower).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  bool operator==(const CacheLineAllocator&) const { return true; }
+};
+using ScratchFloats = std::vector<float, CacheLineAllocator<float>>;
+
+thread_local ScratchFloats t_planes, t_rows, t_xt, t_yt;
+float* scratch(ScratchFloats& buffer, int64_t size) {
   if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
   return buffer.data();
 }
@@ -260,7 +275,7 @@ struct DenseConv::Primitives {
 };
 
 namespace {
-thread_local std::vector<float> t_src;
+thread_local ScratchFloats t_src;
 }
 
 DenseConv::DenseConv(const ConvGeometry& g, int64_t groups, const float* weight, Fused fused, int threads)
