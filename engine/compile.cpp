@@ -661,9 +661,11 @@ struct Builder {
         const int in = s->inputs[k];
         if (in < 0) continue;
         auto from = dense_producer.find(in);
-        const bool blocked_read = conv && conv->dense && from != dense_producer.end() && k == 0 &&
-                                  (conv->dense->read_input_from(from->second->dense.get()), true) &&
-                                  conv->dense->reads_blocked_input();
+        bool blocked_read = false;
+        if (conv && conv->dense && k == 0 && from != dense_producer.end()) {
+          conv->dense->read_input_from(from->second->dense.get());
+          blocked_read = conv->dense->reads_blocked_input();
+        }
         if (!blocked_read) ++plain_readers[in];
       }
       if (s->residual >= 0) {
