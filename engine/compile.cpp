@@ -265,8 +265,8 @@ struct Builder {
     step->inputs = {id(n.inputs[0])};
     step->outputs = {id(out)};
     const int64_t m = autograd::numel(xs) / k;
-    step->rows_per_item = m / plan.batch;
-    step->total_rows = m;
+    step->units = m;
+    step->units_per_item = m / plan.batch;
     const float* pw = wt.data<float>();
     const WeightFormat format = choose(pw, features, k, true, [&](WeightFormat f) {
       const int64_t rows = std::min<int64_t>(m, 1024);  // past a few chunks the cost per row is what differs
@@ -407,7 +407,8 @@ struct Builder {
     step->outputs = {id(n.outputs[0])};
     const int64_t rows = autograd::numel(x.shape) / step->n;
     step->sliceable = x.shape[0] == plan.batch && rank >= 2;
-    step->rows_per_item = rows / plan.batch;
+    step->units = rows;
+    step->units_per_item = rows / plan.batch;
     const char* names[] = {"softmax rows", "layer_norm rows", "mean rows"};
     step->info = {.name = n.name, .kernel = names[static_cast<int>(step->kind)]};
     return step;
@@ -423,8 +424,8 @@ struct Builder {
       if (a.shape[d] != b.shape[d]) return nullptr;  // broadcasting batches: the reference's case
     auto step = std::make_unique<BatchedMatMulStep>();
     step->m = a.shape[rank - 2], step->k = a.shape[rank - 1], step->n = b.shape[rank - 1];
-    step->batch = autograd::numel(a.shape) / (step->m * step->k);
-    step->items_per_batch = step->batch / plan.batch;
+    step->units = autograd::numel(a.shape) / (step->m * step->k);
+    step->units_per_item = step->units / plan.batch;
     std::string b_name = n.inputs[1];
     // B = Transpose(X, perm swapping the last two axes), read by this alone: read X with transB.
     for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -445,7 +446,7 @@ struct Builder {
     }
     step->inputs = {id(n.inputs[0]), id(b_name)};
     step->outputs = {id(n.outputs[0])};
-    step->sliceable = a.shape[0] == plan.batch && step->batch % plan.batch == 0;
+    step->sliceable = a.shape[0] == plan.batch && step->units % plan.batch == 0;
     step->info = {.name = n.name, .kernel = fmt::format("batched matmul {}x{}x{}{}", step->m, step->k, step->n,
                                                          step->trans_b ? " (B transposed)" : "")};
     return step;
@@ -465,6 +466,7 @@ struct Builder {
                  .filters = x.shape[1], .kh = kernel[0], .kw = kernel[1], .sh = strides[0], .sw = strides[1],
                  .dh = 1, .dw = 1, .pad_top = pads[0], .pad_left = pads[1], .pad_bottom = pads[2],
                  .pad_right = pads[3], .out_h = ys[2], .out_w = ys[3]};
+    step->units = x.shape[0];
     step->is_max = n.op == OpKind::max_pool;
     step->include_pad = n.integer("count_include_pad", 0) != 0;
     step->inputs = {id(n.inputs[0])};
@@ -483,6 +485,7 @@ struct Builder {
     auto step = std::make_unique<CopyStep>();
     step->in_shape = x.shape;
     step->out_shape = ys;
+    step->units = ys[0];
     if (n.op == OpKind::transpose) {
       step->perm = n.integers("perm");
       if (static_cast<int64_t>(step->perm.size()) != rank || step->perm.back() != rank - 1) return nullptr;
@@ -568,9 +571,9 @@ struct Builder {
       const auto& r = readers_of[a->outputs[0]];
       auto* b = r.size() == 1 ? dynamic_cast<LinearStep*>(r[0]) : nullptr;
       if (b == nullptr || b->kernel->format() == WeightFormat::dense || b->inputs[0] != a->outputs[0] ||
-          b->rows_per_item != a->rows_per_item)
+          b->units_per_item != a->units_per_item)
         continue;
-      const int64_t rows = a->rows_per_item * plan.batch;
+      const int64_t rows = a->units;
       a->out_fm = b->in_fm = true;
       a->kernel->set_feature_major(a->in_fm, true, rows);
       b->kernel->set_feature_major(true, b->out_fm, rows);

@@ -47,18 +47,12 @@ void ConvStep::run_band(Values& v, int64_t b0, int64_t b1, int64_t r0, int64_t r
   packed->run_tile(x(v), res(v), y(v), b0, b1, r0, r1);
 }
 
-void LinearStep::run(Values& v, int threads) {
-  const int64_t m = total_rows;
+void LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
   kernel->run(v[inputs[0]].data<float>(), residual < 0 ? nullptr : v[residual].data<float>(),
-              v[outputs[0]].data<float>(), 0, m, threads);
+              v[outputs[0]].data<float>(), u0, u1, threads);
 }
 
-void LinearStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
-  kernel->run(v[inputs[0]].data<float>(), residual < 0 ? nullptr : v[residual].data<float>(),
-              v[outputs[0]].data<float>(), b0 * rows_per_item, b1 * rows_per_item, threads);
-}
-
-void RowStep::rows(Values& v, int64_t r0, int64_t r1, int threads) const {
+void RowStep::run_units(Values& v, int64_t r0, int64_t r1, int threads) const {
   const float* x = v[inputs[0]].data<float>();
   float* y = v[outputs[0]].data<float>();
   auto chunk = [&](int64_t a, int64_t b) {
@@ -74,15 +68,7 @@ void RowStep::rows(Values& v, int64_t r0, int64_t r1, int threads) const {
                     [&](const tbb::blocked_range<int64_t>& r) { chunk(r.begin(), r.end()); });
 }
 
-void RowStep::run(Values& v, int threads) {
-  rows(v, 0, v[inputs[0]].numel() / n, threads);
-}
-
-void RowStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
-  rows(v, b0 * rows_per_item, b1 * rows_per_item, threads);
-}
-
-void CopyStep::items(Values& v, int64_t b0, int64_t b1, int threads) const {
+void CopyStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {
   const float* x = v[inputs[0]].data<float>();
   float* y = v[outputs[0]].data<float>();
   const int64_t per_out = autograd::numel(out_shape) / out_shape[0];
@@ -133,14 +119,10 @@ void CopyStep::run(Values& v, int threads) {
     v[outputs[0]] = v[inputs[0]].narrow(start, out_shape[0]).reshape(out_shape);
     return;
   }
-  items(v, 0, out_shape[0], threads);
+  UnitStep::run(v, threads);
 }
 
-void CopyStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
-  items(v, b0, b1, threads);
-}
-
-void BatchedMatMulStep::matrices(Values& v, int64_t i0, int64_t i1, int threads) const {
+void BatchedMatMulStep::run_units(Values& v, int64_t i0, int64_t i1, int threads) const {
   const float* a = v[inputs[0]].data<float>();
   const float* b = v[inputs[1]].data<float>();
   float* c = v[outputs[0]].data<float>();
@@ -155,15 +137,7 @@ void BatchedMatMulStep::matrices(Values& v, int64_t i0, int64_t i1, int threads)
   }
 }
 
-void BatchedMatMulStep::run(Values& v, int threads) {
-  matrices(v, 0, batch, threads);
-}
-
-void BatchedMatMulStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
-  matrices(v, b0 * items_per_batch, b1 * items_per_batch, threads);
-}
-
-void PoolStep::planes(Values& v, int64_t b0, int64_t b1, int threads) const {
+void PoolStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {
   const float* x = v[inputs[0]].data<float>();
   float* y = v[outputs[0]].data<float>();
   const int64_t c = geo.channels;
@@ -171,14 +145,6 @@ void PoolStep::planes(Values& v, int64_t b0, int64_t b1, int threads) const {
   tbb::parallel_for(tbb::blocked_range<int64_t>(b0 * c, b1 * c), [&](const tbb::blocked_range<int64_t>& r) {
     pool_planes(geo, is_max, include_pad, x, y, r.begin(), r.end());
   });
-}
-
-void PoolStep::run(Values& v, int threads) {
-  planes(v, 0, geo.batch, threads);
-}
-
-void PoolStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
-  planes(v, b0, b1, threads);
 }
 
 void NodeStep::run(Values& v, int) {

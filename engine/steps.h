@@ -26,65 +26,71 @@ class ConvStep : public Step {
   void run_band(Values& v, int64_t b0, int64_t b1, int64_t r0, int64_t r1) override;
 };
 
-class LinearStep : public Step {
+// A step whose work splits into units (rows, matrices, images, batch items),
+// a fixed number per batch item: run covers them all, run_slice a slice's.
+class UnitStep : public Step {
+ public:
+  int64_t units = 0, units_per_item = 1;
+  // Units [u0, u1); threads > 1 splits them.
+  virtual void run_units(Values& v, int64_t u0, int64_t u1, int threads) const = 0;
+  void run(Values& v, int threads) override { run_units(v, 0, units, threads); }
+  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override {
+    run_units(v, b0 * units_per_item, b1 * units_per_item, threads);
+  }
+};
+
+// Units: rows of the (M, K) view of the input.
+class LinearStep : public UnitStep {
  public:
   std::unique_ptr<LinearKernel> kernel;
-  int64_t rows_per_item = 1;  // rows of the (M, K) view per batch item
-  int64_t total_rows = 0;             // of the whole batch
   bool in_fm = false, out_fm = false;  // feature-major input / output (link_feature_major)
 
-  void run(Values& v, int threads) override;
-  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override;
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
 // Softmax, LayerNormalization or a mean over the contiguous last axis (or axes).
-class RowStep : public Step {
+// Units: rows of n floats.
+class RowStep : public UnitStep {
  public:
   enum class Kind { softmax, layer_norm, mean } kind = Kind::softmax;
-  int64_t n = 1, rows_per_item = 1;
+  int64_t n = 1;
   std::vector<float> scale, bias;
   float epsilon = 1e-5f;
 
-  void rows(Values& v, int64_t r0, int64_t r1, int threads) const;
-  void run(Values& v, int threads) override;
-  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override;
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
 // Transpose that keeps the last axis in place, or Slice of one axis with
-// step 1: copies of contiguous runs, computed per batch item.
-class CopyStep : public Step {
+// step 1: copies of contiguous runs. Units: items of the output's first axis.
+class CopyStep : public UnitStep {
  public:
   Shape in_shape, out_shape;
   std::vector<int64_t> perm;    // Transpose
   int64_t axis = -1, start = 0;  // Slice
 
-  void items(Values& v, int64_t b0, int64_t b1, int threads) const;
-  void run(Values& v, int threads) override;
-  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override;
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
+  void run(Values& v, int threads) override;  // a slice of axis 0 is a view
 };
 
 // MatMul of two activations (B..., M, K) x (B..., K, N), batch dimensions
 // equal: one single-threaded sgemm per matrix, matrices in parallel. A
 // Transpose of B's last two axes that only this reads is folded in (transB).
-class BatchedMatMulStep : public Step {
+// Units: matrices.
+class BatchedMatMulStep : public UnitStep {
  public:
-  int64_t batch = 1, m = 1, n = 1, k = 1, items_per_batch = 1;
+  int64_t m = 1, n = 1, k = 1;
   bool trans_b = false;
 
-  void matrices(Values& v, int64_t i0, int64_t i1, int threads) const;
-  void run(Values& v, int threads) override;
-  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override;
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
-// MaxPool / AveragePool over NCHW planes.
-class PoolStep : public Step {
+// MaxPool / AveragePool over NCHW planes. Units: images.
+class PoolStep : public UnitStep {
  public:
   ConvGeometry geo;
   bool is_max = true, include_pad = false;
 
-  void planes(Values& v, int64_t b0, int64_t b1, int threads) const;
-  void run(Values& v, int threads) override;
-  void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override;
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
 // A node the engine has no kernel for, run as the reference executor runs it.
