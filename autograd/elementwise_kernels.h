@@ -51,22 +51,6 @@ void map3(const float* a, const float* b, const float* c, float* y, int64_t n, F
 }
 
 // y += alpha * x
-// The sum of term(i) for i in [0, n): float partial sums in 16 lanes (so the
-// compiler vectorises it; a double accumulator would serialise the loop),
-// combined in double.
-template <typename Term>
-double lane_sum(int64_t n, Term&& term) {
-  constexpr int64_t kLanes = 16;
-  float lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) lanes[l] += term(i + l);
-  double total = 0;
-  for (; i < n; ++i) total += term(i);
-  for (float lane : lanes) total += lane;
-  return total;
-}
-
 inline void axpy(float alpha, const float* x, float* y, int64_t n) {
   parallel_range(n, kElementGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) y[i] += alpha * x[i];

@@ -3,7 +3,7 @@
 #include <fstream>
 #include <cctype>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/tensor.h"
 
 namespace neurite::autograd {

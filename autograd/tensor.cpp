@@ -12,9 +12,9 @@
 #include <ostream>
 #include <sstream>
 
-#include "autograd/random.h"
+#include "neurite/autograd/random.h"
 #include "autograd/strided.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::autograd {
 

@@ -1,6 +1,6 @@
 #include "neurite/autograd/trace.h"
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::autograd {
 

@@ -3,7 +3,7 @@
 #include <unordered_map>
 
 #include "autograd/elementwise_kernels.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/trace.h"
 
 namespace neurite::autograd {

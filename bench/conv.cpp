@@ -4,7 +4,7 @@
 //   build/bench/bench_conv --shapes bench/conv_shapes.json [--batch 128] [--threads 2] [--repeats 10]
 #include <fmt/format.h>
 #include <neurite/autograd/ops.h>
-#include <neurite/autograd/parallel.h>
+#include <neurite/parallel.h>
 
 #include <algorithm>
 #include <chrono>

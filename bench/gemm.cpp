@@ -9,12 +9,12 @@
 #include <cstring>
 #include <vector>
 
-#include "autograd/kernels/gemm.h"
-#include "neurite/autograd/parallel.h"
+#include "neurite/kernels/gemm.h"
+#include "neurite/parallel.h"
 #include "neurite/autograd/tensor.h"
 
 using neurite::autograd::Tensor;
-namespace k = neurite::autograd::kernels;
+namespace k = neurite::kernels;
 
 template <typename F>
 double median_seconds(int repeats, F f) {

@@ -6,7 +6,7 @@
 // with --json one JSON line per measurement.
 //   build/bench/bench_sparse [--threads 2] [--repeats 7] [--json] [--only transformer]
 #include <fmt/format.h>
-#include <neurite/autograd/parallel.h>
+#include <neurite/parallel.h>
 #include <neurite/autograd/sparse.h>
 
 #include <algorithm>
@@ -17,11 +17,12 @@
 #include <vector>
 
 using namespace neurite::autograd;
+namespace kernels = neurite::kernels;
 
 namespace {
 
-Tensor random_mask(const Shape& shape, double density, SparseFormat format, uint64_t seed) {
-  const int br = format == SparseFormat::rows4 ? 4 : 1, bc = format == SparseFormat::cols4 ? 4 : 1;
+Tensor random_mask(const Shape& shape, double density, kernels::WeightFormat format, uint64_t seed) {
+  const int br = format == kernels::WeightFormat::rows4 ? 4 : 1, bc = format == kernels::WeightFormat::cols4 ? 4 : 1;
   const int64_t rows = shape[0], cols = numel(shape) / rows;
   std::mt19937_64 rng(seed);
   std::bernoulli_distribution keep(density);
@@ -83,7 +84,7 @@ int main(int argc, char** argv) {
                "{:<44}{:>7}{:>11}{:>10}{:>10}{:>10}{:>10}\n",
                threads, repeats, "layer", "format", "crossover", "x at 50%", "x at 10%", "x at 2%", "GF/s 10%");
   for (const Layer& l : layers)
-    for (SparseFormat format : {SparseFormat::csr, SparseFormat::rows4}) {
+    for (kernels::WeightFormat format : {kernels::WeightFormat::csr, kernels::WeightFormat::rows4}) {
       if (l.name.find(only) == std::string::npos) continue;
       double crossover = 0, at50 = 0, at10 = 0, at2 = 0, gf10 = 0;
       for (double density : {0.7, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02}) {

@@ -6,17 +6,17 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "neurite/autograd/error.h"
-#include "neurite/autograd/parallel.h"
+#include "neurite/error.h"
+#include "neurite/parallel.h"
 #include "neurite/engine/engine.h"
 
 namespace neurite::cli {
 
 namespace {
-engine::WeightFormat parse_format(const std::string& name) {
-  for (auto f : {engine::WeightFormat::automatic, engine::WeightFormat::dense, engine::WeightFormat::csr,
-                 engine::WeightFormat::rows4, engine::WeightFormat::cols4})
-    if (engine::to_string(f) == name) return f;
+// "automatic" (unset: timed per layer) or one form for every weight.
+std::optional<engine::WeightFormat> parse_format(const std::string& name) {
+  if (name == "automatic") return std::nullopt;
+  if (auto f = kernels::parse_weight_format(name)) return f;
   throw ValueError(fmt::format("--format {}: expected automatic, dense, csr, 4x1 or 1x4", name));
 }
 }  // namespace
@@ -52,7 +52,7 @@ void add_bench(CLI::App& app) {
                       a->warmup);
     set_threads(a->threads);
     const engine::Mode mode = engine::parse_mode(a->mode);
-    const engine::WeightFormat format = parse_format(a->format);
+    const std::optional<engine::WeightFormat> format = parse_format(a->format);
     const engine::Graph g = load_model_graph(a->model);
     if (!a->json) fmt::print(stderr, "compiling {} for batch {}...\n", a->model, a->batch_size);
     const auto t0 = std::chrono::steady_clock::now();

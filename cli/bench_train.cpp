@@ -10,9 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
-#include "neurite/autograd/parallel.h"
+#include "neurite/parallel.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/models.h"
 #include "neurite/layers/sparse_kernels.h"

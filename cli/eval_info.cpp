@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/data/readers.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/train/trainer.h"

@@ -2,7 +2,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/engine.h"
 #include "neurite/engine/trace.h"

@@ -8,8 +8,8 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "neurite/autograd/error.h"
-#include "neurite/autograd/parallel.h"
+#include "neurite/error.h"
+#include "neurite/parallel.h"
 
 namespace neurite::cli {
 

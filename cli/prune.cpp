@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "cli/commands.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/pruning/pruning.h"
 #include "neurite/train/checkpoint.h"
 

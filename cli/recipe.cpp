@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/layers/models.h"
 #include "neurite/recipes/manager.h"
 

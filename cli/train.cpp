@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/data/readers.h"
 #include "neurite/layers/init.h"
 #include "neurite/recipes/manager.h"

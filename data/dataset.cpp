@@ -4,8 +4,8 @@
 #include <cstring>
 #include <numeric>
 
-#include "autograd/random.h"
-#include "neurite/autograd/error.h"
+#include "neurite/autograd/random.h"
+#include "neurite/error.h"
 
 namespace neurite::data {
 

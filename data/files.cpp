@@ -9,7 +9,7 @@
 #include <fstream>
 #include <set>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/data/readers.h"
 
 namespace neurite::data {

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/data/readers.h"
 
 namespace neurite::data {

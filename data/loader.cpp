@@ -7,8 +7,8 @@
 #include <deque>
 #include <numeric>
 
-#include "autograd/random.h"
-#include "neurite/autograd/error.h"
+#include "neurite/autograd/random.h"
+#include "neurite/error.h"
 
 namespace neurite::data {
 

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/data/readers.h"
 
 namespace neurite::data {

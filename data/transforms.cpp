@@ -3,8 +3,8 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "autograd/random.h"
-#include "neurite/autograd/error.h"
+#include "neurite/autograd/random.h"
+#include "neurite/error.h"
 
 namespace neurite::data {
 

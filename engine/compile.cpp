@@ -10,16 +10,17 @@
 #include <cstring>
 #include <set>
 
-#include "autograd/kernels/gemm.h"
-#include "autograd/kernels/transpose.h"
-#include "engine/cache.h"
+#include "neurite/kernels/gemm.h"
+#include "neurite/kernels/transpose.h"
+#include "neurite/kernels/cache.h"
+#include "neurite/kernels/layout.h"
 #include "engine/passes.h"
 #include "engine/plan.h"
 #include "engine/steps.h"
 #include "engine/reference_ops.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
-#include "neurite/autograd/parallel.h"
+#include "neurite/parallel.h"
 
 namespace neurite::engine {
 
@@ -29,17 +30,6 @@ Mode parse_mode(std::string_view name) {
   if (name == "columns") return Mode::columns;
   if (name == "layers") return Mode::layers;
   throw ValueError(fmt::format("mode '{}': expected columns or layers", name));
-}
-
-std::string to_string(WeightFormat format) {
-  switch (format) {
-    case WeightFormat::automatic: return "automatic";
-    case WeightFormat::dense: return "dense";
-    case WeightFormat::csr: return "csr";
-    case WeightFormat::rows4: return "4x1";
-    case WeightFormat::cols4: return "1x4";
-  }
-  return "?";
 }
 
 namespace detail {
@@ -118,14 +108,13 @@ struct Builder {
 
   template <typename Make>
   WeightFormat choose(const float* w, int64_t rows, int64_t cols, bool dense_allowed, Make time_of) {
-    if (o.format != WeightFormat::automatic) return o.format;
+    if (o.format) return *o.format;
     std::vector<WeightFormat> candidates{WeightFormat::csr};
     if (dense_allowed) candidates.push_back(WeightFormat::dense);
     for (WeightFormat f : {WeightFormat::rows4, WeightFormat::cols4})
       if (fill_ratio(w, rows, cols, f) <= 2.5) candidates.push_back(f);
-    double density = 0;
-    for (int64_t i = 0; i < rows * cols; ++i) density += w[i] != 0;
-    density /= static_cast<double>(std::max<int64_t>(rows * cols, 1));
+    const double density = static_cast<double>(kernels::count_nonzero(w, rows * cols)) /
+                           static_cast<double>(std::max<int64_t>(rows * cols, 1));
     // Dense weights: oneDNN, or our kernel over full 4x1 blocks (it won on
     // thin layers, such as a first convolution of one input channel).
     if (density > 0.6) candidates = {WeightFormat::dense, WeightFormat::rows4};
@@ -214,14 +203,12 @@ struct Builder {
       while (step->tile_images < geo.batch && step->packed->tile_bytes(2 * step->tile_images, geo.out_h) <= budget)
         step->tile_images *= 2;
     }
-    double density = 0;
-    for (int64_t i = 0; i < w->numel(); ++i) density += pw[i] != 0;
     step->info = {.name = n.name,
                   .kernel = fmt::format("{} {}x{}/{} {}{}", what, geo.kh, geo.kw, geo.sh,
                                         format == WeightFormat::dense && step->dense ? "dense(onednn)"
                                                                                       : to_string(format),
                                         fused_name(fused)),
-                  .density = density / static_cast<double>(w->numel())};
+                  .density = static_cast<double>(kernels::count_nonzero(pw, w->numel())) / static_cast<double>(w->numel())};
     return step;
   }
 
@@ -238,7 +225,7 @@ struct Builder {
     if (trans_b) {
       wt.copy_from_(*w);
     } else {
-      autograd::kernels::transpose(w->data<float>(), k, features, features, wt.data<float>(), k, false);
+      kernels::transpose(w->data<float>(), k, features, features, wt.data<float>(), k, false);
     }
     Fused fused;
     std::string out = n.outputs[0];
@@ -523,7 +510,7 @@ struct Builder {
     return step;
   }
 
-  int64_t tile_budget() const { return o.tile_bytes > 0 ? o.tile_bytes : l2_cache_bytes(); }
+  int64_t tile_budget() const { return o.tile_bytes > 0 ? o.tile_bytes : kernels::l2_cache_bytes(); }
 
   void build_steps() {
     readers.clear();
@@ -577,7 +564,7 @@ struct Builder {
       a->out_fm = b->in_fm = true;
       a->kernel->set_feature_major(a->in_fm, true, rows);
       b->kernel->set_feature_major(true, b->out_fm, rows);
-      plan.values[a->outputs[0]] = Tensor::zeros({a->kernel->out_features() * feature_major_ld(rows)});
+      plan.values[a->outputs[0]] = Tensor::zeros({a->kernel->out_features() * kernels::feature_major_ld(rows)});
       a->info.kernel += " >fm";
     }
   }

@@ -7,7 +7,7 @@
 #include <chrono>
 
 #include "engine/plan.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 
 namespace neurite::engine {

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "engine/shape_rules.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::engine {
 

@@ -9,27 +9,18 @@
 #include <utility>
 #include <vector>
 
-#include "autograd/kernels/sparse.h"
 #include "neurite/engine/engine.h"
-
+#include "neurite/kernels/layout.h"
+#include "neurite/kernels/rows.h"
+#include "neurite/kernels/sparse.h"
 
 namespace neurite::engine::detail {
 
-using autograd::kernels::BlockSparse;
-
-enum class Activation { none, relu };
-
-// A (rows, cols) weight matrix as blocks (1x1, 4x1 or 1x4) that hold at
-// least one nonzero, zeros filled in; rows and cols padded to whole blocks.
-struct PackedWeight {
-  WeightFormat format = WeightFormat::csr;
-  BlockSparse pattern;
-  std::vector<float> values;
-  double density = 1;  // nonzeros of the weight over its size
-};
-PackedWeight pack(const float* w, int64_t rows, int64_t cols, WeightFormat format);
-// Stored entries over nonzeros when packed as `format` (1 for CSR; inf for an all-zero weight).
-double fill_ratio(const float* w, int64_t rows, int64_t cols, WeightFormat format);
+using kernels::Activation;
+using kernels::BlockSparse;
+using kernels::ConvGeometry;
+using kernels::PackedWeight;
+using kernels::WeightFormat;
 
 struct Fused {
   std::vector<float> bias;  // per output feature; empty: none
@@ -37,17 +28,8 @@ struct Fused {
   Activation activation = Activation::none;
 };
 
-struct ConvGeometry {
-  int64_t batch, channels, height, width;
-  int64_t filters, kh, kw, sh, sw, dh, dw;
-  int64_t pad_top, pad_left, pad_bottom, pad_right;
-  int64_t out_h, out_w;
-  // The input rows [lo, hi) that output rows [r0, r1) read.
-  std::pair<int64_t, int64_t> input_rows(int64_t r0, int64_t r1) const;
-};
-
 // A convolution (groups 1) as a direct sparse-times-dense product over phase
-// planes of the padded input (autograd/ops/sparse.cpp explains the layout).
+// planes of the padded input (neurite/kernels/layout.h).
 class PackedConv {
  public:
   PackedConv(const ConvGeometry& g, PackedWeight w, Fused fused);
@@ -111,7 +93,7 @@ class LinearKernel {
   // Rows [m0, m1) of the batch; threads > 1 splits the work.
   void run(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const;
   // Sparse forms only: read x, or write y, feature-major — (features, ld) with
-  // ld = feature_major_ld(rows) for the batch's `rows` — as the next or
+  // ld = kernels::feature_major_ld(rows) for the batch's `rows` — as the next or
   // previous sparse layer of a chain does, skipping two transposes.
   void set_feature_major(bool input, bool output, int64_t rows);
   int64_t in_features() const { return k_; }
@@ -133,20 +115,6 @@ class LinearKernel {
   int64_t fm_ld_ = 0;
 };
 
-// The row stride of a feature-major copy of `rows` batch rows.
-int64_t feature_major_ld(int64_t rows);
-
-}  // namespace neurite::engine::detail
-
-namespace neurite::engine::detail {
-
-// Row kernels over the contiguous last axis: rows [r0, r1) of (rows, n).
-// softmax: y = exp(x - max) / sum; layer_norm: y = (x - mean) / sqrt(var + eps) * scale + bias.
-void softmax_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1);
-void layer_norm_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1, const float* scale,
-                     const float* bias, float epsilon);
-// y[r] = the mean of row r.
-void mean_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1);
 
 // Max or average pooling of planes [p0, p1) of x (planes, H, W) into y
 // (planes, OH, OW); `g` gives sizes, kernel, strides and pads (channels and

@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/engine/reference.h"
 
 namespace neurite::engine {

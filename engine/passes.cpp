@@ -4,7 +4,7 @@
 #include <cmath>
 #include <set>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/engine/reference.h"
 
 namespace neurite::engine::detail {

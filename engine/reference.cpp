@@ -13,7 +13,7 @@
 #include <numeric>
 #include <set>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 
 namespace neurite::engine {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/engine/graph.h"
 
 namespace neurite::engine::detail {

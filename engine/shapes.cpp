@@ -7,7 +7,7 @@
 #include <numeric>
 
 #include "engine/shape_rules.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::engine {
 

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "autograd/kernels/gemm.h"
+#include "neurite/kernels/gemm.h"
 #include "engine/reference_ops.h"
 
 namespace neurite::engine::detail {
@@ -57,9 +57,9 @@ void RowStep::run_units(Values& v, int64_t r0, int64_t r1, int threads) const {
   float* y = v[outputs[0]].data<float>();
   auto chunk = [&](int64_t a, int64_t b) {
     switch (kind) {
-      case Kind::softmax: return softmax_rows(x, y, n, a, b);
-      case Kind::layer_norm: return layer_norm_rows(x, y, n, a, b, scale.data(), bias.data(), epsilon);
-      case Kind::mean: return mean_rows(x, y, n, a, b);
+      case Kind::softmax: return kernels::softmax_rows(x, y, n, a, b);
+      case Kind::layer_norm: return kernels::layer_norm_rows(x, y, n, a, b, scale.data(), bias.data(), epsilon);
+      case Kind::mean: return kernels::mean_rows(x, y, n, a, b);
     }
   };
   if (threads <= 1) return chunk(r0, r1);
@@ -127,7 +127,7 @@ void BatchedMatMulStep::run_units(Values& v, int64_t i0, int64_t i1, int threads
   const float* b = v[inputs[1]].data<float>();
   float* c = v[outputs[0]].data<float>();
   auto one = [&](int64_t i) {
-    autograd::kernels::gemm({.m = m, .n = n, .k = k, .trans_b = trans_b}, 1.0f, a + i * m * k, k, b + i * k * n,
+    kernels::gemm({.m = m, .n = n, .k = k, .trans_b = trans_b}, 1.0f, a + i * m * k, k, b + i * k * n,
                             trans_b ? k : n, 0.0f, c + i * m * n, n, 1);
   };
   if (threads > 1) {

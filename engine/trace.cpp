@@ -9,7 +9,7 @@
 #include <optional>
 #include <tuple>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/trace.h"
 #include "neurite/layers/sparse_kernels.h"

@@ -3,7 +3,7 @@
 // small convolutional network runs forward and backward on a batch of images.
 // Uses only the public headers.
 #include <neurite/autograd/ops.h>
-#include <neurite/autograd/parallel.h>
+#include <neurite/parallel.h>
 
 #include <chrono>
 #include <cmath>

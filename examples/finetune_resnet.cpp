@@ -4,8 +4,8 @@
 //
 //   build/neurite train --model resnet20 --data fashion-mnist --epochs 2 --out base
 //   build/examples/finetune_resnet base/checkpoint.h5 mnist-digits finetuned
-#include <neurite/autograd/error.h>
-#include <neurite/autograd/parallel.h>
+#include <neurite/error.h>
+#include <neurite/parallel.h>
 #include <neurite/data/readers.h>
 #include <neurite/layers/init.h>
 #include <neurite/optim/schedule.h>

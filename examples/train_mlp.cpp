@@ -3,7 +3,7 @@
 //
 //   build/examples/train_mlp [epochs]
 #include <neurite/autograd/ops.h>
-#include <neurite/autograd/parallel.h>
+#include <neurite/parallel.h>
 #include <neurite/data/loader.h>
 #include <neurite/data/readers.h>
 #include <neurite/layers/init.h>

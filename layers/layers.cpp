@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/sparse_kernels.h"
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::layers {
 

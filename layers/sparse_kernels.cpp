@@ -9,7 +9,7 @@
 #include <map>
 #include <mutex>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/sparse.h"
 
 namespace neurite::layers {

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <string>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::optim {
 

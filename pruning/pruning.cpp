@@ -7,7 +7,7 @@
 #include <numeric>
 #include <regex>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/layers/layers.h"
 
 namespace neurite::pruning {

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::recipes::detail {
 

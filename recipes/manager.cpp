@@ -6,7 +6,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::recipes {
 

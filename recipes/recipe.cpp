@@ -9,7 +9,7 @@
 #include <set>
 #include <sstream>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "recipes/expression.h"
 
 namespace neurite::recipes {

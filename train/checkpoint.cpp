@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::train {
 

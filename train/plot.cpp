@@ -7,7 +7,7 @@
 #include <fstream>
 #include <limits>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::train {
 

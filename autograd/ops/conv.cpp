@@ -1,6 +1,6 @@
 // conv2d: shape checks and autograd around the kernels of kernels/convolution.h.
-#include "autograd/kernels/convolution.h"
-#include "neurite/autograd/error.h"
+#include "neurite/kernels/convolution.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/trace.h"
 

@@ -4,7 +4,7 @@
 #include "autograd/elementwise_kernels.h"
 #include "autograd/ops/tensor_math.h"
 #include "autograd/reduce_kernels.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/trace.h"
 

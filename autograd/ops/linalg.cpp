@@ -1,13 +1,13 @@
 // Matrix products: matmul (2-D, batched, batched-by-matrix) and linear.
 #include <tbb/parallel_for.h>
 
-#include "autograd/kernels/gemm.h"
+#include "neurite/kernels/gemm.h"
 #include "autograd/ops/tensor_math.h"
 #include "autograd/reduce_kernels.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/trace.h"
-#include "neurite/autograd/parallel.h"
+#include "neurite/parallel.h"
 
 namespace neurite::autograd {
 

@@ -1,7 +1,7 @@
 // Losses: cross entropy (over log_softmax) and mean squared error (composite).
 #include <cmath>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 
 namespace neurite::autograd {

@@ -3,8 +3,8 @@
 #include <cstring>
 
 #include "autograd/elementwise_kernels.h"
-#include "autograd/random.h"
-#include "neurite/autograd/error.h"
+#include "neurite/autograd/random.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/trace.h"
 

@@ -4,7 +4,8 @@
 #include <cmath>
 
 #include "autograd/elementwise_kernels.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
+#include "neurite/kernels/rows.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/trace.h"
 
@@ -49,13 +50,13 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
       double s = 0, ss = 0;  // two passes: the variance about the mean keeps its precision
       for (int64_t n = 0; n < batch; ++n) {
         const float* p = px + plane(n, c);
-        s += detail::lane_sum(spatial, [p](int64_t i) { return p[i]; });
+        s += kernels::lane_sum(spatial, [p](int64_t i) { return p[i]; });
       }
       const double mu = s / static_cast<double>(count);
       for (int64_t n = 0; n < batch; ++n) {
         const float* p = px + plane(n, c);
         const auto m = static_cast<float>(mu);
-        ss += detail::lane_sum(spatial, [p, m](int64_t i) { return (p[i] - m) * (p[i] - m); });
+        ss += kernels::lane_sum(spatial, [p, m](int64_t i) { return (p[i] - m) * (p[i] - m); });
       }
       const double var = ss / static_cast<double>(count);
       pm[c] = static_cast<float>(mu);
@@ -101,8 +102,8 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
       for (int64_t n = 0; n < batch; ++n) {
         const float *gp = pg + (n * channels + c) * spatial, *xp = px + (n * channels + c) * spatial;
         const float m = pm[c];
-        sg += detail::lane_sum(spatial, [gp](int64_t i) { return gp[i]; });
-        sgx += detail::lane_sum(spatial, [gp, xp, m](int64_t i) { return gp[i] * (xp[i] - m); });
+        sg += kernels::lane_sum(spatial, [gp](int64_t i) { return gp[i]; });
+        sgx += kernels::lane_sum(spatial, [gp, xp, m](int64_t i) { return gp[i] * (xp[i] - m); });
       }
       sum_g[c] = static_cast<float>(sg);
       sum_gx[c] = static_cast<float>(sgx * pi[c]);
@@ -149,9 +150,9 @@ Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Vari
   detail::parallel_range(rows, std::max<int64_t>(1, detail::kElementGrain / d), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* row = px + r * d;
-      const double mu = detail::lane_sum(d, [row](int64_t i) { return row[i]; }) / static_cast<double>(d);
+      const double mu = kernels::lane_sum(d, [row](int64_t i) { return row[i]; }) / static_cast<double>(d);
       const auto m = static_cast<float>(mu);
-      const double ss = detail::lane_sum(d, [row, m](int64_t i) { return (row[i] - m) * (row[i] - m); });
+      const double ss = kernels::lane_sum(d, [row, m](int64_t i) { return (row[i] - m) * (row[i] - m); });
       pm[r] = static_cast<float>(mu);
       pi[r] = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
       for (int64_t i = 0; i < d; ++i) {
@@ -173,10 +174,10 @@ Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Vari
         for (int64_t r = r0; r < r1; ++r) {
           // sum(dxhat) and sum(dxhat * xhat), dxhat = g * w
           const float *gr = pg + r * d, *xr = px + r * d, m = pm[r];
-          const double s = pw ? detail::lane_sum(d, [gr, pw](int64_t i) { return gr[i] * pw[i]; })
-                              : detail::lane_sum(d, [gr](int64_t i) { return gr[i]; });
-          const double sx = pi[r] * (pw ? detail::lane_sum(d, [=](int64_t i) { return gr[i] * pw[i] * (xr[i] - m); })
-                                        : detail::lane_sum(d, [=](int64_t i) { return gr[i] * (xr[i] - m); }));
+          const double s = pw ? kernels::lane_sum(d, [gr, pw](int64_t i) { return gr[i] * pw[i]; })
+                              : kernels::lane_sum(d, [gr](int64_t i) { return gr[i]; });
+          const double sx = pi[r] * (pw ? kernels::lane_sum(d, [=](int64_t i) { return gr[i] * pw[i] * (xr[i] - m); })
+                                        : kernels::lane_sum(d, [=](int64_t i) { return gr[i] * (xr[i] - m); }));
           const auto mean_s = static_cast<float>(s / d), mean_sx = static_cast<float>(sx / d);
           for (int64_t i = 0; i < d; ++i) {
             const float dxhat = pg[r * d + i] * (pw ? pw[i] : 1.0f);

@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "autograd/elementwise_kernels.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/trace.h"
 

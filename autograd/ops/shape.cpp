@@ -3,7 +3,7 @@
 #include <numeric>
 
 #include "autograd/ops/tensor_math.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/trace.h"
 

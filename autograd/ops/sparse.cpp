@@ -1,6 +1,6 @@
 // Sparse forms of pruned weights and the ops that train them
 // (neurite/autograd/sparse.h). The products themselves live in
-// autograd/kernels/sparse.*; this file lays out their operands.
+// kernels/sparse.*; this file lays out their operands.
 #include "neurite/autograd/sparse.h"
 
 #include <tbb/blocked_range2d.h>
@@ -9,40 +9,28 @@
 #include <algorithm>
 #include <cstring>
 
-#include "autograd/elementwise_kernels.h"
-#include "autograd/kernels/sparse.h"
-#include "autograd/kernels/transpose.h"
-#include "neurite/autograd/error.h"
-#include "neurite/autograd/parallel.h"
+#include "neurite/kernels/cache.h"
+#include "neurite/kernels/layout.h"
+#include "neurite/kernels/rows.h"
+#include "neurite/kernels/scratch.h"
+#include "neurite/kernels/sparse.h"
+#include "neurite/kernels/transpose.h"
+#include "neurite/error.h"
+#include "neurite/parallel.h"
 
 namespace neurite::autograd {
 
 using kernels::BlockSparse;
 
-std::string to_string(SparseFormat format) {
-  switch (format) {
-    case SparseFormat::csr: return "csr";
-    case SparseFormat::rows4: return "4x1";
-    case SparseFormat::cols4: return "1x4";
-  }
-  return "?";
-}
-
 SparseWeight::~SparseWeight() = default;
 
 namespace {
 
-// True when every aligned br x bc group of the (rows, cols) mask is all kept or all pruned.
-bool has_blocks(const float* m, int64_t rows, int64_t cols, int br, int bc) {
-  if (rows % br != 0 || cols % bc != 0) return false;
-  for (int64_t r0 = 0; r0 < rows; r0 += br)
-    for (int64_t c0 = 0; c0 < cols; c0 += bc) {
-      const bool kept = m[r0 * cols + c0] != 0;
-      for (int r = 0; r < br; ++r)
-        for (int c = 0; c < bc; ++c)
-          if ((m[(r0 + r) * cols + c0 + c] != 0) != kept) return false;
-    }
-  return true;
+// True when the (rows, cols) mask divides into whole blocks of `format`, each all kept or all pruned.
+bool has_blocks(const float* m, int64_t rows, int64_t cols, kernels::WeightFormat format) {
+  const kernels::BlockShape b = kernels::block_shape(format);
+  if (rows % b.rows != 0 || cols % b.cols != 0) return false;
+  return kernels::count_nonzero(m, rows * cols) == 0 || kernels::fill_ratio(m, rows, cols, format) == 1.0;
 }
 
 struct Block {
@@ -73,16 +61,6 @@ std::unique_ptr<BlockSparse> assemble(int br, int bc, int64_t rows, int64_t cols
   return a;
 }
 
-// A weight seen as a matrix: rows = output features or filters, cols =
-// (channel, tap) for convolutions.
-struct WeightGeometry {
-  int64_t rows, channels, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-  int64_t taps() const { return kh * kw; }
-  int64_t phases() const { return sh * sw; }
-  // The phase plane a tap reads (see ConvPlan).
-  int64_t phase(int64_t i, int64_t j) const { return (i * dh % sh) * sw + j * dw % sw; }
-};
-
 }  // namespace
 
 double SparseWeight::density() const {
@@ -90,17 +68,17 @@ double SparseWeight::density() const {
   return n == 0 ? 0.0 : static_cast<double>(nnz()) / static_cast<double>(n);
 }
 
-std::shared_ptr<const SparseWeight> SparseWeight::linear(const Tensor& mask, std::optional<SparseFormat> format) {
+std::shared_ptr<const SparseWeight> SparseWeight::linear(const Tensor& mask, std::optional<kernels::WeightFormat> format) {
   return build(mask, std::nullopt, format);
 }
 
 std::shared_ptr<const SparseWeight> SparseWeight::conv2d(const Tensor& mask, const Conv2dOptions& options,
-                                                         std::optional<SparseFormat> format) {
+                                                         std::optional<kernels::WeightFormat> format) {
   return build(mask, options, format);
 }
 
 std::shared_ptr<const SparseWeight> SparseWeight::build(const Tensor& mask, std::optional<Conv2dOptions> conv,
-                                                        std::optional<SparseFormat> format) {
+                                                        std::optional<kernels::WeightFormat> format) {
   const Shape& shape = mask.shape();
   const char* what = conv ? "conv2d" : "linear";
   check<ShapeError>(mask.dtype() == Dtype::f32 && shape.size() == (conv ? 4u : 2u),
@@ -108,42 +86,46 @@ std::shared_ptr<const SparseWeight> SparseWeight::build(const Tensor& mask, std:
                     conv ? "(F, C, KH, KW)" : "(out, in)", to_string(shape));
   check(!conv || conv->groups == 1, "sparse conv2d weight: groups {} is not supported (depthwise stays dense)",
         conv ? conv->groups : 1);
-  WeightGeometry g{.rows = shape[0], .channels = shape[1]};
+  // The weight as a (rows, cols) matrix: cols = (channel, tap) for convolutions.
+  kernels::ConvGeometry g{.channels = shape[1], .filters = shape[0], .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1,
+                          .dw = 1};
   if (conv) {
     g.kh = shape[2], g.kw = shape[3];
     g.sh = conv->stride_h, g.sw = conv->stride_w, g.dh = conv->dilation_h, g.dw = conv->dilation_w;
   }
-  const int64_t rows = g.rows, cols = g.channels * g.taps();
+  const int64_t rows = g.filters, cols = g.channels * g.taps();
   check(rows * cols < (int64_t{1} << 31), "sparse {} weight {}: more than 2^31 entries", what, to_string(shape));
   const float* m = mask.data<float>();
 
-  SparseFormat f = SparseFormat::csr;
+  using kernels::WeightFormat;
+  WeightFormat f = WeightFormat::csr;
   if (format) {
     f = *format;
-    check(f == SparseFormat::csr || has_blocks(m, rows, cols, f == SparseFormat::rows4 ? 4 : 1,
-                                               f == SparseFormat::cols4 ? 4 : 1),
+    check(f != WeightFormat::dense, "sparse {} weight {}: format dense is not a sparse form", what, to_string(shape));
+    check(f == WeightFormat::csr || has_blocks(m, rows, cols, f),
           "sparse {} weight {}: the mask has no {} block structure", what, to_string(shape), to_string(f));
-  } else if (has_blocks(m, rows, cols, 4, 1)) {
-    f = SparseFormat::rows4;
-  } else if (has_blocks(m, rows, cols, 1, 4)) {
-    f = SparseFormat::cols4;
+  } else if (has_blocks(m, rows, cols, WeightFormat::rows4)) {
+    f = WeightFormat::rows4;
+  } else if (has_blocks(m, rows, cols, WeightFormat::cols4)) {
+    f = WeightFormat::cols4;
   }
-  const int br = f == SparseFormat::rows4 ? 4 : 1, bc = f == SparseFormat::cols4 ? 4 : 1;
+  const kernels::BlockShape block = kernels::block_shape(f);
+  const int bc = block.cols;
 
   auto w = std::shared_ptr<SparseWeight>(new SparseWeight());
   w->shape_ = shape;
   w->format_ = f;
   w->conv_ = conv;
   // Forward: W as (rows, cols), blocks in row-major order, values in block order.
+  w->forward_ = std::make_unique<BlockSparse>(kernels::pack(m, rows, cols, f).pattern);
   std::vector<Block> forward, transposed;
-  for (int64_t r0 = 0; r0 < rows; r0 += br)
-    for (int64_t c0 = 0; c0 < cols; c0 += bc) {
-      if (m[r0 * cols + c0] == 0) continue;
-      Block b{.row_block = r0 / br, .col = {}, .value_at = static_cast<int64_t>(forward.size()) * br * bc};
-      for (int c = 0; c < bc; ++c) b.col[c] = static_cast<int32_t>(c0 + c);
+  const BlockSparse& a = *w->forward_;
+  for (int64_t rb = 0; rb < a.row_blocks(); ++rb)
+    for (int64_t e = a.row_ptr[rb]; e < a.row_ptr[rb + 1]; ++e) {
+      Block b{.row_block = rb, .col = {}, .value_at = a.value_at[e]};
+      for (int c = 0; c < bc; ++c) b.col[c] = a.col[e * bc + c];
       forward.push_back(b);
     }
-  w->forward_ = assemble(br, bc, rows, cols, forward);
 
   // Transposed, for the input gradient: a row per (phase, channel) of the
   // input, a column per (filter, tap); each tap feeds the phase plane it reads.
@@ -154,14 +136,14 @@ std::shared_ptr<const SparseWeight> SparseWeight::build(const Tensor& mask, std:
   };
   auto t_col = [&](int64_t row, int64_t col) { return static_cast<int32_t>(row * g.taps() + col % g.taps()); };
   int tbr = 1, tbc = 1;
-  if (f == SparseFormat::rows4) {  // a 4x1 block (4 filters, one tap) is a 1x4 block of the transpose
+  if (f == WeightFormat::rows4) {  // a 4x1 block (4 filters, one tap) is a 1x4 block of the transpose
     tbc = 4;
     for (const Block& b : forward) {
       Block t{.row_block = t_row(b.col[0]), .col = {}, .value_at = b.value_at};
       for (int r = 0; r < 4; ++r) t.col[r] = t_col(b.row_block * 4 + r, b.col[0]);
       transposed.push_back(t);
     }
-  } else if (f == SparseFormat::cols4 && g.taps() == 1 && g.phases() == 1) {  // 1x4 over channels -> 4x1
+  } else if (f == WeightFormat::cols4 && g.taps() == 1 && g.phases() == 1) {  // 1x4 over channels -> 4x1
     tbr = 4;
     for (const Block& b : forward)
       transposed.push_back({.row_block = b.col[0] / 4, .col = {t_col(b.row_block, b.col[0])}, .value_at = b.value_at});
@@ -220,7 +202,7 @@ namespace {
 
 // Feature-major copies for the linear op: the batch becomes the contiguous
 // dimension, each feature's row padded to `ld` floats.
-int64_t feature_major_ld(int64_t n) { return (n + 15) / 16 * 16 + 16; }
+using kernels::feature_major_ld;
 Tensor to_feature_major(const float* x, int64_t n, int64_t features) {
   const int64_t ld = feature_major_ld(n);
   Tensor t = Tensor::empty({features, ld});
@@ -266,7 +248,7 @@ Tensor row_sums(const float* rows, int64_t count, int64_t ld, int64_t length) {
   float* out = sums.data<float>();
   tbb::parallel_for(int64_t{0}, count, [&](int64_t r) {
     const float* row = rows + r * ld;
-    out[r] = static_cast<float>(detail::lane_sum(length, [row](int64_t k) { return row[k]; }));
+    out[r] = static_cast<float>(kernels::lane_sum(length, [row](int64_t k) { return row[k]; }));
   });
   return sums;
 }
@@ -346,119 +328,73 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
 
 namespace {
 
-// The layout of a direct sparse convolution. The padded input is split into
-// stride_h x stride_w phase planes (plane (a, b) holds padded rows a, a + sh,
-// ... and columns b, b + sw, ...), each Hq x Wq, stored channel-major with a
-// group of samples inside a row: row (phase, channel) holds the group's
-// planes one after another. A tap (i, j) reads plane phase(i, j) shifted by
-// (i·dh / sh, j·dw / sw), so output pixel p = n·plane + oy·Wq + ox reads
-// input p + shift in that row: every (channel, tap) column is a dense row at
-// a fixed offset, and the convolution of a group is one sparse-times-dense
-// product over its planes. Outputs outside (oy < Hout, ox < Wout) are
-// scratch, computed and dropped; the output gradient is laid out the same
-// way with zeros there, which is what makes the transposed product (the
-// input gradient) read true gradients only. Groups are sized so that their
-// operands stay in L2; small images pack many samples into one product.
+// The layout of a direct sparse convolution in training: the phase planes
+// of neurite/kernels/layout.h over whole padded images, for groups of samples
+// sized so that their operands stay in L2 (small images pack many samples into
+// one product). The output gradient is laid out like the output, in rows of
+// ld_dy with zeros around the valid pixels, `front` floats in: the transposed
+// product (the input gradient) then reads true gradients only, each tap
+// (i, j) of filter f at offset front + f·ld_dy - shift(i, j).
 struct ConvPlan {
-  WeightGeometry g;
-  int64_t batch, height, width, ph, pw;
-  int64_t hq, wq, plane, out_h, out_w, group;
-  int64_t front, ld_x, ld_dy;  // the largest shift; row lengths of the operands
+  kernels::ConvGeometry g;
+  int64_t group;
+  std::optional<kernels::PhasePlanes> planes;
+  int64_t ld_dy;
   std::vector<int64_t> x_offset, dy_offset;
 
   ConvPlan(const SparseWeight& w, const Shape& x) {
     const Conv2dOptions& o = w.conv_options();
-    g = {.rows = w.shape()[0], .channels = w.shape()[1], .kh = w.shape()[2], .kw = w.shape()[3],
-         .sh = o.stride_h, .sw = o.stride_w, .dh = o.dilation_h, .dw = o.dilation_w};
-    batch = x[0], height = x[2], width = x[3], ph = o.pad_h, pw = o.pad_w;
-    const int64_t hp = height + 2 * ph, wp = width + 2 * pw;
-    out_h = (hp - g.dh * (g.kh - 1) - 1) / g.sh + 1;
-    out_w = (wp - g.dw * (g.kw - 1) - 1) / g.sw + 1;
-    hq = (hp + g.sh - 1) / g.sh, wq = (wp + g.sw - 1) / g.sw, plane = hq * wq;
-    constexpr int64_t kL2Budget = 320 << 10;  // bytes of input planes and output rows per group
-    const int64_t per_sample = (g.phases() * g.channels + g.rows) * plane * static_cast<int64_t>(sizeof(float));
-    group = std::clamp<int64_t>(kL2Budget / std::max<int64_t>(per_sample, 1), 1, std::max<int64_t>(batch, 1));
-    front = shift(g.kh - 1, g.kw - 1);
-    ld_x = group * plane + front + 16;  // the last outputs' reads run past the last plane by up to `front`
-    ld_dy = front + group * plane + 16;
-    x_offset.resize(static_cast<size_t>(g.channels * g.taps()));
-    for (int64_t c = 0; c < g.channels; ++c)
+    const int64_t kh = w.shape()[2], kw = w.shape()[3];
+    g = {.batch = x[0], .channels = w.shape()[1], .height = x[2], .width = x[3], .filters = w.shape()[0],
+         .kh = kh, .kw = kw, .sh = o.stride_h, .sw = o.stride_w, .dh = o.dilation_h, .dw = o.dilation_w,
+         .pad_top = o.pad_h, .pad_left = o.pad_w, .pad_bottom = o.pad_h, .pad_right = o.pad_w,
+         .out_h = (x[2] + 2 * o.pad_h - o.dilation_h * (kh - 1) - 1) / o.stride_h + 1,
+         .out_w = (x[3] + 2 * o.pad_w - o.dilation_w * (kw - 1) - 1) / o.stride_w + 1};
+    const int64_t window = g.height + g.pad_top + g.pad_bottom;  // every padded row: dx reads them all back
+    const int64_t plane = kernels::PhasePlanes(g, 1, window).plane();
+    // Input planes and output rows of a group within 5/16 of L2 (320 KiB of
+    // 1 MiB measured best: the weights and the product's rows share it).
+    const int64_t budget = kernels::l2_cache_bytes() * 5 / 16;
+    const int64_t per_sample = (g.phases() * g.channels + g.filters) * plane * static_cast<int64_t>(sizeof(float));
+    group = std::clamp<int64_t>(budget / std::max<int64_t>(per_sample, 1), 1, std::max<int64_t>(g.batch, 1));
+    planes.emplace(g, group, window);
+    const kernels::PhasePlanes& p = *planes;
+    ld_dy = p.front() + group * p.plane() + 16;
+    x_offset = p.column_offsets();
+    dy_offset.resize(static_cast<size_t>(g.filters * g.taps()));
+    for (int64_t f = 0; f < g.filters; ++f)
       for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j)
-          x_offset[(c * g.kh + i) * g.kw + j] = (g.phase(i, j) * g.channels + c) * ld_x + shift(i, j);
-    dy_offset.resize(static_cast<size_t>(g.rows * g.taps()));
-    for (int64_t f = 0; f < g.rows; ++f)
-      for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) dy_offset[(f * g.kh + i) * g.kw + j] = front + f * ld_dy - shift(i, j);
+        for (int64_t j = 0; j < g.kw; ++j) dy_offset[(f * g.kh + i) * g.kw + j] = p.front() + f * ld_dy - p.shift(i, j);
   }
-  int64_t shift(int64_t i, int64_t j) const { return i * g.dh / g.sh * wq + j * g.dw / g.sw; }
-  int64_t groups() const { return (batch + group - 1) / group; }
+  int64_t groups() const { return (g.batch + group - 1) / group; }
   int64_t first(int64_t k) const { return k * group; }
-  int64_t count(int64_t k) const { return std::min(group, batch - k * group); }
-  int64_t x_size() const { return g.phases() * g.channels * ld_x; }
-  int64_t dy_size() const { return g.rows * ld_dy; }
-  // Calls f(at, x0) for each column phase of input row r of channel ch of the
-  // group's sample s: its columns x0, x0 + sw, ... live at planes[at], planes[at + 1], ...
-  template <typename F>
-  void row_segments(int64_t s, int64_t ch, int64_t r, F f) const {
-    const int64_t pr = r + ph;
-    for (int64_t b = 0; b < g.sw; ++b) {
-      const int64_t x0 = ((b - pw) % g.sw + g.sw) % g.sw;
-      if (x0 < width)
-        f(((pr % g.sh * g.sw + b) * g.channels + ch) * ld_x + s * plane + pr / g.sh * wq + (x0 + pw) / g.sw, x0);
-    }
-  }
-  // The samples of group k of x (N, C, H, W) into phase planes, zeros around.
-  void fill_planes(const float* x, int64_t k, float* planes) const {
-    std::fill(planes, planes + x_size(), 0.0f);
-    for (int64_t s = 0; s < count(k); ++s)
-      for (int64_t ch = 0; ch < g.channels; ++ch)
-        for (int64_t r = 0; r < height; ++r) {
-          const float* src = x + (((first(k) + s) * g.channels + ch) * height + r) * width;
-          row_segments(s, ch, r, [&](int64_t at, int64_t x0) {
-            for (int64_t c = x0, i = at; c < width; c += g.sw, ++i) planes[i] = src[c];
-          });
-        }
-  }
-  // The inverse of fill_planes for the inputs' own pixels (padding dropped).
-  void read_planes(const float* planes, int64_t k, float* x) const {
-    for (int64_t s = 0; s < count(k); ++s)
-      for (int64_t ch = 0; ch < g.channels; ++ch)
-        for (int64_t r = 0; r < height; ++r) {
-          float* dst = x + (((first(k) + s) * g.channels + ch) * height + r) * width;
-          row_segments(s, ch, r, [&](int64_t at, int64_t x0) {
-            for (int64_t c = x0, i = at; c < width; c += g.sw, ++i) dst[c] = planes[i];
-          });
-        }
-  }
+  int64_t count(int64_t k) const { return std::min(group, g.batch - k * group); }
+  int64_t plane() const { return planes->plane(); }
+  int64_t dy_size() const { return g.filters * ld_dy; }
   // Output rows (F, ld) of group k to y (N, F, out_h, out_w), plus bias.
   void write_output(const float* rows, int64_t ld, int64_t k, const float* bias, float* y) const {
     for (int64_t s = 0; s < count(k); ++s)
-      for (int64_t o = 0; o < g.rows; ++o) {
+      for (int64_t o = 0; o < g.filters; ++o) {
         const float add = bias != nullptr ? bias[o] : 0.0f;
-        for (int64_t r = 0; r < out_h; ++r) {
-          const float* from = rows + o * ld + s * plane + r * wq;
-          float* to = y + (((first(k) + s) * g.rows + o) * out_h + r) * out_w;
-          for (int64_t c = 0; c < out_w; ++c) to[c] = from[c] + add;
-        }
+        for (int64_t r = 0; r < g.out_h; ++r)
+          kernels::bias_activation_row(y + (((first(k) + s) * g.filters + o) * g.out_h + r) * g.out_w,
+                                       rows + o * ld + s * plane() + r * planes->wq(), g.out_w, add, nullptr,
+                                       kernels::Activation::none);
       }
   }
   // Group k of dy (N, F, out_h, out_w) into rows of ld_dy, zeros around.
   void fill_dy(const float* dy, int64_t k, float* rows) const {
     std::fill(rows, rows + dy_size(), 0.0f);
     for (int64_t s = 0; s < count(k); ++s)
-      for (int64_t f = 0; f < g.rows; ++f)
-        for (int64_t r = 0; r < out_h; ++r)
-          std::memcpy(rows + front + f * ld_dy + s * plane + r * wq,
-                      dy + (((first(k) + s) * g.rows + f) * out_h + r) * out_w, static_cast<size_t>(out_w) * sizeof(float));
+      for (int64_t f = 0; f < g.filters; ++f)
+        for (int64_t r = 0; r < g.out_h; ++r)
+          std::memcpy(rows + planes->front() + f * ld_dy + s * plane() + r * planes->wq(),
+                      dy + (((first(k) + s) * g.filters + f) * g.out_h + r) * g.out_w,
+                      static_cast<size_t>(g.out_w) * sizeof(float));
   }
 };
 
-// A thread's scratch buffer of at least `size` floats.
-float* scratch(std::vector<float>& buffer, int64_t size) {
-  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
-  return buffer.data();
-}
+thread_local kernels::ScratchFloats t_planes, t_rows, t_dy;
 
 }  // namespace
 
@@ -471,22 +407,21 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
                     w->shape()[1], to_string(x.shape()));
   auto plan = std::make_shared<const ConvPlan>(*w, x.shape());
   const ConvPlan& P = *plan;
-  check<ShapeError>(P.out_h >= 1 && P.out_w >= 1, "sparse_conv2d: input {} is smaller than the kernel {}",
+  check<ShapeError>(P.g.out_h >= 1 && P.g.out_w >= 1, "sparse_conv2d: input {} is smaller than the kernel {}",
                     to_string(x.shape()), to_string(w->shape()));
-  check_bias(bias, P.g.rows, "sparse_conv2d");
-  Tensor y = Tensor::empty({P.batch, P.g.rows, P.out_h, P.out_w});
+  check_bias(bias, P.g.filters, "sparse_conv2d");
+  Tensor y = Tensor::empty({P.g.batch, P.g.filters, P.g.out_h, P.g.out_w});
   const float* px = x.data().data<float>();
   const float* v = values.data().data<float>();
   const float* b = bias.defined() ? bias.data().data<float>() : nullptr;
   const BlockSparse& a = w->forward_pattern();
   tbb::parallel_for(int64_t{0}, P.groups(), [&](int64_t k) {
-    thread_local std::vector<float> planes_buffer, rows_buffer;
-    float* planes = scratch(planes_buffer, P.x_size());
-    float* rows = scratch(rows_buffer, P.g.rows * P.group * P.plane);
-    P.fill_planes(px, k, planes);
-    kernels::spmm(a, v, {planes, P.x_offset.data()}, rows, P.group * P.plane, 0, a.row_blocks(), 0,
-                  P.count(k) * P.plane);
-    P.write_output(rows, P.group * P.plane, k, b, y.data<float>());
+    float* planes = kernels::scratch(t_planes, P.planes->size());
+    float* rows = kernels::scratch(t_rows, P.g.filters * P.group * P.plane());
+    P.planes->fill(px, P.first(k), P.count(k), 0, planes);
+    kernels::spmm(a, v, {planes, P.x_offset.data()}, rows, P.group * P.plane(), 0, a.row_blocks(), 0,
+                  P.count(k) * P.plane());
+    P.write_output(rows, P.group * P.plane(), k, b, y.data<float>());
   });
 
   std::vector<Variable> inputs{x, values};
@@ -500,31 +435,30 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
     Tensor dx = want_dx ? Tensor::empty(in[0].shape()) : Tensor();
     // Weight and bias gradients sum over groups: a fixed number of partial
     // sums, added in order, so the result does not depend on the schedule.
-    const int64_t parts = std::min<int64_t>(P.groups(), 8), nnz = w->nnz(), f = P.g.rows;
+    const int64_t parts = std::min<int64_t>(P.groups(), 8), nnz = w->nnz(), f = P.g.filters;
     std::vector<float> dv_parts(want_dv ? static_cast<size_t>(parts * nnz) : 0, 0.0f);
     std::vector<float> db_parts(want_db ? static_cast<size_t>(parts * f) : 0, 0.0f);
     tbb::parallel_for(int64_t{0}, parts, [&](int64_t part) {
-      thread_local std::vector<float> dy_buffer, planes_buffer;
       for (int64_t k = part * P.groups() / parts; k < (part + 1) * P.groups() / parts; ++k) {
-        float* dy = scratch(dy_buffer, P.dy_size());
+        float* dy = kernels::scratch(t_dy, P.dy_size());
         P.fill_dy(g.data<float>(), k, dy);
-        float* planes = scratch(planes_buffer, P.x_size());
-        const int64_t pixels = P.count(k) * P.plane;
+        float* planes = kernels::scratch(t_planes, P.planes->size());
+        const int64_t pixels = P.count(k) * P.plane();
         if (want_dx) {  // the transposed product into the inputs' phase planes
           const BlockSparse& t = w->transposed_pattern();
-          kernels::spmm(t, v, {dy, P.dy_offset.data()}, planes, P.ld_x, 0, t.row_blocks(), 0, pixels);
-          P.read_planes(planes, k, dx.data<float>());
+          kernels::spmm(t, v, {dy, P.dy_offset.data()}, planes, P.planes->ld(), 0, t.row_blocks(), 0, pixels);
+          P.planes->read(planes, P.first(k), P.count(k), 0, dx.data<float>());
         }
         if (want_dv) {
-          P.fill_planes(px, k, planes);
+          P.planes->fill(px, P.first(k), P.count(k), 0, planes);
           const BlockSparse& a = w->forward_pattern();
-          kernels::sddmm(a, dy + P.front, P.ld_dy, {planes, P.x_offset.data()}, dv_parts.data() + part * nnz, 0,
+          kernels::sddmm(a, dy + P.planes->front(), P.ld_dy, {planes, P.x_offset.data()}, dv_parts.data() + part * nnz, 0,
                          a.row_blocks(), 0, pixels);
         }
         if (want_db)
           for (int64_t o = 0; o < f; ++o) {
-            const float* row = dy + P.front + o * P.ld_dy;
-            db_parts[part * f + o] += static_cast<float>(detail::lane_sum(pixels, [row](int64_t i) { return row[i]; }));
+            const float* row = dy + P.planes->front() + o * P.ld_dy;
+            db_parts[part * f + o] += static_cast<float>(kernels::lane_sum(pixels, [row](int64_t i) { return row[i]; }));
           }
       }
     });

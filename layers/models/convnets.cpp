@@ -2,7 +2,7 @@
 // network of depthwise-separable blocks.
 #include "layers/models/zoo.h"
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/layers/layers.h"
 
 namespace neurite::layers::models::detail {

@@ -4,7 +4,7 @@
 #include <map>
 
 #include "layers/models/zoo.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite::layers::models {
 

@@ -2,7 +2,7 @@
 // text classifier over token ids).
 #include "layers/models/zoo.h"
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/layers.h"
 

@@ -2,9 +2,9 @@
 // what it got and what it expected.
 #include <gtest/gtest.h>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
-#include "neurite/autograd/parallel.h"
+#include "neurite/parallel.h"
 #include "support/expect_error.h"
 
 namespace neurite::autograd {

@@ -9,8 +9,8 @@
 
 #include <fmt/format.h>
 
-#include "autograd/kernels/sparse.h"
-#include "neurite/autograd/error.h"
+#include "neurite/kernels/sparse.h"
+#include "neurite/error.h"
 #include "neurite/autograd/sparse.h"
 #include "support/gradcheck.h"
 
@@ -50,18 +50,18 @@ void expect_close(const Tensor& got, const Tensor& want, const std::string& what
 }
 
 struct Case {
-  SparseFormat format;
+  kernels::WeightFormat format;
   double density;
   int64_t keep;  // exact block count, or -1
 };
 const Case kCases[] = {
-    {SparseFormat::csr, 0, 0},      {SparseFormat::csr, 0, 1},       {SparseFormat::csr, 0.05, -1},
-    {SparseFormat::csr, 0.5, -1},   {SparseFormat::csr, 1, -1},      {SparseFormat::rows4, 0, 0},
-    {SparseFormat::rows4, 0, 1},    {SparseFormat::rows4, 0.05, -1}, {SparseFormat::rows4, 0.5, -1},
-    {SparseFormat::rows4, 1, -1},   {SparseFormat::cols4, 0, 0},     {SparseFormat::cols4, 0, 1},
-    {SparseFormat::cols4, 0.05, -1}, {SparseFormat::cols4, 0.5, -1}, {SparseFormat::cols4, 1, -1}};
-int rows_of(SparseFormat f) { return f == SparseFormat::rows4 ? 4 : 1; }
-int cols_of(SparseFormat f) { return f == SparseFormat::cols4 ? 4 : 1; }
+    {kernels::WeightFormat::csr, 0, 0},      {kernels::WeightFormat::csr, 0, 1},       {kernels::WeightFormat::csr, 0.05, -1},
+    {kernels::WeightFormat::csr, 0.5, -1},   {kernels::WeightFormat::csr, 1, -1},      {kernels::WeightFormat::rows4, 0, 0},
+    {kernels::WeightFormat::rows4, 0, 1},    {kernels::WeightFormat::rows4, 0.05, -1}, {kernels::WeightFormat::rows4, 0.5, -1},
+    {kernels::WeightFormat::rows4, 1, -1},   {kernels::WeightFormat::cols4, 0, 0},     {kernels::WeightFormat::cols4, 0, 1},
+    {kernels::WeightFormat::cols4, 0.05, -1}, {kernels::WeightFormat::cols4, 0.5, -1}, {kernels::WeightFormat::cols4, 1, -1}};
+int rows_of(kernels::WeightFormat f) { return f == kernels::WeightFormat::rows4 ? 4 : 1; }
+int cols_of(kernels::WeightFormat f) { return f == kernels::WeightFormat::cols4 ? 4 : 1; }
 
 std::vector<kernels::Isa> isas() {
   std::vector<kernels::Isa> out;
@@ -190,18 +190,18 @@ TEST(SparseOps, GradientsMatchFiniteDifferences) {
   const Conv2dOptions o{.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1};
   const Tensor cmask = block_mask({4, 3, 3, 3}, 4, 1, 0.5, 5);
   auto cform = SparseWeight::conv2d(cmask, o);
-  EXPECT_EQ(cform->format(), SparseFormat::rows4);
+  EXPECT_EQ(cform->format(), kernels::WeightFormat::rows4);
   testing::expect_gradients_match(
       [&](auto& in) { return sparse_conv2d(in[0], cform, in[1], in[2]); },
       {Tensor::randn({2, 3, 7, 6}, 6), cform->gather(Tensor::randn({4, 3, 3, 3}, 7)), Tensor::randn({4}, 8)});
 }
 
 TEST(SparseWeight, PicksTheBlockFormTheMaskHasAndRoundTripsValues) {
-  EXPECT_EQ(SparseWeight::linear(block_mask({8, 8}, 4, 1, 0.5, 1))->format(), SparseFormat::rows4);
-  EXPECT_EQ(SparseWeight::linear(block_mask({8, 8}, 1, 4, 0.5, 1))->format(), SparseFormat::cols4);
-  EXPECT_EQ(SparseWeight::linear(block_mask({8, 8}, 1, 1, 0.5, 1))->format(), SparseFormat::csr);
-  EXPECT_EQ(SparseWeight::linear(block_mask({6, 8}, 1, 1, 0.5, 1), SparseFormat::csr)->format(), SparseFormat::csr);
-  EXPECT_THROW(SparseWeight::linear(block_mask({8, 8}, 1, 1, 0.5, 1), SparseFormat::rows4), neurite::ValueError);
+  EXPECT_EQ(SparseWeight::linear(block_mask({8, 8}, 4, 1, 0.5, 1))->format(), kernels::WeightFormat::rows4);
+  EXPECT_EQ(SparseWeight::linear(block_mask({8, 8}, 1, 4, 0.5, 1))->format(), kernels::WeightFormat::cols4);
+  EXPECT_EQ(SparseWeight::linear(block_mask({8, 8}, 1, 1, 0.5, 1))->format(), kernels::WeightFormat::csr);
+  EXPECT_EQ(SparseWeight::linear(block_mask({6, 8}, 1, 1, 0.5, 1), kernels::WeightFormat::csr)->format(), kernels::WeightFormat::csr);
+  EXPECT_THROW(SparseWeight::linear(block_mask({8, 8}, 1, 1, 0.5, 1), kernels::WeightFormat::rows4), neurite::ValueError);
   EXPECT_THROW(SparseWeight::conv2d(Tensor::ones({4, 2, 3, 3}), Conv2dOptions{.groups = 2}), neurite::ValueError);
   const Tensor mask = block_mask({5, 7}, 1, 1, 0.3, 3), w = Tensor::randn({5, 7}, 4);
   auto form = SparseWeight::linear(mask);

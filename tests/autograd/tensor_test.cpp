@@ -5,7 +5,7 @@
 #include <fstream>
 #include <unistd.h>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/tensor.h"
 #include "support/expect_error.h"
 

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 
 namespace neurite::autograd {

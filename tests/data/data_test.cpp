@@ -11,7 +11,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <set>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/data/loader.h"
 #include "neurite/data/readers.h"
 #include "neurite/data/transforms.h"

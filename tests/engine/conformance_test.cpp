@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <set>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/reference.h"
 

@@ -7,7 +7,7 @@
 
 #include "engine/kernels.h"
 #include "engine/passes.h"
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/engine/engine.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/reference.h"
@@ -241,14 +241,14 @@ TEST(EnginePacking, BlocksHoldEveryNonzeroAndFillTheRestWithZeros) {
                                                                 0, 3, 0, 0, 0, 0,  //
                                                                 0, 0, 0, 0, 0, 0,  //
                                                                 0, 0, 0, 0, 4, 0});
-  const auto csr = detail::pack(w.data<float>(), 5, 6, WeightFormat::csr);
+  const auto csr = kernels::pack(w.data<float>(), 5, 6, WeightFormat::csr);
   EXPECT_EQ(csr.pattern.nnz(), 4);
   EXPECT_DOUBLE_EQ(csr.density, 4.0 / 30);
-  const auto rows4 = detail::pack(w.data<float>(), 5, 6, WeightFormat::rows4);
+  const auto rows4 = kernels::pack(w.data<float>(), 5, 6, WeightFormat::rows4);
   EXPECT_EQ(rows4.pattern.rows, 8);  // padded to whole blocks
   EXPECT_EQ(rows4.pattern.blocks(), 4);
-  EXPECT_DOUBLE_EQ(detail::fill_ratio(w.data<float>(), 5, 6, WeightFormat::rows4), 16.0 / 4);
-  EXPECT_DOUBLE_EQ(detail::fill_ratio(w.data<float>(), 5, 6, WeightFormat::cols4), 16.0 / 4);
+  EXPECT_DOUBLE_EQ(kernels::fill_ratio(w.data<float>(), 5, 6, WeightFormat::rows4), 16.0 / 4);
+  EXPECT_DOUBLE_EQ(kernels::fill_ratio(w.data<float>(), 5, 6, WeightFormat::cols4), 16.0 / 4);
 }
 
 TEST(EngineShapes, DynamicDimensionsBeyondTheBatchTakeTheGivenShape) {

@@ -2,7 +2,7 @@
 // inference against shapes worked out by hand (ONNX's rules).
 #include <gtest/gtest.h>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/engine/graph.h"
 #include "support/expect_error.h"
 #include "tests/engine/sample_graphs.h"

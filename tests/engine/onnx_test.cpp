@@ -7,7 +7,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/engine/onnx.h"
 #include "support/expect_error.h"
 #include "support/temp_dir.h"

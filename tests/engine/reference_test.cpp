@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/engine/reference.h"
 #include "support/expect_error.h"

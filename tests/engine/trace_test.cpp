@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/reference.h"

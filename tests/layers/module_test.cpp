@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/layers.h"
 #include "neurite/layers/models.h"

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/optim/optimizer.h"
 #include "neurite/optim/schedule.h"
 #include "support/golden.h"

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/layers/models.h"
 #include "neurite/pruning/pruning.h"
 #include "support/expect_error.h"

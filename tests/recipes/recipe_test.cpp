@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/layers/models.h"
 #include "neurite/recipes/manager.h"
 #include "recipes/expression.h"

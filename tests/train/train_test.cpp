@@ -8,7 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 #include "neurite/data/readers.h"
 #include "neurite/layers/init.h"
 #include "neurite/train/plot.h"

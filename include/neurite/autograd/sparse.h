@@ -10,7 +10,7 @@
 // (every aligned group of four all kept or all pruned). Forward is a
 // sparse-times-dense product, the input gradient the transposed product over
 // a transposed pattern that reads the same values, and the weight gradient a
-// sampled product at the kept positions (autograd/kernels/sparse.h).
+// sampled product at the kept positions (neurite/kernels/sparse.h).
 #pragma once
 
 #include <memory>
@@ -19,31 +19,26 @@
 #include <vector>
 
 #include "neurite/autograd/ops.h"
+#include "neurite/kernels/sparse.h"
 
 namespace neurite::autograd {
 
-namespace kernels {
-struct BlockSparse;
-}
-
-enum class SparseFormat { csr, rows4, cols4 };  // CSR, 4x1 blocks, 1x4 blocks
-std::string to_string(SparseFormat format);       // "csr", "4x1", "1x4"
 
 class SparseWeight {
  public:
   // From the mask of a Linear weight (out, in); `format` unset picks the
   // block form the mask allows, else CSR. A block format the mask does not
   // have throws ValueError.
-  static std::shared_ptr<const SparseWeight> linear(const Tensor& mask, std::optional<SparseFormat> format = {});
+  static std::shared_ptr<const SparseWeight> linear(const Tensor& mask, std::optional<kernels::WeightFormat> format = {});
   // From the mask of a Conv2d weight (F, C, KH, KW), groups 1.
   static std::shared_ptr<const SparseWeight> conv2d(const Tensor& mask, const Conv2dOptions& options,
-                                                    std::optional<SparseFormat> format = {});
+                                                    std::optional<kernels::WeightFormat> format = {});
   ~SparseWeight();
 
   const Shape& shape() const { return shape_; }
   int64_t nnz() const;
   double density() const;
-  SparseFormat format() const { return format_; }
+  kernels::WeightFormat format() const { return format_; }
   bool is_conv() const { return conv_.has_value(); }
   const Conv2dOptions& conv_options() const { return *conv_; }
   // Bytes of the form's indices (both patterns), values excluded.
@@ -59,9 +54,9 @@ class SparseWeight {
  private:
   SparseWeight() = default;
   static std::shared_ptr<const SparseWeight> build(const Tensor& mask, std::optional<Conv2dOptions> conv,
-                                                   std::optional<SparseFormat> format);
+                                                   std::optional<kernels::WeightFormat> format);
   Shape shape_;
-  SparseFormat format_ = SparseFormat::csr;
+  kernels::WeightFormat format_ = kernels::WeightFormat::csr;
   std::optional<Conv2dOptions> conv_;
   std::unique_ptr<kernels::BlockSparse> forward_, transposed_;
 };

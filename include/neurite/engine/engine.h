@@ -21,11 +21,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "neurite/engine/graph.h"
+#include "neurite/kernels/sparse.h"
 
 namespace neurite::engine {
 
@@ -33,10 +35,8 @@ enum class Mode { columns, layers };
 std::string to_string(Mode mode);
 Mode parse_mode(std::string_view name);  // "columns" or "layers"; ValueError otherwise
 
-// The weight forms the packer may choose. `automatic` times the candidates
-// (dense, CSR, and the block forms whose zero fill is small) per layer.
-enum class WeightFormat { automatic, dense, csr, rows4, cols4 };
-std::string to_string(WeightFormat format);
+// The forms a weight may be packed in (dense, CSR, 4x1 or 1x4 blocks).
+using kernels::WeightFormat;
 
 struct CompileOptions {
   int64_t batch = 1;  // the size of every input's dynamic first dimension
@@ -45,7 +45,9 @@ struct CompileOptions {
   std::map<std::string, Shape> input_shapes;
   int threads = 0;    // 0: all cores
   Mode mode = Mode::columns;
-  WeightFormat format = WeightFormat::automatic;  // one form for every weight (tests, benchmarks)
+  // One form for every weight (tests, benchmarks); unset, each layer takes
+  // the fastest of dense, CSR and the block forms whose zero fill is small.
+  std::optional<WeightFormat> format;
   int64_t tile_bytes = 0;  // working-set budget of a column tile; 0: the L2 cache (sysfs)
   // Time the candidate weight forms of each layer, and each column group
   // against its layers run one by one, on this CPU. Off: forms by density

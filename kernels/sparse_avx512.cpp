@@ -4,4 +4,4 @@
 #define NEURITE_ISA_BYTES 64
 #define NEURITE_ISA_TILE_CSR 8
 #define NEURITE_ISA_TILE_ROWS4 4
-#include "autograd/kernels/sparse_kernels.inl"
+#include "kernels/sparse_kernels.inl"

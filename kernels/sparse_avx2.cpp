@@ -3,4 +3,4 @@
 #define NEURITE_ISA_BYTES 32
 #define NEURITE_ISA_TILE_CSR 8
 #define NEURITE_ISA_TILE_ROWS4 2
-#include "autograd/kernels/sparse_kernels.inl"
+#include "kernels/sparse_kernels.inl"

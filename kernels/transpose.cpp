@@ -1,5 +1,5 @@
-// The blocked transpose (autograd/kernels/transpose.h).
-#include "autograd/kernels/transpose.h"
+// The blocked transpose (kernels/transpose.h).
+#include "neurite/kernels/transpose.h"
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -7,7 +7,7 @@
 
 #include <algorithm>
 
-namespace neurite::autograd::kernels {
+namespace neurite::kernels {
 
 // dst (cols, rows) = src (rows, cols)ᵀ with leading dimensions lds and ldd:
 // 32 x 32 tiles, 4 x 4 register transposes inside (SSE, which
@@ -46,4 +46,4 @@ void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float*
   });
 }
 
-}  // namespace neurite::autograd::kernels
+}  // namespace neurite::kernels

@@ -1,11 +1,11 @@
-#include "autograd/kernels/gemm.h"
+#include "neurite/kernels/gemm.h"
 
 #include <dnnl.h>
 #include <omp.h>
 
 #include <cassert>
 
-namespace neurite::autograd::kernels {
+namespace neurite::kernels {
 
 void gemm(const GemmShape& s, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
           float* c, int64_t ldc, int threads) {
@@ -33,4 +33,4 @@ void gemm_reference(const GemmShape& s, float alpha, const float* a, int64_t lda
     }
 }
 
-}  // namespace neurite::autograd::kernels
+}  // namespace neurite::kernels

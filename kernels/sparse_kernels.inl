@@ -10,9 +10,9 @@
 // dense row once and issues block_rows broadcast-FMAs on each.
 #include <cstring>
 
-#include "autograd/kernels/sparse.h"
+#include "neurite/kernels/sparse.h"
 
-namespace neurite::autograd::kernels::NEURITE_ISA_NAMESPACE {
+namespace neurite::kernels::NEURITE_ISA_NAMESPACE {
 
 template <typename V>
 constexpr int lanes = sizeof(V) / sizeof(float);
@@ -155,4 +155,4 @@ void sddmm_entry(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows 
   sddmm<IsaVector>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
 }
 
-}  // namespace neurite::autograd::kernels::NEURITE_ISA_NAMESPACE
+}  // namespace neurite::kernels::NEURITE_ISA_NAMESPACE

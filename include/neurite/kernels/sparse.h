@@ -1,5 +1,8 @@
-// Sparse-times-dense kernels: the one home of the products that sparse
-// training (and the engine's sparse layers) run.
+// neurite/kernels/sparse.h — weight formats, and the sparse-times-dense
+// products that sparse training and the engine's sparse layers run.
+//
+//   auto w = kernels::pack(weight, rows, cols, kernels::WeightFormat::rows4);
+//   kernels::spmm(w.pattern, w.values.data(), {x, offsets}, y, ldy, 0, w.pattern.row_blocks(), 0, pixels);
 //
 // A sparse operand is a BlockSparse matrix of 1-D blocks: CSR (1x1), 4x1
 // (four consecutive rows at one column) or 1x4 (one row, four column
@@ -14,9 +17,27 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
-namespace neurite::autograd::kernels {
+namespace neurite::kernels {
+
+// The forms a weight matrix is held in: dense, or sparse as CSR (1x1
+// blocks), 4x1 blocks (four consecutive rows at one column) or 1x4 blocks
+// (one row, four consecutive columns).
+enum class WeightFormat { dense, csr, rows4, cols4 };
+std::string to_string(WeightFormat format);  // "dense", "csr", "4x1", "1x4"
+// The format a name gives; nullopt for a name that is none.
+std::optional<WeightFormat> parse_weight_format(std::string_view name);
+struct BlockShape {
+  int rows, cols;
+};
+BlockShape block_shape(WeightFormat format);  // 1x1 for dense and CSR
+
+// The nonzeros of n floats.
+int64_t count_nonzero(const float* x, int64_t n);
 
 struct BlockSparse {
   int block_rows = 1, block_cols = 1;  // (1,1), (4,1) or (1,4)
@@ -29,6 +50,22 @@ struct BlockSparse {
   int64_t blocks() const { return static_cast<int64_t>(value_at.size()); }
   int64_t nnz() const { return blocks() * block_rows * block_cols; }
 };
+
+// A (rows, cols) weight packed in blocks of `format` that hold at least one
+// nonzero, zeros filled in; rows and cols padded to whole blocks. `dense`
+// packs every 4x1 block: the sparse kernel's best register tile, which won
+// over oneDNN on thin layers such as a first convolution of one channel.
+// Values are stored block after block in row-major block order.
+struct PackedWeight {
+  WeightFormat format = WeightFormat::csr;
+  BlockSparse pattern;
+  std::vector<float> values;
+  double density = 1;  // nonzeros of the weight over its size
+};
+PackedWeight pack(const float* w, int64_t rows, int64_t cols, WeightFormat format);
+// Stored entries over nonzeros when packed as `format` (1 for CSR; inf for an
+// all-zero weight): 1 means the nonzeros have exactly that block structure.
+double fill_ratio(const float* w, int64_t rows, int64_t cols, WeightFormat format);
 
 struct DenseRows {
   const float* base;
@@ -54,4 +91,4 @@ void set_isa(Isa isa);  // tests: compare each ISA with the reference twin
 bool isa_supported(Isa isa);
 const char* isa_name(Isa isa);
 
-}  // namespace neurite::autograd::kernels
+}  // namespace neurite::kernels

@@ -1,4 +1,4 @@
-#include "neurite/autograd/parallel.h"
+#include "neurite/parallel.h"
 
 #include <omp.h>
 #include <tbb/global_control.h>
@@ -7,7 +7,7 @@
 #include <memory>
 #include <mutex>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
 namespace neurite {
 

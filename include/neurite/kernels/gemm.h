@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-namespace neurite::autograd::kernels {
+namespace neurite::kernels {
 
 struct GemmShape {
   int64_t m, n, k;
@@ -23,4 +23,4 @@ void gemm(const GemmShape& s, float alpha, const float* a, int64_t lda, const fl
 void gemm_reference(const GemmShape& s, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
                     float beta, float* c, int64_t ldc);
 
-}  // namespace neurite::autograd::kernels
+}  // namespace neurite::kernels

@@ -5,12 +5,16 @@
 #include <cmath>
 #include <vector>
 
-#include "autograd/kernels/gemm.h"
-#include "autograd/kernels/convolution.h"
+#include "neurite/kernels/gemm.h"
+#include "neurite/kernels/convolution.h"
 #include "neurite/autograd/tensor.h"
 
-namespace neurite::autograd::kernels {
+namespace neurite::kernels {
 namespace {
+
+using autograd::Shape;
+using autograd::Tensor;
+using autograd::to_string;
 
 TEST(Gemm, MatchesTheReferenceForAllTransposesAndOddSizes) {
   uint64_t seed = 1;
@@ -88,4 +92,4 @@ TEST(Convolution, MatchesDirectLoopsForwardAndBackward) {
 }
 
 }  // namespace
-}  // namespace neurite::autograd::kernels
+}  // namespace neurite::kernels

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-namespace neurite::autograd::kernels {
+namespace neurite::kernels {
 
 struct ConvShape {
   int64_t batch, channels, height, width;  // input (N, C, H, W)
@@ -23,4 +23,4 @@ void conv_forward(const ConvShape& s, const float* x, const float* w, const floa
 void conv_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
                    float* db);
 
-}  // namespace neurite::autograd::kernels
+}  // namespace neurite::kernels

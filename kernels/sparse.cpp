@@ -1,12 +1,12 @@
 // Dispatch of the sparse kernels by instruction set, and their reference twin.
-#include "autograd/kernels/sparse.h"
+#include "neurite/kernels/sparse.h"
 
 #include <cstdlib>
 #include <cstring>
 
-#include "neurite/autograd/error.h"
+#include "neurite/error.h"
 
-namespace neurite::autograd::kernels {
+namespace neurite::kernels {
 
 #define NEURITE_DECLARE_ISA(ns)                                                                                     \
   namespace ns {                                                                                                    \
@@ -114,4 +114,4 @@ void sddmm(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, flo
   }
 }
 
-}  // namespace neurite::autograd::kernels
+}  // namespace neurite::kernels

@@ -1,4 +1,4 @@
-// neurite/autograd/parallel.h — the one global thread setting.
+// neurite/parallel.h — the one global thread setting.
 //
 //   neurite::set_num_threads(2);   // every kernel, oneTBB and oneDNN alike
 //

@@ -1,9 +1,11 @@
-#include "engine/cache.h"
+#include "neurite/kernels/cache.h"
+
+#include <unistd.h>
 
 #include <fstream>
 #include <string>
 
-namespace neurite::engine::detail {
+namespace neurite::kernels {
 
 namespace {
 int64_t read_l2() {
@@ -19,7 +21,8 @@ int64_t read_l2() {
     if (s.back() == 'M') bytes <<= 20;
     if (bytes > 0) return bytes;
   }
-  return int64_t{1} << 20;
+  const long bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);  // virtual machines often have no sysfs cache entries
+  return bytes > 0 ? bytes : int64_t{1} << 20;
 }
 }  // namespace
 
@@ -28,4 +31,4 @@ int64_t l2_cache_bytes() {
   return bytes;
 }
 
-}  // namespace neurite::engine::detail
+}  // namespace neurite::kernels

@@ -1,4 +1,4 @@
-#include "autograd/kernels/convolution.h"
+#include "neurite/kernels/convolution.h"
 
 #include <omp.h>
 
@@ -11,9 +11,9 @@
 #include <vector>
 #include <array>
 
-#include "neurite/autograd/parallel.h"
+#include "neurite/parallel.h"
 
-namespace neurite::autograd::kernels {
+namespace neurite::kernels {
 
 namespace {
 
@@ -139,4 +139,4 @@ void conv_backward(const ConvShape& s, const float* x, const float* w, const flo
   }
 }
 
-}  // namespace neurite::autograd::kernels
+}  // namespace neurite::kernels

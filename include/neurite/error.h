@@ -1,4 +1,4 @@
-// neurite/autograd/error.h — the error types every Neurite library throws, and
+// neurite/error.h — the error types every Neurite library throws, and
 // the one `check` helper that throws them.
 //
 //   check<ShapeError>(a.dim() == 2, "matmul: a must be 2-D, got {}", to_string(a.shape()));

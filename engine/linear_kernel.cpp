@@ -1,0 +1,165 @@
+// The engine's linear layer: y = act(x · Wᵀ + bias + residual), dense
+// (sgemm) or sparse (the block-sparse product over feature-major rows).
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+
+#include "engine/kernels.h"
+#include "neurite/kernels/cache.h"
+#include "neurite/kernels/gemm.h"
+#include "neurite/kernels/layout.h"
+#include "neurite/kernels/rows.h"
+#include "neurite/kernels/scratch.h"
+#include "neurite/kernels/transpose.h"
+
+namespace neurite::engine::detail {
+
+namespace {
+thread_local kernels::ScratchFloats t_xt, t_yt;
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+}  // namespace
+
+LinearKernel::LinearKernel(int64_t in_features, int64_t out_features, const float* weight, WeightFormat format,
+                           Fused fused)
+    : k_(in_features), n_(out_features), format_(format), fused_(std::move(fused)) {
+  const int64_t nnz = kernels::count_nonzero(weight, k_ * n_);
+  density_ = k_ * n_ == 0 ? 0.0 : static_cast<double>(nnz) / static_cast<double>(k_ * n_);
+  if (format == WeightFormat::dense) {
+    // Wᵀ (K, N), rows padded off a multiple of 4 KiB: a power-of-two leading
+    // dimension made sgemm 2x slower (cache-set aliasing).
+    ld_ = n_ % 256 == 0 ? n_ + 16 : n_;
+    dense_.assign(static_cast<size_t>(k_ * ld_), 0.0f);
+    for (int64_t r = 0; r < n_; ++r)
+      for (int64_t c = 0; c < k_; ++c) dense_[static_cast<size_t>(c * ld_ + r)] = weight[r * k_ + c];
+  } else {
+    sparse_ = pack(weight, n_, k_, format);
+  }
+}
+
+void LinearKernel::set_feature_major(bool input, bool output, int64_t rows) {
+  fm_in_ = input && format_ != WeightFormat::dense;
+  fm_out_ = output && format_ != WeightFormat::dense;
+  fm_ld_ = kernels::feature_major_ld(rows);
+}
+
+// Rows [m0, m1) through the sparse product: transposed in (unless the input
+// is feature-major already), multiplied, and transposed back with the
+// epilogue (unless the output stays feature-major); threads > 1 splits the
+// output features.
+void LinearKernel::sparse_chunk(const float* x, const float* residual, float* y, int64_t m0, int64_t m1,
+                                int threads) const {
+  const int64_t m = m1 - m0;
+  const int64_t ld = kernels::feature_major_ld(m);
+  const int64_t ld_x = fm_in_ ? fm_ld_ : ld, ld_y = fm_out_ ? fm_ld_ : ld;
+  const float* xt = x + m0;
+  if (!fm_in_) {
+    float* t = kernels::scratch(t_xt, k_ * ld);
+    kernels::transpose(x + m0 * k_, m, k_, k_, t, ld, true);
+    for (int64_t c = 0; c < k_; ++c) std::fill(t + c * ld + m, t + (c + 1) * ld, 0.0f);
+    xt = t;
+  }
+  float* yt = fm_out_ ? y + m0 : kernels::scratch(t_yt, sparse_.pattern.rows * ld);
+  // A feature-major output is written for exactly these rows: the next ones may be another tile's.
+  const int64_t pixels = fm_out_ ? m : round_up(m, 16);
+  thread_local std::vector<int64_t> offsets;
+  offsets.resize(static_cast<size_t>(sparse_.pattern.cols));
+  for (int64_t c = 0; c < sparse_.pattern.cols; ++c) offsets[static_cast<size_t>(c)] = std::min(c, k_ - 1) * ld_x;
+  const BlockSparse& a = sparse_.pattern;
+  const kernels::DenseRows b{xt, offsets.data()};
+  const float* values = sparse_.values.data();
+  // Pixel chunks of 128 outside, features inside: a chunk of xt stays in L1/L2 while every feature reads it.
+  constexpr int64_t kChunk = 128;
+  const int64_t chunks = (pixels + kChunk - 1) / kChunk;
+  auto part = [&](int64_t rb0, int64_t rb1) {
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t p0 = c * kChunk, p1 = std::min(pixels, p0 + kChunk);
+      kernels::spmm(a, values, b, yt, ld_y, rb0, rb1, p0, p1);
+      if (fm_out_)  // bias and activation per feature row; no residual here (the planner's rule)
+        for (int64_t r = rb0 * a.block_rows; r < std::min(n_, rb1 * a.block_rows); ++r)
+          kernels::bias_activation_row(yt + r * ld_y + p0, yt + r * ld_y + p0, p1 - p0,
+                     fused_.bias.empty() ? 0.0f : fused_.bias[static_cast<size_t>(r)], nullptr, fused_.activation);
+    }
+  };
+  if (threads <= 1) {
+    part(0, a.row_blocks());
+  } else {
+    const int64_t parts = std::min<int64_t>(a.row_blocks(), 4 * threads);
+    tbb::parallel_for(int64_t{0}, parts, [&](int64_t t) {
+      part(t * a.row_blocks() / parts, (t + 1) * a.row_blocks() / parts);
+    });
+  }
+  if (fm_out_) return;
+  float* ys = y + m0 * n_;
+  kernels::transpose(yt, n_, m, ld, ys, n_, false);
+  finish_rows(ys, residual != nullptr ? residual + m0 * n_ : nullptr, m, threads);
+}
+
+// y rows += bias (+ residual), then the activation.
+void LinearKernel::finish_rows(float* ys, const float* res, int64_t m, int threads) const {
+  if (fused_.bias.empty() && res == nullptr && fused_.activation == Activation::none) return;
+  const bool relu = fused_.activation == Activation::relu;
+  auto finish = [&](int64_t r) {
+    float* row = ys + r * n_;
+    for (int64_t j = 0; j < n_; ++j) {
+      float v = row[j];
+      if (!fused_.bias.empty()) v += fused_.bias[static_cast<size_t>(j)];
+      if (res != nullptr) v += res[r * n_ + j];
+      row[j] = relu && v < 0 ? 0.0f : v;
+    }
+  };
+  if (threads > 1) {
+    tbb::parallel_for(int64_t{0}, m, finish);
+  } else {
+    for (int64_t r = 0; r < m; ++r) finish(r);
+  }
+}
+
+void LinearKernel::run(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const {
+  const int64_t m = m1 - m0;
+  if (m <= 0) return;
+  const float* xs = x + m0 * k_;
+  float* ys = y + m0 * n_;
+  if (format_ == WeightFormat::dense) {
+    // Threads take column blocks of Wᵀ on oneTBB, each a single-threaded
+    // sgemm: oneDNN's own OpenMP team woke up too slowly for a batch of one
+    // (2 threads ran 3x slower than 1).
+    const int64_t parts = threads > 1 ? std::min<int64_t>(threads, std::max<int64_t>(1, n_ / 64)) : 1;
+    auto block = [&](int64_t part) {
+      const int64_t c0 = round_up(part * n_ / parts, 16), c1 = part + 1 == parts ? n_ : round_up((part + 1) * n_ / parts, 16);
+      if (c1 > c0)
+        kernels::gemm({.m = m, .n = c1 - c0, .k = k_}, 1.0f, xs, k_, dense_.data() + c0, ld_, 0.0f, ys + c0, n_, 1);
+    };
+    if (parts == 1) {
+      block(0);
+    } else {
+      tbb::parallel_for(int64_t{0}, parts, block);
+    }
+  } else {
+    // Many rows: chunks of them in parallel, each transposed in, multiplied
+    // and transposed back while it is in L2 (whole-batch transposes ran at
+    // DRAM speed and cost as much as the product). Few rows: one chunk, its
+    // output features split among the threads.
+    const int64_t budget = kernels::l2_cache_bytes() / 2;
+    const int64_t per_row =
+        ((fm_in_ ? 0 : k_) + (fm_out_ ? 0 : 2 * sparse_.pattern.rows) + 16) * static_cast<int64_t>(sizeof(float));
+    const int64_t rows = std::clamp<int64_t>(budget / per_row / 16 * 16, 16, 512);
+    const int64_t chunks = (m + rows - 1) / rows;
+    if (chunks >= 2 * threads || threads <= 1) {
+      auto one = [&](int64_t c) {
+        const int64_t c0 = c * rows, c1 = std::min(m, c0 + rows);
+        sparse_chunk(x, residual, y, m0 + c0, m0 + c1, 1);
+      };
+      if (threads <= 1) {
+        for (int64_t c = 0; c < chunks; ++c) one(c);
+      } else {
+        tbb::parallel_for(int64_t{0}, chunks, one);
+      }
+    } else {
+      for (int64_t c0 = 0; c0 < m; c0 += rows) sparse_chunk(x, residual, y, m0 + c0, std::min(m1, m0 + c0 + rows), threads);
+    }
+    return;
+  }
+  finish_rows(ys, residual != nullptr ? residual + m0 * n_ : nullptr, m, threads);
+}
+
+}  // namespace neurite::engine::detail

@@ -1,0 +1,49 @@
+// neurite/kernels/rows.h — kernels over contiguous rows: lane sums, the
+// softmax / layer-norm / mean row kernels, and the epilogue that adds a bias,
+// a residual and an activation to a row. Training's ops and the engine's
+// steps both run these.
+//
+//   kernels::softmax_rows(x, y, n, 0, rows);          // rows of (rows, n)
+//   double s = kernels::lane_sum(n, [&](int64_t i) { return x[i] * x[i]; });
+#pragma once
+
+#include <cstdint>
+
+namespace neurite::kernels {
+
+// The sum of term(i) for i in [0, n): float partial sums in 16 lanes (so the
+// compiler vectorises it without reassociation flags; a double accumulator
+// would serialise the loop), combined in double.
+template <typename Term>
+double lane_sum(int64_t n, Term&& term) {
+  constexpr int64_t kLanes = 16;
+  float lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] += term(i + l);
+  double total = 0;
+  for (; i < n; ++i) total += term(i);
+  for (float lane : lanes) total += lane;
+  return total;
+}
+
+// The maximum of x[0, n) (-inf for n = 0), in 16 lanes.
+float lane_max(const float* x, int64_t n);
+
+// Rows [r0, r1) of x (rows, n) into y, in place when y == x:
+// softmax: y = exp(x - max) / sum;
+// layer_norm: y = (x - mean) / sqrt(var + epsilon) * scale + bias (biased variance);
+// mean_rows: y[r] = the mean of row r.
+void softmax_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1);
+void layer_norm_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1, const float* scale,
+                     const float* bias, float epsilon);
+void mean_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1);
+
+enum class Activation { none, relu };
+
+// to[i] = act(from[i] + add (+ residual[i])) for i < n; in place when to == from;
+// residual may be null.
+void bias_activation_row(float* to, const float* from, int64_t n, float add, const float* residual,
+                         Activation activation);
+
+}  // namespace neurite::kernels
