@@ -235,22 +235,6 @@ TEST(EnginePasses, DeadNodesAndTheirWeightsGo) {
   EXPECT_EQ(g.initializers.count("conv1.weight"), 0u);
 }
 
-TEST(EnginePacking, BlocksHoldEveryNonzeroAndFillTheRestWithZeros) {
-  const Tensor w = Tensor::from_data({5, 6}, std::vector<float>{1, 0, 0, 0, 0, 2,  //
-                                                                0, 0, 0, 0, 0, 0,  //
-                                                                0, 3, 0, 0, 0, 0,  //
-                                                                0, 0, 0, 0, 0, 0,  //
-                                                                0, 0, 0, 0, 4, 0});
-  const auto csr = kernels::pack(w.data<float>(), 5, 6, WeightFormat::csr);
-  EXPECT_EQ(csr.pattern.nnz(), 4);
-  EXPECT_DOUBLE_EQ(csr.density, 4.0 / 30);
-  const auto rows4 = kernels::pack(w.data<float>(), 5, 6, WeightFormat::rows4);
-  EXPECT_EQ(rows4.pattern.rows, 8);  // padded to whole blocks
-  EXPECT_EQ(rows4.pattern.blocks(), 4);
-  EXPECT_DOUBLE_EQ(kernels::fill_ratio(w.data<float>(), 5, 6, WeightFormat::rows4), 16.0 / 4);
-  EXPECT_DOUBLE_EQ(kernels::fill_ratio(w.data<float>(), 5, 6, WeightFormat::cols4), 16.0 / 4);
-}
-
 TEST(EngineShapes, DynamicDimensionsBeyondTheBatchTakeTheGivenShape) {
   Graph g;
   g.inputs.push_back({"x", DataType::float32, {-1, -1, 4}});  // (batch, sequence, features)
