@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "neurite/kernels/sparse.h"
 #include "neurite/error.h"
 #include "neurite/data/readers.h"
 #include "neurite/engine/onnx.h"
@@ -55,9 +56,7 @@ nlohmann::json parameter_rows(const std::vector<std::pair<std::string, autograd:
   nlohmann::json rows = nlohmann::json::array();
   int64_t numel = 0, nonzeros = 0;
   for (const auto& [name, t] : tensors) {
-    const float* w = t.data<float>();
-    int64_t nz = 0;
-    for (int64_t i = 0; i < t.numel(); ++i) nz += w[i] != 0.0f;
+    const int64_t nz = kernels::count_nonzero(t.data<float>(), t.numel());
     rows.push_back({{"name", name},
                     {"shape", t.shape()},
                     {"numel", t.numel()},

@@ -27,7 +27,6 @@ namespace {
 
 constexpr int kMany = 1 << 20;  // Concat takes any number of inputs
 
-constexpr size_t kOpCount = static_cast<size_t>(OpKind::where) + 1;
 
 // In OpKind order; the static_assert below keeps the two in step.
 constexpr std::array<OpInfo, kOpCount> kOps{{

@@ -6,6 +6,7 @@
 
 #include "neurite/error.h"
 #include "neurite/engine/reference.h"
+#include "engine/graph_index.h"
 
 namespace neurite::engine::detail {
 
@@ -44,20 +45,10 @@ void specialize(Graph& graph, int64_t batch, const std::map<std::string, Shape>&
 
 namespace {
 
-// How many nodes read each value, graph outputs counted as readers.
-std::map<std::string, int> reader_counts(const Graph& graph) {
-  std::map<std::string, int> readers;
-  for (const Node& n : graph.nodes)
-    for (const std::string& name : n.inputs)
-      if (!name.empty()) ++readers[name];
-  for (const ValueInfo& v : graph.outputs) ++readers[v.name];
-  return readers;
-}
-
 // A weight of `producer` that this pass may rewrite: read by it alone.
-Tensor* own_initializer(Graph& graph, const std::map<std::string, int>& readers, const std::string& name) {
+Tensor* own_initializer(Graph& graph, const GraphIndex& index, const std::string& name) {
   auto it = graph.initializers.find(name);
-  if (it == graph.initializers.end() || it->second.dtype() != autograd::Dtype::f32 || readers.at(name) != 1)
+  if (it == graph.initializers.end() || it->second.dtype() != autograd::Dtype::f32 || index.readers(name) != 1)
     return nullptr;
   return &it->second;
 }
@@ -65,23 +56,20 @@ Tensor* own_initializer(Graph& graph, const std::map<std::string, int>& readers,
 }  // namespace
 
 void fold_batch_norm(Graph& graph) {
-  auto readers = reader_counts(graph);
-  std::map<std::string, size_t> producer;
-  for (size_t i = 0; i < graph.nodes.size(); ++i)
-    for (const std::string& out : graph.nodes[i].outputs) producer[out] = i;
+  const GraphIndex index(graph);
   std::vector<bool> removed(graph.nodes.size(), false);
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& bn = graph.nodes[i];
     if (bn.op != OpKind::batch_norm || bn.outputs.size() != 1) continue;
-    auto from = producer.find(bn.inputs[0]);
-    if (from == producer.end() || readers.at(bn.inputs[0]) != 1) continue;
-    Node& p = graph.nodes[from->second];
+    const auto from = index.producer(bn.inputs[0]);
+    if (!from || index.readers(bn.inputs[0]) != 1) continue;
+    Node& p = graph.nodes[*from];
     const bool is_conv = p.op == OpKind::conv;
     if (!is_conv && !(p.op == OpKind::gemm && !p.integer("transA", 0))) continue;
     std::vector<const Tensor*> stats;
     for (size_t k = 1; k < 5; ++k) stats.push_back(graph.constant(bn.inputs[k]));
     if (std::find(stats.begin(), stats.end(), static_cast<const Tensor*>(nullptr)) != stats.end()) continue;
-    Tensor* w = own_initializer(graph, readers, p.inputs[1]);
+    Tensor* w = own_initializer(graph, index, p.inputs[1]);
     if (w == nullptr) continue;
     const int64_t features = stats[0]->numel();
     const bool trans_b = !is_conv && p.integer("transB", 0) != 0;
@@ -89,7 +77,7 @@ void fold_batch_norm(Graph& graph) {
     if (w_features != features) continue;
     Tensor bias;
     if (p.inputs.size() > 2 && !p.inputs[2].empty()) {
-      Tensor* b = own_initializer(graph, readers, p.inputs[2]);
+      Tensor* b = own_initializer(graph, index, p.inputs[2]);
       if (b == nullptr || b->numel() != features) continue;
       bias = b->clone();  // initializers share storage with the caller's graph
     } else {

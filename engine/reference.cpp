@@ -3,6 +3,7 @@
 // arithmetic on int64, comparisons, Where, Erf). Booleans are int64 0/1.
 #include "neurite/engine/reference.h"
 #include "engine/reference_ops.h"
+#include "engine/reference_values.h"
 
 #include <fmt/format.h>
 
@@ -20,97 +21,9 @@ namespace neurite::engine {
 
 namespace {
 
-using autograd::Dtype;
+using namespace detail;  // the executor's value helpers (engine/reference_values.h)
 using autograd::Variable;
 using autograd::to_string;
-
-std::string where(const Node& n) { return fmt::format("reference executor: node '{}' ({})", n.name, op_info(n.op).onnx); }
-
-double element(const Tensor& t, int64_t i) {
-  return t.dtype() == Dtype::i64 ? static_cast<double>(t.data<int64_t>()[i]) : static_cast<double>(t.data<float>()[i]);
-}
-
-// double to int64, saturating: INT64_MAX (Slice's "to the end") survives a trip through double.
-int64_t to_int(double v) {
-  if (v >= 9.2233720368547758e18) return std::numeric_limits<int64_t>::max();
-  if (v <= -9.2233720368547758e18) return std::numeric_limits<int64_t>::min();
-  return static_cast<int64_t>(v);
-}
-
-std::vector<int64_t> ints_of(const Tensor& t) {
-  if (t.dtype() == Dtype::i64) return std::vector<int64_t>(t.data<int64_t>(), t.data<int64_t>() + t.numel());
-  std::vector<int64_t> out(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) out[i] = to_int(element(t, i));
-  return out;
-}
-
-Tensor int_tensor(const std::vector<int64_t>& v, Shape shape) { return Tensor::from_data(shape, v); }
-Tensor int_tensor(const std::vector<int64_t>& v) { return int_tensor(v, {static_cast<int64_t>(v.size())}); }
-
-// numpy broadcasting of any number of shapes
-Shape broadcast_all(const Node& n, const std::vector<Shape>& shapes) {
-  size_t rank = 0;
-  for (const auto& s : shapes) rank = std::max(rank, s.size());
-  Shape out(rank, 1);
-  for (const auto& s : shapes)
-    for (size_t k = 0; k < s.size(); ++k) {
-      int64_t& o = out[rank - s.size() + k];
-      check<ShapeError>(s[k] == o || s[k] == 1 || o == 1, "{}: shapes do not broadcast ({})", where(n), to_string(s));
-      if (o == 1) o = s[k];
-    }
-  return out;
-}
-
-// For each element of `out`, the index into a tensor of shape `s` it broadcasts from.
-std::vector<int64_t> broadcast_index(const Shape& s, const Shape& out) {
-  const int64_t total = autograd::numel(out);
-  std::vector<int64_t> index(static_cast<size_t>(total));
-  const size_t rank = out.size(), lead = rank - s.size();
-  std::vector<int64_t> stride(rank, 0);
-  for (int64_t k = static_cast<int64_t>(s.size()) - 1, st = 1; k >= 0; --k) {
-    stride[lead + k] = s[k] == 1 ? 0 : st;
-    st *= s[k];
-  }
-  std::vector<int64_t> pos(rank, 0);
-  int64_t offset = 0;
-  for (int64_t i = 0; i < total; ++i) {
-    index[i] = offset;
-    for (int64_t k = static_cast<int64_t>(rank) - 1; k >= 0; --k) {  // odometer
-      offset += stride[k];
-      if (++pos[k] < out[k]) break;
-      offset -= stride[k] * out[k];
-      pos[k] = 0;
-    }
-  }
-  return index;
-}
-
-Tensor make(const Shape& shape, Dtype dtype, const std::vector<double>& values) {
-  Tensor t = Tensor::empty(shape, dtype);
-  for (int64_t i = 0; i < t.numel(); ++i)
-    if (dtype == Dtype::i64) t.data<int64_t>()[i] = to_int(values[i]);
-    else t.data<float>()[i] = static_cast<float>(values[i]);
-  return t;
-}
-
-// Elementwise over broadcast inputs, computed in double.
-template <typename F>
-Tensor map_broadcast(const Node& n, const std::vector<Tensor>& in, Dtype out_type, F f) {
-  std::vector<Shape> shapes;
-  for (const auto& t : in) shapes.push_back(t.shape());
-  const Shape out = broadcast_all(n, shapes);
-  std::vector<std::vector<int64_t>> index;
-  for (const auto& t : in) index.push_back(broadcast_index(t.shape(), out));
-  std::vector<double> values(static_cast<size_t>(autograd::numel(out)));
-  std::vector<double> args(in.size());
-  for (size_t i = 0; i < values.size(); ++i) {
-    for (size_t k = 0; k < in.size(); ++k) args[k] = element(in[k], index[k][i]);
-    values[i] = f(args);
-  }
-  return make(out, out_type, values);
-}
-
-Tensor as_float(const Tensor& t) { return t.dtype() == Dtype::f32 ? t : t.to(Dtype::f32); }
 
 Variable var(const Tensor& t) { return Variable(t); }
 
@@ -219,10 +132,6 @@ Tensor pool(const Node& n, const Tensor& x0) {
   return from_2d((is_max ? max_pool2d(var(x), o) : avg_pool2d(var(x), o)).data(), x0.dim());
 }
 
-int64_t axis_of(const Node& n, int64_t axis, int64_t rank) {
-  check<ShapeError>(axis >= -rank && axis < rank, "{}: axis {} is out of range for rank {}", where(n), axis, rank);
-  return axis < 0 ? axis + rank : axis;
-}
 
 // numpy matmul: 1-D operands gain a dimension that is dropped again; batch dimensions broadcast.
 Tensor matmul_numpy(const Node& n, Tensor a, Tensor b) {
@@ -354,12 +263,6 @@ Tensor reduce_mean(const Node& n, const Tensor& x, const std::vector<Tensor>& in
 }
 
 // Shape's output for a shape with -1 at sizes known only at run time.
-Tensor ints_shape(const Shape& shape, const Node& n) {
-  const int64_t rank = static_cast<int64_t>(shape.size());
-  auto bound = [&](int64_t v) { return std::clamp(v < 0 ? v + rank : v, int64_t{0}, rank); };
-  const int64_t start = bound(n.integer("start", 0)), end = bound(n.integer("end", rank));
-  return int_tensor(std::vector<int64_t>(shape.begin() + start, shape.begin() + std::max(start, end)));
-}
 
 }  // namespace
 
@@ -476,79 +379,6 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
     case OpKind::cast: return one(cast(n, in[0]));
   }
   throw ValueError(fmt::format("{}: the executor has no case for this op", where(n)));  // -Wswitch names a missing case
-}
-
-void fold_constants(Graph& graph, bool fold_weights) {
-  graph.validate();
-  bool shapes_known = true;
-  try {
-    graph.infer_shapes();
-  } catch (const Error&) {
-    shapes_known = false;  // fold what needs no shapes
-  }
-  autograd::NoGradGuard no_grad;
-  std::map<std::string, Tensor> known;    // values known before run time
-  std::map<std::string, Tensor> partial;  // Shape outputs with -1 for sizes known only at run time
-  std::set<std::string> weights;          // float initializers: left to the engine's own passes
-  for (const auto& [name, t] : graph.initializers) {
-    known[name] = t;
-    if (t.dtype() == Dtype::f32 && t.dim() >= 1 && !fold_weights) weights.insert(name);
-  }
-  std::vector<bool> folded(graph.nodes.size(), false);
-  for (size_t i : graph.topological_order()) {
-    const Node& n = graph.nodes[i];
-    std::vector<Tensor> in;
-    bool all_known = true, reads_weight = false, reads_partial = false;
-    for (const auto& name : n.inputs) {
-      if (name.empty()) {
-        in.emplace_back();
-      } else if (known.count(name) != 0) {
-        in.push_back(known.at(name));
-        reads_weight = reads_weight || weights.count(name) != 0;
-      } else if (partial.count(name) != 0) {
-        in.push_back(partial.at(name));
-        reads_partial = true;
-      } else {
-        all_known = false;
-      }
-    }
-    std::vector<Tensor> out;
-    if (n.op != OpKind::shape && (!all_known || reads_weight)) continue;
-    if (n.op == OpKind::shape) {  // needs only its input's shape
-      if (!shapes_known) continue;
-      Tensor dims = ints_shape(graph.values.at(n.inputs[0]).shape, n);
-      if (std::any_of(dims.data<int64_t>(), dims.data<int64_t>() + dims.numel(), [](int64_t d) { return d < 0; })) {
-        partial[n.outputs[0]] = dims;
-        continue;
-      }
-      out = {dims};
-    } else {
-      if (reads_partial && n.op != OpKind::gather && n.op != OpKind::slice) continue;
-      out = detail::run_node(n, in);
-      if (reads_partial) {  // a pick from a partly known shape: known if it picked no run-time size
-        const Tensor& t = out.at(0);
-        if (std::any_of(t.data<int64_t>(), t.data<int64_t>() + t.numel(), [](int64_t d) { return d < 0; })) continue;
-      }
-    }
-    folded[i] = true;
-    for (size_t k = 0; k < n.outputs.size() && k < out.size(); ++k)
-      if (!n.outputs[k].empty()) known[n.outputs[k]] = out[k];
-  }
-  // Keep the unfolded nodes; their constant inputs become initializers, unread initializers go.
-  std::vector<Node> nodes;
-  std::set<std::string> read;
-  for (size_t i = 0; i < graph.nodes.size(); ++i)
-    if (!folded[i]) {
-      nodes.push_back(graph.nodes[i]);
-      read.insert(graph.nodes[i].inputs.begin(), graph.nodes[i].inputs.end());
-    }
-  for (const ValueInfo& v : graph.outputs) read.insert(v.name);
-  std::map<std::string, Tensor> initializers;
-  for (const std::string& name : read)
-    if (auto it = known.find(name); it != known.end()) initializers.emplace(name, it->second);
-  graph.nodes = std::move(nodes);
-  graph.initializers = std::move(initializers);
-  graph.values.clear();
 }
 
 std::map<std::string, Tensor> run_reference(const Graph& graph, const std::map<std::string, Tensor>& inputs) {

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "neurite/error.h"
+#include "neurite/kernels/sparse.h"
 
 namespace neurite::layers {
 
@@ -37,9 +38,7 @@ void Parameter::set_mask(Tensor mask) {
   mask_ = std::move(mask);
   density_ = 1.0;
   if (mask_.defined() && numel() > 0) {
-    const float* m = mask_.data<float>();
-    density_ = static_cast<double>(std::count_if(m, m + numel(), [](float v) { return v != 0; })) /
-               static_cast<double>(numel());
+    density_ = static_cast<double>(kernels::count_nonzero(mask_.data<float>(), numel())) / static_cast<double>(numel());
   }
   apply_mask();
 }

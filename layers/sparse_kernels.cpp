@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -11,6 +10,7 @@
 
 #include "neurite/error.h"
 #include "neurite/autograd/sparse.h"
+#include "neurite/kernels/autotune.h"
 
 namespace neurite::layers {
 
@@ -32,27 +32,11 @@ SparseKernels& mode() {
   return m;
 }
 
-// Above this density dense kernels won on every shape measured (bench/sparse.cpp
-// measures 70 %), so the layer does not time both.
-constexpr double kMaxSparseDensity = 0.7;
-
 std::mutex g_mutex;
 std::map<std::string, bool> g_decisions;  // by layer kind, shapes, density and form
 
 std::shared_ptr<const SparseWeight> make_form(const Parameter& w, const autograd::Conv2dOptions* conv) {
   return conv != nullptr ? SparseWeight::conv2d(w.mask(), *conv) : SparseWeight::linear(w.mask());
-}
-
-// The best of three timed runs of f, in seconds.
-template <typename F>
-double best_time(F f) {
-  double best = 1e30;
-  for (int r = 0; r < 3; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  return best;
 }
 
 // Times this layer's forward (and backward, when training) both ways on
@@ -66,8 +50,7 @@ bool sparse_is_faster(const Parameter& w, const std::shared_ptr<const SparseWeig
                         : (conv ? conv2d(xs, dense, {}, *conv) : linear(xs, dense));
     if (training) y.backward(autograd::Tensor::ones(y.shape()));
   };
-  run(true), run(false);  // warm caches and primitives
-  return best_time([&] { run(true); }) < best_time([&] { run(false); });
+  return kernels::fastest_run_seconds([&] { run(true); }) < kernels::fastest_run_seconds([&] { run(false); });
 }
 
 }  // namespace
@@ -78,7 +61,7 @@ SparseKernels sparse_kernels() { return mode(); }
 bool detail::use_sparse(Parameter& weight, const Variable& x, const autograd::Conv2dOptions* conv) {
   const SparseKernels m = mode();
   if (!weight.has_mask() || m == SparseKernels::never || (conv != nullptr && conv->groups != 1) ||
-      (m == SparseKernels::automatic && weight.density() > kMaxSparseDensity)) {
+      (m == SparseKernels::automatic && weight.density() > kernels::kDenseAboveDensity)) {
     weight.to_dense();
     return false;
   }

@@ -215,6 +215,36 @@ TEST(EngineTiles, SmallTilesStreamBandsThroughTheChain) {
   EXPECT_NE(profile[0].name.find("bands of"), std::string::npos) << profile[0].name;
 }
 
+TEST(EngineColumns, TheOpTableSplitsColumnsAtOpsThatMixTheBatch) {
+  // fc0 -> relu -> softmax over the batch axis -> fc1 -> fc2: the softmax
+  // cannot run on a slice of the batch, so only fc1 and fc2 form a column.
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, {-1, 8}});
+  std::string prev = "x";
+  auto fc = [&](const std::string& name) {
+    g.initializers[name + ".weight"] = Tensor::randn({8, 8}, g.initializers.size() + 1);
+    g.nodes.push_back({.op = OpKind::gemm, .name = name, .inputs = {prev, name + ".weight"}, .outputs = {name + ":0"},
+                       .attributes = {{"transB", int64_t{1}}}});
+    prev = name + ":0";
+  };
+  fc("fc0");
+  g.nodes.push_back({.op = OpKind::relu, .name = "relu", .inputs = {prev}, .outputs = {"relu:0"}});
+  g.nodes.push_back({.op = OpKind::softmax, .name = "mix", .inputs = {"relu:0"}, .outputs = {"mix:0"},
+                     .attributes = {{"axis", int64_t{0}}}});
+  prev = "mix:0";
+  fc("fc1");
+  fc("fc2");
+  g.outputs.push_back({prev});
+  for (Mode mode : {Mode::columns, Mode::layers}) {
+    Engine e = compile(g, {.batch = 4, .mode = mode, .format = WeightFormat::dense, .measure = false});
+    std::vector<int> groups;
+    for (const StepInfo& s : e.steps()) groups.push_back(s.group);
+    EXPECT_EQ(groups, mode == Mode::columns ? (std::vector<int>{-1, -1, 0, 0}) : (std::vector<int>{-1, -1, -1, -1}));
+    const Tensor x = Tensor::randn({4, 8}, 9);
+    expect_close(e.run({{"x", x}}).begin()->second, run_reference(g, {{"x", x}}).begin()->second, kTolerance);
+  }
+}
+
 // ---- passes and errors -----------------------------------------------------------
 
 TEST(EnginePasses, BatchNormFoldsIntoTheConvolutionBeforeIt) {

@@ -36,6 +36,7 @@ enum class OpKind : uint8_t {
   reduce_mean, relu, reshape, shape, sigmoid, slice, softmax, sqrt, squeeze, sub, tanh, transpose, unsqueeze,
   where,
 };
+constexpr size_t kOpCount = static_cast<size_t>(OpKind::where) + 1;
 
 // Element types of graph values: tensors hold float32 and int64; bool appears
 // only in masks and comparisons, which import folds or the executor keeps.

@@ -1,0 +1,142 @@
+// Lowering of the layers with weights: Conv into a packed or oneDNN
+// convolution, Gemm / MatMul with a constant weight into a linear kernel,
+// each with its bias, residual Add and Relu fused, its weight in the form
+// the weight policy picks.
+#include <fmt/format.h>
+
+#include "engine/columns.h"
+#include "engine/lowering.h"
+#include "engine/steps.h"
+#include "engine/weight_policy.h"
+#include "neurite/kernels/autotune.h"
+#include "neurite/kernels/transpose.h"
+
+namespace neurite::engine::detail {
+
+namespace {
+WeightPolicy weight_policy(const CompileOptions& o) { return {.forced = o.format, .measure = o.measure}; }
+}  // namespace
+
+std::unique_ptr<Step> lower_conv(Lowering& l, const Node& n) {
+  const Graph& g = l.g;
+  const Tensor* w = g.constant(n.inputs[1]);
+  const Tensor* b = n.inputs.size() > 2 && !n.inputs[2].empty() ? g.constant(n.inputs[2]) : nullptr;
+  const Shape& xs = g.values.at(n.inputs[0]).shape;
+  if (w == nullptr || w->dim() != 4 || xs.size() != 4 || (n.inputs.size() > 2 && !n.inputs[2].empty() && !b))
+    return nullptr;
+  if (n.has("auto_pad") && std::get<std::string>(n.attributes.at("auto_pad")) != "NOTSET") return nullptr;
+  const int64_t groups = n.integer("group", 1);
+  const auto strides = n.integers("strides", {1, 1}), dil = n.integers("dilations", {1, 1});
+  const auto pads = n.integers("pads", {0, 0, 0, 0});
+  const Shape& ys = g.values.at(n.outputs[0]).shape;
+  const ConvGeometry geo{.batch = xs[0], .channels = xs[1], .height = xs[2], .width = xs[3],
+                         .filters = w->size(0), .kh = w->size(2), .kw = w->size(3), .sh = strides[0], .sw = strides[1],
+                         .dh = dil[0], .dw = dil[1], .pad_top = pads[0], .pad_left = pads[1], .pad_bottom = pads[2],
+                         .pad_right = pads[3], .out_h = ys[2], .out_w = ys[3]};
+  auto step = std::make_unique<ConvStep>();
+  Fused fused;
+  if (b != nullptr) fused.bias.assign(b->data<float>(), b->data<float>() + b->numel());
+  const std::string out = l.fuse_tail(n.outputs[0], fused, step->residual);
+  step->inputs = {l.id(n.inputs[0])};
+  step->outputs = {l.id(out)};
+  const int64_t rows = geo.filters, cols = w->numel() / geo.filters;
+  const float* pw = w->data<float>();
+  const int threads = l.plan.threads;
+  // The packed kernel runs groups 1 only.
+  const WeightFormat format =
+      groups != 1 ? WeightFormat::dense : choose_weight_format(pw, rows, cols, weight_policy(l.options), [&](WeightFormat f) {
+        // Timed on up to 8 images: the cost per image is what differs.
+        ConvGeometry part = geo;
+        part.batch = std::min<int64_t>(geo.batch, std::max(8, threads));
+        Shape xp = xs, yp = ys;
+        xp[0] = yp[0] = part.batch;
+        Tensor x = Tensor::randn(xp, 1), y = Tensor::empty(yp), r = Tensor::randn(yp, 2);
+        const float* res = fused.residual ? r.data<float>() : nullptr;
+        if (f == WeightFormat::dense) {
+          DenseConv k(part, 1, pw, fused, threads);
+          return kernels::fastest_run_seconds([&] { k.run(x.data<float>(), res, y.data<float>(), 0, part.batch, threads); });
+        }
+        PackedConv k(part, kernels::pack(pw, rows, cols, f), fused);
+        return kernels::fastest_run_seconds([&] { k.run(x.data<float>(), res, y.data<float>()); });
+      });
+  if (format == WeightFormat::dense) {
+    step->dense = std::make_unique<DenseConv>(geo, groups, pw, fused, threads);
+    step->sliceable = true;
+  } else {
+    step->packed = std::make_unique<PackedConv>(geo, kernels::pack(pw, rows, cols, format), fused);
+    step->sliceable = step->bands = true;
+    step->conv = step->packed.get();
+    step->band_input = step->inputs[0];
+    const int64_t budget = tile_budget(l.options) / 2;
+    while (step->tile_images < geo.batch && step->packed->tile_bytes(2 * step->tile_images, geo.out_h) <= budget)
+      step->tile_images *= 2;
+  }
+  step->info = {.name = n.name,
+                .kernel = fmt::format("{} {}x{}/{} {}{}", groups == 1 ? "conv" : "conv grouped", geo.kh, geo.kw, geo.sh,
+                                      step->dense ? "dense(onednn)" : to_string(format), fused_name(fused)),
+                .density = static_cast<double>(kernels::count_nonzero(pw, w->numel())) / static_cast<double>(w->numel())};
+  return step;
+}
+
+// Gemm(x, W) and MatMul(x, W) [+ bias] with constant W: W kept as (N, K).
+std::unique_ptr<Step> lower_linear(Lowering& l, const Node& n) {
+  const Graph& g = l.g;
+  const Shape& xs = g.values.at(n.inputs[0]).shape;
+  const Tensor* w = g.constant(n.inputs[1]);
+  if (w == nullptr || w->dim() != 2 || w->dtype() != autograd::Dtype::f32 || xs.size() < 2) return nullptr;
+  const bool gemm = n.op == OpKind::gemm;
+  if (gemm && (n.integer("transA", 0) != 0 || xs.size() != 2)) return nullptr;
+  const bool trans_b = gemm && n.integer("transB", 0) != 0;
+  const int64_t k = xs.back(), features = trans_b ? w->size(0) : w->size(1);
+  Tensor wt = Tensor::empty({features, k});  // (N, K)
+  if (trans_b) {
+    wt.copy_from_(*w);
+  } else {
+    kernels::transpose(w->data<float>(), k, features, features, wt.data<float>(), k, false);
+  }
+  Fused fused;
+  std::string out = n.outputs[0];
+  if (gemm) {
+    const float alpha = static_cast<float>(n.real("alpha", 1.0)), beta = static_cast<float>(n.real("beta", 1.0));
+    if (alpha != 1.0f)
+      for (int64_t i = 0; i < wt.numel(); ++i) wt.data<float>()[i] *= alpha;
+    if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+      const Tensor* c = g.constant(n.inputs[2]);
+      if (c == nullptr || c->numel() != features) return nullptr;  // a full (M, N) C: the reference's case
+      for (int64_t i = 0; i < features; ++i) fused.bias.push_back(beta * c->data<float>()[i]);
+    }
+  } else if (const Node* add = l.sole_consumer(out, OpKind::add)) {  // MatMul + bias
+    const std::string& other = add->inputs[0] == out ? add->inputs[1] : add->inputs[0];
+    const Tensor* c = g.constant(other);
+    if (c != nullptr && c->dtype() == autograd::Dtype::f32 && c->numel() == features && c->dim() == 1) {
+      fused.bias.assign(c->data<float>(), c->data<float>() + features);
+      l.consume(add);
+      out = add->outputs[0];
+    }
+  }
+  auto step = std::make_unique<LinearStep>();
+  out = l.fuse_tail(out, fused, step->residual);
+  step->inputs = {l.id(n.inputs[0])};
+  step->outputs = {l.id(out)};
+  const int64_t m = autograd::numel(xs) / k;
+  step->units = m;
+  step->units_per_item = m / l.plan.batch;
+  const float* pw = wt.data<float>();
+  const int threads = l.plan.threads;
+  const WeightFormat format = choose_weight_format(pw, features, k, weight_policy(l.options), [&](WeightFormat f) {
+    const int64_t rows = std::min<int64_t>(m, 1024);  // past a few chunks the cost per row is what differs
+    Tensor x = Tensor::randn({rows, k}, 1), y = Tensor::empty({rows, features}), r = Tensor::randn({rows, features}, 2);
+    LinearKernel kernel(k, features, pw, f, fused);
+    return kernels::fastest_run_seconds([&] {
+      kernel.run(x.data<float>(), fused.residual ? r.data<float>() : nullptr, y.data<float>(), 0, rows, threads);
+    });
+  });
+  step->kernel = std::make_unique<LinearKernel>(k, features, pw, format, fused);
+  step->sliceable = m % l.plan.batch == 0 && xs[0] == l.plan.batch;
+  step->info = {.name = n.name,
+                .kernel = fmt::format("linear {}x{} {}{}", k, features, to_string(format), fused_name(fused)),
+                .density = step->kernel->density()};
+  return step;
+}
+
+}  // namespace neurite::engine::detail

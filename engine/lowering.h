@@ -1,0 +1,56 @@
+// Lowering a graph into the plan's steps. Each op kind has an entry in one
+// table (engine/lowering.cpp): the function that lowers a node of that kind
+// into a fused kernel step (or declines, leaving the node to the reference
+// executor), and the rule that says whether such a node runs the same on any
+// slice of the batch. The lowering functions share a Lowering: the graph,
+// its use-def index, the plan and the value ids, and the fusion bookkeeping.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/graph_index.h"
+#include "engine/plan.h"
+
+namespace neurite::engine::detail {
+
+struct Lowering {
+  Graph& g;
+  const GraphIndex& index;
+  const CompileOptions& options;
+  Engine::Plan& plan;
+  std::map<std::string, int> ids;
+  std::set<std::string> constants;   // initializer names
+  std::vector<bool> done;            // nodes lowered, or fused into an earlier step
+  std::set<std::string> ready;       // values computed by the steps so far, inputs and constants
+  std::map<std::string, const Step*> producer_step;
+
+  Lowering(Graph& graph, const GraphIndex& index, const CompileOptions& options, Engine::Plan& plan);
+  // The buffer id of a value, allocating its buffer (or taking its constant) on first use.
+  int id(const std::string& name);
+  // The only consumer of `value`, when it has one, of kind `op`, not yet lowered, and `value` is no graph output.
+  const Node* sole_consumer(const std::string& value, OpKind op) const;
+  void consume(const Node* n) { done[static_cast<size_t>(n - g.nodes.data())] = true; }
+  // Fuses an Add of a ready tensor of the same shape (the residual) and a
+  // Relu after a kernel's output `out`; returns the final output's name.
+  std::string fuse_tail(std::string out, Fused& fused, int& residual);
+  // Runs every node in topological order through its lowering.
+  void build_steps();
+};
+
+// Lowerings of the op kinds with kernels of their own; each returns null
+// when the node's shapes or attributes are outside what its kernel runs.
+std::unique_ptr<Step> lower_conv(Lowering& l, const Node& n);      // engine/lower_layers.cpp
+std::unique_ptr<Step> lower_linear(Lowering& l, const Node& n);    // Gemm, MatMul with a constant weight
+std::unique_ptr<Step> lower_rows(Lowering& l, const Node& n);      // engine/lower_rows.cpp
+std::unique_ptr<Step> lower_batched_matmul(Lowering& l, const Node& n);
+std::unique_ptr<Step> lower_pool(Lowering& l, const Node& n);
+std::unique_ptr<Step> lower_copy(Lowering& l, const Node& n);
+
+// "+bias+add+relu": what a step fused, for its kernel name.
+std::string fused_name(const Fused& f);
+
+}  // namespace neurite::engine::detail

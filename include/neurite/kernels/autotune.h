@@ -1,0 +1,35 @@
+// neurite/kernels/autotune.h — the one way Neurite times candidate kernels,
+// and the density above which no sparse candidate is worth timing. Training's
+// layers and the engine's compile both choose with these.
+//
+//   double s = kernels::fastest_run_seconds([&] { run_candidate(); });
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+
+namespace neurite::kernels {
+
+// Above this density the dense kernels won on every layer shape measured
+// (bench/sparse.cpp: the crossover of the sparse kernels lies below 70 % on
+// every shape of the zoo), so a weight this dense runs dense without timing.
+constexpr double kDenseAboveDensity = 0.7;
+
+// The fastest of a few runs of f after one warm-up run: at least 3 and at
+// most 15 runs, stopping once 50 ms were spent. Minimum, not mean: the other
+// runs measure interference, not the kernel.
+template <typename F>
+double fastest_run_seconds(F&& f) {
+  using clock = std::chrono::steady_clock;
+  f();
+  double best = 1e30, spent = 0;
+  for (int i = 0; i < 15 && (i < 3 || spent < 0.05); ++i) {
+    const auto t0 = clock::now();
+    f();
+    const double s = std::chrono::duration<double>(clock::now() - t0).count();
+    best = std::min(best, s), spent += s;
+  }
+  return best;
+}
+
+}  // namespace neurite::kernels
