@@ -42,10 +42,10 @@ void add_recipe(CLI::App& app) {
     if (!a->model.empty()) {
       auto model = layers::models::make_model(a->model);
       for (const auto& m : r.modifiers)
-        if (!m.params.empty()) try {
-            pruning::select(*model, m.params);
+        if (const auto selectors = m->selectors(); !selectors.empty()) try {
+            pruning::select(*model, selectors);
           } catch (const ValueError& e) {
-            throw ValueError(fmt::format("{}: {}: {}", m.where, m.type, e.what()));
+            throw ValueError(fmt::format("{}: {}: {}", m->where, m->type, e.what()));
           }
     }
     const auto planned = recipes::plan(r, a->steps_per_epoch);
@@ -64,11 +64,10 @@ void add_recipe(CLI::App& app) {
                r.epochs() ? fmt::format("{:g}", *r.epochs()) : std::string("unbounded"));
     for (size_t i = 0; i < planned.size(); ++i) {
       const auto& p = planned[i];
+      const recipes::SparsityRamp* ramp = r.modifiers[i]->sparsity_ramp();
       fmt::print("  {:<34} epochs [{:g}, {}){}\n", p.type, p.start_epoch,
                  p.end_epoch < 0 ? std::string("end") : fmt::format("{:g}", p.end_epoch),
-                 r.modifiers[i].is_pruning() ? fmt::format("  {} {} updates", r.modifiers[i].mask_type.str(),
-                                                           p.updates.size())
-                                             : "");
+                 ramp ? fmt::format("  {} {} updates", ramp->mask_type.str(), p.updates.size()) : "");
       for (const auto& u : p.updates) fmt::print("      epoch {:>7.3f}  sparsity {:.3f}\n", u.epoch, u.sparsity);
     }
   });

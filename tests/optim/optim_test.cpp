@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <numbers>
 
 #include "neurite/error.h"
 #include "neurite/optim/optimizer.h"
@@ -85,6 +86,32 @@ TEST(Schedules, CosineWarmsUpLinearlyAndSchedulerSetsGroupRates) {
   EXPECT_DOUBLE_EQ(sgd.param_groups()[0].lr, 0.2);
   EXPECT_DOUBLE_EQ(sgd.param_groups()[1].lr, 0.1);
   EXPECT_THROW(Schedule::cosine(2, 3), ValueError);
+}
+
+TEST(Schedules, CosineRestartsAndSawtoothRepeatTheirPeriods) {
+  // CosineAnnealingWarmRestarts(T_0=2, T_mult=2, eta_min=0.1), base lr 1: restarts at epochs 2 and 6.
+  const Schedule restarts = Schedule::cosine_restarts(2, 2, 0.1);
+  const double quarter = 0.1 + 0.9 * 0.5 * (1 + std::cos(std::numbers::pi / 4));  // a quarter into the period of 4
+  const double three_quarters = 0.1 + 0.9 * 0.5 * (1 - std::cos(std::numbers::pi / 4));
+  const double want[] = {1.0, 0.55, 1.0, quarter, 0.55, three_quarters, 1.0};
+  for (int e = 0; e < 7; ++e) EXPECT_NEAR(restarts.factor(e), want[e], 1e-12) << "epoch " << e;
+  const Schedule saw = Schedule::sawtooth(0.2, 1.0, 2);
+  const double saw_want[] = {0.2, 0.4, 0.6, 0.8, 0.2, 0.4, 0.6};
+  for (int i = 0; i < 7; ++i) EXPECT_NEAR(saw.factor(i / 2.0), saw_want[i], 1e-12) << "epoch " << i / 2.0;
+  EXPECT_THROW(Schedule::cosine_restarts(0), ValueError);
+  EXPECT_THROW(Schedule::cosine_restarts(1, 0.5), ValueError);
+  EXPECT_THROW(Schedule::sawtooth(1, 0, 0), ValueError);
+}
+
+TEST(Schedules, RescaledMapsFactorsZeroAndOneToTheGivenRates) {
+  const Schedule cosine = Schedule::cosine(4).rescaled(0.001, 0.05);  // from 0.05 down to 0.001
+  EXPECT_DOUBLE_EQ(cosine.factor(0), 0.05);
+  EXPECT_DOUBLE_EQ(cosine.factor(2), 0.0255);
+  EXPECT_DOUBLE_EQ(cosine.factor(4), 0.001);
+  EXPECT_DOUBLE_EQ(Schedule::step(2, 0.5).rescaled(0, 0.2).factor(4.5), 0.05);
+  const Schedule warm_up = Schedule::linear(0, 1, 2).rescaled(0.0, 0.1);  // from a rate of 0, which no base can scale
+  EXPECT_DOUBLE_EQ(warm_up.factor(0), 0.0);
+  EXPECT_DOUBLE_EQ(warm_up.factor(1), 0.05);
 }
 
 TEST(Optimizers, MaskedWeightsGradientsAndStateStayZero) {

@@ -48,16 +48,16 @@ TEST(Expression, ArithmeticAsPython) {
 TEST(Recipe, VariablesEvalAndFields) {
   const Recipe r = Recipe::parse(kGmp, "gmp.yaml");
   ASSERT_EQ(r.modifiers.size(), 2u);
-  const Modifier& m = r.modifiers[1];
+  const Modifier& m = *r.modifiers[1];
   EXPECT_EQ(m.type, "GMPruningModifier");
   EXPECT_EQ(m.where, "gmp.yaml:11");
-  EXPECT_DOUBLE_EQ(m.end_epoch, 5);
-  EXPECT_DOUBLE_EQ(m.final_sparsity, 0.8);
-  EXPECT_EQ(m.mask_type.str(), "4x1");
+  EXPECT_DOUBLE_EQ(m.window.end_epoch, 5);
+  EXPECT_DOUBLE_EQ(m.sparsity_ramp()->final_sparsity, 0.8);
+  EXPECT_EQ(m.sparsity_ramp()->mask_type.str(), "4x1");
   EXPECT_EQ(r.epochs(), 6.0);
   const Recipe shorter = Recipe::parse(kGmp, "gmp.yaml", {{"num_epochs", "4"}, {"final", "0.9"}});
-  EXPECT_DOUBLE_EQ(shorter.modifiers[1].end_epoch, 3);
-  EXPECT_DOUBLE_EQ(shorter.modifiers[1].final_sparsity, 0.9);
+  EXPECT_DOUBLE_EQ(shorter.modifiers[1]->window.end_epoch, 3);
+  EXPECT_DOUBLE_EQ(shorter.modifiers[1]->sparsity_ramp()->final_sparsity, 0.9);
   EXPECT_THROW(Recipe::parse(kGmp, "gmp.yaml", {{"nothing", "1"}}), ValueError);
 }
 
@@ -101,10 +101,10 @@ Text after the front matter is documentation.
 )",
                                  "r.md");
   ASSERT_EQ(r.modifiers.size(), 4u);
-  EXPECT_DOUBLE_EQ(r.modifiers[2].start_epoch, 2);  // stage two starts where stage one ends
-  EXPECT_DOUBLE_EQ(r.modifiers[2].end_epoch, 5);
-  EXPECT_EQ(r.modifiers[3].start_step, 10);
-  EXPECT_EQ(r.modifiers[3].where, "r.md:10");
+  EXPECT_DOUBLE_EQ(r.modifiers[2]->window.start_epoch, 2);  // stage two starts where stage one ends
+  EXPECT_DOUBLE_EQ(r.modifiers[2]->window.end_epoch, 5);
+  EXPECT_EQ(r.modifiers[3]->window.start_step, 10);
+  EXPECT_EQ(r.modifiers[3]->where, "r.md:10");
   EXPECT_TRUE(r.sets_learning_rate());
 }
 
@@ -136,6 +136,38 @@ TEST(Recipe, ErrorsNameFileLineAndField) {
   expect_error("modifiers:\n  - !LearningRateFunctionModifier {lr_func: cosine, init_lr: 0.1, final_lr: 0}\n",
                "recipe.yaml:2: LearningRateFunctionModifier needs end_epoch");
   EXPECT_THROW(Recipe::load("/nonexistent/recipe.yaml"), IoError);
+}
+
+TEST(Recipe, EachModifierTypeNamesTheLineAndFieldOfABadValue) {
+  struct Case {
+    std::string tag, bad_field, other_fields, message;
+  };
+  const Case cases[] = {
+      {"EpochRangeModifier", "end_epoch: nope", "start_epoch: 0",
+       "end_epoch is 'nope', expected a number, eval(...) or a variable"},
+      {"SetLearningRateModifier", "learning_rate: -1", "start_epoch: 0", "learning_rate is -1, expected a value >= 0"},
+      {"SetWeightDecayModifier", "weight_decay: -0.5", "start_epoch: 0", "weight_decay is -0.5, expected a value >= 0"},
+      {"LearningRateFunctionModifier", "lr_func: tanh", "init_lr: 0.1",
+       "lr_func is 'tanh', expected linear, cosine or cyclic_linear"},
+      {"LearningRateModifier", "lr_kwargs: {step_size: 0}", "init_lr: 0.1", "lr_kwargs.step_size is 0, expected > 0"},
+      {"LearningRateModifier", "lr_kwargs: {T_0: 2, T_mult: 0.5}",
+       "lr_class: CosineAnnealingWarmRestarts\n    init_lr: 1", "lr_kwargs.T_mult is 0.5, expected >= 1"},
+      {"GMPruningModifier", "inter_func: quartic", "params: __ALL__\n    final_sparsity: 0.5", "inter_func 'quartic'"},
+      {"MagnitudePruningModifier", "mask_type: triangle", "params: __ALL__\n    final_sparsity: 0.5",
+       "mask_type 'triangle'"},
+      {"GlobalMagnitudePruningModifier", "init_sparsity: 1", "params: __ALL__\n    final_sparsity: 0.5",
+       "init_sparsity is 1, expected a value in [0, 1)"},
+      {"StructuredPruningModifier", "leave_enabled: maybe", "params: __ALL__\n    final_sparsity: 0.5",
+       "leave_enabled is 'maybe', expected true or false"},
+      {"ConstantPruningModifier", "update_frequency: 0", "params: __ALL__",
+       "update_frequency is 0, expected > 0 or -1 (every step)"},
+      {"TrainableParamsModifier", "trainable: maybe", "params: __ALL__", "trainable is 'maybe', expected true or false"},
+  };
+  for (const Case& c : cases) {
+    // The bad field on line 3, the fields its check needs after it.
+    expect_error("modifiers:\n  - !" + c.tag + "\n    " + c.bad_field + "\n    " + c.other_fields + "\n",
+                 "recipe.yaml:3: " + c.message);
+  }
 }
 
 TEST(Manager, GradualPruningReachesItsTargetsAndMasksOnlyGrow) {

@@ -30,6 +30,16 @@ class Schedule {
   static Schedule cosine(double total_epochs, double warmup_epochs = 0, double min_factor = 0);
   // From start_factor to end_factor linearly over total_epochs, then flat, as LinearLR.
   static Schedule linear(double start_factor, double end_factor, double total_epochs);
+  // Cosine from 1 down to min_factor over each period, then back to 1: the first period lasts
+  // first_period epochs, each later one period_mult times the one before (CosineAnnealingWarmRestarts).
+  static Schedule cosine_restarts(double first_period, double period_mult = 1, double min_factor = 0);
+  // From start_factor towards end_factor linearly over each period, then back to start_factor: a
+  // sawtooth (SparseML's cyclic_linear).
+  static Schedule sawtooth(double start_factor, double end_factor, double period);
+
+  // This curve with factor 0 mapped to at_zero and 1 to at_one: at_zero + (at_one - at_zero) * factor.
+  // Recipes give absolute rates (init_lr, final_lr, eta_min) where LrScheduler scales a base rate.
+  Schedule rescaled(double at_zero, double at_one) const;
 
   double factor(double epoch) const { return factor_(epoch); }
 

@@ -15,30 +15,13 @@
 
 namespace neurite::recipes {
 
-// When an updating modifier fires: at its start, whenever epoch >= last
-// update + update_frequency (every step for -1), and on the first step at or
-// past its end.
-class UpdateClock {
- public:
-  UpdateClock(const Modifier& m, int64_t steps_per_epoch);
-  bool due(double epoch);  // advances the clock when it fires
-  bool ended() const { return ended_; }
-  double start() const { return start_; }
-  double end() const { return end_; }  // -1: never
-
- private:
-  double start_, end_, frequency_;
-  std::optional<double> last_;
-  bool ended_ = false;
-};
-
 struct PlannedUpdate {
   double epoch, sparsity;
 };
 struct PlannedModifier {
   std::string type;
   double start_epoch, end_epoch;
-  std::vector<PlannedUpdate> updates;  // pruning modifiers only
+  std::vector<PlannedUpdate> updates;  // gradual pruning modifiers only
 };
 // The updates each modifier makes over a run of `epochs` (default: the
 // recipe's own length) with `steps_per_epoch` steps.
@@ -48,7 +31,6 @@ class Manager {
  public:
   // Checks every selector against the model now (ValueError listing the names).
   Manager(const Recipe& recipe, layers::Module& model, optim::Optimizer& optimizer, int64_t steps_per_epoch);
-  ~Manager();
   // Before optimizer step `step` (counted from 0 over the run) at fractional `epoch`.
   void before_step(double epoch, int64_t step);
   // Resuming at `steps`: advances every clock past the steps already taken,
@@ -57,11 +39,9 @@ class Manager {
   const Recipe& recipe() const { return recipe_; }
 
  private:
-  struct Active;  // one per modifier, with its clock and state
   Recipe recipe_;
-  optim::Optimizer* optimizer_ = nullptr;
   int64_t steps_per_epoch_;
-  std::vector<std::unique_ptr<Active>> active_;
+  std::vector<std::unique_ptr<ModifierRun>> runs_;  // one per modifier that acts while training
 };
 
 }  // namespace neurite::recipes

@@ -1,0 +1,44 @@
+#include "recipes/variables.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "neurite/error.h"
+#include "recipes/expression.h"
+
+namespace neurite::recipes::detail {
+
+double Variables::number(const std::string& name, std::vector<std::string>& resolving) const {
+  auto it = raw_.find(name);
+  check<ValueError>(it != raw_.end(), "{}: unresolved variable '{}'", file_, name);
+  check<ValueError>(std::find(resolving.begin(), resolving.end(), name) == resolving.end(),
+                    "{}:{}: variable '{}' refers to itself", file_, it->second.second, name);
+  resolving.push_back(name);
+  const double v = resolve(it->second.first, it->second.second, name, resolving);
+  resolving.pop_back();
+  return v;
+}
+
+double Variables::resolve(const std::string& raw, int line, const std::string& field,
+                          std::vector<std::string>& resolving) const {
+  try {
+    size_t used = 0;
+    const double v = std::stod(raw, &used);
+    if (used == raw.size()) return v;
+  } catch (const std::exception&) {
+  }
+  if (raw.rfind("eval(", 0) == 0 && raw.back() == ')') {
+    const std::string expr = raw.substr(5, raw.size() - 6);
+    try {
+      return evaluate(expr, [&](const std::string& name) { return number(name, resolving); });
+    } catch (const ValueError& e) {
+      throw ValueError(fmt::format("{}:{}: {}: {}", file_, line, field, e.what()));
+    }
+  }
+  if (has(raw)) return number(raw, resolving);
+  throw ValueError(
+      fmt::format("{}:{}: {} is '{}', expected a number, eval(...) or a variable", file_, line, field, raw));
+}
+
+}  // namespace neurite::recipes::detail
