@@ -1,7 +1,6 @@
 #include "neurite/autograd/tensor.h"
 
 #include <fmt/format.h>
-#include <malloc.h>
 
 #include <tbb/parallel_for.h>
 
@@ -53,18 +52,7 @@ int64_t flat_index(const Shape& shape, std::initializer_list<int64_t> index) {
 
 namespace {
 
-// glibc hands blocks above its mmap threshold back to the kernel on free, so a
-// training step that frees and re-allocates its activations page-faults on all
-// of them again: that cost 2x on a conv backward here (bench/conv.cpp). Keeping
-// freed memory in the heap makes re-allocation free; peak memory is unchanged.
-void keep_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-}
-
 std::shared_ptr<std::byte> allocate(size_t bytes) {
-  static const bool malloc_tuned = (keep_freed_memory(), true);
-  (void)malloc_tuned;
   constexpr std::align_val_t kAlign{64};
   auto* p = static_cast<std::byte*>(::operator new(std::max<size_t>(bytes, 1), kAlign));
   return std::shared_ptr<std::byte>(p, [](std::byte* q) { ::operator delete(q, kAlign); });

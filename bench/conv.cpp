@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
     else if (flag == "--repeats") repeats = std::atoi(argv[i + 1]);
   }
   neurite::set_num_threads(threads);
+  neurite::keep_freed_memory();  // as the neurite command does
   std::ifstream in(shapes_path);
   if (!in) {
     fmt::print(stderr, "bench_conv: cannot open {}\n", shapes_path);

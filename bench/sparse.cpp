@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
     else if (flag == "--only" && i + 1 < argc) only = argv[++i];
   }
   neurite::set_num_threads(threads);
+  neurite::keep_freed_memory();  // as the neurite command does
   const Conv2dOptions same{.pad_h = 1, .pad_w = 1}, down{.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1};
   const std::vector<Layer> layers = {
       {"mlp fc 784->1024, batch 256", {256, 784}, {1024, 784}, false, {}},

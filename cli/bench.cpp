@@ -28,7 +28,7 @@ void add_bench(CLI::App& app) {
     int64_t batch_size = 1;
     int threads = 0;
     double time = 5, warmup = 1;
-    bool profile = false, json = false;
+    bool profile = false, json = false, deterministic = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "Time the inference engine on a model with random inputs");
@@ -42,10 +42,12 @@ void add_bench(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--format", a->format, "Weight form: automatic (timed per layer), dense, csr, 4x1, 1x4")
       ->capture_default_str();
+  cmd->add_flag("--deterministic", a->deterministic,
+                "Choose weight forms and column groups by shape and density, not by timing: the same plan every run");
   cmd->add_flag("--profile", a->profile, "Add the time per step (layers) or column group (columns)");
   cmd->add_flag("--json", a->json,
                 "Print {\"items_per_sec\", \"latency_ms\": {\"mean\", \"p50\", \"p90\", \"p99\"}, \"iterations\", "
-                "\"batch_size\", \"threads\", \"mode\"}");
+                "\"batch_size\", \"threads\", \"mode\", \"compile_s\", \"steps\": [{\"name\", \"kernel\", \"group\"}]}");
   cmd->callback([a] {
     check<ValueError>(a->batch_size >= 1, "--batch-size is {}, expected at least 1", a->batch_size);
     check<ValueError>(a->time > 0 && a->warmup >= 0, "--time must be > 0 and --warmup >= 0, got {} and {}", a->time,
@@ -63,7 +65,8 @@ void add_bench(CLI::App& app) {
       shapes[g.inputs.at(0).name] = full;
     }
     engine::Engine e = engine::compile(g, {.batch = a->batch_size, .input_shapes = shapes, .threads = a->threads,
-                                           .mode = mode, .format = format});
+                                           .mode = mode, .format = format,
+                                           .kernels = kernel_policy(a->deterministic)});
     const double compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!a->json) fmt::print(stderr, "measuring for {} s after {} s of warm-up...\n", a->time, a->warmup);
     const engine::BenchResult r =
@@ -76,7 +79,9 @@ void add_bench(CLI::App& app) {
                        {"batch_size", a->batch_size},
                        {"threads", threads},
                        {"mode", a->mode},
-                       {"compile_s", compile_s}};
+                       {"compile_s", compile_s},
+                       {"steps", nlohmann::json::array()}};
+      for (const auto& s : e.steps()) j["steps"].push_back({{"name", s.name}, {"kernel", s.kernel}, {"group", s.group}});
       if (a->profile) {
         j["profile"] = nlohmann::json::array();
         for (const auto& p : r.profile) j["profile"].push_back({{"name", p.name}, {"ms", p.total_ms}});

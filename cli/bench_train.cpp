@@ -15,7 +15,6 @@
 #include "neurite/parallel.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/models.h"
-#include "neurite/layers/sparse_kernels.h"
 #include "neurite/optim/optimizer.h"
 #include "neurite/pruning/pruning.h"
 
@@ -39,7 +38,7 @@ void add_bench_train(CLI::App& app) {
     int threads = 0;
     double sparsity = 0;
     std::string mask_type = "unstructured";
-    bool dense_kernels = false, json = false;
+    bool dense_kernels = false, deterministic = false, json = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench-train", "Time training steps of a model on synthetic data");
@@ -55,7 +54,9 @@ void add_bench_train(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--mask-type", a->mask_type, "Pruning pattern: unstructured, 4x1, 1x4, N:M, ...")->capture_default_str();
   cmd->add_flag("--dense-kernels", a->dense_kernels, "Run pruned layers on dense masked kernels, not sparse ones");
-  cmd->add_flag("--json", a->json, "Print {\"ms_per_step\", ...}");
+  cmd->add_flag("--deterministic", a->deterministic,
+                "Pick sparse or dense kernels per layer by density, not by timing: the same kernels every run");
+  cmd->add_flag("--json", a->json, "Print {\"ms_per_step\", ..., \"sparse_layers\": [...]}");
   cmd->callback([a] {
     set_threads(a->threads);
     check<ValueError>(a->steps >= 1 && a->warmup >= 0, "bench-train: --steps {} must be >= 1, --warmup {} >= 0",
@@ -76,7 +77,9 @@ void add_bench_train(CLI::App& app) {
           names.push_back(name);
       pruning::prune(*model, names, a->sparsity, pruning::MaskType::parse(a->mask_type), false);
     }
-    if (a->dense_kernels) layers::set_sparse_kernels(layers::SparseKernels::never);
+    kernels::KernelPolicy policy = kernel_policy(a->deterministic);
+    if (a->dense_kernels) policy.sparse = kernels::SparseKernels::never;
+    model->set_kernel_policy(policy);
     // Peak memory counts from here: pruning's scratch is freed and handed back first.
     malloc_trim(0);
     std::ofstream("/proc/self/clear_refs") << "5";
@@ -98,7 +101,9 @@ void add_bench_train(CLI::App& app) {
     const double median = ms[ms.size() / 2];
     // Memory that scales with density: weights, their gradients, optimizer state, sparse indices.
     int64_t pruned = 0, sparse = 0, parameter_bytes = sgd.state_bytes();
-    for (const auto& p : model->parameters()) {
+    std::vector<std::string> sparse_layers;
+    for (const auto& [name, p] : model->named_parameters()) {
+      if (p->is_sparse()) sparse_layers.push_back(name);
       pruned += p->has_mask(), sparse += p->is_sparse();
       parameter_bytes += static_cast<int64_t>(p->trainable().data().nbytes());
       if (p->is_sparse()) parameter_bytes += p->sparse_form()->index_bytes();
@@ -116,7 +121,8 @@ void add_bench_train(CLI::App& app) {
                                 {"ms_min", ms.front()},
                                 {"samples_per_sec", 1000.0 * static_cast<double>(batch) / median},
                                 {"peak_rss_mib", peak_rss_mib()},
-                                {"parameter_mib", static_cast<double>(parameter_bytes) / (1 << 20)}};
+                                {"parameter_mib", static_cast<double>(parameter_bytes) / (1 << 20)},
+                                {"sparse_layers", sparse_layers}};
     if (a->json) std::cout << out.dump() << "\n";
     else
       fmt::print("{} batch {} on {} threads, {:.0f}% {} sparse ({} of {} pruned tensors on sparse kernels): "

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "neurite/engine/graph.h"
+#include "neurite/kernels/policy.h"
 
 namespace neurite::cli {
 
@@ -29,6 +30,9 @@ engine::Graph load_model_graph(const std::string& path);
 
 // Applies --threads (0: all cores).
 void set_threads(int threads);
+// The kernel policy: the environment's defaults (NEURITE_SPARSE_KERNELS,
+// NEURITE_ISA, NEURITE_DETERMINISTIC), no autotuning with --deterministic.
+kernels::KernelPolicy kernel_policy(bool deterministic);
 // True for image models that default to 3x32x32 (CIFAR-style) inputs.
 bool cifar_style(const std::string& model);
 

@@ -77,7 +77,8 @@ void add_infer(CLI::App& app) {
     try {
       check<ShapeError>(x.dim() >= 1, "input {} has no batch dimension", autograd::to_string(x.shape()));
       engine::Engine e = engine::compile(
-          g, {.batch = x.size(0), .input_shapes = {{g.inputs[0].name, x.shape()}}, .threads = a->threads, .mode = mode});
+          g, {.batch = x.size(0), .input_shapes = {{g.inputs[0].name, x.shape()}}, .threads = a->threads, .mode = mode,
+              .kernels = kernel_policy(false)});
       y = e.run({{g.inputs[0].name, x}}).at(g.outputs[0].name);
     } catch (const Error& e) {
       throw ValueError(fmt::format("infer: {} on {}: {}", a->model, a->input, e.what()));

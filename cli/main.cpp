@@ -18,6 +18,12 @@ void set_threads(int threads) {
   neurite::set_num_threads(threads);
 }
 
+kernels::KernelPolicy kernel_policy(bool deterministic) {
+  kernels::KernelPolicy policy = kernels::policy_from_environment();
+  if (deterministic) policy.autotune = false;
+  return policy;
+}
+
 bool cifar_style(const std::string& model) { return model.rfind("resnet", 0) == 0; }
 
 }  // namespace neurite::cli
@@ -31,6 +37,7 @@ int main(int argc, char** argv) {
     setenv("OMP_WAIT_POLICY", "passive", 1);
     execv("/proc/self/exe", argv);  // on failure, carry on as we are
   }
+  neurite::keep_freed_memory();
   CLI::App app{"Neurite: train, prune and serve neural networks on CPUs"};
   app.set_version_flag("--version", "neurite 0.1.0");
   app.require_subcommand(0, 1);

@@ -179,7 +179,7 @@ void run(CLI::App& cmd, TrainArgs a) {
   std::ofstream(fs::path(a.out) / "args.json") << to_json(a).dump(2) << "\n";
   train::Trainer trainer(model, *optimizer, recipe_sets_lr ? nullptr : &scheduler, loader, val_set,
                          {.epochs = a.epochs, .out_dir = a.out, .clip_grad_norm = a.clip_grad_norm,
-                          .checkpoint_template = tmpl});
+                          .checkpoint_template = tmpl, .kernels = kernel_policy(false)});
   if (!a.resume.empty()) {
     const fs::path ckpt = fs::path(a.resume) / "checkpoint.h5";
     check<IoError>(fs::is_regular_file(ckpt), "--resume {}: no checkpoint.h5 yet (the run ended before epoch 1)",

@@ -78,7 +78,7 @@ Engine compile(Graph graph, const CompileOptions& options) {
     if (options.mode == Mode::columns) {
       plan->groups = detail::plan_columns(*plan, detail::tile_budget(options));
       detail::number_groups(*plan);
-      if (options.measure) detail::keep_faster_groups(*plan);
+      if (options.kernels.autotune) detail::keep_faster_groups(*plan);
       detail::own_group_buffers(*plan, graph);
     }
   });

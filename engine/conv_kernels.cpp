@@ -20,8 +20,8 @@ namespace {
 thread_local kernels::ScratchFloats t_planes, t_rows;
 }  // namespace
 
-PackedConv::PackedConv(const ConvGeometry& g, PackedWeight w, Fused fused)
-    : g_(g), w_(std::move(w)), fused_(std::move(fused)) {}
+PackedConv::PackedConv(const ConvGeometry& g, PackedWeight w, Fused fused, kernels::Isa isa)
+    : g_(g), w_(std::move(w)), fused_(std::move(fused)), isa_(isa) {}
 
 int64_t PackedConv::tile_bytes(int64_t images, int64_t rows) const {
   const kernels::PhasePlanes t(g_, images, kernels::PhasePlanes::window_for(g_, rows));
@@ -50,7 +50,7 @@ void PackedConv::run_tile(const float* x, const float* residual, float* y, int64
   constexpr int64_t kChunk = 256;
   for (int64_t p = 0; p < pixels; p += kChunk)
     kernels::spmm(w_.pattern, w_.values.data(), {planes, offsets.data()}, rows, ld_rows, 0, w_.pattern.row_blocks(),
-                  p, std::min(pixels, p + kChunk));
+                  p, std::min(pixels, p + kChunk), isa_);
   // Valid outputs to y, with bias, residual and activation.
   for (int64_t s = 0; s < count; ++s)
     for (int64_t f = 0; f < g.filters; ++f) {

@@ -32,7 +32,7 @@ struct Fused {
 // planes of the padded input (neurite/kernels/layout.h).
 class PackedConv {
  public:
-  PackedConv(const ConvGeometry& g, PackedWeight w, Fused fused);
+  PackedConv(const ConvGeometry& g, PackedWeight w, Fused fused, kernels::Isa isa);
   // Output rows [r0, r1) of images [b0, b1) of y (N, F, OH, OW), on this thread.
   void run_tile(const float* x, const float* residual, float* y, int64_t b0, int64_t b1, int64_t r0, int64_t r1) const;
   // All of y, in parallel.
@@ -46,6 +46,7 @@ class PackedConv {
   ConvGeometry g_;
   PackedWeight w_;
   Fused fused_;
+  kernels::Isa isa_;
 };
 
 // A convolution by oneDNN (any groups), image by image on oneTBB, each
@@ -89,7 +90,8 @@ class DenseConv {
 // y (M, N) = act(x (M, K) · Wᵀ + bias + residual) for W (N, K).
 class LinearKernel {
  public:
-  LinearKernel(int64_t in_features, int64_t out_features, const float* weight, WeightFormat format, Fused fused);
+  LinearKernel(int64_t in_features, int64_t out_features, const float* weight, WeightFormat format, Fused fused,
+               kernels::Isa isa);
   // Rows [m0, m1) of the batch; threads > 1 splits the work.
   void run(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const;
   // Sparse forms only: read x, or write y, feature-major — (features, ld) with
@@ -111,6 +113,7 @@ class LinearKernel {
   void finish_rows(float* ys, const float* res, int64_t m, int threads) const;
   PackedWeight sparse_;
   Fused fused_;
+  kernels::Isa isa_;
   bool fm_in_ = false, fm_out_ = false;
   int64_t fm_ld_ = 0;
 };

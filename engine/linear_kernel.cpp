@@ -20,8 +20,8 @@ int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 }  // namespace
 
 LinearKernel::LinearKernel(int64_t in_features, int64_t out_features, const float* weight, WeightFormat format,
-                           Fused fused)
-    : k_(in_features), n_(out_features), format_(format), fused_(std::move(fused)) {
+                           Fused fused, kernels::Isa isa)
+    : k_(in_features), n_(out_features), format_(format), fused_(std::move(fused)), isa_(isa) {
   const int64_t nnz = kernels::count_nonzero(weight, k_ * n_);
   density_ = k_ * n_ == 0 ? 0.0 : static_cast<double>(nnz) / static_cast<double>(k_ * n_);
   if (format == WeightFormat::dense) {
@@ -73,7 +73,7 @@ void LinearKernel::sparse_chunk(const float* x, const float* residual, float* y,
   auto part = [&](int64_t rb0, int64_t rb1) {
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t p0 = c * kChunk, p1 = std::min(pixels, p0 + kChunk);
-      kernels::spmm(a, values, b, yt, ld_y, rb0, rb1, p0, p1);
+      kernels::spmm(a, values, b, yt, ld_y, rb0, rb1, p0, p1, isa_);
       if (fm_out_)  // bias and activation per feature row; no residual here (the planner's rule)
         for (int64_t r = rb0 * a.block_rows; r < std::min(n_, rb1 * a.block_rows); ++r)
           kernels::bias_activation_row(yt + r * ld_y + p0, yt + r * ld_y + p0, p1 - p0,

@@ -14,7 +14,7 @@
 namespace neurite::engine::detail {
 
 namespace {
-WeightPolicy weight_policy(const CompileOptions& o) { return {.forced = o.format, .measure = o.measure}; }
+WeightPolicy weight_policy(const CompileOptions& o) { return {.forced = o.format, .autotune = o.kernels.autotune}; }
 }  // namespace
 
 std::unique_ptr<Step> lower_conv(Lowering& l, const Node& n) {
@@ -42,6 +42,7 @@ std::unique_ptr<Step> lower_conv(Lowering& l, const Node& n) {
   const int64_t rows = geo.filters, cols = w->numel() / geo.filters;
   const float* pw = w->data<float>();
   const int threads = l.plan.threads;
+  const kernels::Isa isa = l.options.kernels.resolved_isa();
   // The packed kernel runs groups 1 only.
   const WeightFormat format =
       groups != 1 ? WeightFormat::dense : choose_weight_format(pw, rows, cols, weight_policy(l.options), [&](WeightFormat f) {
@@ -56,14 +57,14 @@ std::unique_ptr<Step> lower_conv(Lowering& l, const Node& n) {
           DenseConv k(part, 1, pw, fused, threads);
           return kernels::fastest_run_seconds([&] { k.run(x.data<float>(), res, y.data<float>(), 0, part.batch, threads); });
         }
-        PackedConv k(part, kernels::pack(pw, rows, cols, f), fused);
+        PackedConv k(part, kernels::pack(pw, rows, cols, f), fused, isa);
         return kernels::fastest_run_seconds([&] { k.run(x.data<float>(), res, y.data<float>()); });
       });
   if (format == WeightFormat::dense) {
     step->dense = std::make_unique<DenseConv>(geo, groups, pw, fused, threads);
     step->sliceable = true;
   } else {
-    step->packed = std::make_unique<PackedConv>(geo, kernels::pack(pw, rows, cols, format), fused);
+    step->packed = std::make_unique<PackedConv>(geo, kernels::pack(pw, rows, cols, format), fused, isa);
     step->sliceable = step->bands = true;
     step->conv = step->packed.get();
     step->band_input = step->inputs[0];
@@ -123,15 +124,16 @@ std::unique_ptr<Step> lower_linear(Lowering& l, const Node& n) {
   step->units_per_item = m / l.plan.batch;
   const float* pw = wt.data<float>();
   const int threads = l.plan.threads;
+  const kernels::Isa isa = l.options.kernels.resolved_isa();
   const WeightFormat format = choose_weight_format(pw, features, k, weight_policy(l.options), [&](WeightFormat f) {
     const int64_t rows = std::min<int64_t>(m, 1024);  // past a few chunks the cost per row is what differs
     Tensor x = Tensor::randn({rows, k}, 1), y = Tensor::empty({rows, features}), r = Tensor::randn({rows, features}, 2);
-    LinearKernel kernel(k, features, pw, f, fused);
+    LinearKernel kernel(k, features, pw, f, fused, isa);
     return kernels::fastest_run_seconds([&] {
       kernel.run(x.data<float>(), fused.residual ? r.data<float>() : nullptr, y.data<float>(), 0, rows, threads);
     });
   });
-  step->kernel = std::make_unique<LinearKernel>(k, features, pw, format, fused);
+  step->kernel = std::make_unique<LinearKernel>(k, features, pw, format, fused, isa);
   step->sliceable = m % l.plan.batch == 0 && xs[0] == l.plan.batch;
   step->info = {.name = n.name,
                 .kernel = fmt::format("linear {}x{} {}{}", k, features, to_string(format), fused_name(fused)),

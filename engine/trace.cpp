@@ -12,7 +12,6 @@
 #include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/autograd/trace.h"
-#include "neurite/layers/sparse_kernels.h"
 
 namespace neurite::engine {
 
@@ -351,16 +350,18 @@ double zero_fraction(const Tensor& t) {
   return static_cast<double>(std::count(p, p + t.numel(), 0.0f)) / static_cast<double>(t.numel());
 }
 
-// Puts the module in eval mode with dense kernels, and back as it was.
+// Puts the module in eval mode with dense kernels (the sparse ops record no
+// graph node), and back as it was: mode and kernel policy (whose timings the
+// layers make afresh).
 class InferenceMode {
  public:
-  explicit InferenceMode(layers::Module& m) : module_(m), training_(m.is_training()), kernels_(layers::sparse_kernels()) {
+  explicit InferenceMode(layers::Module& m) : module_(m), training_(m.is_training()), kernels_(m.kernel_policy()) {
     module_.eval();
-    layers::set_sparse_kernels(layers::SparseKernels::never);
+    module_.set_kernel_policy({.sparse = kernels::SparseKernels::never});
   }
   ~InferenceMode() {
     module_.train(training_);
-    layers::set_sparse_kernels(kernels_);
+    module_.set_kernel_policy(kernels_);
   }
   InferenceMode(const InferenceMode&) = delete;
   InferenceMode& operator=(const InferenceMode&) = delete;
@@ -368,7 +369,7 @@ class InferenceMode {
  private:
   layers::Module& module_;
   bool training_;
-  layers::SparseKernels kernels_;
+  kernels::KernelPolicy kernels_;
   autograd::NoGradGuard no_grad_;
 };
 

@@ -12,9 +12,8 @@ namespace {
 // filled into partly kept blocks) never won a timing: not worth timing.
 constexpr double kMaxTimedBlockFill = 2.5;
 // Without timing: a block form whose zero fill stays below this, else CSR
-// below kCsrBelowDensity, else dense (the crossovers bench/sparse.cpp measured).
+// at or below kernels::kSparseBelowDensity, else dense.
 constexpr double kMaxUntimedBlockFill = 1.2;
-constexpr double kCsrBelowDensity = 0.3;
 }  // namespace
 
 WeightFormat choose_weight_format(const float* w, int64_t rows, int64_t cols, const WeightPolicy& policy,
@@ -22,18 +21,18 @@ WeightFormat choose_weight_format(const float* w, int64_t rows, int64_t cols, co
   if (policy.forced) return *policy.forced;
   const double density =
       static_cast<double>(kernels::count_nonzero(w, rows * cols)) / static_cast<double>(std::max<int64_t>(rows * cols, 1));
-  if (density > kernels::kDenseAboveDensity && !policy.measure) return WeightFormat::dense;
+  if (density > kernels::kDenseAboveDensity && !policy.autotune) return WeightFormat::dense;
   std::vector<WeightFormat> candidates{WeightFormat::dense, WeightFormat::rows4};
   if (density <= kernels::kDenseAboveDensity) {
     candidates = {WeightFormat::csr, WeightFormat::dense};
     for (WeightFormat f : {WeightFormat::rows4, WeightFormat::cols4})
       if (kernels::fill_ratio(w, rows, cols, f) <= kMaxTimedBlockFill) candidates.push_back(f);
   }
-  if (!policy.measure) {
+  if (!policy.autotune) {
     for (WeightFormat f : {WeightFormat::rows4, WeightFormat::cols4})
       if (std::count(candidates.begin(), candidates.end(), f) && kernels::fill_ratio(w, rows, cols, f) <= kMaxUntimedBlockFill)
         return f;
-    return density < kCsrBelowDensity ? WeightFormat::csr : WeightFormat::dense;
+    return density <= kernels::kSparseBelowDensity ? WeightFormat::csr : WeightFormat::dense;
   }
   WeightFormat best = candidates[0];
   double best_time = 1e30;

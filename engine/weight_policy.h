@@ -12,12 +12,12 @@ using kernels::WeightFormat;
 
 struct WeightPolicy {
   std::optional<WeightFormat> forced;  // one form for every weight
-  bool measure = true;                 // time the candidates; else decide by density and block fill
+  bool autotune = true;                // time the candidates; else decide by density and block fill
 };
 
 // The form of a (rows, cols) weight w. Measuring, it times the candidates
 // with time_of(format) (seconds on the layer's own shape) and keeps the
-// fastest; the candidates are CSR, dense, and the block forms whose zero fill
+// fastest (autotune); the candidates are CSR, dense, and the block forms whose zero fill
 // is small — or only dense and full 4x1 blocks for a weight above
 // kernels::kDenseAboveDensity (our kernel over full 4x1 blocks beat oneDNN on
 // thin layers such as a first convolution of one input channel).

@@ -1,5 +1,6 @@
 #include "neurite/parallel.h"
 
+#include <malloc.h>
 #include <omp.h>
 #include <tbb/global_control.h>
 #include <tbb/info.h>
@@ -25,6 +26,11 @@ void set_num_threads(int n) {
   g_control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
                                                      static_cast<size_t>(g_threads));
   omp_set_num_threads(g_threads);
+}
+
+void keep_freed_memory() {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 int num_threads() {

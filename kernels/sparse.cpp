@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "neurite/error.h"
 
@@ -52,25 +53,6 @@ void sddmm_entry(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows 
 }
 }  // namespace reference
 
-namespace {
-Isa best_isa() {
-  if (const char* env = std::getenv("NEURITE_ISA")) {
-    for (Isa isa : {Isa::reference, Isa::avx2, Isa::avx512})
-      if (std::strcmp(env, isa_name(isa)) == 0) {
-        check(isa_supported(isa), "NEURITE_ISA={}: this CPU does not support it", env);
-        return isa;
-      }
-    throw ValueError(fmt::format("NEURITE_ISA={}: expected reference, avx2 or avx512", env));
-  }
-  if (isa_supported(Isa::avx512)) return Isa::avx512;
-  return isa_supported(Isa::avx2) ? Isa::avx2 : Isa::reference;
-}
-Isa& current() {
-  static Isa isa = best_isa();
-  return isa;
-}
-}  // namespace
-
 bool isa_supported(Isa isa) {
   switch (isa) {
     case Isa::reference: return true;
@@ -89,16 +71,35 @@ const char* isa_name(Isa isa) {
   return "?";
 }
 
-Isa active_isa() { return current(); }
+Isa best_isa() {
+  static const Isa best = isa_supported(Isa::avx512) ? Isa::avx512 : isa_supported(Isa::avx2) ? Isa::avx2 : Isa::reference;
+  return best;
+}
 
-void set_isa(Isa isa) {
-  check(isa_supported(isa), "set_isa: this CPU does not support {}", isa_name(isa));
-  current() = isa;
+KernelPolicy policy_from_environment() {
+  KernelPolicy policy;
+  if (const char* env = std::getenv("NEURITE_SPARSE_KERNELS")) {
+    const std::string v = env;
+    check(v == "auto" || v == "always" || v == "never", "NEURITE_SPARSE_KERNELS={}: expected auto, always or never", v);
+    policy.sparse = v == "always" ? SparseKernels::always : v == "never" ? SparseKernels::never : SparseKernels::automatic;
+  }
+  if (const char* env = std::getenv("NEURITE_ISA")) {
+    for (Isa isa : {Isa::reference, Isa::avx2, Isa::avx512})
+      if (std::strcmp(env, isa_name(isa)) == 0) policy.isa = isa;
+    check(policy.isa.has_value(), "NEURITE_ISA={}: expected reference, avx2 or avx512", env);
+    check(isa_supported(*policy.isa), "NEURITE_ISA={}: this CPU does not support it", env);
+  }
+  if (const char* env = std::getenv("NEURITE_DETERMINISTIC")) {
+    const std::string v = env;
+    check(v == "0" || v == "1", "NEURITE_DETERMINISTIC={}: expected 0 or 1", v);
+    policy.autotune = v == "0";
+  }
+  return policy;
 }
 
 void spmm(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, int64_t rb0, int64_t rb1,
-          int64_t p0, int64_t p1) {
-  switch (current()) {
+          int64_t p0, int64_t p1, Isa isa) {
+  switch (isa) {
     case Isa::avx512: return avx512::spmm_entry(a, values, b, y, ldy, rb0, rb1, p0, p1);
     case Isa::avx2: return avx2::spmm_entry(a, values, b, y, ldy, rb0, rb1, p0, p1);
     case Isa::reference: return reference::spmm_entry(a, values, b, y, ldy, rb0, rb1, p0, p1);
@@ -106,8 +107,8 @@ void spmm(const BlockSparse& a, const float* values, DenseRows b, float* y, int6
 }
 
 void sddmm(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, float* dvalues, int64_t rb0, int64_t rb1,
-           int64_t p0, int64_t p1) {
-  switch (current()) {
+           int64_t p0, int64_t p1, Isa isa) {
+  switch (isa) {
     case Isa::avx512: return avx512::sddmm_entry(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
     case Isa::avx2: return avx2::sddmm_entry(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
     case Isa::reference: return reference::sddmm_entry(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);

@@ -18,14 +18,15 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias)
 
 namespace {
 // x·Wᵀ + b, on the sparse form of W when the policy picks it.
-Variable linear_of(Parameter& weight, Parameter* bias, const Variable& x) {
+Variable linear_of(Parameter& weight, Parameter* bias, const Variable& x, detail::KernelContext& kernels) {
   const Variable b = bias != nullptr ? bias->value() : Variable();
-  if (detail::use_sparse(weight, x, nullptr)) return sparse_linear(x, weight.sparse_form(), weight.trainable(), b);
+  if (detail::use_sparse(weight, x, nullptr, kernels))
+    return sparse_linear(x, weight.sparse_form(), weight.trainable(), b, kernels.policy.resolved_isa());
   return linear(x, weight.value(), b);
 }
 }  // namespace
 
-Variable Linear::forward(const Variable& x) { return linear_of(weight, bias, x); }
+Variable Linear::forward(const Variable& x) { return linear_of(weight, bias, x, kernel_context()); }
 
 namespace {
 int64_t conv_fan_in(int64_t in_channels, int64_t groups, int64_t kernel_size) {
@@ -47,7 +48,8 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, c
 
 Variable Conv2d::forward(const Variable& x) {
   const Variable b = bias != nullptr ? bias->value() : Variable();
-  if (detail::use_sparse(weight, x, &options_)) return sparse_conv2d(x, weight.sparse_form(), weight.trainable(), b);
+  if (detail::use_sparse(weight, x, &options_, kernel_context()))
+    return sparse_conv2d(x, weight.sparse_form(), weight.trainable(), b, kernel_context().policy.resolved_isa());
   return conv2d(x, weight.value(), b, options_);
 }
 
@@ -123,7 +125,7 @@ Variable MultiheadAttention::forward(const Variable& x, const Tensor& key_paddin
                     embed_dim_, to_string(x.shape()));
   const int64_t n = x.size(0), l = x.size(1), d = embed_dim_ / num_heads_;
   // (N, L, 3E) -> (3, N, H, L, D)
-  Variable qkv = permute(reshape(linear_of(in_proj_weight, &in_proj_bias, x), {n, l, 3, num_heads_, d}),
+  Variable qkv = permute(reshape(linear_of(in_proj_weight, &in_proj_bias, x, kernel_context()), {n, l, 3, num_heads_, d}),
                          {2, 0, 3, 1, 4});
   auto head = [&](int64_t i) { return reshape(slice(qkv, 0, i, i + 1), {n, num_heads_, l, d}); };
   AttentionOptions options;

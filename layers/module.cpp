@@ -7,6 +7,7 @@
 
 #include "neurite/error.h"
 #include "neurite/kernels/sparse.h"
+#include "neurite/layers/sparse_kernels.h"
 
 namespace neurite::layers {
 
@@ -112,10 +113,27 @@ Tensor& Module::register_buffer(const std::string& name, Tensor init) {
   return *buffers_.back().second;
 }
 
+Module::Module() : kernels_(std::make_shared<detail::KernelContext>()) {}
+Module::~Module() = default;
+
+void Module::set_kernel_policy(const kernels::KernelPolicy& policy) {
+  auto context = std::make_shared<detail::KernelContext>();
+  context->policy = policy;
+  share_kernel_context(context);
+}
+
+const kernels::KernelPolicy& Module::kernel_policy() const { return kernels_->policy; }
+
+void Module::share_kernel_context(const std::shared_ptr<detail::KernelContext>& context) {
+  kernels_ = context;
+  for (auto& [name, child] : children_) child->share_kernel_context(context);
+}
+
 void Module::add_child(const std::string& name, std::shared_ptr<Module> child) {
   check_new_name(name);
   check(child != nullptr, "Module: child '{}' is null", name);
   child->train(training_);
+  child->share_kernel_context(kernels_);
   children_.emplace_back(name, std::move(child));
 }
 

@@ -87,6 +87,7 @@ Trainer::Trainer(std::shared_ptr<layers::UnaryModule> model, optim::Optimizer& o
       terminal_(isatty(STDERR_FILENO) != 0) {
   check<ValueError>(options_.epochs >= 1, "Trainer: epochs (was {}) must be at least 1", options_.epochs);
   if (!options_.out_dir.empty()) fs::create_directories(options_.out_dir);
+  model_->set_kernel_policy(options_.kernels);
 }
 
 void Trainer::log(const std::string& line, bool transient) {

@@ -217,7 +217,7 @@ void from_feature_major(const Tensor& t, int64_t n, int64_t features, float* y) 
 // pixels whose dense rows fit in L2, and run every row over their chunk, so
 // the chunk is read from memory once. Few chunks (a small batch) split rows too.
 void spmm_parallel(const BlockSparse& a, const float* values, kernels::DenseRows b, float* y, int64_t ldy,
-                   int64_t pixels) {
+                   int64_t pixels, kernels::Isa isa) {
   const int64_t chunk =
       std::clamp<int64_t>((int64_t{1} << 16) / std::max<int64_t>(a.cols, 1) / 64 * 64, 64, std::max<int64_t>(pixels, 64));
   const int64_t chunks = (pixels + chunk - 1) / chunk;
@@ -225,7 +225,7 @@ void spmm_parallel(const BlockSparse& a, const float* values, kernels::DenseRows
   tbb::parallel_for(int64_t{0}, chunks * row_split, [&](int64_t task) {
     const int64_t c = task / row_split, part = task % row_split;
     kernels::spmm(a, values, b, y, ldy, part * a.row_blocks() / row_split, (part + 1) * a.row_blocks() / row_split,
-                  c * chunk, std::min(pixels, (c + 1) * chunk));
+                  c * chunk, std::min(pixels, (c + 1) * chunk), isa);
   });
 }
 
@@ -233,11 +233,12 @@ void spmm_parallel(const BlockSparse& a, const float* values, kernels::DenseRows
 // p < pixels of dy[r*lddy + p] * B_c[p]; threads split rows, each dot product
 // runs the full length (chunking it to keep B in L2 measured slower: one
 // horizontal sum per entry and chunk).
-Tensor sddmm_all(const BlockSparse& a, const float* dy, int64_t lddy, kernels::DenseRows b, int64_t pixels) {
+Tensor sddmm_all(const BlockSparse& a, const float* dy, int64_t lddy, kernels::DenseRows b, int64_t pixels,
+                 kernels::Isa isa) {
   Tensor dv = Tensor::zeros({a.nnz()});
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, a.row_blocks(), std::max<int64_t>(1, 8 / a.block_rows)),
                     [&](const tbb::blocked_range<int64_t>& r) {
-                      kernels::sddmm(a, dy, lddy, b, dv.data<float>(), r.begin(), r.end(), 0, pixels);
+                      kernels::sddmm(a, dy, lddy, b, dv.data<float>(), r.begin(), r.end(), 0, pixels, isa);
                     });
   return dv;
 }
@@ -268,7 +269,7 @@ void check_bias(const Variable& bias, int64_t features, const char* op) {
 }  // namespace
 
 Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeight>& w, const Variable& values,
-                       const Variable& bias) {
+                       const Variable& bias, kernels::Isa isa) {
   check(w != nullptr && !w->is_conv(), "sparse_linear: needs the sparse form of a linear weight");
   check_values(*w, values, "sparse_linear");
   const int64_t out_features = w->shape()[0], in_features = w->shape()[1];
@@ -290,7 +291,7 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
     const Tensor xt = to_feature_major(x.data().data<float>(), n, in_features);
     Tensor yt = Tensor::empty({out_features, ld});
     spmm_parallel(w->forward_pattern(), values.data().data<float>(), {xt.data<float>(), in_offset.data()},
-                  yt.data<float>(), ld, n);
+                  yt.data<float>(), ld, n, isa);
     from_feature_major(yt, n, out_features, y.data<float>());
   }
   if (bias.defined()) {
@@ -304,7 +305,7 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
   std::vector<Variable> inputs{x, values};
   if (bias.defined()) inputs.push_back(bias);
   return Variable(y, inputs,
-                  [w, n, in_features, out_features, in_offset = std::move(in_offset),
+                  [w, n, in_features, out_features, isa, in_offset = std::move(in_offset),
                    out_offset = std::move(out_offset)](const Tensor& g, std::vector<Variable>& in) {
                     const Tensor gt = to_feature_major(g.data<float>(), n, out_features);
                     const int64_t ld = feature_major_ld(n);
@@ -312,14 +313,14 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
                     if (in[0].requires_grad()) {  // dxᵀ = Wᵀ · gᵀ
                       Tensor dxt = Tensor::empty({in_features, ld}), dx = Tensor::empty(in[0].shape());
                       spmm_parallel(w->transposed_pattern(), v, {gt.data<float>(), out_offset.data()},
-                                    dxt.data<float>(), ld, n);
+                                    dxt.data<float>(), ld, n, isa);
                       from_feature_major(dxt, n, in_features, dx.data<float>());
                       in[0].add_grad(std::move(dx));
                     }
                     if (in[1].requires_grad()) {  // dW at the kept positions: gᵀ rows · xᵀ rows
                       const Tensor xt = to_feature_major(in[0].data().data<float>(), n, in_features);
                       in[1].add_grad(sddmm_all(w->forward_pattern(), gt.data<float>(), ld,
-                                               {xt.data<float>(), in_offset.data()}, n));
+                                               {xt.data<float>(), in_offset.data()}, n, isa));
                     }
                     if (in.size() > 2 && in[2].requires_grad())
                       in[2].add_grad(row_sums(gt.data<float>(), out_features, ld, n));
@@ -399,7 +400,7 @@ thread_local kernels::ScratchFloats t_planes, t_rows, t_dy;
 }  // namespace
 
 Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeight>& w, const Variable& values,
-                       const Variable& bias) {
+                       const Variable& bias, kernels::Isa isa) {
   check(w != nullptr && w->is_conv(), "sparse_conv2d: needs the sparse form of a conv2d weight");
   check_values(*w, values, "sparse_conv2d");
   check<ShapeError>(x.dtype() == Dtype::f32 && x.dim() == 4 && x.size(1) == w->shape()[1],
@@ -420,13 +421,13 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
     float* rows = kernels::scratch(t_rows, P.g.filters * P.group * P.plane());
     P.planes->fill(px, P.first(k), P.count(k), 0, planes);
     kernels::spmm(a, v, {planes, P.x_offset.data()}, rows, P.group * P.plane(), 0, a.row_blocks(), 0,
-                  P.count(k) * P.plane());
+                  P.count(k) * P.plane(), isa);
     P.write_output(rows, P.group * P.plane(), k, b, y.data<float>());
   });
 
   std::vector<Variable> inputs{x, values};
   if (bias.defined()) inputs.push_back(bias);
-  return Variable(y, inputs, [w, plan](const Tensor& g, std::vector<Variable>& in) {
+  return Variable(y, inputs, [w, plan, isa](const Tensor& g, std::vector<Variable>& in) {
     const ConvPlan& P = *plan;
     const bool want_dx = in[0].requires_grad(), want_dv = in[1].requires_grad();
     const bool want_db = in.size() > 2 && in[2].requires_grad();
@@ -446,14 +447,14 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
         const int64_t pixels = P.count(k) * P.plane();
         if (want_dx) {  // the transposed product into the inputs' phase planes
           const BlockSparse& t = w->transposed_pattern();
-          kernels::spmm(t, v, {dy, P.dy_offset.data()}, planes, P.planes->ld(), 0, t.row_blocks(), 0, pixels);
+          kernels::spmm(t, v, {dy, P.dy_offset.data()}, planes, P.planes->ld(), 0, t.row_blocks(), 0, pixels, isa);
           P.planes->read(planes, P.first(k), P.count(k), 0, dx.data<float>());
         }
         if (want_dv) {
           P.planes->fill(px, P.first(k), P.count(k), 0, planes);
           const BlockSparse& a = w->forward_pattern();
           kernels::sddmm(a, dy + P.planes->front(), P.ld_dy, {planes, P.x_offset.data()}, dv_parts.data() + part * nnz, 0,
-                         a.row_blocks(), 0, pixels);
+                         a.row_blocks(), 0, pixels, isa);
         }
         if (want_db)
           for (int64_t o = 0; o < f; ++o) {

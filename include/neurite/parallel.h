@@ -1,6 +1,8 @@
-// neurite/parallel.h — the one global thread setting.
+// neurite/parallel.h — the process settings a program makes once: the one
+// global thread setting, and the allocator's.
 //
 //   neurite::set_num_threads(2);   // every kernel, oneTBB and oneDNN alike
+//   neurite::keep_freed_memory();  // training loops re-allocate at heap speed
 //
 // Neurite runs its own loops on oneTBB and its dense GEMM on oneDNN; both obey
 // this setting. Eigen's own threads are kept off.
@@ -19,5 +21,12 @@ void set_num_threads(int n);
 
 // The number of threads kernels use now (all cores until set_num_threads).
 int num_threads();
+
+// Keeps memory the program frees in its heap instead of handing it back to
+// the kernel: glibc returns blocks above its mmap threshold on free, so a
+// training step that frees and re-allocates its activations page-faults on
+// all of them again (2x on a conv backward, bench/conv.cpp). Peak memory is
+// unchanged. The `neurite` command calls it; the library never does.
+void keep_freed_memory();
 
 }  // namespace neurite

@@ -70,11 +70,6 @@ std::vector<kernels::Isa> isas() {
   return out;
 }
 
-// Restores the ISA a test changed.
-struct IsaScope {
-  kernels::Isa saved = kernels::active_isa();
-  ~IsaScope() { kernels::set_isa(saved); }
-};
 
 // Runs the sparse op and the dense op on the masked weight; compares y, dx,
 // dW (at the kept positions) and db.
@@ -96,10 +91,8 @@ void compare(const Shape& x_shape, const Tensor& weight, const Tensor& mask,
 }
 
 TEST(SparseLinear, MatchesTheDenseMaskedLinear) {
-  IsaScope scope;
   uint64_t seed = 100;
   for (auto isa : isas()) {
-    kernels::set_isa(isa);
     for (const Case& c : kCases)
       for (auto [n, out, in] : {std::tuple{1, 4, 4}, {7, 8, 12}, {8, 12, 20}, {9, 16, 8}, {17, 8, 36},
                                 {63, 20, 16}, {64, 4, 64}, {65, 12, 28}, {130, 36, 40}}) {
@@ -110,7 +103,7 @@ TEST(SparseLinear, MatchesTheDenseMaskedLinear) {
         const std::string what = fmt::format("{} {} density {} keep {} x({},{}) w({},{})", kernels::isa_name(isa),
                                              to_string(c.format), c.density, c.keep, n, in, out, in);
         compare({n, in}, w, mask, form,
-                [&](Variable& x, Variable& v, Variable& b) { return sparse_linear(x, form, v, b); },
+                [&](Variable& x, Variable& v, Variable& b) { return sparse_linear(x, form, v, b, isa); },
                 [](Variable& x, Variable& w, Variable& b) { return linear(x, w, b); }, what);
       }
   }
@@ -146,7 +139,6 @@ TEST(SparseLinear, AcceptsBatchedInputs) {
 }
 
 TEST(SparseConv2d, MatchesTheDenseMaskedConvolution) {
-  IsaScope scope;
   struct Geometry {
     int64_t c, f, k, h, w;
     Conv2dOptions o;
@@ -162,7 +154,6 @@ TEST(SparseConv2d, MatchesTheDenseMaskedConvolution) {
   };
   uint64_t seed = 500;
   for (auto isa : isas()) {
-    kernels::set_isa(isa);
     for (const Case& c : kCases)
       for (const Geometry& g : geometries) {
         const Shape ws{g.f, g.c, g.k, g.k};
@@ -175,7 +166,7 @@ TEST(SparseConv2d, MatchesTheDenseMaskedConvolution) {
                         kernels::isa_name(isa), to_string(c.format), c.density, c.keep, g.c, g.f, g.k, g.h, g.w,
                         g.o.stride_h, g.o.stride_w, g.o.pad_h, g.o.pad_w, g.o.dilation_h, g.o.dilation_w);
         compare({3, g.c, g.h, g.w}, w, mask, form,
-                [&](Variable& x, Variable& v, Variable& b) { return sparse_conv2d(x, form, v, b); },
+                [&](Variable& x, Variable& v, Variable& b) { return sparse_conv2d(x, form, v, b, isa); },
                 [&](Variable& x, Variable& w, Variable& b) { return conv2d(x, w, b, g.o); }, what);
       }
   }

@@ -106,7 +106,7 @@ TEST(EngineFormats, EveryWeightFormEqualsTheReference) {
     for (WeightFormat f : {WeightFormat::dense, WeightFormat::csr, WeightFormat::rows4, WeightFormat::cols4})
       for (Mode mode : {Mode::columns, Mode::layers}) {
         SCOPED_TRACE(std::string(model) + " " + to_string(f) + " " + to_string(mode));
-        expect_engine_matches_reference(g, {.batch = 3, .threads = 2, .mode = mode, .format = f, .measure = false}, 5, 300);
+        expect_engine_matches_reference(g, {.batch = 3, .threads = 2, .mode = mode, .format = f, .kernels = {.autotune = false}}, 5, 300);
       }
   }
 }
@@ -195,14 +195,14 @@ TEST(EngineTiles, BandsWithHalosEqualTheReference) {
                                      batch));
             const Graph g = conv_chain(c.c, c.h, c.w, c.specs, sparsity, c.residual);
             expect_engine_matches_reference(g, {.batch = batch, .threads = 2, .mode = Mode::columns, .format = f,
-                                                .tile_bytes = tile, .measure = false}, 9);
+                                                .tile_bytes = tile, .kernels = {.autotune = false}}, 9);
           }
 }
 
 TEST(EngineTiles, SmallTilesStreamBandsThroughTheChain) {
   const Graph g = conv_chain(3, 16, 16, {{8, 3, 1, 1, 1, 1, 1}, {8, 3, 1, 1, 1, 1, 1}}, 0.5);
   Engine e = compile(g, {.batch = 2, .mode = Mode::columns, .format = WeightFormat::csr, .tile_bytes = 4 << 10,
-                         .measure = false});
+                         .kernels = {.autotune = false}});
   const auto steps = e.steps();
   ASSERT_EQ(steps.size(), 2u);
   EXPECT_EQ(steps[0].group, 0);
@@ -236,7 +236,7 @@ TEST(EngineColumns, TheOpTableSplitsColumnsAtOpsThatMixTheBatch) {
   fc("fc2");
   g.outputs.push_back({prev});
   for (Mode mode : {Mode::columns, Mode::layers}) {
-    Engine e = compile(g, {.batch = 4, .mode = mode, .format = WeightFormat::dense, .measure = false});
+    Engine e = compile(g, {.batch = 4, .mode = mode, .format = WeightFormat::dense, .kernels = {.autotune = false}});
     std::vector<int> groups;
     for (const StepInfo& s : e.steps()) groups.push_back(s.group);
     EXPECT_EQ(groups, mode == Mode::columns ? (std::vector<int>{-1, -1, 0, 0}) : (std::vector<int>{-1, -1, -1, -1}));

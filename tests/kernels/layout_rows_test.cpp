@@ -33,11 +33,6 @@ std::vector<Isa> isas() {
   return out;
 }
 
-struct IsaScope {
-  Isa saved = active_isa();
-  ~IsaScope() { set_isa(saved); }
-};
-
 ConvGeometry geometry(int64_t batch, int64_t c, int64_t h, int64_t w, int64_t f, int64_t kh, int64_t kw, int64_t sh,
                       int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
   ConvGeometry g{.batch = batch, .channels = c, .height = h, .width = w, .filters = f, .kh = kh, .kw = kw,
@@ -70,7 +65,6 @@ std::vector<double> naive_conv(const ConvGeometry& g, const std::vector<float>& 
 }
 
 TEST(PhasePlanes, AProductOverThePlanesIsTheConvolutionForEveryGeometryAndBand) {
-  IsaScope scope;
   const std::vector<ConvGeometry> cases = {
       geometry(1, 1, 5, 5, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0),  // 1x1
       geometry(2, 3, 8, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1),  // same padding
@@ -81,7 +75,6 @@ TEST(PhasePlanes, AProductOverThePlanesIsTheConvolutionForEveryGeometryAndBand) 
       geometry(1, 2, 6, 1, 3, 3, 1, 2, 2, 1, 1, 1, 0, 1, 0),   // a one-column image at column stride 2
   };
   for (Isa isa : isas()) {
-    set_isa(isa);
     uint32_t seed = 1;
     for (const ConvGeometry& g : cases)
       for (WeightFormat format : {WeightFormat::csr, WeightFormat::rows4}) {
@@ -102,7 +95,7 @@ TEST(PhasePlanes, AProductOverThePlanesIsTheConvolutionForEveryGeometryAndBand) 
               const int64_t ld = count * t.plane();
               std::vector<float> rows(static_cast<size_t>(p.pattern.rows * ld));
               spmm(p.pattern, p.values.data(), {planes.data(), offsets.data()}, rows.data(), ld, 0,
-                   p.pattern.row_blocks(), 0, (count - 1) * t.plane() + (r1 - r0) * t.wq());
+                   p.pattern.row_blocks(), 0, (count - 1) * t.plane() + (r1 - r0) * t.wq(), isa);
               for (int64_t s = 0; s < count; ++s)
                 for (int64_t f = 0; f < g.filters; ++f)
                   for (int64_t oy = r0; oy < r1; ++oy)
@@ -165,9 +158,7 @@ TEST(Packing, BlocksHoldEveryNonzeroAndFillTheRestWithZeros) {
 }
 
 TEST(Packing, EveryFormatMultipliesAsTheDenseMatrix) {
-  IsaScope scope;
   for (Isa isa : isas()) {
-    set_isa(isa);
     for (int64_t rows : {1, 5, 8, 13})
       for (int64_t cols : {1, 4, 7})
         for (WeightFormat f : {WeightFormat::dense, WeightFormat::csr, WeightFormat::rows4, WeightFormat::cols4}) {
@@ -179,7 +170,7 @@ TEST(Packing, EveryFormatMultipliesAsTheDenseMatrix) {
           for (int64_t c = 0; c < p.pattern.cols; ++c) offsets[static_cast<size_t>(c)] = std::min(c, cols - 1) * pixels;
           std::vector<float> y(static_cast<size_t>(p.pattern.rows * pixels));
           spmm(p.pattern, p.values.data(), {x.data(), offsets.data()}, y.data(), pixels, 0, p.pattern.row_blocks(), 0,
-               pixels);
+               pixels, isa);
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t q = 0; q < pixels; ++q) {
               double s = 0;

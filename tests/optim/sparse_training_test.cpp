@@ -16,20 +16,13 @@
 #include "neurite/autograd/ops.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/models.h"
-#include "neurite/layers/sparse_kernels.h"
 #include "neurite/optim/optimizer.h"
 
 namespace neurite::optim {
 namespace {
 
 using autograd::Variable;
-using layers::SparseKernels;
-
-// Restores the kernel policy a test changed.
-struct PolicyScope {
-  SparseKernels saved = layers::sparse_kernels();
-  ~PolicyScope() { layers::set_sparse_kernels(saved); }
-};
+using kernels::SparseKernels;
 
 // Prunes every 2-D and 4-D weight further: each kept entry drops with
 // probability `drop` (masks only grow), in 4x1 blocks when rows4 is set.
@@ -65,7 +58,7 @@ TrainingRun make_run(const std::string& name, const layers::models::ModelOptions
 }
 
 float step(TrainingRun& r, SparseKernels kernels, const Tensor& x, const Tensor& y, uint64_t seed) {
-  layers::set_sparse_kernels(kernels);
+  r.model->set_kernel_policy({.sparse = kernels});
   layers::manual_seed(seed);  // the same dropout masks in both runs
   Variable loss = autograd::cross_entropy(r.model->forward(Variable(x)), y);
   r.optimizer->zero_grad();
@@ -90,7 +83,6 @@ void expect_same(const Dict& got, const Dict& want, const std::string& what) {
 
 void expect_same_steps(const std::string& name, const layers::models::ModelOptions& o, bool adam, bool rows4,
                        double lr) {
-  PolicyScope scope;
   TrainingRun sparse = make_run(name, o, adam, lr), dense = make_run(name, o, adam, lr);
   prune_more(*sparse.model, 0.8, 1, rows4);
   prune_more(*dense.model, 0.8, 1, rows4);
@@ -138,9 +130,8 @@ TEST(SparseTraining, TransformerFollowsTheDenseMaskedRun) {
 }
 
 TEST(SparseTraining, StateDictsAreDenseAndLoadingReturnsToDense) {
-  PolicyScope scope;
-  layers::set_sparse_kernels(SparseKernels::always);
   TrainingRun r = make_run("mlp", {}, false, 0.05);
+  r.model->set_kernel_policy({.sparse = SparseKernels::always});
   prune_more(*r.model, 0.9, 3, false);
   r.model->forward(Variable(Tensor::randn({2, 1, 28, 28}, 1)));
   auto fc = r.model->named_parameters().front().second;

@@ -61,12 +61,13 @@ class SparseWeight {
   std::unique_ptr<kernels::BlockSparse> forward_, transposed_;
 };
 
-// linear(x, W, bias) for W held as `values` [nnz] in the sparse form w.
+// linear(x, W, bias) for W held as `values` [nnz] in the sparse form w;
+// `isa` runs the products (forward and backward).
 Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeight>& w, const Variable& values,
-                       const Variable& bias = {});
+                       const Variable& bias = {}, kernels::Isa isa = kernels::best_isa());
 // conv2d(x, W, bias, w.conv_options()) for W held as `values` in w; a direct
 // sparse convolution over the padded input (strided ones by phase planes).
 Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeight>& w, const Variable& values,
-                       const Variable& bias = {});
+                       const Variable& bias = {}, kernels::Isa isa = kernels::best_isa());
 
 }  // namespace neurite::autograd

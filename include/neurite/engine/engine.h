@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "neurite/engine/graph.h"
+#include "neurite/kernels/policy.h"
 #include "neurite/kernels/sparse.h"
 
 namespace neurite::engine {
@@ -49,10 +50,11 @@ struct CompileOptions {
   // the fastest of dense, CSR and the block forms whose zero fill is small.
   std::optional<WeightFormat> format;
   int64_t tile_bytes = 0;  // working-set budget of a column tile; 0: the L2 cache (sysfs)
-  // Time the candidate weight forms of each layer, and each column group
-  // against its layers run one by one, on this CPU. Off: forms by density
-  // alone and every group kept, a plan that does not depend on timings.
-  bool measure = true;
+  // The instruction set, and whether to time on this CPU the candidate
+  // weight forms of each layer and each column group against its layers run
+  // one by one. autotune off: forms by density and block fill alone and every
+  // group kept, a plan that does not depend on timings.
+  kernels::KernelPolicy kernels;
 };
 
 // One step of the plan: a fused kernel, or a graph node the engine runs as the reference executor does.

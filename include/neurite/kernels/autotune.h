@@ -14,6 +14,9 @@ namespace neurite::kernels {
 // (bench/sparse.cpp: the crossover of the sparse kernels lies below 70 % on
 // every shape of the zoo), so a weight this dense runs dense without timing.
 constexpr double kDenseAboveDensity = 0.7;
+// Without timing (a deterministic policy), weights at or below this density
+// run sparse: the crossover measured 20-50 % by shape, 30 % on most.
+constexpr double kSparseBelowDensity = 0.3;
 
 // The fastest of a few runs of f after one warm-up run: at least 3 and at
 // most 15 runs, stopping once 50 ms were spent. Minimum, not mean: the other

@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "neurite/kernels/policy.h"
+
 namespace neurite::kernels {
 
 // The forms a weight matrix is held in: dense, or sparse as CSR (1x1
@@ -74,21 +76,14 @@ struct DenseRows {
 
 // y[r*ldy + p] = sum over the entries (r, c) of a: value * B_c[p], for the
 // rows of row blocks [rb0, rb1) and p in [p0, p1). Overwrites y there.
+// `isa` picks the instance (neurite/kernels/policy.h).
 void spmm(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, int64_t rb0, int64_t rb1,
-          int64_t p0, int64_t p1);
+          int64_t p0, int64_t p1, Isa isa);
 
 // For every entry (r, c) of a in row blocks [rb0, rb1):
 // dvalues[its value] += sum over p in [p0, p1) of dy[r*lddy + p] * B_c[p].
 // The sampled dense-dense product that gives a weight gradient at kept positions.
 void sddmm(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, float* dvalues, int64_t rb0, int64_t rb1,
-           int64_t p0, int64_t p1);
-
-// The instruction set the kernels run: the best the CPU has, unless the
-// environment variable NEURITE_ISA names another (reference, avx2, avx512).
-enum class Isa { reference, avx2, avx512 };
-Isa active_isa();
-void set_isa(Isa isa);  // tests: compare each ISA with the reference twin
-bool isa_supported(Isa isa);
-const char* isa_name(Isa isa);
+           int64_t p0, int64_t p1, Isa isa);
 
 }  // namespace neurite::kernels

@@ -80,10 +80,14 @@ using ParameterPtr = std::shared_ptr<Parameter>;
 // Parameters and buffers by dotted name; sorted, so two dicts compare directly.
 using StateDict = std::map<std::string, Tensor>;
 
+namespace detail {
+struct KernelContext;  // neurite/layers/sparse_kernels.h
+}
+
 class Module {
  public:
-  virtual ~Module() = default;
-  Module() = default;
+  virtual ~Module();
+  Module();
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
@@ -107,7 +111,14 @@ class Module {
 
   void zero_grad();
 
+  // How the pruned layers of this module and its children pick their kernels
+  // (neurite/kernels/policy.h, neurite/layers/sparse_kernels.h). A module
+  // shares its parent's; setting one starts the tree's choices afresh.
+  void set_kernel_policy(const kernels::KernelPolicy& policy);
+  const kernels::KernelPolicy& kernel_policy() const;
+
  protected:
+  detail::KernelContext& kernel_context() const { return *kernels_; }
   Parameter& register_parameter(const std::string& name, Tensor init);
   // The buffer lives in the module; the returned reference stays valid.
   Tensor& register_buffer(const std::string& name, Tensor init);
@@ -120,11 +131,13 @@ class Module {
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> child);
   void check_new_name(const std::string& name) const;
+  void share_kernel_context(const std::shared_ptr<detail::KernelContext>& context);
 
   std::vector<std::pair<std::string, ParameterPtr>> parameters_;
   std::vector<std::pair<std::string, std::shared_ptr<Tensor>>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  std::shared_ptr<detail::KernelContext> kernels_;
 };
 
 // A module with one input and one output: every layer of a Sequential and

@@ -44,6 +44,9 @@ struct TrainerOptions {
   // Progress: a line rewritten in place on a terminal, plain log lines otherwise.
   std::function<void(const std::string&)> log;  // default: stderr
   Checkpoint checkpoint_template;  // model name, options, optimizer name, recipe
+  // How pruned layers pick kernels (neurite/kernels/policy.h); set on the model
+  // when the trainer is made. autotune off makes a resumed run bit-exact.
+  kernels::KernelPolicy kernels;
 };
 
 struct EpochMetrics {
