@@ -180,8 +180,11 @@ TEST(Cli, BenchTrainPrintsJson) {
     EXPECT_LT(3 * fastest, wall_ms) << "three timed steps cannot take longer than the whole process";
     EXPECT_NEAR(j["samples_per_sec"].get<double>() * median / 1000, static_cast<double>(c.batch), 1e-9 * c.batch);
     const double mib = j["parameter_mib"].get<double>();
-    if (c.sparse == 0) EXPECT_NEAR(mib, dense_mib, 1e-3 * dense_mib) << "dense training holds every value";
-    else EXPECT_LT(mib, 0.5 * dense_mib) << "sparse training holds the kept values only";
+    if (c.sparse == 0) {
+      EXPECT_NEAR(mib, dense_mib, 1e-3 * dense_mib) << "dense training holds every value";
+    } else {
+      EXPECT_LT(mib, 0.5 * dense_mib) << "sparse training holds the kept values only";
+    }
     EXPECT_GT(j["peak_rss_mib"].get<double>(), mib);
   }
 }

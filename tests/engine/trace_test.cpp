@@ -161,8 +161,11 @@ TEST(Trace, RestoresTheModulesModeAndKernels) {
     EXPECT_TRUE(model->is_training());
     EXPECT_EQ(layers::sparse_kernels(), kernels);
     testing::expect_close(run_reference(g, {{"input", x}}).at("output"), want, 1e-5);
-    for (const auto& [name, p] : model->named_parameters())
-      if (p->shape().size() >= 2) EXPECT_TRUE(p->has_mask()) << name << " lost its mask";
+    for (const auto& [name, p] : model->named_parameters()) {
+      if (p->shape().size() >= 2) {
+        EXPECT_TRUE(p->has_mask()) << name << " lost its mask";
+      }
+    }
     model->eval();
     trace(*model, Tensor::zeros({1, 1, 12, 12}));
     EXPECT_FALSE(model->is_training());
