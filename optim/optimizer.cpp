@@ -167,6 +167,8 @@ Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& options, bool deco
 void Adam::update(Slot& s, int64_t step) {
   const double lr = s.group.lr, wd = s.group.weight_decay;
   const float b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
+  // 1 - beta in double, then rounded, as PyTorch does: 1.0f - 0.999f is 0.00099998713 (1.3e-5 off).
+  const float keep1 = static_cast<float>(1 - options_.beta1), keep2 = static_cast<float>(1 - options_.beta2);
   const double correction1 = 1 - std::pow(options_.beta1, step), correction2 = 1 - std::pow(options_.beta2, step);
   const float step_size = static_cast<float>(lr / correction1);
   const float root_correction2 = static_cast<float>(std::sqrt(correction2)), eps = static_cast<float>(options_.eps);
@@ -177,8 +179,8 @@ void Adam::update(Slot& s, int64_t step) {
   for (int64_t k = 0; k < s.n; ++k) {
     const float g = s.g[k] + l2 * s.w[k];
     s.w[k] *= decay;
-    m[k] = b1 * m[k] + (1 - b1) * g;
-    v[k] = b2 * v[k] + (1 - b2) * g * g;
+    m[k] = b1 * m[k] + keep1 * g;
+    v[k] = b2 * v[k] + keep2 * g * g;
     s.w[k] -= step_size * m[k] / (std::sqrt(v[k]) / root_correction2 + eps);
   }
 }

@@ -12,6 +12,31 @@ namespace neurite::recipes::detail {
 
 namespace {
 
+// Python's float // and % (CPython's float_divmod): fmod is exact, then the
+// remainder takes the divisor's sign. v - d * floor(v / d) rounds v / d first
+// and gave 1 % 0.1 == -5.6e-17 (Python: 0.09999999999999995) and 1 // 0.1 == 10 (Python: 9).
+struct DivMod {
+  double div, mod;
+};
+DivMod python_divmod(double v, double d) {
+  double mod = std::fmod(v, d), div = (v - mod) / d;
+  if (mod != 0) {
+    if ((d < 0) != (mod < 0)) {
+      mod += d;
+      div -= 1;
+    }
+  } else {
+    mod = std::copysign(0.0, d);
+  }
+  if (div != 0) {
+    const double floored = std::floor(div);
+    div = div - floored > 0.5 ? floored + 1 : floored;
+  } else {
+    div = std::copysign(0.0, v / d);
+  }
+  return {div, mod};
+}
+
 // Recursive descent, Python's precedence: or-less arithmetic only.
 //   sum     := product (('+' | '-') product)*
 //   product := unary (('*' | '/' | '//' | '%') unary)*
@@ -56,13 +81,11 @@ class Parser {
     for (;;) {
       skip();
       if (text_.compare(pos_, 2, "**") == 0) return v;  // handled by power
-      if (take("//")) v = std::floor(v / nonzero(unary()));
+      if (take("//")) v = python_divmod(v, nonzero(unary())).div;
       else if (take("*")) v *= unary();
       else if (take("/")) v /= nonzero(unary());
-      else if (take("%")) {
-        const double d = nonzero(unary());
-        v = v - d * std::floor(v / d);  // Python's sign rule
-      } else return v;
+      else if (take("%")) v = python_divmod(v, nonzero(unary())).mod;
+      else return v;
     }
   }
   double nonzero(double d) const {

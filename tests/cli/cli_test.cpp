@@ -6,13 +6,18 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "neurite/data/readers.h"
 #include "neurite/engine/onnx.h"
+#include "neurite/engine/trace.h"
+#include "neurite/layers/models.h"
 
 namespace {
 
@@ -25,8 +30,9 @@ struct Result {
   std::string out;  // stdout and stderr
 };
 
-Result neurite_cli(const std::string& args) {
-  const std::string command = std::string(NEURITE_CLI) + " " + args + " 2>&1";
+// `env`: variable assignments for the command ("NEURITE_SPARSE_KERNELS=always").
+Result neurite_cli(const std::string& args, const std::string& env = "") {
+  const std::string command = env + " " + std::string(NEURITE_CLI) + " " + args + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   std::string out;
   std::array<char, 4096> buffer;
@@ -128,12 +134,105 @@ modifiers:
   EXPECT_NE(r.out.find("bad.yaml:4: final_sparsity is 2, expected a value in [0, 1)"), std::string::npos) << r.out;
 }
 
+// Parameters, their gradients and SGD's momentum, in MiB, of bench-train's
+// cnn at 12x12: what a dense step holds whatever the masks.
+double cnn_training_mib() {
+  auto model = neurite::layers::models::make_model("cnn", {.in_channels = 1, .image_size = 12});
+  int64_t floats = 0;
+  for (const auto& p : model->parameters()) floats += p->numel();
+  return 3.0 * 4.0 * static_cast<double>(floats) / (1 << 20);
+}
+
+// Every field follows the flags: model, batch (128 by default for a conv net),
+// threads, steps, sparsity and mask type; how many tensors were pruned and how
+// many trained sparse (none with --dense-kernels, even under
+// NEURITE_SPARSE_KERNELS=always; all without it, and then the parameter memory
+// shrinks); the step times fit in the process's run time.
 TEST(Cli, BenchTrainPrintsJson) {
-  const Result r = neurite_cli("bench-train --model mlp --batch-size 16 --steps 2 --warmup 1 --threads 1 --json");
-  ASSERT_EQ(r.code, 0) << r.out;
-  const auto j = nlohmann::json::parse(r.out);
-  EXPECT_GT(j["ms_per_step"].get<double>(), 0);
-  EXPECT_EQ(j["batch_size"], 16);
+  const double dense_mib = cnn_training_mib();
+  struct Case {
+    std::string flags, env;
+    int64_t batch;
+    int threads;
+    double sparsity;
+    std::string mask_type;
+    int64_t pruned, sparse;
+  };
+  for (const Case& c : {Case{"--threads 1", "", 128, 1, 0.0, "unstructured", 0, 0},  // conv nets' default batch
+                        Case{"--batch-size 8 --threads 2 --sparsity 0.75 --mask-type 4x1 --dense-kernels",
+                             "NEURITE_SPARSE_KERNELS=always", 8, 2, 0.75, "4x1", 4, 0},  // the flag wins
+                        Case{"--batch-size 8 --threads 2 --sparsity 0.9", "NEURITE_SPARSE_KERNELS=always", 8, 2, 0.9,
+                             "unstructured", 4, 4}}) {
+    SCOPED_TRACE(c.env + " " + c.flags);
+    const auto start = std::chrono::steady_clock::now();
+    const Result r = neurite_cli("bench-train --model cnn --image-size 12 --steps 3 --warmup 1 --json " + c.flags, c.env);
+    const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["model"], "cnn");
+    EXPECT_EQ(j["batch_size"], c.batch);
+    EXPECT_EQ(j["threads"], c.threads);
+    EXPECT_EQ(j["steps"], 3);
+    EXPECT_DOUBLE_EQ(j["sparsity"].get<double>(), c.sparsity);
+    EXPECT_EQ(j["mask_type"], c.mask_type);
+    EXPECT_EQ(j["pruned_tensors"], c.pruned);  // cnn: two convolutions, two linear layers
+    EXPECT_EQ(j["sparse_tensors"], c.sparse);
+    const double median = j["ms_per_step"].get<double>(), fastest = j["ms_min"].get<double>();
+    EXPECT_GT(fastest, 0);
+    EXPECT_LE(fastest, median);
+    EXPECT_LT(3 * fastest, wall_ms) << "three timed steps cannot take longer than the whole process";
+    EXPECT_NEAR(j["samples_per_sec"].get<double>() * median / 1000, static_cast<double>(c.batch), 1e-9 * c.batch);
+    const double mib = j["parameter_mib"].get<double>();
+    if (c.sparse == 0) {
+      EXPECT_NEAR(mib, dense_mib, 1e-3 * dense_mib) << "dense training holds every value";
+    } else {
+      EXPECT_LT(mib, 0.5 * dense_mib) << "sparse training holds the kept values only";
+    }
+    EXPECT_GT(j["peak_rss_mib"].get<double>(), mib);
+  }
+}
+
+// --deterministic: kernels follow from shapes and densities, so two runs pick
+// the same ones; at 90 % sparsity every pruned layer is sparse, at 50 % none.
+TEST(Cli, DeterministicRunsPickTheSameKernels) {
+  auto sparse_layers = [](double sparsity) {
+    const Result r = neurite_cli("bench-train --model cnn --image-size 12 --batch-size 8 --steps 1 --warmup 0 "
+                                 "--deterministic --json --sparsity " + std::to_string(sparsity));
+    EXPECT_EQ(r.code, 0) << r.out;
+    return nlohmann::json::parse(r.out)["sparse_layers"].get<std::vector<std::string>>();
+  };
+  const auto first = sparse_layers(0.9);
+  EXPECT_EQ(first.size(), 4u);  // two convolutions, two linear layers
+  EXPECT_EQ(sparse_layers(0.9), first);
+  EXPECT_TRUE(sparse_layers(0.5).empty());
+
+  // The engine: a cnn with 90 % of every weight zeroed, as an ONNX file.
+  const fs::path dir = temp_dir("cli_deterministic");
+  auto model = neurite::layers::models::make_model("cnn", {.image_size = 12, .num_classes = 3});
+  auto state = model->state_dict();
+  for (auto& [name, t] : state)
+    if (t.dim() >= 2) {
+      const Tensor keep = Tensor::rand(t.shape(), 5);
+      for (int64_t i = 0; i < t.numel(); ++i)
+        if (keep.data<float>()[i] < 0.9f) t.data<float>()[i] = 0;
+    }
+  model->load_state_dict(state);
+  const std::string onnx = (dir / "cnn90.onnx").string();
+  neurite::engine::save_onnx(neurite::engine::trace(*model, Tensor::zeros({1, 1, 12, 12})), onnx);
+  auto kernels = [&] {
+    const Result r = neurite_cli("bench " + onnx + " --batch-size 4 --threads 2 --time 0.05 --warmup 0 --deterministic --json");
+    EXPECT_EQ(r.code, 0) << r.out;
+    std::vector<std::string> out;
+    const auto j = nlohmann::json::parse(r.out);
+    for (const auto& step : j["steps"])
+      out.push_back(step["kernel"].get<std::string>() + " group " + std::to_string(step["group"].get<int>()));
+    return out;
+  };
+  const auto plan = kernels();
+  EXPECT_EQ(kernels(), plan);
+  int sparse = 0;
+  for (const auto& k : plan) sparse += k.find("csr") != std::string::npos || k.find("4x1") != std::string::npos;
+  EXPECT_GE(sparse, 2) << "90 %-sparse layers run sparse kernels: " << fmt::format("{}", fmt::join(plan, "; "));
 }
 
 TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
@@ -208,8 +307,10 @@ TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
 
   // neurite bench: the JSON figures, and --profile's time per step or column group.
   for (const char* mode : {"columns", "layers"}) {
-    r = neurite_cli("bench " + onnx17 + " --batch-size 3 --threads 2 --time 0.2 --warmup 0 --profile --json --mode " +
+    const auto start = std::chrono::steady_clock::now();
+    r = neurite_cli("bench " + onnx17 + " --batch-size 3 --threads 2 --time 0.2 --warmup 0.2 --profile --json --mode " +
                     mode);
+    const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_GT(j["items_per_sec"].get<double>(), 0);
@@ -220,8 +321,16 @@ TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
     EXPECT_EQ(j["threads"], 2);
     EXPECT_EQ(j["mode"], mode);
     EXPECT_FALSE(j["profile"].empty());
-    const double per_run = j["items_per_sec"].get<double>() / 3;  // runs per second
-    EXPECT_NEAR(1000 / per_run, j["latency_ms"]["mean"].get<double>(), 1e-6 * j["latency_ms"]["mean"].get<double>());
+    // The timed runs fill the 0.2 s window after 0.2 s of warm-up: the loop stops
+    // at the first run that ends past it, so they add up to 0.2 s plus at most
+    // one run, less the loop's own overhead. Throughput is their items over that.
+    const double iterations = static_cast<double>(j["iterations"].get<int64_t>());
+    const double runs_ms = iterations * j["latency_ms"]["mean"].get<double>();
+    EXPECT_GT(runs_ms, 0.7 * 200);
+    EXPECT_LT(runs_ms, 1.5 * 200);
+    EXPECT_LT(runs_ms + 200, wall_ms) << "warm-up and timed runs cannot take longer than the whole process";
+    EXPECT_GT(j["items_per_sec"].get<double>(), 3 * iterations / (1.5 * 0.2));
+    EXPECT_LT(j["items_per_sec"].get<double>(), 3 * iterations / (0.7 * 0.2));
   }
   r = neurite_cli("bench " + ckpt + " --time 0.1 --warmup 0");  // a checkpoint runs too, with a readable report
   ASSERT_EQ(r.code, 0) << r.out;

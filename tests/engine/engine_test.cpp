@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <optional>
+#include <utility>
 
 #include "engine/kernels.h"
 #include "engine/passes.h"
@@ -15,6 +17,7 @@
 #include "neurite/layers/models.h"
 #include "neurite/pruning/pruning.h"
 #include "support/expect_error.h"
+#include "support/golden.h"
 #include "tests/engine/runtimes.h"
 
 namespace neurite::engine {
@@ -255,6 +258,59 @@ TEST(EnginePasses, BatchNormFoldsIntoTheConvolutionBeforeIt) {
   detail::fold_batch_norm(g);
   for (const Node& n : g.nodes) EXPECT_NE(n.op, OpKind::batch_norm) << n.name;
   expect_close(run_reference(g, in).begin()->second, want.begin()->second, kTolerance);
+}
+
+// conv (N,3,5,5) -> (N,4,5,5), or gemm (N,6) -> (N,4), then batch norm with
+// running variances 1e-8, 0, 2.5 and 1e-6, so that eps is most of var + eps.
+Graph conv_or_gemm_then_batch_norm(bool conv, bool trans_b, std::optional<double> epsilon) {
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, conv ? Shape{-1, 3, 5, 5} : Shape{-1, 6}});
+  g.initializers.emplace("w", conv ? Tensor::randn({4, 3, 3, 3}, 1) : Tensor::randn(trans_b ? Shape{4, 6} : Shape{6, 4}, 1));
+  g.initializers.emplace("b", Tensor::randn({4}, 2));
+  g.initializers.emplace("bn.weight", Tensor::rand({4}, 3, 0.5f, 1.5f));
+  g.initializers.emplace("bn.bias", Tensor::randn({4}, 4));
+  // Means away from the pre-activations (|y| < 16): y - mean never cancels, which
+  // would magnify the kernels' rounding by 1 / sqrt(eps) where var is tiny.
+  g.initializers.emplace("bn.running_mean", Tensor::from_data({4}, std::vector<float>{20.5f, -19.25f, 18.0f, -22.75f}));
+  g.initializers.emplace("bn.running_var", Tensor::from_data({4}, std::vector<float>{1e-8f, 0.0f, 2.5f, 1e-6f}));
+  if (conv)
+    g.nodes.push_back({.op = OpKind::conv, .name = "conv", .inputs = {"x", "w", "b"}, .outputs = {"y"},
+                       .attributes = {{"kernel_shape", std::vector<int64_t>{3, 3}},
+                                      {"pads", std::vector<int64_t>{1, 1, 1, 1}}}});
+  else  // alpha and beta too: folding must take them into the weight and bias
+    g.nodes.push_back({.op = OpKind::gemm, .name = "gemm", .inputs = {"x", "w", "b"}, .outputs = {"y"},
+                       .attributes = {{"transB", int64_t{trans_b ? 1 : 0}}, {"alpha", 0.5}, {"beta", 2.0}}});
+  Node bn{.op = OpKind::batch_norm, .name = "bn",
+          .inputs = {"y", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"}, .outputs = {"z"}};
+  if (epsilon) bn.attributes["epsilon"] = *epsilon;
+  g.nodes.push_back(bn);
+  g.outputs.push_back({"z"});
+  return g;
+}
+
+// Folding is exact algebra, so the folded graph and the compiled engine match
+// the unfolded reference to 1e-5 relative even where var + eps is nearly all eps
+// (a misplaced or ignored eps then changes the scale by a factor, not 1e-6).
+TEST(EnginePasses, BatchNormFoldsExactlyWithTinyVarianceAndLargeEpsilon) {
+  for (const auto& [conv, trans_b] : {std::pair{true, false}, {false, true}, {false, false}})
+    for (const std::optional<double> epsilon : {std::optional<double>{}, {1e-3}, {0.5}}) {
+      SCOPED_TRACE(fmt::format("{} epsilon {}", conv ? "conv" : trans_b ? "gemm transB" : "gemm",
+                               epsilon ? std::to_string(*epsilon) : "default"));
+      const Graph g = conv_or_gemm_then_batch_norm(conv, trans_b, epsilon);
+      const std::map<std::string, Tensor> in{{"x", Tensor::randn(conv ? Shape{2, 3, 5, 5} : Shape{2, 6}, 6)}};
+      const Tensor want = run_reference(g, in).at("z");
+      Graph folded = g;
+      detail::specialize(folded, 2);
+      detail::fold_batch_norm(folded);
+      ASSERT_EQ(folded.nodes.size(), 1u);
+      EXPECT_NE(folded.nodes[0].op, OpKind::batch_norm);
+      neurite::testing::expect_close(run_reference(folded, in).at("z"), want, "folded graph", 1e-5, 1e-5);
+      for (const Mode mode : {Mode::layers, Mode::columns}) {
+        Engine e = compile(g, {.batch = 2, .mode = mode, .kernels = {.autotune = false}});
+        neurite::testing::expect_close(e.run(in).at("z"), want, mode == Mode::layers ? "engine, layers" : "engine, columns",
+                                       1e-5, 1e-5);
+      }
+    }
 }
 
 TEST(EnginePasses, DeadNodesAndTheirWeightsGo) {

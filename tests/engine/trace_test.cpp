@@ -10,6 +10,7 @@
 
 #include "neurite/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/engine/engine.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/reference.h"
 #include "neurite/engine/trace.h"
@@ -131,11 +132,88 @@ TEST(Trace, RefusesWhatTheGraphCannotExpress) {
   EXPECT_NO_THROW(trace(m, Tensor::zeros({2, 3}), {.dynamic_batch = false}));
 }
 
+// A pruned model traced in training mode under `always` sparse kernels: trace
+// runs it in eval mode with dense kernels (its graph computes what the module
+// does), then puts back both the mode and the kernel policy.
 TEST(Trace, RestoresTheModulesModeAndKernels) {
-  auto model = models::make_model("mlp");
-  model->train();
-  trace(*model, Tensor::zeros({1, 1, 28, 28}));
-  EXPECT_TRUE(model->is_training());
+  using kernels::SparseKernels;
+  auto model = models::make_model("cnn", {.image_size = 12, .num_classes = 4});  // batch norm and dropout
+  perturb_buffers(*model);
+  pruning::prune(*model, pruning::select(*model, {"__ALL_PRUNABLE__"}), 0.9, pruning::MaskType::parse("unstructured"),
+                 false);
+  const Tensor x = Tensor::randn({3, 1, 12, 12}, 4);
+  Tensor want;
+  {
+    autograd::NoGradGuard no_grad;
+    model->set_kernel_policy({.sparse = SparseKernels::never});
+    model->eval();
+    want = model->forward(Variable(x)).data();
+  }
+  for (const auto kernels : {SparseKernels::always, SparseKernels::never}) {
+    SCOPED_TRACE(kernels == SparseKernels::always ? "always" : "never");
+    model->set_kernel_policy({.sparse = kernels, .isa = kernels::Isa::reference, .autotune = false});
+    model->train();
+    const Graph g = trace(*model, Tensor::zeros({1, 1, 12, 12}));
+    EXPECT_TRUE(model->is_training());
+    EXPECT_EQ(model->kernel_policy().sparse, kernels);
+    EXPECT_EQ(model->kernel_policy().isa, kernels::Isa::reference);
+    EXPECT_FALSE(model->kernel_policy().autotune);
+    testing::expect_close(run_reference(g, {{"input", x}}).at("output"), want, 1e-5);
+    for (const auto& [name, p] : model->named_parameters()) {
+      if (p->shape().size() >= 2) {
+        EXPECT_TRUE(p->has_mask()) << name << " lost its mask";
+      }
+    }
+    model->eval();
+    trace(*model, Tensor::zeros({1, 1, 12, 12}));
+    EXPECT_FALSE(model->is_training());
+  }
+}
+
+// Convolution and pooling with a different stride, padding and dilation on
+// each axis (the zoo's are all square), as ONNX's [h, w] and [h_begin,
+// w_begin, h_end, w_end] attributes: the traced graph, its ONNX file in ONNX
+// Runtime, the imported graph and the compiled engine all compute the module.
+struct UnevenAxes : layers::UnaryModule {
+  layers::Parameter& weight = register_parameter("weight", Tensor::randn({4, 2, 3, 3}, 7, 0, 0.3f));
+  layers::Parameter& bias = register_parameter("bias", Tensor::randn({4}, 8));
+  Variable forward(const Variable& x) override {  // (N, 2, 9, 13)
+    Variable y = autograd::conv2d(x, weight.value(), bias.value(),
+                                  {.stride_h = 1, .stride_w = 2, .pad_h = 1, .pad_w = 2, .dilation_h = 2, .dilation_w = 1});
+    // (N, 4, 7, 8)
+    y = autograd::max_pool2d(y, {.kernel_h = 2, .kernel_w = 3, .stride_h = 1, .stride_w = 2, .pad_h = 0, .pad_w = 1});
+    // (N, 4, 6, 4)
+    const autograd::Pool2dOptions avg{.kernel_h = 3, .kernel_w = 2, .stride_h = 2, .stride_w = 1, .pad_h = 1, .pad_w = 0};
+    Variable include = autograd::avg_pool2d(y, avg);  // (N, 4, 3, 3)
+    autograd::Pool2dOptions exclude = avg;
+    exclude.count_include_pad = false;
+    return include + autograd::avg_pool2d(y, exclude) * 2.0f;
+  }
+};
+
+TEST(Trace, UnequalStridesPaddingAndDilationPerAxisExportAsTheModuleRuns) {
+  UnevenAxes model;
+  const Graph g = trace(model, Tensor::randn({1, 2, 9, 13}, 1));
+  const auto dir = testing::temp_dir("trace_uneven_axes");
+  const std::string path = (dir / "uneven.onnx").string();
+  save_onnx(g, path);
+  EXPECT_TRUE(testing::onnx_checker_accepts({path}));
+  const Graph imported = load_onnx(path);
+  const Tensor x = Tensor::randn({3, 2, 9, 13}, 2);
+  Tensor want;
+  {
+    autograd::NoGradGuard no_grad;
+    want = model.forward(Variable(x)).data();
+  }
+  ASSERT_EQ(want.shape(), (Shape{3, 4, 3, 3}));
+  testing::expect_close(run_reference(g, {{"input", x}}).at("output"), want, 1e-5);
+  testing::expect_close(run_reference(imported, {{"input", x}}).at("output"), want, 1e-5);
+  testing::expect_close(testing::run_onnxruntime(path, x, dir), want, 1e-5);
+  for (const Mode mode : {Mode::layers, Mode::columns}) {
+    SCOPED_TRACE(mode == Mode::layers ? "engine, layers" : "engine, columns");
+    testing::expect_close(compile(g, {.batch = 3, .mode = mode, .kernels = {.autotune = false}}).run({{"input", x}}).at("output"),
+                          want, 1e-5);
+  }
 }
 
 }  // namespace

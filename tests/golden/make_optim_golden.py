@@ -26,11 +26,13 @@ configs = {
     "adam": lambda p: torch.optim.Adam([p], lr=0.01, betas=(0.8, 0.95), weight_decay=0.1),
     "adamw": lambda p: torch.optim.AdamW([p], lr=0.01, weight_decay=0.1),
 }
-for name, make in configs.items():
+
+
+def write_trajectory(name, make, p0, c):
     p = p0.clone().requires_grad_(True)
     opt = make(p)
     trajectory = []
-    for t in range(STEPS):
+    for t in range(c.shape[0]):
         opt.zero_grad()
         ((p * c[t]).sum() + 0.5 * (p * p).sum()).backward()
         opt.step()
@@ -40,6 +42,24 @@ for name, make in configs.items():
     np.save(os.path.join(folder, "p0.npy"), p0.numpy())
     np.save(os.path.join(folder, "c.npy"), c.numpy())
     np.save(os.path.join(folder, "p.npy"), torch.stack(trajectory).numpy())
+
+
+for name, make in configs.items():
+    write_trajectory(name, make, p0, c)
+
+# AdamW over 30 steps, checked to a relative 1e-6: where weight decay is
+# applied (before the Adam step), the bias corrections' step count and where
+# eps sits (eps = 1e-3 makes it matter) each move these by more than that.
+# Drawn after the cases above, so theirs stay as they were.
+LONG_STEPS = 30
+p0_long = torch.randn(3, 4)
+c_long = torch.randn(LONG_STEPS, 3, 4)
+long_configs = {
+    "adamw_long": lambda p: torch.optim.AdamW([p], lr=0.02, weight_decay=0.05),
+    "adamw_long_eps": lambda p: torch.optim.AdamW([p], lr=0.01, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.3),
+}
+for name, make in long_configs.items():
+    write_trajectory(name, make, p0_long, c_long)
 
 schedulers = {
     "step": lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5),

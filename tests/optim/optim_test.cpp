@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <numbers>
+#include <utility>
+#include <vector>
 
 #include "neurite/error.h"
 #include "neurite/optim/optimizer.h"
@@ -53,6 +55,24 @@ TEST(Optimizers, TrajectoriesMatchPyTorch) {
   };
   for (const auto& [name, make] : configs)
     expect_close(trajectory(name, make), golden("optim_" + name, "p"), name, 1e-5, 1e-6);
+}
+
+// 30 steps to a relative 1e-6 (the 6-step check above allows 1e-5, under
+// which decay applied after the step instead of before can hide); eps = 1e-3
+// in the second case, so where eps sits in the denominator shows.
+TEST(AdamW, ThirtyStepsMatchPyTorchToOnePartInAMillion) {
+  const Tensor plain = trajectory("adamw_long", [](std::vector<ParamGroup> g) {
+    g[0].lr = 0.02;
+    g[0].weight_decay = 0.05;
+    return std::make_unique<AdamW>(g);
+  });
+  expect_close(plain, golden("optim_adamw_long", "p"), "adamw_long", 1e-6, 1e-7);
+  const Tensor large_eps = trajectory("adamw_long_eps", [](std::vector<ParamGroup> g) {
+    g[0].lr = 0.01;
+    g[0].weight_decay = 0.3;
+    return std::make_unique<AdamW>(g, AdamOptions{.beta1 = 0.8, .beta2 = 0.99, .eps = 1e-3});
+  });
+  expect_close(large_eps, golden("optim_adamw_long_eps", "p"), "adamw_long_eps", 1e-6, 1e-7);
 }
 
 TEST(Schedules, MatchPyTorchsSchedulersEpochByEpoch) {
@@ -112,6 +132,51 @@ TEST(Schedules, RescaledMapsFactorsZeroAndOneToTheGivenRates) {
   const Schedule warm_up = Schedule::linear(0, 1, 2).rescaled(0.0, 0.1);  // from a rate of 0, which no base can scale
   EXPECT_DOUBLE_EQ(warm_up.factor(0), 0.0);
   EXPECT_DOUBLE_EQ(warm_up.factor(1), 0.05);
+}
+
+// PyTorch's MultiStepLR: lr = base * gamma ^ (number of milestones <= epoch),
+// a milestone counted as often as it is listed, in any order. PyTorch 1.13
+// gives [1, 1, 1, .01, .01, .01, .001, .001] for milestones [6, 3, 3], gamma 0.1.
+TEST(MultiStepLR, DropsExactlyAtEachMilestone) {
+  const Schedule s = Schedule::multistep({5, 2, 9}, 0.5);  // unsorted on purpose
+  for (const auto& [epoch, want] : std::vector<std::pair<double, double>>{
+           {0, 1},          {1.75, 1},        {2 - 1e-6, 1},     {2, 0.5},   {2 + 1e-6, 0.5}, {2.25, 0.5},
+           {4.999, 0.5},    {5, 0.25},        {5.5, 0.25},       {9 - 1e-6, 0.25}, {9, 0.125}, {30, 0.125}})
+    EXPECT_DOUBLE_EQ(s.factor(epoch), want) << "epoch " << epoch;
+  const Schedule repeated = Schedule::multistep({6, 3, 3}, 0.1);
+  for (const auto& [epoch, want] : std::vector<std::pair<double, double>>{
+           {2, 1}, {3 - 1e-6, 1}, {3, 0.01}, {3 + 1e-6, 0.01}, {5.75, 0.01}, {6, 0.001}, {7, 0.001}})
+    EXPECT_NEAR(repeated.factor(epoch), want, 1e-15) << "repeated milestones, epoch " << epoch;
+  // A fractional milestone, reached by a step count that is not a whole epoch.
+  const Schedule half = Schedule::multistep({1.5}, 0.1);
+  EXPECT_DOUBLE_EQ(half.factor(1.25), 1.0);
+  EXPECT_DOUBLE_EQ(half.factor(1.5), 0.1);
+}
+
+// Per optimizer step: with 4 steps an epoch, steps 7, 8, 9 are epochs 1.75, 2, 2.25.
+TEST(MultiStepLR, SchedulerSetsTheDroppedRateOnTheMilestonesFirstStep) {
+  auto p = std::make_shared<Parameter>(Tensor::zeros({2}));
+  Sgd sgd({{.params = {p}, .lr = 0.8}});
+  LrScheduler sched(sgd, Schedule::multistep({2, 3}, 0.5), /*steps_per_epoch=*/4);
+  std::vector<double> lrs{sgd.param_groups()[0].lr};
+  for (int i = 0; i < 13; ++i) {
+    sched.step();
+    lrs.push_back(sgd.param_groups()[0].lr);
+  }
+  for (int step = 0; step <= 13; ++step) {
+    const double want = step < 8 ? 0.8 : step < 12 ? 0.4 : 0.2;
+    EXPECT_DOUBLE_EQ(lrs[step], want) << "step " << step;
+  }
+  sched.set_steps(7);  // resuming just before a milestone, then on it
+  EXPECT_DOUBLE_EQ(sgd.param_groups()[0].lr, 0.8);
+  sched.set_steps(12);
+  EXPECT_DOUBLE_EQ(sgd.param_groups()[0].lr, 0.2);
+  // Three steps an epoch: epoch 2 is 6/3, and epoch 5/3 is still before it.
+  LrScheduler thirds(sgd, Schedule::multistep({2}, 0.1), /*steps_per_epoch=*/3);  // its base: the 0.2 of now
+  thirds.set_steps(5);
+  EXPECT_DOUBLE_EQ(sgd.param_groups()[0].lr, 0.2);
+  thirds.set_steps(6);
+  EXPECT_NEAR(sgd.param_groups()[0].lr, 0.02, 1e-15);
 }
 
 TEST(Optimizers, MaskedWeightsGradientsAndStateStayZero) {

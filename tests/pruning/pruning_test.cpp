@@ -4,6 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include "neurite/error.h"
 #include "neurite/layers/models.h"
@@ -79,6 +84,78 @@ TEST(MagnitudeMask, NOfMKeepsAtMostNOfEveryM) {
     }
   }
   EXPECT_THROW(magnitude_mask(Tensor::randn({2, 6}, 1), {}, 0.5, t), ShapeError);
+}
+
+// The mask that keeps the `keep` largest |w| of every run of m consecutive
+// weights of a row (rows = dimension 0, the rest flattened), computed here
+// independently of the library: sort each group by magnitude, largest first.
+Tensor keep_largest_per_group(const Tensor& w, int64_t m, int64_t keep) {
+  Tensor want = Tensor::zeros(w.shape());
+  const float* pw = w.data<float>();
+  for (int64_t start = 0; start < w.numel(); start += m) {
+    std::vector<int64_t> idx(static_cast<size_t>(m));
+    for (int64_t j = 0; j < m; ++j) idx[j] = start + j;
+    std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return std::abs(pw[a]) > std::abs(pw[b]); });
+    for (int64_t j = 0; j < keep; ++j) want.data<float>()[idx[j]] = 1.0f;
+  }
+  return want;
+}
+
+void expect_same_mask(const Tensor& got, const Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  for (int64_t i = 0; i < got.numel(); ++i)
+    EXPECT_EQ(got.data<float>()[i], want.data<float>()[i]) << what << " at flat index " << i;
+}
+
+// 2:4 alone cannot tell "keep N" from "prune N" (M - N == N): 1:4, 3:4, 2:8
+// and 1:2 can. At a sparsity past (M-N)/M exactly N of every M survive.
+TEST(MagnitudeMask, NOfMKeepsTheNLargestOfEveryMConsecutiveWeights) {
+  const Tensor linear = Tensor::randn({5, 16}, 11);  // mixed signs: magnitudes rank, not values
+  const Tensor conv = Tensor::randn({4, 2, 2, 2}, 12);  // a row is 2*2*2 = 8 weights, flattened
+  for (const auto& [text, n, m] : {std::tuple{"1:4", 1, 4}, {"3:4", 3, 4}, {"2:8", 2, 8}, {"1:2", 1, 2}, {"5:8", 5, 8}})
+    for (const Tensor* w : {&linear, &conv}) {
+      const std::string what = std::string(text) + " on " + autograd::to_string(w->shape());
+      const Tensor got = magnitude_mask(*w, {}, 0.95, MaskType::parse(text));
+      expect_same_mask(got, keep_largest_per_group(*w, m, n), what);
+      EXPECT_DOUBLE_EQ(sparsity_of(got), static_cast<double>(m - n) / m) << what;
+      // Global N:M is the same per-row rule.
+      expect_same_mask(global_magnitude_masks({*w}, {}, 0.95, MaskType::parse(text)).front(), got, what + " global");
+    }
+}
+
+// Below (M-N)/M the GMP ramp prunes round(sparsity * M) of every M, the smallest first.
+TEST(MagnitudeMask, NOfMRampsTowardsNAndNeverPastIt) {
+  const Tensor w = Tensor::randn({3, 16}, 13);
+  struct Case { const char* text; int64_t m; double sparsity; int64_t pruned; };
+  for (const Case c : {Case{"1:4", 4, 0.25, 1}, {"1:4", 4, 0.5, 2}, {"1:4", 4, 0.7, 3}, {"3:4", 4, 0.25, 1},
+                       {"3:4", 4, 0.5, 1}, {"2:8", 8, 0.5, 4}, {"2:8", 8, 0.7, 6}, {"2:8", 8, 0.8, 6}}) {
+    const std::string what = fmt::format("{} at sparsity {}", c.text, c.sparsity);
+    const Tensor got = magnitude_mask(w, {}, c.sparsity, MaskType::parse(c.text));
+    expect_same_mask(got, keep_largest_per_group(w, c.m, c.m - c.pruned), what);
+    EXPECT_DOUBLE_EQ(sparsity_of(got), static_cast<double>(c.pruned) / c.m) << what;
+  }
+}
+
+// A weight pruned before stays pruned and counts among the pruned of its group.
+TEST(MagnitudeMask, NOfMKeepsPreviousZerosAndCountsThem) {
+  const Tensor w = Tensor::randn({2, 8}, 14);
+  const MaskType t = MaskType::parse("1:4");
+  Tensor previous = Tensor::ones({2, 8});
+  const Tensor fresh = magnitude_mask(w, {}, 0.9, t);
+  int64_t largest = -1;  // the survivor of group 1 (flat 4..7) without a previous mask
+  for (int64_t i = 4; i < 8; ++i)
+    if (fresh.data<float>()[i] == 1.0f) largest = i;
+  ASSERT_GE(largest, 0);
+  previous.data<float>()[largest] = 0.0f;
+  const Tensor got = magnitude_mask(w, previous, 0.9, t);
+  EXPECT_EQ(got.data<float>()[largest], 0.0f);
+  // Group 1 keeps the largest of the other three; groups 0, 2, 3 are as before.
+  Tensor w2 = w.clone();
+  w2.data<float>()[largest] = 0.0f;
+  expect_same_mask(got, keep_largest_per_group(w2, 4, 1), "previous mask");
+  EXPECT_EQ(zeros(got), 3 * 4);
+  // A lower target (one of every four) never revives the three pruned before.
+  expect_same_mask(magnitude_mask(w, got, 0.25, t), got, "lower target");
 }
 
 TEST(MagnitudeMask, FiltersAndChannelsArePrunedWhole) {

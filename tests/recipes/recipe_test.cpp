@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "neurite/error.h"
 #include "neurite/layers/models.h"
@@ -43,6 +46,42 @@ TEST(Expression, ArithmeticAsPython) {
   EXPECT_DOUBLE_EQ(detail::evaluate("max(1, x, 3) - min(abs(-2), 5) + int(2.7) + round(2.5)", x), 7 - 2 + 2 + 2);
   for (const char* bad : {"1 +", "(1", "import os", "x.y", "1 / 0", "pow(2, 3)"})
     EXPECT_THROW(detail::evaluate(bad, x), ValueError) << bad;
+}
+
+double eval_constant(const std::string& text) {
+  return detail::evaluate(text, [](const std::string& n) -> double { throw ValueError("no variable " + n); });
+}
+
+// Python's %: the result takes the sign of the divisor (C's fmod takes the
+// dividend's). Each value is what Python 3 prints for the same expression.
+TEST(Expression, ModuloTakesTheSignOfTheDivisorAsPython) {
+  for (const auto& [text, want] : std::vector<std::pair<std::string, double>>{
+           {"7 % 3", 1},       {"-7 % 3", 2},     {"7 % -3", -2},     {"-7 % -3", -1},    {"-7.5 % 2", 0.5},
+           {"7.5 % -2", -0.5}, {"-6 % 3", 0},     {"6 % -3", 0},      {"5 % 2.5", 0},     {"-1e-20 % 1", 1.0},
+           {"-2 % 5 * 2", 6},  {"10 - 7 % -3", 12}, {"-7 % 3 ** 2", 2}, {"2 ** -1 % 3", 0.5}})
+    EXPECT_EQ(eval_constant(text), want) << text;
+  EXPECT_THROW(eval_constant("1 % 0"), ValueError);
+  EXPECT_THROW(eval_constant("-1 % (2 - 2)"), ValueError);
+}
+
+// Python's //: floor of the quotient, towards minus infinity (C truncates towards 0).
+TEST(Expression, FloorDivisionRoundsTowardsMinusInfinityAsPython) {
+  for (const auto& [text, want] : std::vector<std::pair<std::string, double>>{
+           {"7 // 2", 3},      {"-7 // 2", -4},     {"7 // -2", -4}, {"-7 // -2", 3}, {"-7.5 // 2", -4},
+           {"7.5 // -2", -4},  {"-0.5 // 1", -1},   {"-6 // 3", -2}})
+    EXPECT_EQ(eval_constant(text), want) << text;
+  EXPECT_THROW(eval_constant("1 // 0"), ValueError);
+}
+
+// Python computes float % exactly (fmod, then the divisor's sign) and // from
+// it, so (a // b) * b + a % b == a; a - b * floor(a / b) rounds a / b first.
+TEST(Expression, FloatModuloAndFloorDivisionAreExactAsPython) {
+  EXPECT_EQ(eval_constant("1 % 0.1"), 0.09999999999999995);
+  EXPECT_EQ(eval_constant("1 // 0.1"), 9.0);
+  EXPECT_EQ(eval_constant("0.1 % 0.01"), 3.469446951953614e-18);
+  EXPECT_EQ(eval_constant("0.1 // 0.01"), 10.0);
+  EXPECT_EQ(eval_constant("-1 % 0.1"), 5.551115123125783e-17);
+  EXPECT_EQ(eval_constant("-1 // 0.1"), -10.0);
 }
 
 TEST(Recipe, VariablesEvalAndFields) {
