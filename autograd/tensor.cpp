@@ -38,12 +38,12 @@ int64_t normalize_dim(int64_t dim, int64_t rank, const char* op) {
 namespace detail {
 int64_t flat_index(const Shape& shape, std::initializer_list<int64_t> index) {
   check<ShapeError>(index.size() == shape.size(), "at: {} indices for a tensor of shape {}",
-                    index.size(), to_string(shape));
+                    index.size(), ShapeArg{shape});
   int64_t flat = 0;
   size_t d = 0;
   for (int64_t i : index) {
     check<ShapeError>(i >= 0 && i < shape[d], "at: index {} is out of range for dimension {} of shape {}",
-                      i, d, to_string(shape));
+                      i, d, ShapeArg{shape});
     flat = flat * shape[d++] + i;
   }
   return flat;
@@ -60,7 +60,7 @@ std::shared_ptr<std::byte> allocate(size_t bytes) {
 
 void check_shape(const Shape& shape, const char* op) {
   for (int64_t e : shape)
-    check<ShapeError>(e >= 0, "{}: shape {} has a negative extent", op, to_string(shape));
+    check<ShapeError>(e >= 0, "{}: shape {} has a negative extent", op, ShapeArg{shape});
 }
 
 // Calls f with a pointer type matching the tensor's dtype.
@@ -138,7 +138,7 @@ Tensor Tensor::randint(const Shape& shape, uint64_t seed, int64_t low, int64_t h
 
 Tensor Tensor::from_data(const Shape& shape, const std::vector<float>& values) {
   check<ShapeError>(static_cast<int64_t>(values.size()) == autograd::numel(shape),
-                    "from_data: {} values for shape {}", values.size(), to_string(shape));
+                    "from_data: {} values for shape {}", values.size(), ShapeArg{shape});
   Tensor t = empty(shape);
   std::copy(values.begin(), values.end(), t.data<float>());
   return t;
@@ -146,7 +146,7 @@ Tensor Tensor::from_data(const Shape& shape, const std::vector<float>& values) {
 
 Tensor Tensor::from_data(const Shape& shape, const std::vector<int64_t>& values) {
   check<ShapeError>(static_cast<int64_t>(values.size()) == autograd::numel(shape),
-                    "from_data: {} values for shape {}", values.size(), to_string(shape));
+                    "from_data: {} values for shape {}", values.size(), ShapeArg{shape});
   Tensor t = empty(shape, Dtype::i64);
   std::copy(values.begin(), values.end(), t.data<int64_t>());
   return t;
@@ -167,7 +167,7 @@ template <> int64_t* Tensor::data<int64_t>() { check_dtype(Dtype::i64); return r
 template <> const int64_t* Tensor::data<int64_t>() const { check_dtype(Dtype::i64); return reinterpret_cast<const int64_t*>(storage_.get()); }
 
 float Tensor::item() const {
-  check<ShapeError>(numel_ == 1, "item: tensor of shape {} has {} elements, expected 1", to_string(shape_), numel_);
+  check<ShapeError>(numel_ == 1, "item: tensor of shape {} has {} elements, expected 1", ShapeArg{shape_}, numel_);
   return dtype_ == Dtype::f32 ? data<float>()[0] : static_cast<float>(data<int64_t>()[0]);
 }
 
@@ -175,26 +175,26 @@ Tensor Tensor::reshape(Shape shape) const {
   int64_t known = 1, infer = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
-      check<ShapeError>(infer < 0, "reshape: more than one -1 in {}", to_string(shape));
+      check<ShapeError>(infer < 0, "reshape: more than one -1 in {}", ShapeArg{shape});
       infer = static_cast<int64_t>(i);
     } else {
-      check<ShapeError>(shape[i] >= 0, "reshape: negative extent in {}", to_string(shape));
+      check<ShapeError>(shape[i] >= 0, "reshape: negative extent in {}", ShapeArg{shape});
       known *= shape[i];
     }
   }
   if (infer >= 0) {
     check<ShapeError>(known > 0 && numel_ % known == 0, "reshape: cannot reshape {} into {}",
-                      to_string(shape_), to_string(shape));
+                      ShapeArg{shape_}, ShapeArg{shape});
     shape[infer] = numel_ / known;
   }
   check<ShapeError>(autograd::numel(shape) == numel_, "reshape: cannot reshape {} ({} elements) into {}",
-                    to_string(shape_), numel_, to_string(shape));
+                    ShapeArg{shape_}, numel_, ShapeArg{shape});
   return Tensor(shape, dtype_, storage_);
 }
 
 Tensor Tensor::permute(const std::vector<int64_t>& order) const {
   check<ShapeError>(static_cast<int64_t>(order.size()) == dim(), "permute: order of {} dimensions for shape {}",
-                    order.size(), to_string(shape_));
+                    order.size(), ShapeArg{shape_});
   std::vector<bool> seen(order.size(), false);
   const auto strides = detail::contiguous_strides(shape_);
   Shape out_shape(order.size());
@@ -252,7 +252,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 
 Tensor Tensor::index_select(int64_t d, const Tensor& index) const {
   d = normalize_dim(d, dim(), "index_select");
-  check<ShapeError>(index.dim() == 1, "index_select: index must be 1-D, got {}", to_string(index.shape()));
+  check<ShapeError>(index.dim() == 1, "index_select: index must be 1-D, got {}", ShapeArg{index.shape()});
   const int64_t* idx = index.data<int64_t>();
   const int64_t n = shape_[d];
   for (int64_t i = 0; i < index.numel(); ++i)
@@ -283,8 +283,8 @@ Tensor Tensor::concat(const std::vector<Tensor>& parts, int64_t d) {
                       to_string(p.dtype_));
     bool fits = p.dim() == first.dim();
     for (int64_t i = 0; fits && i < first.dim(); ++i) fits = i == d || p.shape_[i] == first.shape_[i];
-    check<ShapeError>(fits, "concat: shape {} does not fit shape {} along dimension {}", to_string(p.shape_),
-                      to_string(first.shape_), d);
+    check<ShapeError>(fits, "concat: shape {} does not fit shape {} along dimension {}", ShapeArg{p.shape_},
+                      ShapeArg{first.shape_}, d);
     out_shape[d] += p.shape_[d];
   }
   Tensor out = empty(out_shape, first.dtype_);
@@ -329,7 +329,7 @@ void Tensor::fill_(float value) {
 
 void Tensor::copy_from_(const Tensor& other) {
   check<ShapeError>(other.shape_ == shape_ && other.dtype_ == dtype_, "copy_from_: got {} {}, expected {} {}",
-                    to_string(other.dtype_), to_string(other.shape_), to_string(dtype_), to_string(shape_));
+                    to_string(other.dtype_), ShapeArg{other.shape_}, to_string(dtype_), ShapeArg{shape_});
   std::memcpy(storage_.get(), other.storage_.get(), nbytes());
 }
 

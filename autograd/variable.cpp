@@ -88,7 +88,7 @@ void Variable::zero_grad() { node_->grad = Tensor(); }
 
 void Variable::add_grad(const Tensor& g) {
   check<ShapeError>(g.shape() == shape(), "add_grad: gradient of shape {} for a variable of shape {}",
-                    to_string(g.shape()), to_string(shape()));
+                    ShapeArg{g.shape()}, ShapeArg{shape()});
   if (!node_->grad.defined()) {
     node_->grad = g.clone();
   } else {
@@ -106,13 +106,13 @@ void Variable::add_grad(Tensor&& g) {
 
 void Variable::set_grad(const Tensor& g) {
   check<ShapeError>(g.shape() == shape(), "set_grad: gradient of shape {} for a variable of shape {}",
-                    to_string(g.shape()), to_string(shape()));
+                    ShapeArg{g.shape()}, ShapeArg{shape()});
   node_->grad = g;
 }
 
 void Variable::backward() {
   check<ShapeError>(numel() == 1, "backward: the result has shape {}; give a gradient for a non-scalar result",
-                    to_string(shape()));
+                    ShapeArg{shape()});
   backward(Tensor::ones(shape()));
 }
 
@@ -120,7 +120,7 @@ void Variable::backward(const Tensor& grad_output) {
   check<StateError>(requires_grad(), "backward: the result does not require a gradient (no input requires one)");
   check<StateError>(!node_->freed, "backward: the graph was already freed by an earlier backward pass");
   check<ShapeError>(grad_output.shape() == shape(), "backward: gradient of shape {} for a result of shape {}",
-                    to_string(grad_output.shape()), to_string(shape()));
+                    ShapeArg{grad_output.shape()}, ShapeArg{shape()});
 
   // Reverse topological order by an iterative depth-first search.
   // `order` owns its nodes: freeing one node's inputs must not destroy a node

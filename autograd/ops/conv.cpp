@@ -34,7 +34,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
   const kernels::ConvShape s = plan_conv(x.shape(), weight.shape(), options);
   if (bias.defined())
     check<ShapeError>(bias.shape() == Shape{s.filters}, "conv2d: bias must be [{}], got {}", s.filters,
-                      to_string(bias.shape()));
+                      ShapeArg{bias.shape()});
   Tensor y = Tensor::empty({s.batch, s.filters, s.out_h, s.out_w});
   if (s.batch > 0)
     kernels::conv_forward(s, x.data().data<float>(), weight.data().data<float>(),

@@ -41,7 +41,7 @@ namespace {
 
 void check_float(const Variable& v, const char* op) {
   check<DtypeError>(v.dtype() == Dtype::f32, "{}: expected a float32 tensor, got {} of shape {}", op,
-                    to_string(v.dtype()), to_string(v.shape()));
+                    to_string(v.dtype()), ShapeArg{v.shape()});
 }
 
 template <typename F>

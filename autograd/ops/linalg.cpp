@@ -44,13 +44,13 @@ Variable matmul(const Variable& a, const Variable& b) {
   check_float(a, "matmul", "a");
   check_float(b, "matmul", "b");
   check<ShapeError>(a.dim() >= 2 && b.dim() >= 2, "matmul: operands must be at least 2-D, got {} and {}",
-                    to_string(a.shape()), to_string(b.shape()));
+                    ShapeArg{a.shape()}, ShapeArg{b.shape()});
   const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
-  check<ShapeError>(b.size(-2) == k, "matmul: {} x {}: inner dimensions {} and {} differ", to_string(a.shape()),
-                    to_string(b.shape()), k, b.size(-2));
+  check<ShapeError>(b.size(-2) == k, "matmul: {} x {}: inner dimensions {} and {} differ", ShapeArg{a.shape()},
+                    ShapeArg{b.shape()}, k, b.size(-2));
   const bool shared_b = b.dim() == 2;  // (..., M, K) x (K, N)
   check<ShapeError>(shared_b || (a.dim() == b.dim() && std::equal(a.shape().begin(), a.shape().end() - 2, b.shape().begin())),
-                    "matmul: batch dimensions of {} and {} differ", to_string(a.shape()), to_string(b.shape()));
+                    "matmul: batch dimensions of {} and {} differ", ShapeArg{a.shape()}, ShapeArg{b.shape()});
   Shape out_shape(a.shape().begin(), a.shape().end() - 1);
   out_shape.push_back(n);
   Tensor y = Tensor::empty(out_shape);
@@ -83,14 +83,14 @@ Variable matmul(const Variable& a, const Variable& b) {
 Variable linear(const Variable& x, const Variable& weight, const Variable& bias) {
   check_float(x, "linear", "input");
   check_float(weight, "linear", "weight");
-  check<ShapeError>(weight.dim() == 2, "linear: weight must be (out, in), got {}", to_string(weight.shape()));
+  check<ShapeError>(weight.dim() == 2, "linear: weight must be (out, in), got {}", ShapeArg{weight.shape()});
   const int64_t out_features = weight.size(0), in_features = weight.size(1);
   check<ShapeError>(x.dim() >= 1 && x.size(-1) == in_features, "linear: weight {} expects {} input features, got input {}",
-                    to_string(weight.shape()), in_features, to_string(x.shape()));
+                    ShapeArg{weight.shape()}, in_features, ShapeArg{x.shape()});
   if (bias.defined()) {
     check_float(bias, "linear", "bias");
     check<ShapeError>(bias.shape() == Shape{out_features}, "linear: bias must be [{}], got {}", out_features,
-                      to_string(bias.shape()));
+                      ShapeArg{bias.shape()});
   }
   const int64_t rows = x.numel() / in_features;
   Shape out_shape = x.shape();

@@ -54,11 +54,11 @@ Variable smoothed_nll(const Variable& logp, const Tensor& target, const CrossEnt
 }  // namespace
 
 Variable cross_entropy(const Variable& logits, const Tensor& target, const CrossEntropyOptions& options) {
-  check<ShapeError>(logits.dim() == 2, "cross_entropy: logits must be (N, C), got {}", to_string(logits.shape()));
+  check<ShapeError>(logits.dim() == 2, "cross_entropy: logits must be (N, C), got {}", ShapeArg{logits.shape()});
   check<DtypeError>(target.dtype() == Dtype::i64, "cross_entropy: target must be int64 class indices, got {}",
                     to_string(target.dtype()));
   check<ShapeError>(target.shape() == Shape{logits.size(0)}, "cross_entropy: target must be [{}] for logits {}, got {}",
-                    logits.size(0), to_string(logits.shape()), to_string(target.shape()));
+                    logits.size(0), ShapeArg{logits.shape()}, ShapeArg{target.shape()});
   check(options.label_smoothing >= 0 && options.label_smoothing <= 1,
         "cross_entropy: label_smoothing is {}, expected a value in [0, 1]", options.label_smoothing);
   const int64_t classes = logits.size(1);
@@ -71,7 +71,7 @@ Variable cross_entropy(const Variable& logits, const Tensor& target, const Cross
 
 Variable mse_loss(const Variable& input, const Variable& target, Reduction reduction) {
   check<ShapeError>(input.shape() == target.shape(), "mse_loss: input {} and target {} differ in shape",
-                    to_string(input.shape()), to_string(target.shape()));
+                    ShapeArg{input.shape()}, ShapeArg{target.shape()});
   Variable squared = pow(input - target, 2.0f);
   switch (reduction) {
     case Reduction::mean: return mean(squared);

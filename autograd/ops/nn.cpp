@@ -11,7 +11,7 @@
 namespace neurite::autograd {
 
 Variable embedding(const Variable& weight, const Tensor& indices) {
-  check<ShapeError>(weight.dim() == 2, "embedding: weight must be (V, D), got {}", to_string(weight.shape()));
+  check<ShapeError>(weight.dim() == 2, "embedding: weight must be (V, D), got {}", ShapeArg{weight.shape()});
   check<DtypeError>(indices.dtype() == Dtype::i64, "embedding: indices must be int64, got {}", to_string(indices.dtype()));
   const int64_t vocab = weight.size(0), d = weight.size(1);
   const int64_t* pi = indices.data<int64_t>();
@@ -53,13 +53,13 @@ Variable dropout(const Variable& x, float p, bool training, uint64_t seed) {
 Variable scaled_dot_product_attention(const Variable& q, const Variable& k, const Variable& v,
                                       const AttentionOptions& options) {
   check<ShapeError>(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
-                    "attention: q, k, v must be (N, H, L, D), got {}, {}, {}", to_string(q.shape()),
-                    to_string(k.shape()), to_string(v.shape()));
+                    "attention: q, k, v must be (N, H, L, D), got {}, {}, {}", ShapeArg{q.shape()},
+                    ShapeArg{k.shape()}, ShapeArg{v.shape()});
   const int64_t batch = q.size(0), heads = q.size(1), len_q = q.size(2), depth = q.size(3), len_k = k.size(2);
   check<ShapeError>(k.size(0) == batch && k.size(1) == heads && k.size(3) == depth && v.size(0) == batch &&
                         v.size(1) == heads && v.size(2) == len_k,
-                    "attention: q {}, k {} and v {} do not fit together", to_string(q.shape()), to_string(k.shape()),
-                    to_string(v.shape()));
+                    "attention: q {}, k {} and v {} do not fit together", ShapeArg{q.shape()}, ShapeArg{k.shape()},
+                    ShapeArg{v.shape()});
   const float scale = options.scale.value_or(1.0f / std::sqrt(static_cast<float>(depth)));
   Variable scores = mul(matmul(q, transpose(k, 2, 3)), scale);  // (N, H, L, S)
 
@@ -69,7 +69,7 @@ Variable scaled_dot_product_attention(const Variable& q, const Variable& k, cons
     if (padded) {
       const Tensor& m = options.key_padding_mask;
       check<ShapeError>(m.shape() == Shape{batch, len_k}, "attention: key_padding_mask must be [{},{}], got {}", batch,
-                        len_k, to_string(m.shape()));
+                        len_k, ShapeArg{m.shape()});
     }
     Tensor mask = Tensor::zeros({padded ? batch : 1, 1, options.causal ? len_q : 1, len_k});
     float* pm = mask.data<float>();

@@ -16,14 +16,14 @@ namespace {
 void check_affine(const Variable& p, int64_t n, const char* op, const char* what, const Shape& want) {
   if (!p.defined()) return;
   check<ShapeError>(p.numel() == n && p.shape() == want, "{}: {} must be {}, got {}", op, what, to_string(want),
-                    to_string(p.shape()));
+                    ShapeArg{p.shape()});
 }
 
 }  // namespace
 
 Variable batch_norm(const Variable& x, const Variable& weight, const Variable& bias, Tensor& running_mean,
                     Tensor& running_var, const BatchNormOptions& options) {
-  check<ShapeError>(x.dim() >= 2, "batch_norm: input must be (N, C, ...), got {}", to_string(x.shape()));
+  check<ShapeError>(x.dim() >= 2, "batch_norm: input must be (N, C, ...), got {}", ShapeArg{x.shape()});
   check<DtypeError>(x.dtype() == Dtype::f32, "batch_norm: input must be float32");
   const int64_t batch = x.size(0), channels = x.size(1), spatial = x.numel() / std::max<int64_t>(batch * channels, 1);
   const int64_t count = batch * spatial;
@@ -35,11 +35,11 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
   if (running_mean.defined()) {
     check<ShapeError>(running_mean.shape() == Shape{channels} && running_var.shape() == Shape{channels},
                       "batch_norm: running statistics must be [{}], got {} and {}", channels,
-                      to_string(running_mean.shape()), to_string(running_var.shape()));
+                      ShapeArg{running_mean.shape()}, ShapeArg{running_var.shape()});
   }
   check<StateError>(options.training || running_mean.defined(), "batch_norm: eval mode needs running statistics");
   check<ShapeError>(!options.training || count > 1, "batch_norm: training needs more than one value per channel, got input {}",
-                    to_string(x.shape()));
+                    ShapeArg{x.shape()});
 
   Tensor mean = Tensor::empty({channels}), invstd = Tensor::empty({channels});
   float *pm = mean.data<float>(), *pi = invstd.data<float>();
@@ -136,7 +136,7 @@ Variable layer_norm(const Variable& x, const Shape& normalized_shape, const Vari
   const auto k = static_cast<int64_t>(normalized_shape.size());
   check<ShapeError>(k >= 1 && x.dim() >= k && std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - k),
                     "layer_norm: normalized shape {} does not match the trailing dimensions of input {}",
-                    to_string(normalized_shape), to_string(x.shape()));
+                    ShapeArg{normalized_shape}, ShapeArg{x.shape()});
   const int64_t d = numel(normalized_shape), rows = x.numel() / std::max<int64_t>(d, 1);
   check_affine(weight, d, "layer_norm", "weight", normalized_shape);
   check_affine(bias, d, "layer_norm", "bias", normalized_shape);

@@ -21,7 +21,7 @@ struct PoolPlan {
 };
 
 PoolPlan plan_pool(const Variable& x, const Pool2dOptions& o, const char* op) {
-  check<ShapeError>(x.dim() == 4, "{}: input must be (N, C, H, W), got {}", op, to_string(x.shape()));
+  check<ShapeError>(x.dim() == 4, "{}: input must be (N, C, H, W), got {}", op, ShapeArg{x.shape()});
   check<DtypeError>(x.dtype() == Dtype::f32, "{}: input must be float32", op);
   PoolPlan p{x.size(0) * x.size(1), x.size(2), x.size(3), 0, 0, o.kernel_h, o.kernel_w,
              o.stride_h > 0 ? o.stride_h : o.kernel_h, o.stride_w > 0 ? o.stride_w : o.kernel_w, o.pad_h, o.pad_w};
@@ -34,7 +34,7 @@ PoolPlan plan_pool(const Variable& x, const Pool2dOptions& o, const char* op) {
   p.out_w = (p.width + 2 * p.pad_w - p.kernel_w) / p.stride_w + 1;
   check<ShapeError>(p.height + 2 * p.pad_h >= p.kernel_h && p.width + 2 * p.pad_w >= p.kernel_w,
                     "{}: kernel {}x{} is larger than the padded input {}", op, p.kernel_h, p.kernel_w,
-                    to_string(x.shape()));
+                    ShapeArg{x.shape()});
   return p;
 }
 
@@ -156,10 +156,10 @@ Variable avg_pool2d(const Variable& x, const Pool2dOptions& options) {
 }
 
 Variable adaptive_avg_pool2d(const Variable& x, int64_t out_h, int64_t out_w) {
-  check<ShapeError>(x.dim() == 4, "adaptive_avg_pool2d: input must be (N, C, H, W), got {}", to_string(x.shape()));
+  check<ShapeError>(x.dim() == 4, "adaptive_avg_pool2d: input must be (N, C, H, W), got {}", ShapeArg{x.shape()});
   check(out_h >= 1 && out_w >= 1, "adaptive_avg_pool2d: output size {}x{} must be positive", out_h, out_w);
   const int64_t height = x.size(2), width = x.size(3);
-  check<ShapeError>(height >= 1 && width >= 1, "adaptive_avg_pool2d: empty input {}", to_string(x.shape()));
+  check<ShapeError>(height >= 1 && width >= 1, "adaptive_avg_pool2d: empty input {}", ShapeArg{x.shape()});
   const Variable y = average_pool(x, out_h, out_w, [=](int64_t oh, int64_t ow) {
     Window win{oh * height / out_h, ((oh + 1) * height + out_h - 1) / out_h, ow * width / out_w,
                ((ow + 1) * width + out_w - 1) / out_w, 0};
@@ -170,7 +170,7 @@ Variable adaptive_avg_pool2d(const Variable& x, int64_t out_h, int64_t out_w) {
 }
 
 Variable global_avg_pool2d(const Variable& x) {
-  check<ShapeError>(x.dim() == 4, "global_avg_pool2d: input must be (N, C, H, W), got {}", to_string(x.shape()));
+  check<ShapeError>(x.dim() == 4, "global_avg_pool2d: input must be (N, C, H, W), got {}", ShapeArg{x.shape()});
   return mean(x, {2, 3});
 }
 

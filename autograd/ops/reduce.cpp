@@ -69,13 +69,13 @@ Variable sum(const Variable& x, const std::vector<int64_t>& dims, bool keepdim) 
 }
 
 Variable mean(const Variable& x) {
-  check<ShapeError>(x.numel() > 0, "mean: empty tensor of shape {}", to_string(x.shape()));
+  check<ShapeError>(x.numel() > 0, "mean: empty tensor of shape {}", ShapeArg{x.shape()});
   return traced(sum_over(x, {}, false, 1.0f / static_cast<float>(x.numel()), "mean"), "mean");
 }
 Variable mean(const Variable& x, const std::vector<int64_t>& dims, bool keepdim) {
   check<ShapeError>(!dims.empty(), "mean: no dimensions given; use mean(x) for all");
   const int64_t n = reduced_count(x.shape(), dims, "mean");
-  check<ShapeError>(n > 0, "mean: reducing over an empty dimension of {}", to_string(x.shape()));
+  check<ShapeError>(n > 0, "mean: reducing over an empty dimension of {}", ShapeArg{x.shape()});
   return traced(sum_over(x, dims, keepdim, 1.0f / static_cast<float>(n), "mean"), "mean",
                 {{"dims", dims}, {"keepdim", int64_t{keepdim}}});
 }
@@ -84,7 +84,7 @@ Variable max(const Variable& x, int64_t dim, bool keepdim) {
   check_float(x, "max");
   dim = normalize_dim(dim, x.dim(), "max");
   const auto v = detail::dim_view(x.shape(), dim);
-  check<ShapeError>(v.n > 0, "max: dimension {} of {} is empty", dim, to_string(x.shape()));
+  check<ShapeError>(v.n > 0, "max: dimension {} of {} is empty", dim, ShapeArg{x.shape()});
   Tensor values = Tensor::empty(reduced_shape(x.shape(), {dim}, keepdim));
   Tensor argmax = Tensor::empty({v.outer * v.inner}, Dtype::i64);
   const float* px = x.data().data<float>();

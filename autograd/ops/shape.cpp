@@ -102,7 +102,7 @@ Variable index_select(const Variable& x, int64_t dim, const Tensor& index) {
 Variable expand(const Variable& x, const Shape& shape) {
   check<DtypeError>(x.dtype() == Dtype::f32, "expand: input must be float32");
   check<ShapeError>(broadcast_shapes(x.shape(), shape, "expand") == shape, "expand: {} does not broadcast to {}",
-                    to_string(x.shape()), to_string(shape));
+                    ShapeArg{x.shape()}, ShapeArg{shape});
   return traced(Variable(detail::expand(x.data(), shape), {x},
                          [](const Tensor& g, std::vector<Variable>& in) { in[0].add_grad(sum_to(g, in[0].shape())); }),
                 "expand", {{"shape", shape}});

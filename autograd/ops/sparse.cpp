@@ -83,7 +83,7 @@ std::shared_ptr<const SparseWeight> SparseWeight::build(const Tensor& mask, std:
   const char* what = conv ? "conv2d" : "linear";
   check<ShapeError>(mask.dtype() == Dtype::f32 && shape.size() == (conv ? 4u : 2u),
                     "sparse {} weight: the mask must be float32 {}, got {}", what,
-                    conv ? "(F, C, KH, KW)" : "(out, in)", to_string(shape));
+                    conv ? "(F, C, KH, KW)" : "(out, in)", ShapeArg{shape});
   check(!conv || conv->groups == 1, "sparse conv2d weight: groups {} is not supported (depthwise stays dense)",
         conv ? conv->groups : 1);
   // The weight as a (rows, cols) matrix: cols = (channel, tap) for convolutions.
@@ -94,16 +94,16 @@ std::shared_ptr<const SparseWeight> SparseWeight::build(const Tensor& mask, std:
     g.sh = conv->stride_h, g.sw = conv->stride_w, g.dh = conv->dilation_h, g.dw = conv->dilation_w;
   }
   const int64_t rows = g.filters, cols = g.channels * g.taps();
-  check(rows * cols < (int64_t{1} << 31), "sparse {} weight {}: more than 2^31 entries", what, to_string(shape));
+  check(rows * cols < (int64_t{1} << 31), "sparse {} weight {}: more than 2^31 entries", what, ShapeArg{shape});
   const float* m = mask.data<float>();
 
   using kernels::WeightFormat;
   WeightFormat f = WeightFormat::csr;
   if (format) {
     f = *format;
-    check(f != WeightFormat::dense, "sparse {} weight {}: format dense is not a sparse form", what, to_string(shape));
+    check(f != WeightFormat::dense, "sparse {} weight {}: format dense is not a sparse form", what, ShapeArg{shape});
     check(f == WeightFormat::csr || has_blocks(m, rows, cols, f),
-          "sparse {} weight {}: the mask has no {} block structure", what, to_string(shape), to_string(f));
+          "sparse {} weight {}: the mask has no {} block structure", what, ShapeArg{shape}, to_string(f));
   } else if (has_blocks(m, rows, cols, WeightFormat::rows4)) {
     f = WeightFormat::rows4;
   } else if (has_blocks(m, rows, cols, WeightFormat::cols4)) {
@@ -180,8 +180,8 @@ void for_each_entry(const BlockSparse& a, F f) {
 }  // namespace
 
 Tensor SparseWeight::gather(const Tensor& dense) const {
-  check<ShapeError>(dense.shape() == shape_, "SparseWeight::gather: expected {}, got {}", to_string(shape_),
-                    to_string(dense.shape()));
+  check<ShapeError>(dense.shape() == shape_, "SparseWeight::gather: expected {}, got {}", ShapeArg{shape_},
+                    ShapeArg{dense.shape()});
   Tensor values = Tensor::empty({nnz()});
   const float* d = dense.data<float>();
   float* v = values.data<float>();
@@ -191,8 +191,8 @@ Tensor SparseWeight::gather(const Tensor& dense) const {
 
 void SparseWeight::scatter(const Tensor& values, Tensor& dense) const {
   check<ShapeError>(dense.shape() == shape_ && values.shape() == Shape{nnz()},
-                    "SparseWeight::scatter: expected values [{}] and {}, got {} and {}", nnz(), to_string(shape_),
-                    to_string(values.shape()), to_string(dense.shape()));
+                    "SparseWeight::scatter: expected values [{}] and {}, got {} and {}", nnz(), ShapeArg{shape_},
+                    ShapeArg{values.shape()}, ShapeArg{dense.shape()});
   const float* v = values.data<float>();
   float* d = dense.data<float>();
   for_each_entry(*forward_, [&](int64_t k, int64_t at) { d[at] = v[k]; });
@@ -257,13 +257,13 @@ Tensor row_sums(const float* rows, int64_t count, int64_t ld, int64_t length) {
 void check_values(const SparseWeight& w, const Variable& values, const char* op) {
   check<ShapeError>(values.dtype() == Dtype::f32 && values.shape() == Shape{w.nnz()},
                     "{}: values must be float32 [{}] for a sparse weight {} with {} kept, got {}", op, w.nnz(),
-                    to_string(w.shape()), w.nnz(), to_string(values.shape()));
+                    ShapeArg{w.shape()}, w.nnz(), ShapeArg{values.shape()});
 }
 
 void check_bias(const Variable& bias, int64_t features, const char* op) {
   if (bias.defined())
     check<ShapeError>(bias.dtype() == Dtype::f32 && bias.shape() == Shape{features}, "{}: bias must be [{}], got {}",
-                      op, features, to_string(bias.shape()));
+                      op, features, ShapeArg{bias.shape()});
 }
 
 }  // namespace
@@ -274,8 +274,8 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
   check_values(*w, values, "sparse_linear");
   const int64_t out_features = w->shape()[0], in_features = w->shape()[1];
   check<ShapeError>(x.dtype() == Dtype::f32 && x.dim() >= 1 && x.size(-1) == in_features,
-                    "sparse_linear: weight {} expects {} input features, got input {}", to_string(w->shape()),
-                    in_features, to_string(x.shape()));
+                    "sparse_linear: weight {} expects {} input features, got input {}", ShapeArg{w->shape()},
+                    in_features, ShapeArg{x.shape()});
   check_bias(bias, out_features, "sparse_linear");
   const int64_t n = x.numel() / in_features;
   Shape out_shape = x.shape();
@@ -404,12 +404,12 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
   check(w != nullptr && w->is_conv(), "sparse_conv2d: needs the sparse form of a conv2d weight");
   check_values(*w, values, "sparse_conv2d");
   check<ShapeError>(x.dtype() == Dtype::f32 && x.dim() == 4 && x.size(1) == w->shape()[1],
-                    "sparse_conv2d: weight {} expects input (N, {}, H, W), got {}", to_string(w->shape()),
-                    w->shape()[1], to_string(x.shape()));
+                    "sparse_conv2d: weight {} expects input (N, {}, H, W), got {}", ShapeArg{w->shape()},
+                    w->shape()[1], ShapeArg{x.shape()});
   auto plan = std::make_shared<const ConvPlan>(*w, x.shape());
   const ConvPlan& P = *plan;
   check<ShapeError>(P.g.out_h >= 1 && P.g.out_w >= 1, "sparse_conv2d: input {} is smaller than the kernel {}",
-                    to_string(x.shape()), to_string(w->shape()));
+                    ShapeArg{x.shape()}, ShapeArg{w->shape()});
   check_bias(bias, P.g.filters, "sparse_conv2d");
   Tensor y = Tensor::empty({P.g.batch, P.g.filters, P.g.out_h, P.g.out_w});
   const float* px = x.data().data<float>();

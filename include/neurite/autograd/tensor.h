@@ -11,6 +11,8 @@
 // `concat` and `index_select` return new contiguous tensors.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <initializer_list>
 #include <iosfwd>
@@ -25,6 +27,11 @@ enum class Dtype { f32, i64 };
 using Shape = std::vector<int64_t>;
 
 std::string to_string(const Shape& shape);  // "[2,3,4]"
+// A shape as an argument of check(): formatted as to_string does, but only
+// when the check fails (hot paths such as Tensor::empty and at() check every call).
+struct ShapeArg {
+  const Shape& shape;
+};
 std::string to_string(Dtype dtype);         // "float32" / "int64"
 int64_t numel(const Shape& shape);
 size_t element_size(Dtype dtype);
@@ -129,3 +136,10 @@ Tensor load_npy(const std::string& path);
 void save_npy(const std::string& path, const Tensor& t);
 
 }  // namespace neurite::autograd
+
+template <>
+struct fmt::formatter<neurite::autograd::ShapeArg> : fmt::formatter<std::string> {
+  auto format(const neurite::autograd::ShapeArg& a, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string>::format(neurite::autograd::to_string(a.shape), ctx);
+  }
+};
