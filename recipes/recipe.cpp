@@ -133,7 +133,8 @@ Recipe Recipe::parse(const std::string& text, const std::string& file,
   apply_overrides(globals);
   Recipe r{file, text, {}};
   read_scope(root, globals, file, 0, r.modifiers);
-  double offset = r.modifiers.empty() ? 0 : *r.epochs();
+  // Stages start where the top-level modifiers end (0 when none of them has an end).
+  double offset = r.epochs().value_or(0);
   for (const auto& [name, node] : stages) {
     Variables vars = globals;
     for (const auto& kv : node)
