@@ -22,19 +22,15 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(out);
   namespace models = layers::models;
   for (const std::string name : {"resnet20", "mlp", "transformer"}) {
-    models::ModelOptions o;
-    if (name == "resnet20") o = {.in_channels = 3, .image_size = 32};
+    const models::ModelOptions o = models::model_defaults(name).options;
     for (const auto& [tag, mask] : {std::pair{"dense", ""}, {"u90", "unstructured"}, {"b90", "4x1"}}) {
       auto model = models::make_model(name, o);
       uint64_t seed = 1;
       for (auto& [buffer, t] : model->named_buffers())  // trained-looking batch-norm statistics
         if (t.dtype() == autograd::Dtype::f32) t.copy_from_(autograd::Tensor::rand(t.shape(), ++seed, 0.5f, 1.5f));
       if (*mask) {
-        // Every Linear and Conv2d weight and the attention's input projection (a Parameter of its own).
-        std::vector<std::string> selectors{"__ALL_PRUNABLE__"};
-        if (name == "transformer") selectors.push_back("re:.*in_proj_weight");
-        const auto names = pruning::select(*model, selectors);
-        pruning::prune(*model, names, 0.9, pruning::MaskType::parse(mask), false);
+        pruning::prune(*model, pruning::linear_conv_and_attention_weights(*model), 0.9, pruning::MaskType::parse(mask),
+                       false);
       }
       model->eval();
       const autograd::Tensor example =

@@ -15,6 +15,7 @@
 #include "neurite/parallel.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/models.h"
+#include "neurite/optim/memory.h"
 #include "neurite/optim/optimizer.h"
 #include "neurite/pruning/pruning.h"
 
@@ -61,22 +62,19 @@ void add_bench_train(CLI::App& app) {
     set_threads(a->threads);
     check<ValueError>(a->steps >= 1 && a->warmup >= 0, "bench-train: --steps {} must be >= 1, --warmup {} >= 0",
                       a->steps, a->warmup);
-    const bool tokens = layers::models::takes_tokens(a->model), cifar = cifar_style(a->model);
-    const int64_t batch = a->batch_size > 0 ? a->batch_size : a->model == "mlp" ? 256 : tokens ? 32 : 128;
-    layers::models::ModelOptions o;
-    o.in_channels = a->in_channels > 0 ? a->in_channels : cifar ? 3 : 1;
-    o.image_size = a->image_size > 0 ? a->image_size : cifar ? 32 : 28;
+    const layers::models::ModelDefaults& defaults = layers::models::model_defaults(a->model);
+    const bool tokens = defaults.takes_tokens;
+    const int64_t batch = a->batch_size > 0 ? a->batch_size : defaults.batch_size;
+    layers::models::ModelOptions o = defaults.options;
+    if (a->in_channels > 0) o.in_channels = a->in_channels;
+    if (a->image_size > 0) o.image_size = a->image_size;
     o.seq_len = a->seq_len;
     layers::manual_seed(0);
     auto model = layers::models::make_model(a->model, o);
     model->train();
-    if (a->sparsity > 0) {  // every Linear and Conv2d weight, and attention's input projections
-      std::vector<std::string> names = pruning::select(*model, {"__ALL_PRUNABLE__"});
-      for (const auto& [name, p] : model->named_parameters())
-        if (name.ends_with("in_proj_weight") && std::find(names.begin(), names.end(), name) == names.end())
-          names.push_back(name);
-      pruning::prune(*model, names, a->sparsity, pruning::MaskType::parse(a->mask_type), false);
-    }
+    if (a->sparsity > 0)
+      pruning::prune(*model, pruning::linear_conv_and_attention_weights(*model), a->sparsity,
+                     pruning::MaskType::parse(a->mask_type), false);
     kernels::KernelPolicy policy = kernel_policy(a->deterministic);
     if (a->dense_kernels) policy.sparse = kernels::SparseKernels::never;
     model->set_kernel_policy(policy);
@@ -99,16 +97,14 @@ void add_bench_train(CLI::App& app) {
     }
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
-    // Memory that scales with density: weights, their gradients, optimizer state, sparse indices.
-    int64_t pruned = 0, sparse = 0, parameter_bytes = sgd.state_bytes();
+    int64_t pruned = 0;
     std::vector<std::string> sparse_layers;
     for (const auto& [name, p] : model->named_parameters()) {
+      pruned += p->has_mask();
       if (p->is_sparse()) sparse_layers.push_back(name);
-      pruned += p->has_mask(), sparse += p->is_sparse();
-      parameter_bytes += static_cast<int64_t>(p->trainable().data().nbytes());
-      if (p->is_sparse()) parameter_bytes += p->sparse_form()->index_bytes();
-      if (p->trainable().has_grad()) parameter_bytes += static_cast<int64_t>(p->trainable().grad().nbytes());
     }
+    const auto sparse = static_cast<int64_t>(sparse_layers.size());
+    const int64_t parameter_bytes = optim::training_memory(*model, sgd).total_bytes();
     const nlohmann::json out = {{"model", a->model},
                                 {"batch_size", batch},
                                 {"threads", neurite::num_threads()},

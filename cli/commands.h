@@ -33,7 +33,5 @@ void set_threads(int threads);
 // The kernel policy: the environment's defaults (NEURITE_SPARSE_KERNELS,
 // NEURITE_ISA, NEURITE_DETERMINISTIC), no autotuning with --deterministic.
 kernels::KernelPolicy kernel_policy(bool deterministic);
-// True for image models that default to 3x32x32 (CIFAR-style) inputs.
-bool cifar_style(const std::string& model);
 
 }  // namespace neurite::cli

@@ -24,8 +24,6 @@ kernels::KernelPolicy kernel_policy(bool deterministic) {
   return policy;
 }
 
-bool cifar_style(const std::string& model) { return model.rfind("resnet", 0) == 0; }
-
 }  // namespace neurite::cli
 
 int main(int argc, char** argv) {

@@ -4,16 +4,21 @@
 
 #include <cmath>
 #include <filesystem>
-#include <optional>
 #include <fstream>
+#include <optional>
+#include <variant>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "neurite/error.h"
 #include "neurite/data/readers.h"
 #include "neurite/layers/init.h"
+#include "neurite/layers/models.h"
+#include "neurite/optim/by_name.h"
 #include "neurite/recipes/manager.h"
+#include "neurite/train/recipe_callback.h"
 #include "neurite/train/trainer.h"
+#include "neurite/train/transfer.h"
 
 namespace neurite::cli {
 
@@ -30,13 +35,52 @@ struct TrainArgs {
   uint64_t seed = 0;
 };
 
+// Each flag once: its storage, help, whether help shows the default, and its
+// key in args.json (none: not saved, so not restored by --resume). The
+// option list, args.json and --resume are all made from this table.
+struct TrainFlag {
+  const char* name;
+  std::variant<std::string TrainArgs::*, std::vector<std::string> TrainArgs::*, int64_t TrainArgs::*,
+               double TrainArgs::*, int TrainArgs::*, uint64_t TrainArgs::*>
+      member;
+  const char* help;
+  const char* saved_as = nullptr;
+  bool show_default = false;
+};
+
+const std::vector<TrainFlag>& train_flags() {
+  using A = TrainArgs;
+  static const std::vector<TrainFlag> flags = {
+      {"--model", &A::model, "Model: mlp, cnn, resnet20/32/56, mobilenet, vit-tiny, transformer", "model"},
+      {"--data", &A::data, "Training data: fashion-mnist, mnist-digits, idx:PREFIX, folder:DIR, h5:FILE, cifar10:DIR",
+       "data"},
+      {"--val-data", &A::val_data, "Validation data (default: the data's test split, else 10% held out)", "val_data"},
+      {"--epochs", &A::epochs, "Epochs", "epochs", true},
+      {"--batch-size", &A::batch_size, "Batch size", "batch_size", true},
+      {"--lr", &A::lr, "Learning rate (default 0.05 for sgd, 1e-3 for adam/adamw)", "lr"},
+      {"--optimizer", &A::optimizer, "sgd, adam or adamw (default: adamw for transformers, else sgd)", "optimizer"},
+      {"--weight-decay", &A::weight_decay, "Weight decay (default 5e-4 sgd, 0.05 adamw, 0 adam)", "weight_decay"},
+      {"--momentum", &A::momentum, "SGD momentum", "momentum", true},
+      {"--schedule", &A::schedule, "LR schedule: cosine, constant or step", "schedule", true},
+      {"--warmup-epochs", &A::warmup_epochs, "Linear warm-up before the cosine decay", "warmup_epochs"},
+      {"--clip-grad-norm", &A::clip_grad_norm, "Clip gradients to this global norm (0: off)", "clip_grad_norm"},
+      {"--init", &A::init, "Base checkpoint to start from (transfer learning)", "init"},
+      {"--num-classes", &A::num_classes, "Classes (default: from the data)", "num_classes"},
+      {"--threads", &A::threads, "Threads (0: all cores)"},
+      {"--seed", &A::seed, "Seed of initialisation, shuffling and dropout", "seed", true},
+      {"--resume", &A::resume, "Continue the interrupted run in DIR"},
+      {"--recipe", &A::recipe, "SparseML recipe (YAML or Markdown) driving pruning, LR and freezing", "recipe"},
+      {"--recipe-var", &A::recipe_vars, "Override a recipe variable: name=value (repeatable)", "recipe_vars"},
+      {"--out", &A::out, "Output folder: checkpoint.h5, metrics.jsonl, summary.json"},
+  };
+  return flags;
+}
+
 nlohmann::json to_json(const TrainArgs& a) {
-  return {{"model", a.model},       {"data", a.data},         {"val_data", a.val_data},
-          {"init", a.init},         {"optimizer", a.optimizer}, {"schedule", a.schedule},
-          {"epochs", a.epochs},     {"batch_size", a.batch_size}, {"num_classes", a.num_classes},
-          {"lr", a.lr},             {"weight_decay", a.weight_decay}, {"momentum", a.momentum},
-          {"warmup_epochs", a.warmup_epochs}, {"clip_grad_norm", a.clip_grad_norm}, {"seed", a.seed},
-          {"recipe", a.recipe}, {"recipe_vars", a.recipe_vars}};
+  nlohmann::json saved = nlohmann::json::object();
+  for (const TrainFlag& f : train_flags())
+    if (f.saved_as) std::visit([&](auto member) { saved[f.saved_as] = a.*member; }, f.member);
+  return saved;
 }
 
 // On --resume, the run's saved arguments fill every option not given again.
@@ -44,63 +88,21 @@ void fill_from_saved(CLI::App& cmd, TrainArgs& a, const std::string& dir) {
   const fs::path path = fs::path(dir) / "args.json";
   check<IoError>(fs::is_regular_file(path), "--resume {}: no args.json there (not a neurite train folder)", dir);
   const auto saved = nlohmann::json::parse(std::ifstream(path));
-  auto fill = [&](const char* flag, const char* key, auto& field) {
-    if (cmd.count(flag) == 0 && saved.contains(key)) saved.at(key).get_to(field);
-  };
-  fill("--model", "model", a.model);
-  fill("--data", "data", a.data);
-  fill("--val-data", "val_data", a.val_data);
-  fill("--init", "init", a.init);
-  fill("--optimizer", "optimizer", a.optimizer);
-  fill("--schedule", "schedule", a.schedule);
-  fill("--epochs", "epochs", a.epochs);
-  fill("--batch-size", "batch_size", a.batch_size);
-  fill("--num-classes", "num_classes", a.num_classes);
-  fill("--lr", "lr", a.lr);
-  fill("--weight-decay", "weight_decay", a.weight_decay);
-  fill("--momentum", "momentum", a.momentum);
-  fill("--warmup-epochs", "warmup_epochs", a.warmup_epochs);
-  fill("--clip-grad-norm", "clip_grad_norm", a.clip_grad_norm);
-  fill("--seed", "seed", a.seed);
-  fill("--recipe", "recipe", a.recipe);
-  fill("--recipe-var", "recipe_vars", a.recipe_vars);
+  for (const TrainFlag& f : train_flags())
+    if (f.saved_as && cmd.count(f.name) == 0 && saved.contains(f.saved_as))
+      std::visit([&](auto member) { saved.at(f.saved_as).get_to(a.*member); }, f.member);
   if (a.out.empty()) a.out = dir;
 }
 
-// Loads the base checkpoint's weights by name; tensors whose shape differs
-// (a head for another number of classes) keep their fresh initialisation.
-void load_init(layers::Module& model, const std::string& path) {
-  const train::Checkpoint base = train::load_checkpoint(path);
-  layers::StateDict own = model.state_dict(), matched;
-  for (const auto& [name, t] : base.state) {
-    auto it = own.find(name);
-    if (it == own.end()) continue;
-    if (it->second.shape() != t.shape()) {
-      fmt::print(stderr, "init: {} is {} in {}, {} here: re-initialised\n", name, autograd::to_string(t.shape()), path,
-                 autograd::to_string(it->second.shape()));
-      continue;
-    }
-    matched.emplace(name, t);
-  }
-  check<ValueError>(!matched.empty(), "--init {}: no parameter name matches the model ({} in the checkpoint)", path,
-                    base.model);
-  model.load_state_dict(matched, /*strict=*/false);
-  for (const auto& [name, p] : model.named_parameters())
-    if (auto m = base.masks.find(name); m != base.masks.end() && matched.count(name)) p->set_mask(m->second.clone());
-  fmt::print(stderr, "init: {} of {} tensors from {}\n", matched.size(), own.size(), path);
+// --init: the base checkpoint's weights and masks, with a line per tensor
+// that keeps its fresh initialisation.
+void init_from(layers::Module& model, const std::string& path) {
+  const train::InitReport r = train::init_from_checkpoint(model, train::load_checkpoint(path), "--init " + path);
+  for (const auto& t : r.reinitialised)
+    fmt::print(stderr, "init: {} is {} in {}, {} here: re-initialised\n", t.name, autograd::to_string(t.checkpoint_shape),
+               path, autograd::to_string(t.model_shape));
+  fmt::print(stderr, "init: {} of {} tensors from {}\n", r.loaded.size(), r.model_tensors, path);
 }
-
-// Drives a recipe's manager from the Trainer's step events.
-class RecipeCallback : public train::Callback {
- public:
-  explicit RecipeCallback(recipes::Manager& manager) : manager_(manager) {}
-  void before_step(double epoch, int64_t step) override { manager_.before_step(epoch, step); }
-
- private:
-  recipes::Manager& manager_;
-};
-
-bool uses_adam(const TrainArgs& a) { return a.optimizer == "adam" || a.optimizer == "adamw"; }
 
 void run(CLI::App& cmd, TrainArgs a) {
   if (!a.resume.empty()) fill_from_saved(cmd, a, a.resume);
@@ -116,13 +118,12 @@ void run(CLI::App& cmd, TrainArgs a) {
       fmt::print(stderr, "recipe: {} sets {} epochs\n", a.recipe, a.epochs);
     }
   }
-  // Good defaults per family: SGD + momentum for conv nets, AdamW for transformers.
-  const bool transformer = a.model == "vit-tiny" || a.model == "transformer";
-  if (a.optimizer.empty()) a.optimizer = transformer ? "adamw" : "sgd";
-  check<ValueError>(a.optimizer == "sgd" || uses_adam(a), "--optimizer is '{}', expected sgd, adam or adamw",
+  if (a.optimizer.empty()) a.optimizer = layers::models::model_defaults(a.model).optimizer;
+  check<ValueError>(optim::is_optimizer_name(a.optimizer), "--optimizer is '{}', expected sgd, adam or adamw",
                     a.optimizer);
-  if (a.lr == 0) a.lr = uses_adam(a) ? 1e-3 : 0.05;
-  if (a.weight_decay < 0) a.weight_decay = a.optimizer == "sgd" ? 5e-4 : a.optimizer == "adamw" ? 0.05 : 0.0;
+  const optim::Hyperparameters defaults = optim::default_hyperparameters(a.optimizer);
+  if (a.lr == 0) a.lr = defaults.lr;
+  if (a.weight_decay < 0) a.weight_decay = defaults.weight_decay;
 
   const data::DataSplits train_data = data::open_data(a.data);
   std::shared_ptr<const data::Dataset> train_set = train_data.train, val_set = train_data.test;
@@ -151,13 +152,10 @@ void run(CLI::App& cmd, TrainArgs a) {
   tmpl.optimizer = a.optimizer;
   layers::manual_seed(a.seed);
   auto model = layers::models::make_model(a.model, tmpl.options);
-  if (!a.init.empty() && a.resume.empty()) load_init(*model, a.init);
+  if (!a.init.empty() && a.resume.empty()) init_from(*model, a.init);
 
-  std::vector<optim::ParamGroup> groups{{.params = model->parameters(), .lr = a.lr, .weight_decay = a.weight_decay}};
-  std::unique_ptr<optim::Optimizer> optimizer;
-  if (a.optimizer == "sgd") optimizer = std::make_unique<optim::Sgd>(groups, optim::SgdOptions{.momentum = a.momentum});
-  else if (a.optimizer == "adam") optimizer = std::make_unique<optim::Adam>(groups);
-  else optimizer = std::make_unique<optim::AdamW>(groups);
+  auto optimizer = optim::make_optimizer(
+      a.optimizer, {{.params = model->parameters(), .lr = a.lr, .weight_decay = a.weight_decay}}, a.momentum);
 
   data::DataLoader loader(train_set, {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed});
   const std::map<std::string, optim::Schedule> schedules = {
@@ -168,11 +166,11 @@ void run(CLI::App& cmd, TrainArgs a) {
   optim::LrScheduler scheduler(*optimizer, schedules.at(a.schedule), loader.batches_per_epoch());
   const bool recipe_sets_lr = recipe && recipe->sets_learning_rate();  // then the recipe alone sets it
   std::unique_ptr<recipes::Manager> manager;
-  std::unique_ptr<RecipeCallback> callback;
+  std::unique_ptr<train::RecipeCallback> callback;
   if (recipe) {
     tmpl.recipe = recipe->text;
     manager = std::make_unique<recipes::Manager>(*recipe, *model, *optimizer, loader.batches_per_epoch());
-    callback = std::make_unique<RecipeCallback>(*manager);
+    callback = std::make_unique<train::RecipeCallback>(*manager);
   }
 
   fs::create_directories(a.out);
@@ -201,26 +199,11 @@ void run(CLI::App& cmd, TrainArgs a) {
 void add_train(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train a model (from scratch, --init CKPT, or --resume DIR)");
-  cmd->add_option("--model", args->model, "Model: mlp, cnn, resnet20/32/56, mobilenet, vit-tiny, transformer");
-  cmd->add_option("--data", args->data, "Training data: fashion-mnist, mnist-digits, idx:PREFIX, folder:DIR, h5:FILE, cifar10:DIR");
-  cmd->add_option("--val-data", args->val_data, "Validation data (default: the data's test split, else 10% held out)");
-  cmd->add_option("--epochs", args->epochs, "Epochs")->capture_default_str();
-  cmd->add_option("--batch-size", args->batch_size, "Batch size")->capture_default_str();
-  cmd->add_option("--lr", args->lr, "Learning rate (default 0.05 for sgd, 1e-3 for adam/adamw)");
-  cmd->add_option("--optimizer", args->optimizer, "sgd, adam or adamw (default: adamw for transformers, else sgd)");
-  cmd->add_option("--weight-decay", args->weight_decay, "Weight decay (default 5e-4 sgd, 0.05 adamw, 0 adam)");
-  cmd->add_option("--momentum", args->momentum, "SGD momentum")->capture_default_str();
-  cmd->add_option("--schedule", args->schedule, "LR schedule: cosine, constant or step")->capture_default_str();
-  cmd->add_option("--warmup-epochs", args->warmup_epochs, "Linear warm-up before the cosine decay");
-  cmd->add_option("--clip-grad-norm", args->clip_grad_norm, "Clip gradients to this global norm (0: off)");
-  cmd->add_option("--init", args->init, "Base checkpoint to start from (transfer learning)");
-  cmd->add_option("--num-classes", args->num_classes, "Classes (default: from the data)");
-  cmd->add_option("--threads", args->threads, "Threads (0: all cores)");
-  cmd->add_option("--seed", args->seed, "Seed of initialisation, shuffling and dropout")->capture_default_str();
-  cmd->add_option("--resume", args->resume, "Continue the interrupted run in DIR");
-  cmd->add_option("--recipe", args->recipe, "SparseML recipe (YAML or Markdown) driving pruning, LR and freezing");
-  cmd->add_option("--recipe-var", args->recipe_vars, "Override a recipe variable: name=value (repeatable)");
-  cmd->add_option("--out", args->out, "Output folder: checkpoint.h5, metrics.jsonl, summary.json");
+  for (const TrainFlag& f : train_flags()) {
+    CLI::Option* option = std::visit([&](auto member) { return cmd->add_option(f.name, (*args).*member, f.help); },
+                                     f.member);
+    if (f.show_default) option->capture_default_str();
+  }
   cmd->callback([cmd, args] { run(*cmd, *args); });
 }
 

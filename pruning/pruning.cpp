@@ -216,19 +216,27 @@ double scheduled_sparsity(double epoch, double start, double end, double init, d
 }
 
 namespace {
-// Conv and Linear weights by module type, depth first.
-void prunable(const layers::Module& m, const std::string& prefix, std::vector<std::string>& out) {
+// Conv and Linear weights (and attention input projections if asked) by module type, depth first.
+void prunable(const layers::Module& m, const std::string& prefix, bool attention, std::vector<std::string>& out) {
+  const std::string dot = prefix.empty() ? "" : prefix + ".";
   if (dynamic_cast<const layers::Linear*>(&m) != nullptr || dynamic_cast<const layers::Conv2d*>(&m) != nullptr)
-    out.push_back(prefix.empty() ? "weight" : prefix + ".weight");
-  for (const auto& [name, child] : m.named_children()) prunable(*child, prefix.empty() ? name : prefix + "." + name, out);
+    out.push_back(dot + "weight");
+  if (attention && dynamic_cast<const layers::MultiheadAttention*>(&m) != nullptr) out.push_back(dot + "in_proj_weight");
+  for (const auto& [name, child] : m.named_children()) prunable(*child, dot + name, attention, out);
 }
 }  // namespace
+
+std::vector<std::string> linear_conv_and_attention_weights(const layers::Module& model) {
+  std::vector<std::string> names;
+  prunable(model, "", /*attention=*/true, names);
+  return select(model, names);  // in the model's order
+}
 
 std::vector<std::string> select(const layers::Module& model, const std::vector<std::string>& selectors) {
   std::vector<std::string> all, chosen;
   for (const auto& [name, p] : model.named_parameters()) all.push_back(name);
   std::vector<std::string> prunable_names;
-  prunable(model, "", prunable_names);
+  prunable(model, "", /*attention=*/false, prunable_names);
   for (const std::string& selector : selectors) {
     std::vector<std::string> hits;
     if (selector == "__ALL__") hits = all;

@@ -213,6 +213,15 @@ TEST(Select, SelectorsAndTheirErrors) {
     EXPECT_EQ(name.find("embedding"), std::string::npos) << name;  // embeddings are not Linear or Conv
 }
 
+TEST(Select, LinearConvAndAttentionWeightsAddAttentionInputProjections) {
+  auto resnet = layers::models::make_model("resnet20", {.in_channels = 3, .image_size = 32});
+  EXPECT_EQ(linear_conv_and_attention_weights(*resnet), select(*resnet, {"__ALL_PRUNABLE__"}));
+  auto transformer = layers::models::make_model("transformer", {.seq_len = 8});
+  const auto names = linear_conv_and_attention_weights(*transformer);
+  EXPECT_EQ(names, select(*transformer, {"__ALL_PRUNABLE__", "re:.*in_proj_weight"}));
+  EXPECT_GT(std::count_if(names.begin(), names.end(), [](const auto& n) { return n.ends_with(".in_proj_weight"); }), 0);
+}
+
 TEST(Prune, OneShotReachesTheTargetAndKeepsMasks) {
   auto mlp = layers::models::make_model("mlp");
   const auto names = select(*mlp, {"__ALL_PRUNABLE__"});

@@ -8,6 +8,7 @@
 #include "neurite/layers/init.h"
 #include "neurite/layers/models.h"
 #include "neurite/recipes/manager.h"
+#include "neurite/train/recipe_callback.h"
 #include "neurite/train/trainer.h"
 #include "support/temp_dir.h"
 
@@ -116,10 +117,7 @@ struct RecipeRun {
   std::unique_ptr<data::DataLoader> loader;
   std::unique_ptr<Manager> manager;
   std::unique_ptr<train::Trainer> trainer;
-  struct Hook : train::Callback {
-    Manager* m;
-    void before_step(double e, int64_t s) override { m->before_step(e, s); }
-  } hook;
+  std::unique_ptr<train::RecipeCallback> hook;
 };
 
 std::unique_ptr<RecipeRun> recipe_run(const std::string& dir, int64_t epochs, const Recipe& recipe,
@@ -135,11 +133,11 @@ std::unique_ptr<RecipeRun> recipe_run(const std::string& dir, int64_t epochs, co
                                         optim::SgdOptions{.momentum = 0.9});
   r->loader = std::make_unique<data::DataLoader>(data, data::DataLoaderOptions{.batch_size = 16, .seed = 4});
   r->manager = std::make_unique<Manager>(recipe, *r->model, *r->sgd, r->loader->batches_per_epoch());
-  r->hook.m = r->manager.get();
+  r->hook = std::make_unique<train::RecipeCallback>(*r->manager);
   r->trainer = std::make_unique<train::Trainer>(
       r->model, *r->sgd, nullptr, *r->loader, data,
       train::TrainerOptions{.epochs = epochs, .out_dir = dir, .log = [](auto&) {}, .checkpoint_template = tmpl});
-  r->trainer->add_callback(&r->hook);
+  r->trainer->add_callback(r->hook.get());
   return r;
 }
 

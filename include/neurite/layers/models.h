@@ -6,7 +6,11 @@
 //
 // Names: mlp (784-1024-1024-10), cnn, resnet20, resnet32, resnet56, mobilenet,
 // vit-tiny, transformer. Image models take (N, C, H, W) float32; transformer
-// takes (N, L) int64 token ids.
+// takes (N, L) int64 token ids. Each model's registry entry also carries the
+// inputs and training choices it starts from:
+//
+//   const auto& d = layers::models::model_defaults("resnet20");  // 3x32x32, sgd, batch 128
+//   auto model = layers::models::make_model("resnet20", d.options);
 #pragma once
 
 #include <memory>
@@ -23,6 +27,21 @@ struct ModelOptions {
   int64_t vocab_size = 8192, seq_len = 128;  // transformer
   float dropout = 0.1f;                      // transformer, vit-tiny
 };
+
+// What programs start from when the user does not say otherwise, so the
+// command line, examples and benchmarks make the same choices.
+struct ModelDefaults {
+  bool takes_tokens = false;  // (N, L) int64 token ids rather than (N, C, H, W) images
+  ModelOptions options;       // usual inputs: 3x32x32 (CIFAR) for resnets, 1x28x28 (MNIST) otherwise
+  // SGD with momentum suits conv nets and the mlp; transformers train with AdamW.
+  std::string optimizer = "sgd";
+  // A batch that keeps the cores busy within memory: 256 for the mlp, 32
+  // sequences of 128 tokens for the transformer, 128 otherwise.
+  int64_t batch_size = 128;
+};
+
+// Throws ValueError naming the known models for an unknown name.
+const ModelDefaults& model_defaults(const std::string& name);
 
 // Throws ValueError naming the known models for an unknown name, and for
 // options a model cannot take (an image too small for its strides).

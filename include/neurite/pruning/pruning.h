@@ -51,6 +51,12 @@ double scheduled_sparsity(double epoch, double start, double end, double init, d
 // norms). A selector that matches nothing throws ValueError listing the names.
 std::vector<std::string> select(const layers::Module& model, const std::vector<std::string>& selectors);
 
+// Every Linear and Conv2d weight (as "__ALL_PRUNABLE__") and every
+// MultiheadAttention's in_proj_weight, in the model's order. The input
+// projection is a Parameter of the attention, not a Linear, so SparseML's
+// selector leaves it out; it holds three quarters of an attention's weights.
+std::vector<std::string> linear_conv_and_attention_weights(const layers::Module& model);
+
 // One-shot pruning of the named parameters to `sparsity`; masks only grow.
 void prune(layers::Module& model, const std::vector<std::string>& names, double sparsity, const MaskType& type,
            bool global);
