@@ -177,6 +177,26 @@ TEST(NetworkGrad, DropoutIsAFixedMaskForAFixedSeed) {
   expect_gradients_match([](auto& in) { return dropout(in[0], 0.3f, true, 99); }, {randn({8, 8}, 62)});
 }
 
+// Inverted dropout: each output is 0 or x / (1 - p), so the expectation is
+// kept; about p of them are dropped; eval mode passes x through.
+TEST(Dropout, KeepsTheExpectationAndDropsAboutP) {
+  const Tensor x = Tensor::ones({100, 100});
+  for (float p : {0.1f, 0.5f, 0.8f}) {
+    const Tensor y = dropout(Variable(x), p, true, 7).data();
+    int64_t dropped = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const float v = y.data<float>()[i];
+      if (v == 0.0f) {
+        ++dropped;
+      } else {
+        ASSERT_FLOAT_EQ(v, 1.0f / (1.0f - p)) << "p " << p;
+      }
+    }
+    EXPECT_NEAR(static_cast<double>(dropped) / 1e4, p, 0.02) << "p " << p;
+    EXPECT_EQ(dropout(Variable(x), p, false, 7).data().data<float>()[0], 1.0f);
+  }
+}
+
 TEST(NetworkGrad, Attention) {
   const Tensor q = randn({2, 2, 3, 4}, 71), k = randn({2, 2, 5, 4}, 72), v = randn({2, 2, 5, 3}, 73);
   expect_gradients_match([](auto& in) { return scaled_dot_product_attention(in[0], in[1], in[2]); }, {q, k, v});

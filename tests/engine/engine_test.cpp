@@ -248,6 +248,23 @@ TEST(EngineColumns, TheOpTableSplitsColumnsAtOpsThatMixTheBatch) {
   }
 }
 
+TEST(EngineLinear, GemmAlphaBetaAndTransposesEqualTheReference) {
+  for (int64_t trans_b : {0, 1})
+    for (WeightFormat f : {WeightFormat::dense, WeightFormat::csr, WeightFormat::rows4}) {
+      Graph g;
+      g.inputs.push_back({"x", DataType::float32, {-1, 12}});
+      g.initializers["w"] = Tensor::randn(trans_b ? Shape{8, 12} : Shape{12, 8}, 3);
+      g.initializers["c"] = Tensor::randn({8}, 4);
+      g.nodes.push_back({.op = OpKind::gemm, .name = "fc", .inputs = {"x", "w", "c"}, .outputs = {"y"},
+                         .attributes = {{"alpha", 0.5}, {"beta", 2.0}, {"transB", trans_b}}});
+      g.outputs.push_back({"y"});
+      const Tensor x = Tensor::randn({5, 12}, 5);
+      SCOPED_TRACE(fmt::format("transB {}, {}", trans_b, to_string(f)));
+      Engine e = compile(g, {.batch = 5, .format = f, .kernels = {.autotune = false}});
+      expect_close(e.run({{"x", x}}).at("y"), run_reference(g, {{"x", x}}).at("y"), kTolerance);
+    }
+}
+
 // ---- passes and errors -----------------------------------------------------------
 
 TEST(EnginePasses, BatchNormFoldsIntoTheConvolutionBeforeIt) {

@@ -73,6 +73,7 @@ TEST(PhasePlanes, AProductOverThePlanesIsTheConvolutionForEveryGeometryAndBand) 
       geometry(1, 3, 10, 10, 4, 3, 2, 1, 2, 2, 1, 0, 1, 2, 0),  // dilation, odd pads
       geometry(2, 1, 7, 8, 2, 2, 2, 3, 3, 1, 2, 1, 2, 0, 1),   // stride 3 with dilated columns
       geometry(1, 2, 6, 1, 3, 3, 1, 2, 2, 1, 1, 1, 0, 1, 0),   // a one-column image at column stride 2
+      geometry(1, 2, 5, 30, 2, 1, 7, 1, 1, 1, 4, 0, 3, 0, 3),  // a wide dilated row: shifts past the 16 floats of slack
   };
   for (Isa isa : isas()) {
     uint32_t seed = 1;
@@ -91,11 +92,16 @@ TEST(PhasePlanes, AProductOverThePlanesIsTheConvolutionForEveryGeometryAndBand) 
               std::vector<float> planes(static_cast<size_t>(t.size()), 7.0f);  // fill must clear
               t.fill(x.data(), b0, count, r0 * g.sh, planes.data());
               std::vector<int64_t> offsets = t.column_offsets();
+              // Every read of the product stays inside the planes: the last
+              // pixels' taps run past the last plane by up to front().
+              const int64_t pixels = (count - 1) * t.plane() + (r1 - r0) * t.wq();
+              ASSERT_LE(*std::max_element(offsets.begin(), offsets.end()) + pixels, t.size())
+                  << fmt::format("k{}x{} d{}x{} s{}x{}", g.kh, g.kw, g.dh, g.dw, g.sh, g.sw);
               offsets.resize(static_cast<size_t>(p.pattern.cols), 0);
               const int64_t ld = count * t.plane();
               std::vector<float> rows(static_cast<size_t>(p.pattern.rows * ld));
               spmm(p.pattern, p.values.data(), {planes.data(), offsets.data()}, rows.data(), ld, 0,
-                   p.pattern.row_blocks(), 0, (count - 1) * t.plane() + (r1 - r0) * t.wq(), isa);
+                   p.pattern.row_blocks(), 0, pixels, isa);
               for (int64_t s = 0; s < count; ++s)
                 for (int64_t f = 0; f < g.filters; ++f)
                   for (int64_t oy = r0; oy < r1; ++oy)
@@ -155,6 +161,8 @@ TEST(Packing, BlocksHoldEveryNonzeroAndFillTheRestWithZeros) {
   EXPECT_DOUBLE_EQ(fill_ratio(w.data(), 5, 6, WeightFormat::cols4), 16.0 / 4);
   EXPECT_DOUBLE_EQ(fill_ratio(w.data(), 5, 6, WeightFormat::csr), 1.0);
   EXPECT_EQ(count_nonzero(w.data(), 30), 4);
+  const std::vector<float> signs{-1, 0, 2, -0.5f, -0.0f};
+  EXPECT_EQ(count_nonzero(signs.data(), 5), 3);
 }
 
 TEST(Packing, EveryFormatMultipliesAsTheDenseMatrix) {

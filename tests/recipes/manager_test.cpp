@@ -136,7 +136,9 @@ std::unique_ptr<RecipeRun> recipe_run(const std::string& dir, int64_t epochs, co
   r->hook = std::make_unique<train::RecipeCallback>(*r->manager);
   r->trainer = std::make_unique<train::Trainer>(
       r->model, *r->sgd, nullptr, *r->loader, data,
-      train::TrainerOptions{.epochs = epochs, .out_dir = dir, .log = [](auto&) {}, .checkpoint_template = tmpl});
+      // Deterministic kernels: runs that timed their layers apart could pick sparse in one and dense in the other.
+      train::TrainerOptions{.epochs = epochs, .out_dir = dir, .log = [](auto&) {}, .checkpoint_template = tmpl,
+                            .kernels = {.autotune = false}});
   r->trainer->add_callback(r->hook.get());
   return r;
 }

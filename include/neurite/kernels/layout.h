@@ -6,7 +6,8 @@
 //   kernels::PhasePlanes p(geometry, images, kernels::PhasePlanes::window_for(geometry, out_rows));
 //   std::vector<int64_t> offsets = p.column_offsets();
 //   p.fill(x, b0, images, r0 * geometry.sh, planes);       // planes: p.size() floats
-//   kernels::spmm(w.pattern, w.values.data(), {planes, offsets.data()}, y, ldy, 0, w.pattern.row_blocks(), 0, pixels);
+//   kernels::spmm(w.pattern, w.values.data(), {planes, offsets.data()}, y, ldy, 0, w.pattern.row_blocks(), 0,
+//                 pixels, kernels::best_isa());
 #pragma once
 
 #include <cstdint>

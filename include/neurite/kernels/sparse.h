@@ -2,7 +2,8 @@
 // products that sparse training and the engine's sparse layers run.
 //
 //   auto w = kernels::pack(weight, rows, cols, kernels::WeightFormat::rows4);
-//   kernels::spmm(w.pattern, w.values.data(), {x, offsets}, y, ldy, 0, w.pattern.row_blocks(), 0, pixels);
+//   kernels::spmm(w.pattern, w.values.data(), {x, offsets}, y, ldy, 0, w.pattern.row_blocks(), 0, pixels,
+//                 kernels::best_isa());
 //
 // A sparse operand is a BlockSparse matrix of 1-D blocks: CSR (1x1), 4x1
 // (four consecutive rows at one column) or 1x4 (one row, four column
