@@ -30,6 +30,10 @@ TEST(Schedule, MatchesTheWorkedExampleOfRecipesMd) {
   EXPECT_NEAR(scheduled_sparsity(2.5, 0, 5, 0, 0.8, Interpolation::inverse_cubic), 0.8 * (1 - std::cbrt(0.5)), 1e-12);
   EXPECT_DOUBLE_EQ(scheduled_sparsity(-1, 0, 5, 0.1, 0.8, Interpolation::cubic), 0.1);  // clamped before the start
   EXPECT_DOUBLE_EQ(scheduled_sparsity(9, 0, 5, 0.1, 0.8, Interpolation::cubic), 0.8);   // and after the end
+  // A window that starts later: the ramp runs over [start, end), not [0, end).
+  EXPECT_DOUBLE_EQ(scheduled_sparsity(3, 2, 4, 0, 0.8, Interpolation::linear), 0.4);
+  EXPECT_DOUBLE_EQ(scheduled_sparsity(2, 2, 4, 0.2, 0.8, Interpolation::cubic), 0.2);
+  EXPECT_NEAR(scheduled_sparsity(3, 2, 4, 0, 0.8, Interpolation::cubic), 0.8 * (1 - 0.125), 1e-12);
   EXPECT_THROW(parse_interpolation("quadratic"), ValueError);
 }
 
