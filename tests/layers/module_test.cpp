@@ -71,6 +71,25 @@ TEST(Module, TrainAndEvalReachEveryChild) {
   for (const auto& [name, child] : m->named_children()) EXPECT_TRUE(child->is_training()) << name;
 }
 
+// A module tree has one kernel policy: set on the root it reaches every
+// child, and a child added later takes its parent's.
+TEST(Module, KernelPolicyReachesEveryChildIncludingLaterOnes) {
+  struct Growing : Module {
+    void add(const std::string& name, std::shared_ptr<Module> m) { register_module(name, std::move(m)); }
+  };
+  auto root = std::make_shared<Growing>();
+  auto early = std::make_shared<Linear>(2, 2);
+  root->add("early", early);
+  root->set_kernel_policy({.sparse = kernels::SparseKernels::never, .autotune = false});
+  auto late = std::make_shared<Linear>(2, 2);
+  root->add("late", late);
+  for (const Module* m : {static_cast<const Module*>(early.get()), static_cast<const Module*>(late.get())}) {
+    EXPECT_EQ(m->kernel_policy().sparse, kernels::SparseKernels::never);
+    EXPECT_FALSE(m->kernel_policy().autotune);
+  }
+  EXPECT_TRUE(Linear(2, 2).kernel_policy().autotune);  // the default: timed
+}
+
 TEST(Module, StateDictRoundTripsExactly) {
   manual_seed(1);
   auto a = models::make_model("cnn");
