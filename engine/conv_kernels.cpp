@@ -39,7 +39,7 @@ void PackedConv::run_tile(const float* x, const float* residual, float* y, int64
   float* planes = kernels::scratch(t_planes, t.size());
   t.fill(x, b0, count, r0 * g.sh, planes);
   thread_local std::vector<int64_t> offsets;
-  offsets = t.column_offsets();
+  t.column_offsets(offsets);
   offsets.resize(static_cast<size_t>(w_.pattern.cols), 0);  // padded columns (zero weights) read anywhere valid
   const int64_t ld_rows = count * t.plane();
   float* rows = kernels::scratch(t_rows, w_.pattern.rows * ld_rows);

@@ -26,24 +26,27 @@ int64_t PhasePlanes::window_for(const ConvGeometry& g, int64_t out_rows) {
   return (out_rows - 1) * g.sh + (g.kh - 1) * g.dh + 1;
 }
 
-std::vector<int64_t> PhasePlanes::column_offsets() const {
-  std::vector<int64_t> offsets(static_cast<size_t>(g_.channels * g_.taps()));
+void PhasePlanes::column_offsets(std::vector<int64_t>& offsets) const {
+  offsets.resize(static_cast<size_t>(g_.channels * g_.taps()));
   for (int64_t c = 0; c < g_.channels; ++c)
     for (int64_t i = 0; i < g_.kh; ++i)
       for (int64_t j = 0; j < g_.kw; ++j)
         offsets[static_cast<size_t>((c * g_.kh + i) * g_.kw + j)] = (g_.phase(i, j) * g_.channels + c) * ld_ + shift(i, j);
-  return offsets;
 }
 
 template <typename F>
 void PhasePlanes::for_each_input_row(int64_t count, int64_t first, F f) const {
   const int64_t lo = std::clamp<int64_t>(first - g_.pad_top, 0, g_.height);
   const int64_t hi = std::clamp<int64_t>(first + window_ - g_.pad_top, 0, g_.height);
-  for (int64_t iy = lo; iy < hi; ++iy) {
-    const int64_t q = iy + g_.pad_top - first;
-    for (int64_t s = 0; s < count; ++s)
-      for (int64_t c = 0; c < g_.channels; ++c) f(iy, s, c, q / g_.sh, q % g_.sh);
-  }
+  // Image and channel outside, rows inside: the input is read in its own
+  // order, row after row of one plane (rows outside read planes H·W apart
+  // and made a sparse ResNet-20 training step 5-10 % slower).
+  for (int64_t s = 0; s < count; ++s)
+    for (int64_t c = 0; c < g_.channels; ++c)
+      for (int64_t iy = lo; iy < hi; ++iy) {
+        const int64_t q = iy + g_.pad_top - first;
+        f(iy, s, c, q / g_.sh, q % g_.sh);
+      }
 }
 
 namespace {

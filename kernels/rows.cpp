@@ -70,19 +70,4 @@ void layer_norm_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1
   }
 }
 
-// One branch-free loop per case, so that each vectorises.
-void bias_activation_row(float* to, const float* from, int64_t n, float add, const float* __restrict residual,
-                         Activation activation) {
-  const bool relu = activation == Activation::relu;
-  if (residual != nullptr && relu) {
-    for (int64_t i = 0; i < n; ++i) to[i] = std::max(from[i] + add + residual[i], 0.0f);
-  } else if (residual != nullptr) {
-    for (int64_t i = 0; i < n; ++i) to[i] = from[i] + add + residual[i];
-  } else if (relu) {
-    for (int64_t i = 0; i < n; ++i) to[i] = std::max(from[i] + add, 0.0f);
-  } else {
-    for (int64_t i = 0; i < n; ++i) to[i] = from[i] + add;
-  }
-}
-
 }  // namespace neurite::kernels

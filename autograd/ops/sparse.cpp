@@ -361,7 +361,7 @@ struct ConvPlan {
     planes.emplace(g, group, window);
     const kernels::PhasePlanes& p = *planes;
     ld_dy = p.front() + group * p.plane() + 16;
-    x_offset = p.column_offsets();
+    p.column_offsets(x_offset);
     dy_offset.resize(static_cast<size_t>(g.filters * g.taps()));
     for (int64_t f = 0; f < g.filters; ++f)
       for (int64_t i = 0; i < g.kh; ++i)

@@ -91,7 +91,8 @@ TEST(PhasePlanes, AProductOverThePlanesIsTheConvolutionForEveryGeometryAndBand) 
               const PhasePlanes t(g, count, PhasePlanes::window_for(g, r1 - r0));
               std::vector<float> planes(static_cast<size_t>(t.size()), 7.0f);  // fill must clear
               t.fill(x.data(), b0, count, r0 * g.sh, planes.data());
-              std::vector<int64_t> offsets = t.column_offsets();
+              std::vector<int64_t> offsets;
+              t.column_offsets(offsets);
               // Every read of the product stays inside the planes: the last
               // pixels' taps run past the last plane by up to front().
               const int64_t pixels = (count - 1) * t.plane() + (r1 - r0) * t.wq();

@@ -4,7 +4,8 @@
 // a fix or a tuning reaches both.
 //
 //   kernels::PhasePlanes p(geometry, images, kernels::PhasePlanes::window_for(geometry, out_rows));
-//   std::vector<int64_t> offsets = p.column_offsets();
+//   std::vector<int64_t> offsets;
+//   p.column_offsets(offsets);
 //   p.fill(x, b0, images, r0 * geometry.sh, planes);       // planes: p.size() floats
 //   kernels::spmm(w.pattern, w.values.data(), {planes, offsets.data()}, y, ldy, 0, w.pattern.row_blocks(), 0,
 //                 pixels, kernels::best_isa());
@@ -64,8 +65,10 @@ class PhasePlanes {
   int64_t front() const { return front_; }  // the largest shift
   int64_t ld() const { return ld_; }
   int64_t size() const { return g_.phases() * g_.channels * ld_; }  // floats of the planes
-  // Per weight column (c, i, j) at c·kh·kw + i·kw + j: where its dense row starts.
-  std::vector<int64_t> column_offsets() const;
+  // Per weight column (c, i, j) at c·kh·kw + i·kw + j: where its dense row
+  // starts. Into a caller's buffer (resized to channels·kh·kw), so a thread
+  // running tile after tile allocates once.
+  void column_offsets(std::vector<int64_t>& offsets) const;
   // Zeros, then images [b0, b0 + count) of x (N, C, H, W), padded rows from
   // `first` on (first = r0·sh for output rows from r0). count <= images.
   void fill(const float* x, int64_t b0, int64_t count, int64_t first, float* planes) const;
