@@ -45,13 +45,13 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--jobs", default="2")
     a = ap.parse_args()
-    todo = [m for m in mutations() if a.only in m[1]]
-    for number, path, _, find, _ in todo:  # every mutation must apply exactly once
+    selected = [m for m in mutations() if a.only in m[1]]
+    for number, path, _, find, _ in selected:  # every mutation must apply exactly once
         text = open(os.path.join(ROOT, path)).read()
         if text.count(find) != 1:
             sys.exit(f"mutations.txt:{number}: '{find}' occurs {text.count(find)} times in {path}, expected once")
     caught = 0
-    for i, (number, path, tests, find, replace) in enumerate(todo, 1):
+    for i, (number, path, tests, find, replace) in enumerate(selected, 1):
         full = os.path.join(ROOT, path)
         original = open(full).read()
         start = time.time()
@@ -72,10 +72,10 @@ def main():
         verdict = "caught" if failed else "MISSED"
         if not built:
             verdict += " (build)"
-        print(f"[{i}/{len(todo)}] {verdict:15} {path}:{number} {find[:60]!r} ({time.time() - start:.0f} s)", flush=True)
+        print(f"[{i}/{len(selected)}] {verdict:15} {path}:{number} {find[:60]!r} ({time.time() - start:.0f} s)", flush=True)
     # Rebuild the untouched sources so the build directory matches the tree again.
     run(["cmake", "--build", a.build, "-j", a.jobs], 3600)
-    print(f"mutation score: {caught} of {len(todo)} caught ({100.0 * caught / max(len(todo), 1):.0f} %)")
+    print(f"mutation score: {caught} of {len(selected)} caught ({100.0 * caught / max(len(selected), 1):.0f} %)")
 
 
 if __name__ == "__main__":
