@@ -191,7 +191,7 @@ TEST(EngineTiles, BandsWithHalosEqualTheReference) {
   };
   for (const Case& c : cases)
     for (double sparsity : {0.0, 0.9})
-      for (WeightFormat f : {WeightFormat::csr, WeightFormat::rows4, WeightFormat::cols4})
+      for (WeightFormat f : {WeightFormat::dense, WeightFormat::csr, WeightFormat::rows4, WeightFormat::cols4})
         for (int64_t tile : {int64_t{2} << 10, int64_t{0}})  // 2 KiB forces bands of a row or two
           for (int64_t batch : {1, 3}) {
             SCOPED_TRACE(fmt::format("{}, sparsity {}, {}, tile {}, batch {}", c.what, sparsity, to_string(f), tile,
