@@ -64,6 +64,7 @@ Engine compile(Graph graph, const CompileOptions& options) {
   detail::specialize(graph, options.batch, options.input_shapes);
   if (!graph.inputs.empty() && !graph.inputs[0].shape.empty()) plan->batch = graph.inputs[0].shape[0];
   detail::fold_batch_norm(graph);
+  detail::fuse_patterns(graph);
   graph.infer_shapes();
   plan->inputs = graph.inputs;
   const detail::GraphIndex index(graph);

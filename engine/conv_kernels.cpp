@@ -153,6 +153,7 @@ DenseConv::Variant& DenseConv::variant(int64_t images) {
   dnnl::post_ops ops;
   if (fused_.residual) ops.append_sum(1.0f);
   if (fused_.activation == Activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+  if (fused_.activation == Activation::relu6) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.0f, 6.0f);
   dnnl::primitive_attr attr;
   attr.set_post_ops(ops);
   // Our scratchpad, per thread: the library's own is shared, and threads run these primitives concurrently.

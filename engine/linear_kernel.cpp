@@ -97,14 +97,13 @@ void LinearKernel::sparse_chunk(const float* x, const float* residual, float* y,
 // y rows += bias (+ residual), then the activation.
 void LinearKernel::finish_rows(float* ys, const float* res, int64_t m, int threads) const {
   if (fused_.bias.empty() && res == nullptr && fused_.activation == Activation::none) return;
-  const bool relu = fused_.activation == Activation::relu;
   auto finish = [&](int64_t r) {
     float* row = ys + r * n_;
     for (int64_t j = 0; j < n_; ++j) {
       float v = row[j];
       if (!fused_.bias.empty()) v += fused_.bias[static_cast<size_t>(j)];
       if (res != nullptr) v += res[r * n_ + j];
-      row[j] = relu && v < 0 ? 0.0f : v;
+      row[j] = kernels::activate(v, fused_.activation);
     }
   };
   if (threads > 1) {

@@ -87,7 +87,12 @@ constexpr std::array<Lowerer, kOpCount> make_table() {
   at(OpKind::slice) = {.lower = lower_copy, .separable = slice_separable};
   at(OpKind::max_pool) = {.lower = lower_pool};
   at(OpKind::average_pool) = {.lower = lower_pool};
-  for (OpKind op : {OpKind::add, OpKind::sub, OpKind::mul, OpKind::div, OpKind::where}) at(op).aligns_constants = true;
+  for (OpKind op : {OpKind::add, OpKind::sub, OpKind::mul, OpKind::div, OpKind::pow})
+    at(op) = {.lower = lower_elementwise, .aligns_constants = true};
+  for (OpKind op : {OpKind::relu, OpKind::sigmoid, OpKind::tanh, OpKind::sqrt, OpKind::erf, OpKind::exp, OpKind::neg,
+                    OpKind::reciprocal, OpKind::gelu, OpKind::clip})
+    at(op).lower = lower_elementwise;
+  at(OpKind::where).aligns_constants = true;
   at(OpKind::concat) = {.separable = concat_axis_not_batch, .aligns_constants = true};
   at(OpKind::flatten) = {.separable = flatten_axis_not_batch, .changes_rank = true};
   at(OpKind::gather) = {.separable = gather_separable};
@@ -138,11 +143,27 @@ std::unique_ptr<Step> lower_node(Lowering& l, const Node& n) {
 
 }  // namespace
 
+std::optional<Activation> Lowering::clip_activation(const Node& clip) const {
+  auto bound = [&](size_t k) -> std::optional<float> {
+    if (k >= clip.inputs.size() || clip.inputs[k].empty()) return std::nullopt;
+    const Tensor* t = g.constant(clip.inputs[k]);
+    if (t == nullptr || t->numel() != 1 || t->dtype() != Dtype::f32) return std::nullopt;
+    return t->data<float>()[0];
+  };
+  const auto lo = bound(1), hi = bound(2);
+  const bool unbounded_above = clip.inputs.size() < 3 || clip.inputs[2].empty();
+  if (lo != 0.0f) return std::nullopt;
+  if (hi == 6.0f) return Activation::relu6;
+  if (unbounded_above) return Activation::relu;
+  return std::nullopt;
+}
+
 std::string fused_name(const Fused& f) {
   std::string s;
   if (!f.bias.empty()) s += "+bias";
   if (f.residual) s += "+add";
   if (f.activation == Activation::relu) s += "+relu";
+  if (f.activation == Activation::relu6) s += "+relu6";
   return s;
 }
 
@@ -188,6 +209,19 @@ std::string Lowering::fuse_tail(std::string out, Fused& fused, int& residual) {
     fused.activation = Activation::relu;
     consume(relu);
     out = relu->outputs[0];
+    // PyTorch writes ReLU6 as Relu then Clip(0, 6).
+    if (const Node* clip = sole_consumer(out, OpKind::clip); clip && clip_activation(*clip) == Activation::relu6) {
+      fused.activation = Activation::relu6;
+      consume(clip);
+      out = clip->outputs[0];
+    }
+  } else if (const Node* clip = sole_consumer(out, OpKind::clip)) {
+    const std::optional<Activation> as = clip_activation(*clip);
+    if (as) {
+      fused.activation = *as;
+      consume(clip);
+      out = clip->outputs[0];
+    }
   }
   return out;
 }

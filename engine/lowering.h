@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -35,8 +36,10 @@ struct Lowering {
   const Node* sole_consumer(const std::string& value, OpKind op) const;
   void consume(const Node* n) { done[static_cast<size_t>(n - g.nodes.data())] = true; }
   // Fuses an Add of a ready tensor of the same shape (the residual) and a
-  // Relu after a kernel's output `out`; returns the final output's name.
+  // Relu or a Clip as ReLU6 after a kernel's output `out`; returns the final output's name.
   std::string fuse_tail(std::string out, Fused& fused, int& residual);
+  // Clip(x, 0, 6) as ReLU6, Clip(x, 0) as ReLU; other bounds: none.
+  std::optional<Activation> clip_activation(const Node& clip) const;
   // Runs every node in topological order through its lowering.
   void build_steps();
 };
@@ -49,6 +52,7 @@ std::unique_ptr<Step> lower_rows(Lowering& l, const Node& n);      // engine/low
 std::unique_ptr<Step> lower_batched_matmul(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_pool(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_copy(Lowering& l, const Node& n);
+std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n);  // engine/lower_elementwise.cpp
 
 // "+bias+add+relu": what a step fused, for its kernel name.
 std::string fused_name(const Fused& f);

@@ -19,6 +19,12 @@ void specialize(Graph& graph, int64_t batch, const std::map<std::string, Shape>&
 // constant parameters, becomes the Conv's (Gemm's) scaled weight and bias.
 void fold_batch_norm(Graph& graph);
 
+// Rewrites what exporters write from primitives into the ops the engine has
+// kernels for (engine/fusion.cpp): LayerNormalization from ReduceMean, Sub,
+// Pow (or Mul), Add, Sqrt, Div [, Mul, Add] over the last axis; Gelu from
+// its Erf form and its Tanh form. Matching is by structure and constants.
+void fuse_patterns(Graph& graph);
+
 // Drops nodes no graph output depends on, and the initializers only they read.
 void drop_dead_nodes(Graph& graph);
 

@@ -280,6 +280,34 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
     case OpKind::tanh: return one(tanh(var(in[0])).data());
     case OpKind::sqrt: return one(sqrt(var(in[0])).data());
     case OpKind::erf: return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) { return std::erf(v[0]); }));
+    case OpKind::exp: return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) { return std::exp(v[0]); }));
+    case OpKind::neg: return one(map_broadcast(n, {in[0]}, in[0].dtype(), [](auto& v) { return -v[0]; }));
+    case OpKind::reciprocal: return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) { return 1.0 / v[0]; }));
+    case OpKind::logical_not:
+      return one(map_broadcast(n, {in[0]}, Dtype::i64, [](auto& v) { return v[0] != 0 ? 0.0 : 1.0; }));
+    case OpKind::clip: {  // bounds: optional inputs 1 and 2 (scalars)
+      const double lo = arg(1).defined() ? element(in[1], 0) : -std::numeric_limits<double>::infinity();
+      const double hi = arg(2).defined() ? element(in[2], 0) : std::numeric_limits<double>::infinity();
+      return one(map_broadcast(n, {in[0]}, in[0].dtype(), [lo, hi](auto& v) { return std::min(std::max(v[0], lo), hi); }));
+    }
+    case OpKind::range: {
+      const double start = element(in[0], 0), limit = element(in[1], 0), delta = element(in[2], 0);
+      check<ValueError>(delta != 0, "{}: delta is 0", where(n));
+      const auto count = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit - start) / delta)));
+      std::vector<double> values(static_cast<size_t>(count));
+      for (int64_t i = 0; i < count; ++i) values[static_cast<size_t>(i)] = start + static_cast<double>(i) * delta;
+      return one(make({count}, in[0].dtype(), values));
+    }
+    case OpKind::gelu: {
+      const std::string approximate = n.has("approximate") ? std::get<std::string>(n.attributes.at("approximate")) : "none";
+      check<ValueError>(approximate == "none" || approximate == "tanh",
+                        "{}: attribute 'approximate' is '{}', expected 'none' or 'tanh'", where(n), approximate);
+      if (approximate == "tanh")
+        return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) {
+          return 0.5 * v[0] * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v[0] + 0.044715 * v[0] * v[0] * v[0])));
+        }));
+      return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) { return 0.5 * v[0] * (1.0 + std::erf(v[0] / std::sqrt(2.0))); }));
+    }
     case OpKind::identity: return one(in[0]);
     case OpKind::dropout:  // inference: keeps everything
       check<ValueError>(!arg(2).defined() || element(in[2], 0) == 0 || (arg(1).defined() && element(in[1], 0) == 0),

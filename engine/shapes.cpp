@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "engine/shape_rules.h"
@@ -78,6 +79,22 @@ std::vector<ValueInfo> where_shape(const ShapeContext& c) {
 
 std::vector<ValueInfo> unary_shape(const ShapeContext& c) {
   return {c.input(0)};
+}
+
+// Range's length, max(ceil((limit - start) / delta), 0), when its inputs are constants.
+std::vector<ValueInfo> range_shape(const ShapeContext& c) {
+  double v[3];
+  bool known = true;
+  for (size_t k = 0; k < 3; ++k) {
+    const Tensor* t = c.graph.constant(c.node.inputs[k]);
+    check<ShapeError>(autograd::numel(c.shape(k)) == 1, "{}: input {} must be a scalar, got {}", c.where(), k,
+                      autograd::to_string(c.shape(k)));
+    known = known && t != nullptr;
+    if (t != nullptr) v[k] = t->dtype() == autograd::Dtype::i64 ? static_cast<double>(t->data<int64_t>()[0]) : t->data<float>()[0];
+  }
+  if (known) check<ShapeError>(v[2] != 0, "{}: delta is 0", c.where());
+  const int64_t length = known ? std::max<int64_t>(0, static_cast<int64_t>(std::ceil((v[1] - v[0]) / v[2]))) : -1;
+  return {{"", c.input(0).type, {length}}};
 }
 
 std::vector<ValueInfo> softmax_shape(const ShapeContext& c) {

@@ -68,6 +68,44 @@ void RowStep::run_units(Values& v, int64_t r0, int64_t r1, int threads) const {
                     [&](const tbb::blocked_range<int64_t>& r) { chunk(r.begin(), r.end()); });
 }
 
+void ElementwiseStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
+  const size_t operands = strides.size(), rank = dims.size();
+  const float* in[2] = {v[inputs[0]].data<float>(), operands > 1 ? v[inputs[1]].data<float>() : nullptr};
+  float* y = v[outputs[0]].data<float>();
+  const int64_t inner = dims.back();
+  auto unit = [&](int64_t u) {
+    const int64_t row = u / chunks_per_row, i0 = (u % chunks_per_row) * kChunk, n = std::min(kChunk, inner - i0);
+    const float* at[2] = {in[0], in[1]};
+    for (int64_t rest = row, d = static_cast<int64_t>(rank) - 2; d >= 0; --d) {  // the row's index per dimension
+      const int64_t i = rest % dims[static_cast<size_t>(d)];
+      rest /= dims[static_cast<size_t>(d)];
+      for (size_t k = 0; k < operands; ++k) at[k] += i * strides[k][static_cast<size_t>(d)];
+    }
+    bool scalar[2] = {false, false};
+    for (size_t k = 0; k < operands; ++k) {
+      scalar[k] = strides[k].back() == 0;
+      if (!scalar[k]) at[k] += i0;
+    }
+    float* out = y + row * inner + i0;
+    if (is_binary) {
+      kernels::binary(binary, at[0], scalar[0], at[1], scalar[1], out, n);
+    } else if (scalar[0]) {  // a broadcast input along the whole run
+      kernels::unary(unary, at[0], out, 1);
+      std::fill(out + 1, out + n, out[0]);
+    } else {
+      kernels::unary(unary, at[0], out, n);
+    }
+  };
+  if (threads <= 1 || u1 - u0 < 2) {
+    for (int64_t u = u0; u < u1; ++u) unit(u);
+    return;
+  }
+  const int64_t grain = std::max<int64_t>(1, kChunk / std::max<int64_t>(1, std::min(inner, kChunk)));
+  tbb::parallel_for(tbb::blocked_range<int64_t>(u0, u1, grain), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t u = r.begin(); u < r.end(); ++u) unit(u);
+  });
+}
+
 void CopyStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {
   const float* x = v[inputs[0]].data<float>();
   float* y = v[outputs[0]].data<float>();

@@ -8,6 +8,7 @@
 
 #include "engine/kernels.h"
 #include "engine/plan.h"
+#include "neurite/kernels/elementwise.h"
 
 namespace neurite::engine::detail {
 
@@ -89,6 +90,24 @@ class PoolStep : public UnitStep {
  public:
   ConvGeometry geo;
   bool is_max = true, include_pad = false;
+
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
+};
+
+// A unary or binary elementwise op over numpy-broadcast float tensors. The
+// output's dimensions are collapsed where every input broadcasts alike (the
+// first, the batch, kept apart), so each input is read along the last
+// dimension either as a contiguous run or as one repeated value. Units:
+// chunks of at most kChunk floats of the rows of that last dimension.
+class ElementwiseStep : public UnitStep {
+ public:
+  static constexpr int64_t kChunk = 8192;
+  bool is_binary = false;
+  kernels::Unary unary;
+  kernels::BinaryOp binary = kernels::BinaryOp::add;
+  std::vector<int64_t> dims;                  // collapsed output dimensions
+  std::vector<std::vector<int64_t>> strides;  // per input and dimension; 0 where it broadcasts
+  int64_t chunks_per_row = 1;
 
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };

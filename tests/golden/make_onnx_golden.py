@@ -1,7 +1,10 @@
-"""ONNX files exported by PyTorch 1.13, for the import tests (tests/engine/import_test.cpp):
-a ResNet-style CNN, a transformer encoder (LayerNorm, GELU, attention with a
-padding mask made from the token ids) and an MLP, each at opsets 13 and 17 with
-a dynamic batch, plus one input batch and PyTorch's output for it.
+"""ONNX files exported by PyTorch 1.13, for the import tests (tests/engine/import_test.cpp)
+and the fusion tests (tests/engine/fusion_test.cpp): a ResNet-style CNN, a
+transformer encoder (LayerNorm, GELU, attention with a padding mask made from
+the token ids), an MLP, and a model of the patterns the engine fuses (ReLU6
+after a convolution and a linear layer, LayerNorm without affine, GELU in its
+tanh form, nn.TransformerEncoderLayer), each at opsets 13 and 17 with a
+dynamic batch, plus one input batch and PyTorch's output for it.
 
     /usr/bin/python3 tests/golden/make_onnx_golden.py   # writes tests/golden/onnx/
 """
@@ -66,6 +69,26 @@ class Encoder(nn.Module):
         return self.head(x.mean(1))
 
 
+class Fusions(nn.Module):
+    """(N, 3, 2, 8) images -> 4 outputs through the patterns exporters write from primitives."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.up = nn.Linear(16, 32)
+        self.down = nn.Linear(32, 16)
+        self.layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu", batch_first=True)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        t = F.relu6(self.bn(self.conv(x))).flatten(2)  # (N, 8 tokens, 16)
+        d = t - t.mean(-1, keepdim=True)  # a layer norm without affine, its square as a product
+        n = d / torch.sqrt((d * d).mean(-1, keepdim=True) + 1e-5)
+        t = t + self.down(F.gelu(self.up(n), approximate="tanh"))
+        return F.relu6(self.head(self.layer(t).mean(1)))
+
+
 def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 32), nn.Sigmoid(), nn.Linear(32, 3))
 
@@ -94,3 +117,4 @@ if __name__ == "__main__":
     tokens[2, 5:] = 0
     export("encoder", Encoder(), tokens)
     export("mlp", mlp(), torch.randn(3, 1, 8, 8))
+    export("fusions", Fusions(), torch.randn(3, 3, 2, 8))

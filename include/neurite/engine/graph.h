@@ -31,10 +31,10 @@ using autograd::Shape;
 using autograd::Tensor;
 
 enum class OpKind : uint8_t {
-  add, average_pool, batch_norm, cast, concat, constant, constant_of_shape, conv, div, dropout, equal, erf,
-  expand, flatten, gather, gemm, global_average_pool, identity, layer_norm, matmul, max_pool, mul, pow,
-  reduce_mean, relu, reshape, shape, sigmoid, slice, softmax, sqrt, squeeze, sub, tanh, transpose, unsqueeze,
-  where,
+  add, average_pool, batch_norm, cast, clip, concat, constant, constant_of_shape, conv, div, dropout, equal, erf,
+  exp, expand, flatten, gather, gelu, gemm, global_average_pool, identity, layer_norm, matmul, max_pool, mul, neg,
+  logical_not, pow, range, reciprocal, reduce_mean, relu, reshape, shape, sigmoid, slice, softmax, sqrt, squeeze, sub, tanh,
+  transpose, unsqueeze, where,
 };
 constexpr size_t kOpCount = static_cast<size_t>(OpKind::where) + 1;
 

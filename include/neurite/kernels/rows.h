@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 
 namespace neurite::kernels {
 
@@ -40,25 +41,36 @@ void layer_norm_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1
                      const float* bias, float epsilon);
 void mean_rows(const float* x, float* y, int64_t n, int64_t r0, int64_t r1);
 
-enum class Activation { none, relu };
+// What an epilogue applies last: nothing, max(v, 0), or min(max(v, 0), 6)
+// (ReLU6, which exporters write as Clip).
+enum class Activation { none, relu, relu6 };
 
 // to[i] = act(from[i] + add (+ residual[i])) for i < n; in place when to == from;
 // residual may be null. Inline: kernels call it once per output row of a few
 // dozen floats, and the call cost 7-12 % of a 4x1-sparse ResNet-20 in the engine.
 // One branch-free loop per case, so that each vectorises.
 inline void bias_activation_row(float* to, const float* from, int64_t n, float add, const float* __restrict residual,
-                         Activation activation) {
-  const bool relu = activation == Activation::relu;
-  if (residual != nullptr && relu) {
-    for (int64_t i = 0; i < n; ++i) to[i] = std::max(from[i] + add + residual[i], 0.0f);
-  } else if (residual != nullptr) {
-    for (int64_t i = 0; i < n; ++i) to[i] = from[i] + add + residual[i];
-  } else if (relu) {
-    for (int64_t i = 0; i < n; ++i) to[i] = std::max(from[i] + add, 0.0f);
+                                Activation activation) {
+  if (activation == Activation::none) {
+    if (residual != nullptr) {
+      for (int64_t i = 0; i < n; ++i) to[i] = from[i] + add + residual[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) to[i] = from[i] + add;
+    }
+    return;
+  }
+  const float hi = activation == Activation::relu6 ? 6.0f : std::numeric_limits<float>::infinity();
+  if (residual != nullptr) {
+    for (int64_t i = 0; i < n; ++i) to[i] = std::min(std::max(from[i] + add + residual[i], 0.0f), hi);
   } else {
-    for (int64_t i = 0; i < n; ++i) to[i] = from[i] + add;
+    for (int64_t i = 0; i < n; ++i) to[i] = std::min(std::max(from[i] + add, 0.0f), hi);
   }
 }
 
+// act(v) for one value.
+inline float activate(float v, Activation activation) {
+  if (activation == Activation::none) return v;
+  return std::min(std::max(v, 0.0f), activation == Activation::relu6 ? 6.0f : std::numeric_limits<float>::infinity());
+}
 
 }  // namespace neurite::kernels

@@ -1,0 +1,132 @@
+// Lowering of elementwise ops over float tensors (Add, Sub, Mul, Div, Pow
+// with numpy broadcasting; activations and math functions) into
+// ElementwiseSteps; other element types stay with the reference executor.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "engine/lowering.h"
+#include "engine/steps.h"
+
+namespace neurite::engine::detail {
+
+namespace {
+
+using kernels::BinaryOp;
+using kernels::UnaryOp;
+
+std::optional<BinaryOp> binary_op(OpKind op) {
+  switch (op) {
+    case OpKind::add: return BinaryOp::add;
+    case OpKind::sub: return BinaryOp::sub;
+    case OpKind::mul: return BinaryOp::mul;
+    case OpKind::div: return BinaryOp::div;
+    case OpKind::pow: return BinaryOp::pow;
+    default: return std::nullopt;
+  }
+}
+
+// The unary map of node n; nullopt for a Clip with bounds not known at compile time.
+std::optional<kernels::Unary> unary_op(const Lowering& l, const Node& n) {
+  switch (n.op) {
+    case OpKind::relu: return kernels::Unary{.op = UnaryOp::relu};
+    case OpKind::sigmoid: return kernels::Unary{.op = UnaryOp::sigmoid};
+    case OpKind::tanh: return kernels::Unary{.op = UnaryOp::tanh};
+    case OpKind::sqrt: return kernels::Unary{.op = UnaryOp::sqrt};
+    case OpKind::erf: return kernels::Unary{.op = UnaryOp::erf};
+    case OpKind::exp: return kernels::Unary{.op = UnaryOp::exp};
+    case OpKind::neg: return kernels::Unary{.op = UnaryOp::neg};
+    case OpKind::reciprocal: return kernels::Unary{.op = UnaryOp::reciprocal};
+    case OpKind::gelu: {
+      const auto* a = n.has("approximate") ? std::get_if<std::string>(&n.attributes.at("approximate")) : nullptr;
+      if (a != nullptr && *a != "none" && *a != "tanh") return std::nullopt;
+      return kernels::Unary{.op = a != nullptr && *a == "tanh" ? UnaryOp::gelu_tanh : UnaryOp::gelu};
+    }
+    case OpKind::clip: {
+      kernels::Unary f{.op = UnaryOp::clip, .lo = -std::numeric_limits<float>::infinity(),
+                       .hi = std::numeric_limits<float>::infinity()};
+      for (size_t k = 1; k < 3 && k < n.inputs.size(); ++k) {
+        if (n.inputs[k].empty()) continue;
+        const Tensor* t = l.g.constant(n.inputs[k]);
+        if (t == nullptr || t->numel() != 1 || t->dtype() != autograd::Dtype::f32) return std::nullopt;
+        (k == 1 ? f.lo : f.hi) = t->data<float>()[0];
+      }
+      return f;
+    }
+    default: return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n) {
+  const Graph& g = l.g;
+  const size_t operands = binary_op(n.op) ? 2 : 1;
+  const ValueInfo& out = g.values.at(n.outputs[0]);
+  if (out.type != DataType::float32 || out.shape.empty()) return nullptr;
+  for (size_t k = 0; k < operands; ++k)
+    if (g.values.at(n.inputs[k]).type != DataType::float32) return nullptr;
+  auto step = std::make_unique<ElementwiseStep>();
+  if (auto op = binary_op(n.op)) {
+    step->is_binary = true;
+    step->binary = *op;
+  } else if (auto f = unary_op(l, n)) {
+    step->unary = *f;
+  } else {
+    return nullptr;
+  }
+
+  // Per input and output dimension: whether it broadcasts there (numpy: shapes aligned at the right).
+  const Shape& os = out.shape;
+  const size_t rank = os.size();
+  std::vector<std::vector<bool>> broadcast(operands, std::vector<bool>(rank, false));
+  for (size_t k = 0; k < operands; ++k) {
+    const Shape& s = g.values.at(n.inputs[k]).shape;
+    for (size_t d = 0; d < rank; ++d) {
+      const size_t from_right = rank - d;
+      broadcast[k][d] = from_right > s.size() || (s[s.size() - from_right] == 1 && os[d] != 1);
+    }
+  }
+  // Collapse: drop size-1 dimensions after the first, merge neighbours that broadcast alike.
+  std::vector<int64_t> dims{os[0]};
+  std::vector<std::vector<bool>> kinds(operands, std::vector<bool>{broadcast[0][0]});
+  for (size_t k = 0; k < operands; ++k) kinds[k][0] = broadcast[k][0];
+  for (size_t d = 1; d < rank; ++d) {
+    if (os[d] == 1) continue;
+    bool alike = dims.size() > 1;
+    for (size_t k = 0; alike && k < operands; ++k) alike = kinds[k].back() == broadcast[k][d];
+    if (alike) {
+      dims.back() *= os[d];
+    } else {
+      dims.push_back(os[d]);
+      for (size_t k = 0; k < operands; ++k) kinds[k].push_back(broadcast[k][d]);
+    }
+  }
+  if (dims.size() == 1) {  // a rank-1 output: one row
+    dims.insert(dims.begin(), 1);
+    for (auto& kind : kinds) kind.insert(kind.begin(), true);
+  }
+  step->dims = dims;
+  step->strides.assign(operands, std::vector<int64_t>(dims.size(), 0));
+  for (size_t k = 0; k < operands; ++k) {
+    int64_t stride = 1;
+    for (size_t d = dims.size(); d-- > 0;) {
+      if (kinds[k][d]) continue;
+      step->strides[k][d] = stride;
+      stride *= dims[d];
+    }
+  }
+  const int64_t inner = dims.back(), rows = autograd::numel(os) / std::max<int64_t>(inner, 1);
+  step->chunks_per_row = std::max<int64_t>(1, (inner + ElementwiseStep::kChunk - 1) / ElementwiseStep::kChunk);
+  step->units = rows * step->chunks_per_row;
+  const int64_t batch = l.plan.batch;
+  step->sliceable = os[0] == batch && dims[0] == batch && rank > 1;
+  step->units_per_item = step->sliceable ? step->units / batch : step->units;
+  for (size_t k = 0; k < operands; ++k) step->inputs.push_back(l.id(n.inputs[k]));
+  step->outputs = {l.id(n.outputs[0])};
+  const std::string_view what = step->is_binary ? kernels::to_string(step->binary) : kernels::to_string(step->unary.op);
+  step->info = {.name = n.name, .kernel = fmt::format("elementwise {}", what)};
+  return step;
+}
+
+}  // namespace neurite::engine::detail

@@ -1,0 +1,112 @@
+// Pattern fusion and the elementwise kernels on what PyTorch 1.13's exporter
+// writes (tests/golden/make_onnx_golden.py): the compiled engine must give the
+// unfused reference executor's outputs, run every hot op on a kernel of its
+// own, and fuse the patterns each file holds.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "neurite/engine/engine.h"
+#include "neurite/engine/onnx.h"
+#include "neurite/engine/reference.h"
+#include "neurite/kernels/elementwise.h"
+#include "tests/engine/runtimes.h"
+
+namespace neurite::engine {
+namespace {
+
+const std::string kDir = NEURITE_SOURCE_DIR "/tests/golden/onnx/";
+
+int count_kernels(const std::vector<StepInfo>& steps, const std::string& part) {
+  return static_cast<int>(
+      std::count_if(steps.begin(), steps.end(), [&](const StepInfo& s) { return s.kernel.find(part) != std::string::npos; }));
+}
+
+struct Expected {
+  std::string file;
+  int layer_norms, gelus, relu6;  // fused steps the file must give
+};
+
+class FusedExport : public ::testing::TestWithParam<Expected> {};
+
+TEST_P(FusedExport, RunsAsTheUnfusedReferenceWithEveryPatternFused) {
+  const Expected& want = GetParam();
+  const Graph g = load_onnx(kDir + want.file + ".onnx");
+  const std::string model = want.file.substr(0, want.file.find('_'));
+  const Tensor stored = autograd::load_npy(kDir + model + "_input.npy");
+  for (const Mode mode : {Mode::layers, Mode::columns}) {
+    for (int64_t batch : {1, 5}) {
+      SCOPED_TRACE(fmt::format("{} batch {}", to_string(mode), batch));
+      std::vector<Tensor> rows;
+      for (int64_t i = 0; i < batch; ++i) rows.push_back(stored.slice(0, i % stored.size(0), i % stored.size(0) + 1));
+      const Tensor x = Tensor::concat(rows, 0);
+      Engine e = compile(g, {.batch = batch, .threads = 2, .mode = mode, .kernels = {.autotune = false}});
+      testing::expect_close(e.run({{"input", x}}).at("output"), run_reference(g, {{"input", x}}).at("output"), 1e-4);
+      const auto steps = e.steps();
+      EXPECT_EQ(count_kernels(steps, "layer_norm rows"), want.layer_norms);
+      EXPECT_EQ(count_kernels(steps, "elementwise gelu"), want.gelus);
+      EXPECT_EQ(count_kernels(steps, "+relu6"), want.relu6);
+      for (const char* hot : {"node Pow", "node Sqrt", "node Erf", "node Tanh", "node Div", "node Mul", "node Add",
+                              "node Sub", "node Relu", "node Clip", "node Sigmoid"})
+        EXPECT_EQ(count_kernels(steps, hot), 0) << hot << " runs on the reference executor";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, FusedExport,
+                         ::testing::Values(Expected{"encoder_opset13", 4, 2, 0}, Expected{"encoder_opset17", 4, 2, 0},
+                                           Expected{"fusions_opset13", 3, 2, 2}, Expected{"fusions_opset17", 3, 2, 2},
+                                           Expected{"resnet_opset13", 0, 0, 0}, Expected{"mlp_opset13", 0, 0, 0}),
+                         [](const auto& info) { return info.param.file; });
+
+// The elementwise kernels against std:: on random values around every
+// polynomial's range switch, at lengths around the vector width.
+TEST(ElementwiseKernels, MatchTheStandardLibrary) {
+  using kernels::Unary;
+  using kernels::UnaryOp;
+  for (int64_t n : {1, 7, 16, 33, 1000}) {
+    const Tensor t = Tensor::randn({n}, static_cast<uint64_t>(n), 0, 3);
+    const float* x = t.data<float>();
+    std::vector<float> y(static_cast<size_t>(n));
+    auto expect = [&](Unary f, auto exact, double tolerance) {
+      kernels::unary(f, x, y.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double e = exact(static_cast<double>(x[i]));
+        EXPECT_NEAR(y[static_cast<size_t>(i)], e, tolerance * std::max(1.0, std::abs(e)))
+            << kernels::to_string(f.op) << " at x = " << x[i];
+      }
+    };
+    expect({.op = UnaryOp::exp}, [](double v) { return std::exp(v); }, 1e-6);
+    expect({.op = UnaryOp::sigmoid}, [](double v) { return 1 / (1 + std::exp(-v)); }, 1e-6);
+    expect({.op = UnaryOp::tanh}, [](double v) { return std::tanh(v); }, 1e-6);
+    expect({.op = UnaryOp::erf}, [](double v) { return std::erf(v); }, 1e-6);
+    expect({.op = UnaryOp::gelu}, [](double v) { return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); }, 1e-6);
+    expect({.op = UnaryOp::gelu_tanh},
+           [](double v) { return 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))); }, 1e-6);
+    expect({.op = UnaryOp::clip, .lo = -1, .hi = 2}, [](double v) { return std::clamp(v, -1.0, 2.0); }, 0);
+    expect({.op = UnaryOp::power, .exponent = 2}, [](double v) { return v * v; }, 1e-7);
+    expect({.op = UnaryOp::power, .exponent = 3}, [](double v) { return v * v * v; }, 1e-6);
+    expect({.op = UnaryOp::power, .exponent = 4}, [](double v) { return std::pow(v, 4.0); }, 1e-6);
+    // A small argument, where tanh's closed form would cancel.
+    const float tiny[] = {1e-4f, -3e-3f, 0.2f, -0.26f};
+    float out[4];
+    kernels::unary({.op = UnaryOp::tanh}, tiny, out, 4);
+    for (int i = 0; i < 4; ++i) EXPECT_NEAR(out[i], std::tanh(double(tiny[i])), 3e-7 * std::abs(tiny[i])) << tiny[i];
+  }
+}
+
+TEST(ElementwiseKernels, BinaryOpsBroadcastAScalarOnEitherSide) {
+  const float a[] = {1, -2, 3.5f, 4}, b[] = {2, 0.5f, -1, 8};
+  float y[4];
+  kernels::binary(kernels::BinaryOp::sub, a, false, b, false, y, 4);
+  EXPECT_EQ(std::vector<float>(y, y + 4), (std::vector<float>{-1, -2.5f, 4.5f, -4}));
+  kernels::binary(kernels::BinaryOp::div, a, true, b, false, y, 4);
+  EXPECT_EQ(std::vector<float>(y, y + 4), (std::vector<float>{0.5f, 2, -1, 0.125f}));
+  kernels::binary(kernels::BinaryOp::pow, a, false, b, true, y, 4);
+  EXPECT_EQ(std::vector<float>(y, y + 4), (std::vector<float>{1, 4, 12.25f, 16}));
+  kernels::binary(kernels::BinaryOp::max, a, false, b, true, y, 4);
+  EXPECT_EQ(std::vector<float>(y, y + 4), (std::vector<float>{2, 2, 3.5f, 4}));
+}
+
+}  // namespace
+}  // namespace neurite::engine
