@@ -7,6 +7,7 @@
 
 #include "engine/lowering.h"
 #include "engine/steps.h"
+#include "engine/views.h"
 
 namespace neurite::engine::detail {
 
@@ -69,42 +70,123 @@ std::unique_ptr<Step> lower_rows(Lowering& l, const Node& n) {
   return step;
 }
 
-std::unique_ptr<Step> lower_batched_matmul(Lowering& l, const Node& n) {
+namespace {
+
+// A view as a gemm operand of `rows` x `cols`: unit column stride (ld: the row
+// stride) or unit row stride (transposed; ld: the column stride). false when neither.
+bool as_operand(const StridedView& v, bool& transposed, int64_t& ld) {
+  const size_t r = v.dims.size();
+  const int64_t rows = v.size(r - 2), cols = v.size(r - 1);
+  const auto row_stride = v.stride(r - 2), col_stride = v.stride(r - 1);
+  if (!row_stride || !col_stride) return false;
+  if (*col_stride == 1 || cols == 1) {
+    transposed = false;
+    ld = rows == 1 ? std::max<int64_t>(cols, 1) : *row_stride;
+    return ld >= cols;
+  }
+  if (*row_stride == 1 || rows == 1) {
+    transposed = true;
+    ld = cols == 1 ? std::max<int64_t>(rows, 1) : *col_stride;
+    return ld >= rows;
+  }
+  return false;
+}
+
+// Each matrix's offset in a view's buffer, matrices in row-major order of the batch dimensions.
+std::vector<int64_t> matrix_offsets(const StridedView& v) {
+  std::vector<Axis> axes;  // of the batch dimensions, outer first
+  for (size_t d = 0; d + 2 < v.dims.size(); ++d) axes.insert(axes.end(), v.dims[d].begin(), v.dims[d].end());
+  int64_t count = 1;
+  for (const Axis& a : axes) count *= a.size;
+  std::vector<int64_t> at(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t rest = i, offset = v.offset;
+    for (size_t k = axes.size(); k-- > 0;) {
+      offset += (rest % axes[k].size) * axes[k].stride;
+      rest /= axes[k].size;
+    }
+    at[static_cast<size_t>(i)] = offset;
+  }
+  return at;
+}
+
+}  // namespace
+
+std::optional<BatchedViews> plan_batched_matmul(const Lowering& l, const Node& n) {
   const Graph& g = l.g;
-  Engine::Plan& plan = l.plan;
+  if (n.op != OpKind::matmul || l.constants.count(n.inputs[1])) return std::nullopt;
   const ValueInfo &a = g.values.at(n.inputs[0]), &b = g.values.at(n.inputs[1]);
   const size_t rank = a.shape.size();
-  if (a.type != DataType::float32 || b.type != DataType::float32 || rank < 3 || b.shape.size() != rank ||
-      l.constants.count(n.inputs[1]))
-    return nullptr;
+  if (a.type != DataType::float32 || b.type != DataType::float32 || rank < 3 || b.shape.size() != rank)
+    return std::nullopt;
   for (size_t d = 0; d + 2 < rank; ++d)
-    if (a.shape[d] != b.shape[d]) return nullptr;  // broadcasting batches: the reference's case
+    if (a.shape[d] != b.shape[d]) return std::nullopt;  // broadcasting batches: the reference's case
+  BatchedViews views{.a = read_view(l, n.inputs[0]), .b = read_view(l, n.inputs[1]), .c = {}};
+  bool transposed = false;
+  int64_t ld = 0;
+  if (!as_operand(views.a, transposed, ld)) views.a = read_view_of_itself(l, n.inputs[0]);
+  if (!as_operand(views.b, transposed, ld)) views.b = read_view_of_itself(l, n.inputs[1]);
+  const auto c = write_view(l, n.outputs[0]);
+  bool c_transposed = false;
+  views.c = c && as_operand(*c, c_transposed, ld) && !c_transposed ? *c : read_view_of_itself(l, n.outputs[0]);
+  return views;
+}
+
+namespace {
+
+// The product of planned views; `name` the node it lowers. Its value ids
+// are the caller's to bind: attention has no buffer for its scores.
+std::unique_ptr<BatchedMatMulStep> batched_step(Lowering& l, const BatchedViews& v, const std::string& name) {
+  const size_t rank = v.a.dims.size();
   auto step = std::make_unique<BatchedMatMulStep>();
-  step->m = a.shape[rank - 2], step->k = a.shape[rank - 1], step->n = b.shape[rank - 1];
-  step->units = autograd::numel(a.shape) / (step->m * step->k);
-  step->units_per_item = step->units / plan.batch;
-  std::string b_name = n.inputs[1];
-  // B = Transpose(X, perm swapping the last two axes), read by this alone: read X with transB.
-  const auto from = l.index.producer(b_name);
-  if (from && l.index.readers(b_name) == 1 && g.nodes[*from].op == OpKind::transpose) {
-    const Node& t = g.nodes[*from];
-    std::vector<int64_t> swap(rank);
-    for (size_t d = 0; d < rank; ++d) swap[d] = static_cast<int64_t>(d);
-    std::swap(swap[rank - 1], swap[rank - 2]);
-    // The Transpose came first in topological order and became a step; now it is folded away.
-    const Step* made = l.producer_step.count(b_name) ? l.producer_step.at(b_name) : nullptr;
-    const auto it = std::find_if(plan.steps.begin(), plan.steps.end(), [&](const auto& s) { return s.get() == made; });
-    if (t.integers("perm") == swap && made != nullptr && it != plan.steps.end() && (*it)->outputs.size() == 1) {
-      plan.steps.erase(it);
-      step->trans_b = true;
-      b_name = t.inputs[0];
-    }
+  step->shape = {.m = v.a.size(rank - 2), .n = v.b.size(rank - 1), .k = v.a.size(rank - 1)};
+  bool c_transposed = false;
+  as_operand(v.a, step->shape.trans_a, step->lda);
+  as_operand(v.b, step->shape.trans_b, step->ldb);
+  as_operand(v.c, c_transposed, step->ldc);
+  step->alpha = v.a.scale * v.b.scale;
+  step->a_at = matrix_offsets(v.a);
+  step->b_at = matrix_offsets(v.b);
+  step->c_at = matrix_offsets(v.c);
+  step->units = static_cast<int64_t>(step->a_at.size());
+  const bool plain = v.a.nodes.empty() && v.b.nodes.empty() && v.c.nodes.empty();
+  step->sliceable = plain && v.a.size(0) == l.plan.batch && step->units % l.plan.batch == 0;
+  step->units_per_item = step->sliceable ? step->units / l.plan.batch : step->units;
+  const size_t folded = v.a.nodes.size() + v.b.nodes.size() + v.c.nodes.size();
+  step->info = {.name = name, .kernel = fmt::format("batched matmul {}x{}x{}{}", step->shape.m, step->shape.k,
+                                                     step->shape.n, folded ? fmt::format(" ({} layout ops folded)", folded) : "")};
+  return step;
+}
+
+}  // namespace
+
+std::unique_ptr<Step> lower_batched_matmul(Lowering& l, const Node& n) {
+  const auto found = l.batched_views.find(n.outputs[0]);
+  const std::optional<BatchedViews> planned =
+      found != l.batched_views.end() ? std::optional<BatchedViews>(found->second) : plan_batched_matmul(l, n);
+  if (!planned) return nullptr;
+  auto scores = batched_step(l, *planned, n.name);
+  scores->inputs = {l.id(planned->a.base), l.id(planned->b.base)};
+  const auto attention = l.attention_values.find(n.outputs[0]);
+  if (attention == l.attention_values.end()) {
+    scores->outputs = {l.id(planned->c.base)};
+    return scores;
   }
-  step->inputs = {l.id(n.inputs[0]), l.id(b_name)};
-  step->outputs = {l.id(n.outputs[0])};
-  step->sliceable = a.shape[0] == plan.batch && step->units % plan.batch == 0;
-  step->info = {.name = n.name, .kernel = fmt::format("batched matmul {}x{}x{}{}", step->m, step->k, step->n,
-                                                       step->trans_b ? " (B transposed)" : "")};
+  auto step = std::make_unique<AttentionStep>();
+  step->values = std::move(*batched_step(l, attention->second, n.name));
+  step->values.inputs = {-1, l.id(attention->second.b.base)};
+  step->values.outputs = {l.id(attention->second.c.base)};
+  step->scores = std::move(*scores);
+  step->units = step->scores.units;
+  step->units_per_item = step->values.sliceable ? step->values.units_per_item : step->units;
+  step->sliceable = step->scores.sliceable && step->values.sliceable;
+  step->inputs = {step->scores.inputs[0], step->scores.inputs[1], step->values.inputs[1]};
+  step->outputs = step->values.outputs;
+  const size_t folded = planned->a.nodes.size() + planned->b.nodes.size() + attention->second.b.nodes.size() +
+                        attention->second.c.nodes.size();
+  step->info = {.name = n.name, .kernel = fmt::format("attention {}x{}x{}x{}{}", step->scores.shape.m, step->scores.shape.k,
+                                                       step->scores.shape.n, step->values.shape.n,
+                                                       folded ? fmt::format(" ({} layout ops folded)", folded) : "")};
   return step;
 }
 

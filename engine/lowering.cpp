@@ -227,7 +227,34 @@ std::string Lowering::fuse_tail(std::string out, Fused& fused, int& residual) {
 }
 
 void Lowering::build_steps() {
-  for (size_t i : g.topological_order()) {
+  const std::vector<size_t> order = g.topological_order();
+  // Batched products first: the layout ops they fold in must not become steps.
+  auto fold = [this](const BatchedViews& v) {
+    for (const StridedView* view : {&v.a, &v.b, &v.c})
+      for (size_t k : view->nodes) done[k] = true;
+  };
+  for (size_t i : order) {
+    if (done[i]) continue;
+    auto views = plan_batched_matmul(*this, g.nodes[i]);
+    if (!views) continue;
+    const std::string& scores = g.nodes[i].outputs[0];
+    fold(*views);
+    batched_views.emplace(scores, std::move(*views));
+    // Attention: the scores' Softmax over the last axis, then a product with V, each read by the next alone.
+    const auto softmax = index.sole_consumer(scores);
+    if (!softmax || done[*softmax] || g.nodes[*softmax].op != OpKind::softmax) continue;
+    const Node& sm = g.nodes[*softmax];
+    const int64_t axis = sm.integer("axis", -1), rank = static_cast<int64_t>(g.values.at(scores).shape.size());
+    const auto second = index.sole_consumer(sm.outputs[0]);
+    if ((axis != -1 && axis != rank - 1) || !second || done[*second] || g.nodes[*second].inputs[0] != sm.outputs[0])
+      continue;
+    auto values = plan_batched_matmul(*this, g.nodes[*second]);
+    if (!values || !values->a.nodes.empty()) continue;
+    fold(*values);
+    done[*softmax] = done[*second] = true;
+    attention_values.emplace(scores, std::move(*values));
+  }
+  for (size_t i : order) {
     if (done[i]) continue;
     done[i] = true;
     const Node n = g.nodes[i];  // a copy: steps keep nodes, fusion marks others done

@@ -15,6 +15,7 @@
 
 #include "engine/graph_index.h"
 #include "engine/plan.h"
+#include "engine/views.h"
 
 namespace neurite::engine::detail {
 
@@ -28,6 +29,10 @@ struct Lowering {
   std::vector<bool> done;            // nodes lowered, or fused into an earlier step
   std::set<std::string> ready;       // values computed by the steps so far, inputs and constants
   std::map<std::string, const Step*> producer_step;
+  std::map<std::string, BatchedViews> batched_views;  // by the product's output: layout ops folded in
+  // Attention, by its first product's output: the views of the second
+  // product (Softmax's output times V), which the one step also runs.
+  std::map<std::string, BatchedViews> attention_values;
 
   Lowering(Graph& graph, const GraphIndex& index, const CompileOptions& options, Engine::Plan& plan);
   // The buffer id of a value, allocating its buffer (or taking its constant) on first use.
@@ -50,6 +55,9 @@ std::unique_ptr<Step> lower_conv(Lowering& l, const Node& n);      // engine/low
 std::unique_ptr<Step> lower_linear(Lowering& l, const Node& n);    // Gemm, MatMul with a constant weight
 std::unique_ptr<Step> lower_rows(Lowering& l, const Node& n);      // engine/lower_rows.cpp
 std::unique_ptr<Step> lower_batched_matmul(Lowering& l, const Node& n);
+// A MatMul of two activations as views of the buffers its layout ops read
+// (engine/views.h); nullopt when it is no batched product the step runs.
+std::optional<BatchedViews> plan_batched_matmul(const Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_pool(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_copy(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n);  // engine/lower_elementwise.cpp

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "neurite/kernels/gemm.h"
+#include "neurite/kernels/scratch.h"
 #include "engine/reference_ops.h"
 
 namespace neurite::engine::detail {
@@ -165,14 +166,36 @@ void BatchedMatMulStep::run_units(Values& v, int64_t i0, int64_t i1, int threads
   const float* b = v[inputs[1]].data<float>();
   float* c = v[outputs[0]].data<float>();
   auto one = [&](int64_t i) {
-    kernels::gemm({.m = m, .n = n, .k = k, .trans_b = trans_b}, 1.0f, a + i * m * k, k, b + i * k * n,
-                            trans_b ? k : n, 0.0f, c + i * m * n, n, 1);
+    const auto m = static_cast<size_t>(i);
+    kernels::gemm(shape, alpha, a + a_at[m], lda, b + b_at[m], ldb, 0.0f, c + c_at[m], ldc, 1);
   };
   if (threads > 1) {
     tbb::parallel_for(i0, i1, one);
   } else {
     for (int64_t i = i0; i < i1; ++i) one(i);
   }
+}
+
+void AttentionStep::run_units(Values& v, int64_t i0, int64_t i1, int threads) const {
+  const float* q = v[scores.inputs[0]].data<float>();
+  const float* k = v[scores.inputs[1]].data<float>();
+  const float* val = v[values.inputs[1]].data<float>();
+  float* out = v[values.outputs[0]].data<float>();
+  const kernels::GemmShape& s1 = scores.shape;
+  auto chunk = [&](int64_t a, int64_t b) {
+    thread_local kernels::ScratchFloats t_scores;
+    float* s = kernels::scratch(t_scores, s1.m * s1.n);
+    for (int64_t i = a; i < b; ++i) {
+      const auto m = static_cast<size_t>(i);
+      kernels::gemm(s1, scores.alpha, q + scores.a_at[m], scores.lda, k + scores.b_at[m], scores.ldb, 0.0f, s, s1.n, 1);
+      kernels::softmax_rows(s, s, s1.n, 0, s1.m);
+      kernels::gemm(values.shape, values.alpha, s, s1.n, val + values.b_at[m], values.ldb, 0.0f, out + values.c_at[m],
+                    values.ldc, 1);
+    }
+  };
+  if (threads <= 1) return chunk(i0, i1);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(i0, i1),
+                    [&](const tbb::blocked_range<int64_t>& r) { chunk(r.begin(), r.end()); });
 }
 
 void PoolStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {

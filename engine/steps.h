@@ -9,6 +9,7 @@
 #include "engine/kernels.h"
 #include "engine/plan.h"
 #include "neurite/kernels/elementwise.h"
+#include "neurite/kernels/gemm.h"
 
 namespace neurite::engine::detail {
 
@@ -74,13 +75,26 @@ class CopyStep : public UnitStep {
 };
 
 // MatMul of two activations (B..., M, K) x (B..., K, N), batch dimensions
-// equal: one single-threaded sgemm per matrix, matrices in parallel. A
-// Transpose of B's last two axes that only this reads is folded in (transB).
-// Units: matrices.
+// equal: one single-threaded sgemm per matrix, matrices in parallel. The
+// operands and the result are strided views (engine/views.h), so the head
+// reshapes, transposes and scalings around attention cost no pass of their
+// own: each matrix is an offset and a leading dimension. Units: matrices.
 class BatchedMatMulStep : public UnitStep {
  public:
-  int64_t m = 1, n = 1, k = 1;
-  bool trans_b = false;
+  kernels::GemmShape shape{};
+  float alpha = 1;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  std::vector<int64_t> a_at, b_at, c_at;  // per matrix: its offset in each buffer
+
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
+};
+
+// Attention: MatMul(Q, Kᵀ), Softmax over its last axis, MatMul with V, as
+// one step. Each matrix's scores stay in a scratch of the calling thread
+// (m x n floats) instead of a pass through memory per op. Units: matrices.
+class AttentionStep : public UnitStep {
+ public:
+  BatchedMatMulStep scores, values;  // Q·Kᵀ into the scratch; scratch·V into the output
 
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };

@@ -24,7 +24,7 @@ int count_kernels(const std::vector<StepInfo>& steps, const std::string& part) {
 
 struct Expected {
   std::string file;
-  int layer_norms, gelus, relu6;  // fused steps the file must give
+  int layer_norms, gelus, relu6, attentions;  // fused steps the file must give
 };
 
 class FusedExport : public ::testing::TestWithParam<Expected> {};
@@ -46,17 +46,18 @@ TEST_P(FusedExport, RunsAsTheUnfusedReferenceWithEveryPatternFused) {
       EXPECT_EQ(count_kernels(steps, "layer_norm rows"), want.layer_norms);
       EXPECT_EQ(count_kernels(steps, "elementwise gelu"), want.gelus);
       EXPECT_EQ(count_kernels(steps, "+relu6"), want.relu6);
+      EXPECT_EQ(count_kernels(steps, "attention"), want.attentions);
       for (const char* hot : {"node Pow", "node Sqrt", "node Erf", "node Tanh", "node Div", "node Mul", "node Add",
-                              "node Sub", "node Relu", "node Clip", "node Sigmoid"})
+                              "node Sub", "node Relu", "node Clip", "node Sigmoid", "node Transpose", "node MatMul", "node Softmax"})
         EXPECT_EQ(count_kernels(steps, hot), 0) << hot << " runs on the reference executor";
     }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, FusedExport,
-                         ::testing::Values(Expected{"encoder_opset13", 4, 2, 0}, Expected{"encoder_opset17", 4, 2, 0},
-                                           Expected{"fusions_opset13", 3, 2, 2}, Expected{"fusions_opset17", 3, 2, 2},
-                                           Expected{"resnet_opset13", 0, 0, 0}, Expected{"mlp_opset13", 0, 0, 0}),
+                         ::testing::Values(Expected{"encoder_opset13", 4, 2, 0, 0}, Expected{"encoder_opset17", 4, 2, 0, 0},
+                                           Expected{"fusions_opset13", 3, 2, 2, 1}, Expected{"fusions_opset17", 3, 2, 2, 1},
+                                           Expected{"resnet_opset13", 0, 0, 0, 0}, Expected{"mlp_opset13", 0, 0, 0, 0}),
                          [](const auto& info) { return info.param.file; });
 
 // The elementwise kernels against std:: on random values around every
