@@ -6,11 +6,16 @@ alternating the two runtimes; the table gives the median of each side's mean
 latency and the ratio ORT-dense / Neurite (above 1: we are faster).
 
     /usr/bin/python3 bench/compare_engine.py [--build build] [--models resnet20,mlp,transformer]
-        [--variants dense,u90,b90] [--batches 1,64] [--threads 1,2] [--time 2] [--rounds 3] [--layers]
+        [--sources ours,torch] [--variants dense,u90,b90] [--batches 1,64] [--threads 1,2] [--time 2]
+        [--rounds 3] [--layers]
 
-Models come from build/bench/bench_engine_models (zoo weights, batch-norm
-statistics perturbed; u90: 90 % unstructured, b90: 90 % in 4x1 blocks, both
-magnitude-pruned per tensor). ONNX Runtime runs each sparse file as well as
+Two sources of ONNX files for the same architectures: "ours", Neurite's own
+export (build/bench/bench_engine_models: zoo weights, batch-norm statistics
+perturbed; u90: 90 % unstructured, b90: 90 % in 4x1 blocks, both
+magnitude-pruned per tensor), and "torch", the files users bring: PyTorch
+1.13's exporter on the PyTorch twins of the zoo (bench/export_torch.py, opset
+13: LayerNorm and GELU from primitives, sequence-first attention; dense and
+u90 only). ONNX Runtime runs each sparse file as well as
 the dense one: it has no sparse kernels, so its time is the dense time.
 --layers adds our layer mode beside columns. --json FILE keeps every figure.
 """
@@ -26,6 +31,7 @@ import onnx
 ap = argparse.ArgumentParser()
 ap.add_argument("--build", default="build")
 ap.add_argument("--models", default="resnet20,mlp,transformer")
+ap.add_argument("--sources", default="ours,torch")
 ap.add_argument("--variants", default="dense,u90,b90")
 ap.add_argument("--batches", default="1,64")
 ap.add_argument("--threads", default="1,2")
@@ -39,8 +45,13 @@ build = os.path.abspath(args.build)
 models_dir = os.path.join(build, "bench-models")
 ort_dir = os.path.join(build, "onnxruntime", "node_modules", "onnxruntime-node")
 here = os.path.dirname(os.path.abspath(__file__))
-if not os.path.exists(os.path.join(models_dir, "transformer_b90.onnx")):
+sources = args.sources.split(",")
+if "ours" in sources and not os.path.exists(os.path.join(models_dir, "transformer_b90.onnx")):
     subprocess.run([os.path.join(build, "bench", "bench_engine_models"), models_dir], check=True, stdout=subprocess.DEVNULL)
+if "torch" in sources and not os.path.exists(os.path.join(models_dir, "torch_transformer_u90.onnx")):
+    subprocess.run(["/usr/bin/python3", os.path.join(here, "export_torch.py"), models_dir], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+TORCH_VARIANTS = ("dense", "u90")
 
 
 def input_shapes(path):
@@ -70,27 +81,29 @@ def ort(path, batch, threads):
 
 
 records = []
-print(f"| model | batch | threads | ORT dense ms | variant | Neurite columns ms | x ORT dense |"
+print(f"| model | source | batch | threads | ORT dense ms | variant | Neurite columns ms | x ORT dense |"
       + (" layers ms | columns/layers |" if args.layers else ""))
-print("|---|---|---|---|---|---|---|" + ("---|---|" if args.layers else ""))
-for model in args.models.split(","):
+print("|---|---|---|---|---|---|---|---|" + ("---|---|" if args.layers else ""))
+for model, source in [(m, s) for m in args.models.split(",") for s in sources]:
+    prefix = "torch_" if source == "torch" else ""
+    variants = [v for v in args.variants.split(",") if source == "ours" or v in TORCH_VARIANTS]
     for batch in map(int, args.batches.split(",")):
         for threads in map(int, args.threads.split(",")):
-            dense_path = os.path.join(models_dir, f"{model}_dense.onnx")
+            dense_path = os.path.join(models_dir, f"{prefix}{model}_dense.onnx")
             ort_ms = []
-            rows = {v: {"columns": [], "layers": []} for v in args.variants.split(",")}
+            rows = {v: {"columns": [], "layers": []} for v in variants}
             for _ in range(args.rounds):
                 ort_ms.append(ort(dense_path, batch, threads)["latency_ms"]["mean"])
                 for v in rows:
-                    path = os.path.join(models_dir, f"{model}_{v}.onnx")
+                    path = os.path.join(models_dir, f"{prefix}{model}_{v}.onnx")
                     rows[v]["columns"].append(ours(path, batch, threads, "columns")["latency_ms"]["mean"])
                     if args.layers:
                         rows[v]["layers"].append(ours(path, batch, threads, "layers")["latency_ms"]["mean"])
             o = statistics.median(ort_ms)
             for v, r in rows.items():
                 c = statistics.median(r["columns"])
-                line = f"| {model} | {batch} | {threads} | {o:.3f} | {v} | {c:.3f} | {o / c:.2f} |"
-                rec = {"model": model, "batch": batch, "threads": threads, "variant": v, "ort_dense_ms": o,
+                line = f"| {model} | {source} | {batch} | {threads} | {o:.3f} | {v} | {c:.3f} | {o / c:.2f} |"
+                rec = {"model": model, "source": source, "batch": batch, "threads": threads, "variant": v, "ort_dense_ms": o,
                        "columns_ms": c}
                 if args.layers:
                     l = statistics.median(r["layers"])

@@ -190,6 +190,25 @@ std::unique_ptr<Step> lower_batched_matmul(Lowering& l, const Node& n) {
   return step;
 }
 
+std::unique_ptr<Step> lower_gather(Lowering& l, const Node& n) {
+  const Graph& g = l.g;
+  const Tensor* table = g.constant(n.inputs[0]);
+  const ValueInfo& index = g.values.at(n.inputs[1]);
+  if (table == nullptr || table->dtype() != autograd::Dtype::f32 || table->dim() < 1 || n.integer("axis", 0) != 0 ||
+      index.type != DataType::int64 || l.constants.count(n.inputs[1]))
+    return nullptr;
+  auto step = std::make_unique<GatherRowsStep>();
+  step->rows = table->size(0);
+  step->row = table->numel() / std::max<int64_t>(1, step->rows);
+  step->units = autograd::numel(index.shape);
+  step->sliceable = !index.shape.empty() && index.shape[0] == l.plan.batch;
+  step->units_per_item = step->sliceable ? step->units / l.plan.batch : step->units;
+  step->inputs = {l.id(n.inputs[0]), l.id(n.inputs[1])};
+  step->outputs = {l.id(n.outputs[0])};
+  step->info = {.name = n.name, .kernel = fmt::format("gather rows of {}", step->row)};
+  return step;
+}
+
 std::unique_ptr<Step> lower_pool(Lowering& l, const Node& n) {
   const Graph& g = l.g;
   const ValueInfo& x = g.values.at(n.inputs[0]);

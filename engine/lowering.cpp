@@ -95,7 +95,7 @@ constexpr std::array<Lowerer, kOpCount> make_table() {
   at(OpKind::where).aligns_constants = true;
   at(OpKind::concat) = {.separable = concat_axis_not_batch, .aligns_constants = true};
   at(OpKind::flatten) = {.separable = flatten_axis_not_batch, .changes_rank = true};
-  at(OpKind::gather) = {.separable = gather_separable};
+  at(OpKind::gather) = {.lower = lower_gather, .separable = gather_separable};
   at(OpKind::reshape) = {.changes_rank = true, .shape_input = true};
   at(OpKind::expand) = {.shape_input = true};
   at(OpKind::squeeze) = {.separable = has_rank, .changes_rank = true};

@@ -9,6 +9,7 @@
 #include "neurite/kernels/gemm.h"
 #include "neurite/kernels/scratch.h"
 #include "engine/reference_ops.h"
+#include "neurite/error.h"
 
 namespace neurite::engine::detail {
 
@@ -196,6 +197,22 @@ void AttentionStep::run_units(Values& v, int64_t i0, int64_t i1, int threads) co
   if (threads <= 1) return chunk(i0, i1);
   tbb::parallel_for(tbb::blocked_range<int64_t>(i0, i1),
                     [&](const tbb::blocked_range<int64_t>& r) { chunk(r.begin(), r.end()); });
+}
+
+void GatherRowsStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
+  const float* table = v[inputs[0]].data<float>();
+  const int64_t* index = v[inputs[1]].data<int64_t>();
+  float* y = v[outputs[0]].data<float>();
+  auto copy = [&](int64_t a, int64_t b) {
+    for (int64_t u = a; u < b; ++u) {
+      const int64_t i = index[u] < 0 ? index[u] + rows : index[u];
+      check<ValueError>(i >= 0 && i < rows, "node '{}' (Gather): index {} is out of range for {} rows", info.name, index[u], rows);
+      std::memcpy(y + u * row, table + i * row, static_cast<size_t>(row) * sizeof(float));
+    }
+  };
+  if (threads <= 1) return copy(u0, u1);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(u0, u1, std::max<int64_t>(1, 4096 / row)),
+                    [&](const tbb::blocked_range<int64_t>& r) { copy(r.begin(), r.end()); });
 }
 
 void PoolStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {

@@ -99,6 +99,15 @@ class AttentionStep : public UnitStep {
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
+// Gather of rows along axis 0 of a float table (an embedding lookup) by
+// int64 indices, negative ones counting from the end. Units: indices.
+class GatherRowsStep : public UnitStep {
+ public:
+  int64_t rows = 0, row = 1;  // the table's rows and floats per row
+
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
+};
+
 // MaxPool / AveragePool over NCHW planes. Units: images.
 class PoolStep : public UnitStep {
  public:
