@@ -1,8 +1,13 @@
 // neurite bench: times the engine on a model (.onnx or checkpoint) with random inputs.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <iostream>
+#include <map>
+#include <numeric>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -99,6 +104,19 @@ void add_bench(CLI::App& app) {
     if (a->profile) {
       fmt::print("{:>10}  {}\n", "ms/run", "step or column group");
       for (const auto& p : r.profile) fmt::print("{:>10.3f}  {}\n", p.total_ms, p.name);
+      // The steps no kernel of ours runs: each a node of the graph on the reference executor.
+      std::map<std::string, int> reference;
+      for (const auto& s : steps)
+        if (s.kernel.rfind("node ", 0) == 0) ++reference[s.kernel.substr(5)];
+      double reference_ms = 0;
+      for (const auto& p : r.profile)
+        if (p.name.find(" [node ") != std::string::npos) reference_ms += p.total_ms;
+      std::vector<std::string> ops;
+      for (const auto& [op, count] : reference) ops.push_back(fmt::format("{} x{}", op, count));
+      fmt::print("on the reference executor: {} steps{}{}\n", std::accumulate(reference.begin(), reference.end(), 0,
+                                                                          [](int n, const auto& e) { return n + e.second; }),
+                 ops.empty() ? "" : fmt::format(" ({})", fmt::join(ops, ", ")),
+                 a->mode == "layers" ? fmt::format(", {:.3f} ms/run", reference_ms) : "");
     }
   });
 }

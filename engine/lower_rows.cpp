@@ -158,35 +158,52 @@ std::unique_ptr<BatchedMatMulStep> batched_step(Lowering& l, const BatchedViews&
   return step;
 }
 
+std::unique_ptr<Step> lower_attention(Lowering& l, const Lowering::Attention& at) {
+  auto step = std::make_unique<AttentionStep>();
+  step->scores = std::move(*batched_step(l, at.scores, at.scores_node));
+  step->scores.inputs = {l.id(at.scores.a.base), l.id(at.scores.b.base)};
+  step->scores.alpha *= at.scale;
+  step->values = std::move(*batched_step(l, at.values, at.scores_node));
+  step->values.inputs = {-1, l.id(at.values.b.base)};
+  step->values.outputs = {l.id(at.values.c.base)};
+  step->units = step->scores.units;
+  step->inputs = {step->scores.inputs[0], step->scores.inputs[1], step->values.inputs[1]};
+  if (!at.mask.empty()) {  // broadcast over the scores (B..., m, n): size-1 dimensions repeat
+    const Shape& scores_shape = l.g.values.at(at.scores_value).shape;
+    const Shape& mask_shape = l.g.values.at(at.mask).shape;
+    StridedView mv = read_view_of_itself(l, at.mask);
+    mv.dims.insert(mv.dims.begin(), scores_shape.size() - mask_shape.size(), std::vector<Axis>{});
+    for (size_t d = 0; d + 2 < scores_shape.size(); ++d)  // a repeated batch dimension: one axis of stride 0
+      if (mv.size(d) == 1 && scores_shape[d] != 1) mv.dims[d] = {{scores_shape[d], 0}};
+    step->mask = l.id(at.mask);
+    step->mask_at = matrix_offsets(mv);
+    step->mask_row_stride = mv.size(scores_shape.size() - 2) == 1 ? 0 : scores_shape.back();
+    step->inputs.push_back(step->mask);
+  }
+  step->sliceable = step->scores.sliceable && step->values.sliceable && at.mask.empty();
+  step->units_per_item = step->sliceable ? step->values.units_per_item : step->units;
+  step->outputs = step->values.outputs;
+  const size_t folded = at.scores.a.nodes.size() + at.scores.b.nodes.size() + at.values.b.nodes.size() +
+                        at.values.c.nodes.size();
+  step->info = {.name = at.scores_node,
+                .kernel = fmt::format("attention {}x{}x{}x{}{}{}", step->scores.shape.m, step->scores.shape.k,
+                                      step->scores.shape.n, step->values.shape.n, at.mask.empty() ? "" : " +mask",
+                                      folded ? fmt::format(" ({} layout ops folded)", folded) : "")};
+  return step;
+}
+
 }  // namespace
 
 std::unique_ptr<Step> lower_batched_matmul(Lowering& l, const Node& n) {
+  if (const auto found = l.attention.find(n.outputs[0]); found != l.attention.end())
+    return lower_attention(l, found->second);
   const auto found = l.batched_views.find(n.outputs[0]);
   const std::optional<BatchedViews> planned =
       found != l.batched_views.end() ? std::optional<BatchedViews>(found->second) : plan_batched_matmul(l, n);
   if (!planned) return nullptr;
-  auto scores = batched_step(l, *planned, n.name);
-  scores->inputs = {l.id(planned->a.base), l.id(planned->b.base)};
-  const auto attention = l.attention_values.find(n.outputs[0]);
-  if (attention == l.attention_values.end()) {
-    scores->outputs = {l.id(planned->c.base)};
-    return scores;
-  }
-  auto step = std::make_unique<AttentionStep>();
-  step->values = std::move(*batched_step(l, attention->second, n.name));
-  step->values.inputs = {-1, l.id(attention->second.b.base)};
-  step->values.outputs = {l.id(attention->second.c.base)};
-  step->scores = std::move(*scores);
-  step->units = step->scores.units;
-  step->units_per_item = step->values.sliceable ? step->values.units_per_item : step->units;
-  step->sliceable = step->scores.sliceable && step->values.sliceable;
-  step->inputs = {step->scores.inputs[0], step->scores.inputs[1], step->values.inputs[1]};
-  step->outputs = step->values.outputs;
-  const size_t folded = planned->a.nodes.size() + planned->b.nodes.size() + attention->second.b.nodes.size() +
-                        attention->second.c.nodes.size();
-  step->info = {.name = n.name, .kernel = fmt::format("attention {}x{}x{}x{}{}", step->scores.shape.m, step->scores.shape.k,
-                                                       step->scores.shape.n, step->values.shape.n,
-                                                       folded ? fmt::format(" ({} layout ops folded)", folded) : "")};
+  auto step = batched_step(l, *planned, n.name);
+  step->inputs = {l.id(planned->a.base), l.id(planned->b.base)};
+  step->outputs = {l.id(planned->c.base)};
   return step;
 }
 

@@ -239,20 +239,53 @@ void Lowering::build_steps() {
     if (!views) continue;
     const std::string& scores = g.nodes[i].outputs[0];
     fold(*views);
-    batched_views.emplace(scores, std::move(*views));
-    // Attention: the scores' Softmax over the last axis, then a product with V, each read by the next alone.
-    const auto softmax = index.sole_consumer(scores);
-    if (!softmax || done[*softmax] || g.nodes[*softmax].op != OpKind::softmax) continue;
-    const Node& sm = g.nodes[*softmax];
-    const int64_t axis = sm.integer("axis", -1), rank = static_cast<int64_t>(g.values.at(scores).shape.size());
-    const auto second = index.sole_consumer(sm.outputs[0]);
-    if ((axis != -1 && axis != rank - 1) || !second || done[*second] || g.nodes[*second].inputs[0] != sm.outputs[0])
+    // Attention: the scores [times a constant] [plus a mask], their Softmax
+    // over the last axis, then a product with V, each read by the next alone
+    // (PyTorch writes a padding mask so: baddbmm's scaled sum).
+    Attention tail{.scores_node = g.nodes[i].name, .scores_value = scores, .scores = *views};
+    std::vector<size_t> between;
+    std::string at = scores;
+    const Shape& shape = g.values.at(scores).shape;
+    if (const Node* mul = sole_consumer(at, OpKind::mul)) {
+      const std::string& other = mul->inputs[0] == at ? mul->inputs[1] : mul->inputs[0];
+      if (const Tensor* c = g.constant(other); c && c->numel() == 1 && c->dtype() == Dtype::f32 &&
+                                               g.values.at(mul->outputs[0]).shape == shape) {
+        tail.scale = c->data<float>()[0];
+        between.push_back(static_cast<size_t>(mul - g.nodes.data()));
+        at = mul->outputs[0];
+      }
+    }
+    if (const Node* add = sole_consumer(at, OpKind::add)) {
+      const std::string& other = add->inputs[0] == at ? add->inputs[1] : add->inputs[0];
+      const ValueInfo& m = g.values.at(other);
+      if (other != at && m.type == DataType::float32 && m.shape.size() <= shape.size() && !m.shape.empty() &&
+          m.shape.back() == shape.back() && g.values.at(add->outputs[0]).shape == shape) {
+        tail.mask = other;
+        between.push_back(static_cast<size_t>(add - g.nodes.data()));
+        at = add->outputs[0];
+      }
+    }
+    const auto softmax = index.sole_consumer(at);
+    if (!softmax || done[*softmax] || g.nodes[*softmax].op != OpKind::softmax) {
+      batched_views.emplace(scores, std::move(*views));
       continue;
-    auto values = plan_batched_matmul(*this, g.nodes[*second]);
-    if (!values || !values->a.nodes.empty()) continue;
+    }
+    const Node& sm = g.nodes[*softmax];
+    const int64_t axis = sm.integer("axis", -1), rank = static_cast<int64_t>(shape.size());
+    const auto second = index.sole_consumer(sm.outputs[0]);
+    auto values = (axis != -1 && axis != rank - 1) || !second || done[*second] ||
+                          g.nodes[*second].inputs[0] != sm.outputs[0]
+                      ? std::nullopt
+                      : plan_batched_matmul(*this, g.nodes[*second]);
+    if (!values || !values->a.nodes.empty()) {
+      batched_views.emplace(scores, std::move(*views));
+      continue;
+    }
     fold(*values);
-    done[*softmax] = done[*second] = true;
-    attention_values.emplace(scores, std::move(*values));
+    for (size_t k : between) done[k] = true;
+    done[i] = done[*softmax] = true;
+    tail.values = std::move(*values);
+    attention.emplace(g.nodes[*second].outputs[0], std::move(tail));
   }
   for (size_t i : order) {
     if (done[i]) continue;

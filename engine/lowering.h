@@ -30,9 +30,17 @@ struct Lowering {
   std::set<std::string> ready;       // values computed by the steps so far, inputs and constants
   std::map<std::string, const Step*> producer_step;
   std::map<std::string, BatchedViews> batched_views;  // by the product's output: layout ops folded in
-  // Attention, by its first product's output: the views of the second
-  // product (Softmax's output times V), which the one step also runs.
-  std::map<std::string, BatchedViews> attention_values;
+  // Attention, by its second product's output, whose node lowers it (all
+  // it reads is computed by then): the two products and what lies between
+  // (engine/lowering.cpp, build_steps).
+  struct Attention {
+    std::string scores_node, scores_value;  // the first product
+    BatchedViews scores;   // Q times Kᵀ
+    float scale = 1;       // a constant the scores were multiplied by
+    std::string mask;      // a tensor added to the scaled scores, broadcast; "" for none
+    BatchedViews values;   // Softmax's output times V
+  };
+  std::map<std::string, Attention> attention;
 
   Lowering(Graph& graph, const GraphIndex& index, const CompileOptions& options, Engine::Plan& plan);
   // The buffer id of a value, allocating its buffer (or taking its constant) on first use.

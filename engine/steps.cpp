@@ -182,6 +182,7 @@ void AttentionStep::run_units(Values& v, int64_t i0, int64_t i1, int threads) co
   const float* k = v[scores.inputs[1]].data<float>();
   const float* val = v[values.inputs[1]].data<float>();
   float* out = v[values.outputs[0]].data<float>();
+  const float* mask_values = mask >= 0 ? v[mask].data<float>() : nullptr;
   const kernels::GemmShape& s1 = scores.shape;
   auto chunk = [&](int64_t a, int64_t b) {
     thread_local kernels::ScratchFloats t_scores;
@@ -189,6 +190,10 @@ void AttentionStep::run_units(Values& v, int64_t i0, int64_t i1, int threads) co
     for (int64_t i = a; i < b; ++i) {
       const auto m = static_cast<size_t>(i);
       kernels::gemm(s1, scores.alpha, q + scores.a_at[m], scores.lda, k + scores.b_at[m], scores.ldb, 0.0f, s, s1.n, 1);
+      if (mask_values != nullptr)
+        for (int64_t r = 0; r < s1.m; ++r)
+          kernels::binary(kernels::BinaryOp::add, s + r * s1.n, false, mask_values + mask_at[m] + r * mask_row_stride,
+                          false, s + r * s1.n, s1.n);
       kernels::softmax_rows(s, s, s1.n, 0, s1.m);
       kernels::gemm(values.shape, values.alpha, s, s1.n, val + values.b_at[m], values.ldb, 0.0f, out + values.c_at[m],
                     values.ldc, 1);

@@ -89,12 +89,17 @@ class BatchedMatMulStep : public UnitStep {
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
-// Attention: MatMul(Q, Kᵀ), Softmax over its last axis, MatMul with V, as
-// one step. Each matrix's scores stay in a scratch of the calling thread
+// Attention: MatMul(Q, Kᵀ) [times a constant] [plus a mask], Softmax over
+// its last axis, MatMul with V, as one step. Each matrix's scores stay in a scratch of the calling thread
 // (m x n floats) instead of a pass through memory per op. Units: matrices.
 class AttentionStep : public UnitStep {
  public:
   BatchedMatMulStep scores, values;  // Q·Kᵀ into the scratch; scratch·V into the output
+  // A mask added to the (scaled) scores: its value id (-1: none), each
+  // matrix's offset in it and its row stride (0: one row for all).
+  int mask = -1;
+  std::vector<int64_t> mask_at;
+  int64_t mask_row_stride = 0;
 
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
