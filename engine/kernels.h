@@ -90,6 +90,7 @@ class DenseConv {
 // y (M, N) = act(x (M, K) · Wᵀ + bias + residual) for W (N, K).
 class LinearKernel {
  public:
+  static constexpr int64_t kFewRows = 4;  // up to this many rows: dot products per feature (sparse_rows)
   LinearKernel(int64_t in_features, int64_t out_features, const float* weight, WeightFormat format, Fused fused,
                kernels::Isa isa);
   // Rows [m0, m1) of the batch; threads > 1 splits the work.
@@ -100,6 +101,8 @@ class LinearKernel {
   void set_feature_major(bool input, bool output, int64_t rows);
   int64_t in_features() const { return k_; }
   int64_t out_features() const { return n_; }
+  // Rows of a feature-major output: the features padded to whole blocks, which the product writes.
+  int64_t feature_major_rows() const { return format_ == WeightFormat::dense ? n_ : sparse_.pattern.rows; }
   WeightFormat format() const { return format_; }
   double density() const { return density_; }
 
@@ -110,6 +113,7 @@ class LinearKernel {
   int64_t ld_ = 0;
   std::vector<float> dense_;  // Wᵀ (K, ld_) for dense
   void sparse_chunk(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const;
+  void sparse_rows(const float* x, const float* residual, float* y, int64_t m0, int64_t m1, int threads) const;
   void finish_rows(float* ys, const float* res, int64_t m, int threads) const;
   PackedWeight sparse_;
   Fused fused_;

@@ -57,10 +57,11 @@ void link_feature_major(Engine::Plan& plan) {
         b->units_per_item != a->units_per_item)
       continue;
     const int64_t rows = a->units;
+    if (rows <= LinearKernel::kFewRows) continue;  // a few rows run as dot products, which read rows whole
     a->out_fm = b->in_fm = true;
     a->kernel->set_feature_major(a->in_fm, true, rows);
     b->kernel->set_feature_major(true, b->out_fm, rows);
-    plan.values[a->outputs[0]] = Tensor::zeros({a->kernel->out_features() * kernels::feature_major_ld(rows)});
+    plan.values[a->outputs[0]] = Tensor::zeros({a->kernel->feature_major_rows() * kernels::feature_major_ld(rows)});
     a->info.kernel += " >fm";
   }
 }

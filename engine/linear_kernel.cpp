@@ -94,6 +94,99 @@ void LinearKernel::sparse_chunk(const float* x, const float* residual, float* y,
   finish_rows(ys, residual != nullptr ? residual + m0 * n_ : nullptr, m, threads);
 }
 
+namespace {
+
+// Element (row i, feature c) of a row-major or feature-major matrix.
+struct Strided {
+  const float* at;
+  int64_t row, col;
+  float operator()(int64_t i, int64_t c) const { return at[i * row + c * col]; }
+};
+
+// Dot products of block rows [rb0, rb1) of a (BR x BC)-block weight with M
+// rows of x, into acc(i, j) for output feature j; loops of constant trip
+// counts, so the compiler keeps the sums in registers.
+template <int BR, int BC, int M, typename Out>
+void few_rows(const BlockSparse& a, const float* values, int64_t k, Strided x, int64_t rb0, int64_t rb1, Out out) {
+  // Four partial sums, blocks taken in turn: one sum's chain of dependent
+  // FMAs (4 cycles each) would bound the loop, not the loads.
+  constexpr int kSums = 4;
+  for (int64_t rb = rb0; rb < rb1; ++rb) {
+    float acc[kSums][M][BR] = {};
+    const int64_t b0 = a.row_ptr[static_cast<size_t>(rb)], b1 = a.row_ptr[static_cast<size_t>(rb) + 1];
+    auto add = [&](float(&sum)[M][BR], int64_t b) {
+      const float* v = values + b * BR * BC;  // blocks stored one after another
+      for (int c = 0; c < BC; ++c) {
+        const int64_t col = std::min<int64_t>(a.col[static_cast<size_t>(b * BC + c)], k - 1);  // padding: value 0
+        for (int i = 0; i < M; ++i) {
+          const float xv = x(i, col);
+          for (int r = 0; r < BR; ++r) sum[i][r] += v[r * BC + c] * xv;
+        }
+      }
+    };
+    int64_t b = b0;
+    for (; b + kSums <= b1; b += kSums)
+      for (int u = 0; u < kSums; ++u) add(acc[u], b + u);
+    for (int u = 0; b < b1; ++b, ++u) add(acc[u], b);
+    for (int r = 0; r < BR; ++r)
+      for (int i = 0; i < M; ++i) out(i, rb * BR + r, (acc[0][i][r] + acc[1][i][r]) + (acc[2][i][r] + acc[3][i][r]));
+  }
+}
+
+template <int BR, int BC, typename Out>
+void few_rows(int64_t m, const BlockSparse& a, const float* values, int64_t k, Strided x, int64_t rb0, int64_t rb1,
+              Out out) {
+  switch (m) {
+    case 1: return few_rows<BR, BC, 1>(a, values, k, x, rb0, rb1, out);
+    case 2: return few_rows<BR, BC, 2>(a, values, k, x, rb0, rb1, out);
+    case 3: return few_rows<BR, BC, 3>(a, values, k, x, rb0, rb1, out);
+    default: return few_rows<BR, BC, 4>(a, values, k, x, rb0, rb1, out);
+  }
+}
+
+}  // namespace
+
+// Few rows (a batch of one): each output feature a dot product of its kept
+// weights with the inputs they pick, the rows' inputs shared per weight. The
+// feature-major product's 16-lane tiles would compute one useful lane in 16.
+void LinearKernel::sparse_rows(const float* x, const float* residual, float* y, int64_t m0, int64_t m1,
+                               int threads) const {
+  const BlockSparse& a = sparse_.pattern;
+  const float* values = sparse_.values.data();
+  const int64_t m = m1 - m0;
+  const Strided xs = fm_in_ ? Strided{x + m0, 1, fm_ld_} : Strided{x + m0 * k_, k_, 1};
+  float* yb = fm_out_ ? y + m0 : y + m0 * n_;
+  const int64_t y_row = fm_out_ ? 1 : n_, y_col = fm_out_ ? fm_ld_ : 1;
+  auto out = [&](int64_t i, int64_t j, float v) {
+    if (j >= n_) return;  // a padding row of the last block
+    v += fused_.bias.empty() ? 0.0f : fused_.bias[static_cast<size_t>(j)];
+    if (residual != nullptr && !fm_out_) v += residual[(m0 + i) * n_ + j];
+    yb[i * y_row + j * y_col] = kernels::activate(v, fused_.activation);
+  };
+  auto part = [&](int64_t rb0, int64_t rb1) {
+    if (a.block_rows == 1 && a.block_cols == 1 && xs.col == 1) {
+      // CSR over contiguous rows: 16 lanes of products, the inputs gathered (vgatherdps where the CPU has it).
+      for (int64_t j = rb0; j < rb1; ++j) {
+        const int64_t b0 = a.row_ptr[static_cast<size_t>(j)], n = a.row_ptr[static_cast<size_t>(j) + 1] - b0;
+        const float* v = values + b0;
+        const int32_t* col = a.col.data() + b0;
+        for (int64_t i = 0; i < m; ++i) {
+          const float* xi = xs.at + i * xs.row;
+          out(i, j, static_cast<float>(kernels::lane_sum(n, [&](int64_t e) { return v[e] * xi[col[e]]; })));
+        }
+      }
+      return;
+    }
+    if (a.block_rows == 4) return few_rows<4, 1>(m, a, values, k_, xs, rb0, rb1, out);
+    if (a.block_cols == 4) return few_rows<1, 4>(m, a, values, k_, xs, rb0, rb1, out);
+    few_rows<1, 1>(m, a, values, k_, xs, rb0, rb1, out);
+  };
+  const int64_t blocks = a.row_blocks();
+  if (threads <= 1) return part(0, blocks);
+  const int64_t parts = std::min<int64_t>(blocks, 4 * threads);
+  tbb::parallel_for(int64_t{0}, parts, [&](int64_t t) { part(t * blocks / parts, (t + 1) * blocks / parts); });
+}
+
 // y rows += bias (+ residual), then the activation.
 void LinearKernel::finish_rows(float* ys, const float* res, int64_t m, int threads) const {
   if (fused_.bias.empty() && res == nullptr && fused_.activation == Activation::none) return;
@@ -133,6 +226,8 @@ void LinearKernel::run(const float* x, const float* residual, float* y, int64_t 
     } else {
       tbb::parallel_for(int64_t{0}, parts, block);
     }
+  } else if (m <= kFewRows) {
+    return sparse_rows(x, residual, y, m0, m1, threads);
   } else {
     // Many rows: chunks of them in parallel, each transposed in, multiplied
     // and transposed back while it is in L2 (whole-batch transposes ran at

@@ -265,6 +265,40 @@ TEST(EngineLinear, GemmAlphaBetaAndTransposesEqualTheReference) {
     }
 }
 
+// A batch of up to four rows runs as dot products per output feature
+// (LinearKernel::sparse_rows), with every block form, a residual and ReLU6,
+// and chained sparse layers; more rows take the feature-major product.
+TEST(EngineLinear, FewRowsEqualTheReferenceInEveryForm) {
+  for (WeightFormat f : {WeightFormat::csr, WeightFormat::rows4, WeightFormat::cols4, WeightFormat::dense})
+    for (int64_t batch : {1, 2, 3, 4, 6}) {
+      Graph g;
+      g.inputs.push_back({"x", DataType::float32, {-1, 37}});
+      Tensor w1 = Tensor::randn({37, 29}, 3), w2 = Tensor::randn({29, 37}, 4);
+      for (Tensor* w : {&w1, &w2})
+        for (int64_t i = 0; i < w->numel(); ++i)
+          if (i % 3 != 0) w->data<float>()[i] = 0.0f;  // two in three pruned
+      g.initializers["w1"] = w1;
+      g.initializers["w2"] = w2;
+      g.initializers["b1"] = Tensor::randn({29}, 5);
+      g.initializers["lo"] = Tensor::scalar(0.0f);
+      g.initializers["hi"] = Tensor::scalar(6.0f);
+      g.nodes.push_back({.op = OpKind::matmul, .name = "fc1", .inputs = {"x", "w1"}, .outputs = {"h"}, .attributes = {}});
+      g.nodes.push_back({.op = OpKind::add, .name = "bias", .inputs = {"b1", "h"}, .outputs = {"hb"}, .attributes = {}});
+      g.nodes.push_back({.op = OpKind::clip, .name = "relu6", .inputs = {"hb", "lo", "hi"}, .outputs = {"a"}, .attributes = {}});
+      g.nodes.push_back({.op = OpKind::matmul, .name = "fc2", .inputs = {"a", "w2"}, .outputs = {"z"}, .attributes = {}});
+      g.nodes.push_back({.op = OpKind::add, .name = "residual", .inputs = {"z", "x"}, .outputs = {"y"}, .attributes = {}});
+      g.outputs.push_back({"y"});
+      const Tensor x = Tensor::randn({batch, 37}, 6, 0, 4);
+      SCOPED_TRACE(fmt::format("{}, batch {}", to_string(f), batch));
+      Engine e = compile(g, {.batch = batch, .threads = 2, .mode = Mode::layers, .format = f, .kernels = {.autotune = false}});
+      expect_close(e.run({{"x", x}}).at("y"), run_reference(g, {{"x", x}}).at("y"), kTolerance);
+      const auto steps = e.steps();
+      ASSERT_EQ(steps.size(), 2u);
+      EXPECT_NE(steps[0].kernel.find("+relu6"), std::string::npos) << steps[0].kernel;
+      EXPECT_NE(steps[1].kernel.find("+add"), std::string::npos) << steps[1].kernel;
+    }
+}
+
 // ---- passes and errors -----------------------------------------------------------
 
 TEST(EnginePasses, BatchNormFoldsIntoTheConvolutionBeforeIt) {
