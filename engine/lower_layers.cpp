@@ -9,6 +9,7 @@
 #include "engine/steps.h"
 #include "engine/weight_policy.h"
 #include "neurite/kernels/autotune.h"
+#include "neurite/kernels/layout.h"
 #include "neurite/kernels/transpose.h"
 
 namespace neurite::engine::detail {
@@ -79,6 +80,42 @@ std::unique_ptr<Step> lower_conv(Lowering& l, const Node& n) {
   return step;
 }
 
+namespace {
+
+// Whether node n is a linear layer: Gemm or MatMul by a constant 2-D weight.
+bool is_linear(const Graph& g, const Node& n) {
+  if (n.op != OpKind::gemm && n.op != OpKind::matmul) return false;
+  const Tensor* w = g.constant(n.inputs[1]);
+  return w != nullptr && w->dim() == 2;
+}
+
+// Whether `value` comes from a linear layer through its bias and activation
+// alone: where a sparse layer reading it could take it feature-major.
+bool from_linear(const Lowering& l, std::string value) {
+  for (int hops = 0; hops < 4; ++hops) {
+    const auto p = l.index.producer(value);
+    if (!p || l.index.readers(value) != 1) return false;
+    const Node& n = l.g.nodes[*p];
+    if (is_linear(l.g, n)) return true;
+    if (n.op == OpKind::relu || n.op == OpKind::clip) {
+      value = n.inputs[0];
+    } else if (n.op == OpKind::add && (l.constants.count(n.inputs[0]) != 0) != (l.constants.count(n.inputs[1]) != 0)) {
+      value = l.constants.count(n.inputs[0]) != 0 ? n.inputs[1] : n.inputs[0];  // a bias
+    } else {
+      return false;
+    }
+  }
+  return false;
+}
+
+// Whether `value` is read by a linear layer alone.
+bool into_linear(const Lowering& l, const std::string& value) {
+  const auto c = l.index.sole_consumer(value);
+  return c && is_linear(l.g, l.g.nodes[*c]) && l.g.nodes[*c].inputs[0] == value;
+}
+
+}  // namespace
+
 // Gemm(x, W) and MatMul(x, W) [+ bias] with constant W: W kept as (N, K).
 std::unique_ptr<Step> lower_linear(Lowering& l, const Node& n) {
   const Graph& g = l.g;
@@ -125,13 +162,23 @@ std::unique_ptr<Step> lower_linear(Lowering& l, const Node& n) {
   const float* pw = wt.data<float>();
   const int threads = l.plan.threads;
   const kernels::Isa isa = l.options.kernels.resolved_isa();
+  // A sparse layer next to another keeps their activations feature-major
+  // (engine/layouts.cpp), skipping two transposes: timed alone, it is timed
+  // so, or a pair of sparse layers that wins in the model lost to dense.
+  const bool fm_in = m > LinearKernel::kFewRows && from_linear(l, n.inputs[0]);
+  const bool fm_out = m > LinearKernel::kFewRows && !fused.residual && into_linear(l, out);
   const WeightFormat format = choose_weight_format(pw, features, k, weight_policy(l.options), [&](WeightFormat f) {
     const int64_t rows = std::min<int64_t>(m, 1024);  // past a few chunks the cost per row is what differs
-    Tensor x = Tensor::randn({rows, k}, 1), y = Tensor::empty({rows, features}), r = Tensor::randn({rows, features}, 2);
     LinearKernel kernel(k, features, pw, f, fused, isa);
-    return kernels::fastest_run_seconds([&] {
-      kernel.run(x.data<float>(), fused.residual ? r.data<float>() : nullptr, y.data<float>(), 0, rows, threads);
-    });
+    const bool sparse = f != WeightFormat::dense;
+    kernel.set_feature_major(sparse && fm_in, sparse && fm_out, rows);
+    const int64_t ld = kernels::feature_major_ld(rows);
+    Tensor x = Tensor::randn({sparse && fm_in ? k * ld : rows * k}, 1);
+    Tensor y = Tensor::empty({sparse && fm_out ? kernel.feature_major_rows() * ld : rows * features});
+    Tensor r = Tensor::randn({rows, features}, 2);
+    return kernels::fastest_run_seconds(
+        [&] { kernel.run(x.data<float>(), fused.residual ? r.data<float>() : nullptr, y.data<float>(), 0, rows, threads); },
+        /*cold=*/true);
   });
   step->kernel = std::make_unique<LinearKernel>(k, features, pw, format, fused, isa);
   step->sliceable = m % l.plan.batch == 0 && xs[0] == l.plan.batch;
