@@ -34,13 +34,24 @@ std::unique_ptr<Step> lower_rows(Lowering& l, const Node& n) {
     if (axes.empty()) return nullptr;
     for (int64_t& a : axes) a = a < 0 ? a + rank : a;
     std::sort(axes.begin(), axes.end());
-    const int64_t first = rank - static_cast<int64_t>(axes.size());
-    step->n = 1;
-    for (size_t i = 0; i < axes.size(); ++i) {
-      if (axes[i] != first + static_cast<int64_t>(i)) return nullptr;
-      step->n *= x.shape[static_cast<size_t>(axes[i])];
+    const int64_t first = axes.front(), last = axes.back() + 1;  // consecutive axes [first, last)
+    if (last - first != static_cast<int64_t>(axes.size()) || first == 0) return nullptr;
+    int64_t outer = 1, reduced = 1, inner = 1;
+    for (int64_t a = 0; a < rank; ++a)
+      (a < first ? outer : a < last ? reduced : inner) *= x.shape[static_cast<size_t>(a)];
+    if (reduced == 0) return nullptr;
+    if (last < rank) {  // a mean over middle axes: sums of whole inner rows
+      auto mean = std::make_unique<MeanAxesStep>();
+      mean->reduced = reduced, mean->inner = inner;
+      mean->units = outer;
+      mean->sliceable = x.shape[0] == l.plan.batch;
+      mean->units_per_item = mean->sliceable ? outer / l.plan.batch : outer;
+      mean->inputs = {l.id(n.inputs[0])};
+      mean->outputs = {l.id(n.outputs[0])};
+      mean->info = {.name = n.name, .kernel = "mean over axes"};
+      return mean;
     }
-    if (first == 0 || step->n == 0) return nullptr;
+    step->n = reduced;
     step->kind = RowStep::Kind::mean;
   } else if (axis != -1 && axis != rank - 1) {
     return nullptr;

@@ -137,7 +137,10 @@ std::unique_ptr<Step> lower_node(Lowering& l, const Node& n) {
   for (const std::string& out : n.outputs) step->outputs.push_back(l.id(out));
   step->out_shape = l.g.values.at(n.outputs[0]).shape;
   step->sliceable = sliceable(l, n, *step);
-  step->info = {.name = n.name, .kernel = fmt::format("node {}", op_info(n.op).onnx)};
+  // Reshapes share their input's storage: no work, not on the profile's reference list.
+  const bool view = n.op == OpKind::reshape || n.op == OpKind::flatten || n.op == OpKind::squeeze ||
+                    n.op == OpKind::unsqueeze || n.op == OpKind::identity;
+  step->info = {.name = n.name, .kernel = fmt::format("{} {}", view ? "view" : "node", op_info(n.op).onnx)};
   return step;
 }
 

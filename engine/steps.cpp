@@ -108,6 +108,24 @@ void ElementwiseStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) 
   });
 }
 
+void MeanAxesStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
+  const float* x = v[inputs[0]].data<float>();
+  float* y = v[outputs[0]].data<float>();
+  const float scale = 1.0f / static_cast<float>(reduced);
+  auto item = [&](int64_t o) {
+    float* out = y + o * inner;
+    const float* in = x + o * reduced * inner;
+    std::copy(in, in + inner, out);
+    for (int64_t r = 1; r < reduced; ++r) kernels::binary(kernels::BinaryOp::add, out, false, in + r * inner, false, out, inner);
+    kernels::binary(kernels::BinaryOp::mul, out, false, &scale, true, out, inner);
+  };
+  if (threads > 1) {
+    tbb::parallel_for(u0, u1, item);
+  } else {
+    for (int64_t o = u0; o < u1; ++o) item(o);
+  }
+}
+
 void CopyStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {
   const float* x = v[inputs[0]].data<float>();
   float* y = v[outputs[0]].data<float>();

@@ -62,6 +62,15 @@ class RowStep : public UnitStep {
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
+// A mean over consecutive axes before the last: x viewed as (outer,
+// reduced, inner) into (outer, inner). Units: outer items.
+class MeanAxesStep : public UnitStep {
+ public:
+  int64_t reduced = 1, inner = 1;
+
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
+};
+
 // Transpose that keeps the last axis in place, or Slice of one axis with
 // step 1: copies of contiguous runs. Units: items of the output's first axis.
 class CopyStep : public UnitStep {
