@@ -144,6 +144,37 @@ void few_rows(int64_t m, const BlockSparse& a, const float* values, int64_t k, S
   }
 }
 
+// Dense few rows: y(i, c) = Σ_k x(i, k) · Wᵀ(k, c) for M rows, over panels of
+// 64 output features whose sums stay in registers while the panel's column
+// of Wᵀ streams by. sgemm repacked the whole weight on every call, which
+// cost a batch of one as much as the product.
+template <int M>
+void dense_few_rows(const float* wt, int64_t ld, int64_t k, const float* x, float* y, int64_t n, int64_t c0, int64_t c1) {
+  constexpr int64_t kPanel = 64;
+  for (int64_t p = c0; p < c1; p += kPanel) {
+    const int64_t width = std::min(kPanel, c1 - p);
+    float acc[M][kPanel] = {};
+    if (width == kPanel) {
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const float* row = wt + kk * ld + p;
+        for (int i = 0; i < M; ++i) {
+          const float xv = x[i * k + kk];
+          for (int64_t j = 0; j < kPanel; ++j) acc[i][j] += xv * row[j];
+        }
+      }
+    } else {
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const float* row = wt + kk * ld + p;
+        for (int i = 0; i < M; ++i) {
+          const float xv = x[i * k + kk];
+          for (int64_t j = 0; j < width; ++j) acc[i][j] += xv * row[j];
+        }
+      }
+    }
+    for (int i = 0; i < M; ++i) std::copy(acc[i], acc[i] + width, y + i * n + p);
+  }
+}
+
 }  // namespace
 
 // Few rows (a batch of one): each output feature a dot product of its kept
@@ -211,7 +242,23 @@ void LinearKernel::run(const float* x, const float* residual, float* y, int64_t 
   if (m <= 0) return;
   const float* xs = x + m0 * k_;
   float* ys = y + m0 * n_;
-  if (format_ == WeightFormat::dense) {
+  if (format_ == WeightFormat::dense && m <= kFewRows) {
+    const int64_t panels = (n_ + 63) / 64, parts = std::min<int64_t>(threads, panels);
+    auto block = [&](int64_t part) {
+      const int64_t c0 = part * panels / parts * 64, c1 = std::min(n_, (part + 1) * panels / parts * 64);
+      switch (m) {
+        case 1: return dense_few_rows<1>(dense_.data(), ld_, k_, xs, ys, n_, c0, c1);
+        case 2: return dense_few_rows<2>(dense_.data(), ld_, k_, xs, ys, n_, c0, c1);
+        case 3: return dense_few_rows<3>(dense_.data(), ld_, k_, xs, ys, n_, c0, c1);
+        default: return dense_few_rows<4>(dense_.data(), ld_, k_, xs, ys, n_, c0, c1);
+      }
+    };
+    if (parts <= 1) {
+      block(0);
+    } else {
+      tbb::parallel_for(int64_t{0}, parts, block);
+    }
+  } else if (format_ == WeightFormat::dense) {
     // Threads take column blocks of Wᵀ on oneTBB, each a single-threaded
     // sgemm: oneDNN's own OpenMP team woke up too slowly for a batch of one
     // (2 threads ran 3x slower than 1).
