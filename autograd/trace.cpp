@@ -1,5 +1,6 @@
 #include "neurite/autograd/trace.h"
 
+#include "neurite/autograd/profile.h"
 #include "neurite/error.h"
 
 namespace neurite::autograd {
@@ -23,6 +24,7 @@ void record_op_result(const std::vector<Variable>& inputs, const Tensor& output)
 }  // namespace detail
 
 Variable traced(Variable y, const char* op, std::map<std::string, TraceArg> args, std::vector<Tensor> tensor_inputs) {
+  detail::name_op(y, op);
   if (g_recorder == nullptr) return y;
   auto& records = g_recorder->records;
   check<StateError>(!records.empty() && records.back().output.shares_storage(y.data()) && records.back().op.empty(),

@@ -1,8 +1,10 @@
 #include "neurite/autograd/variable.h"
 
+#include <chrono>
 #include <unordered_map>
 
 #include "autograd/elementwise_kernels.h"
+#include "neurite/autograd/profile.h"
 #include "neurite/error.h"
 #include "neurite/autograd/trace.h"
 
@@ -17,6 +19,9 @@ struct Node {
   std::vector<Variable> inputs;  // empty for leaves
   BackwardFn backward;
   bool freed = false;  // an earlier backward pass ran through this node
+  const char* op = nullptr;  // the op that made it, for profiles (detail::name_op)
+
+  static Node* of(const Variable& v) { return v.node_.get(); }
 
   // A long chain would otherwise be destroyed by nested destructor calls, one
   // stack frame per node; unlink it iteratively instead.
@@ -38,6 +43,49 @@ struct Node {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+
+// The profile this thread adds to, the time of its last mark, and the last
+// result's forward time, held until the op that made it has named it.
+using Clock = std::chrono::steady_clock;
+thread_local OpProfile* g_profile = nullptr;
+thread_local Clock::time_point g_mark;
+thread_local std::shared_ptr<detail::Node> g_pending;
+thread_local double g_pending_ms = 0;
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+std::string op_name(const detail::Node& n) { return n.op != nullptr ? n.op : "other"; }
+
+void flush_pending() {
+  if (g_profile == nullptr || g_pending == nullptr) return;
+  OpTime& t = g_profile->ops[op_name(*g_pending)];
+  t.forward_ms += g_pending_ms;
+  ++t.calls;
+  g_pending = nullptr;
+}
+
+// A new op result: the time since the last mark is its forward time.
+void profile_result(const std::shared_ptr<detail::Node>& node) {
+  if (g_profile == nullptr) return;
+  flush_pending();
+  g_pending = node;
+  g_pending_ms = ms_since(g_mark);
+  g_mark = Clock::now();
+}
+}  // namespace
+
+ProfileGuard::ProfileGuard(OpProfile& profile) {
+  check<StateError>(g_profile == nullptr, "ProfileGuard: this thread is profiling already");
+  g_profile = &profile;
+  g_mark = Clock::now();
+}
+
+ProfileGuard::~ProfileGuard() {
+  flush_pending();
+  g_profile = nullptr;
+}
+
+void detail::name_op(const Variable& y, const char* op) {
+  if (Node* n = Node::of(y); n != nullptr && n->op == nullptr) n->op = op;
 }
 
 bool grad_enabled() { return g_grad_enabled; }
@@ -54,6 +102,7 @@ Variable::Variable(Tensor data, bool requires_grad) : node_(std::make_shared<det
 Variable::Variable(Tensor data, std::vector<Variable> inputs, BackwardFn backward)
     : node_(std::make_shared<detail::Node>()) {
   detail::record_op_result(inputs, data);
+  profile_result(node_);
   node_->data = std::move(data);
   bool any = false;
   for (const auto& in : inputs) any = any || (in.defined() && in.requires_grad());
@@ -143,13 +192,20 @@ void Variable::backward(const Tensor& grad_output) {
     }
   }
 
+  flush_pending();
   add_grad(grad_output);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     detail::Node* node = it->get();
     if (!node->grad.defined()) continue;  // no path carried a gradient here
     Tensor grad = std::move(node->grad);
     node->grad = Tensor();
-    node->backward(grad, node->inputs);
+    if (g_profile != nullptr) {
+      const auto t0 = Clock::now();
+      node->backward(grad, node->inputs);
+      g_profile->ops[op_name(*node)].backward_ms += ms_since(t0);
+    } else {
+      node->backward(grad, node->inputs);
+    }
     // Free the graph behind this node: its inputs and the tensors its closure holds.
     node->backward = nullptr;
     node->inputs.clear();

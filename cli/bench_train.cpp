@@ -7,9 +7,11 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "neurite/autograd/profile.h"
 #include "neurite/error.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/parallel.h"
@@ -39,7 +41,7 @@ void add_bench_train(CLI::App& app) {
     int threads = 0;
     double sparsity = 0;
     std::string mask_type = "unstructured";
-    bool dense_kernels = false, deterministic = false, json = false;
+    bool dense_kernels = false, deterministic = false, json = false, profile = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench-train", "Time training steps of a model on synthetic data");
@@ -57,6 +59,8 @@ void add_bench_train(CLI::App& app) {
   cmd->add_flag("--dense-kernels", a->dense_kernels, "Run pruned layers on dense masked kernels, not sparse ones");
   cmd->add_flag("--deterministic", a->deterministic,
                 "Pick sparse or dense kernels per layer by density, not by timing: the same kernels every run");
+  cmd->add_flag("--profile", a->profile,
+                "Add the time per op kind of the timed steps, forward and backward, and the optimizer's");
   cmd->add_flag("--json", a->json, "Print {\"ms_per_step\", ..., \"sparse_layers\": [...]}");
   cmd->callback([a] {
     set_threads(a->threads);
@@ -86,14 +90,23 @@ void add_bench_train(CLI::App& app) {
     const autograd::Tensor y = autograd::Tensor::randint({batch}, 2, 0, o.num_classes);
     optim::Sgd sgd({{.params = model->parameters(), .lr = 0.01}}, {.momentum = 0.9});
     std::vector<double> ms;
+    autograd::OpProfile profile;
+    double optimizer_ms = 0;
     for (int64_t s = 0; s < a->warmup + a->steps; ++s) {
+      const bool profiled = a->profile && s >= a->warmup;
       const auto start = std::chrono::steady_clock::now();
-      autograd::Variable loss = autograd::cross_entropy(model->forward(autograd::Variable(x)), y);
-      sgd.zero_grad();
-      loss.backward();
+      {
+        std::optional<autograd::ProfileGuard> guard;
+        if (profiled) guard.emplace(profile);
+        autograd::Variable loss = autograd::cross_entropy(model->forward(autograd::Variable(x)), y);
+        sgd.zero_grad();
+        loss.backward();
+      }
+      const auto before_step = std::chrono::steady_clock::now();
       sgd.step();
-      const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      if (s >= a->warmup) ms.push_back(t);
+      const auto end = std::chrono::steady_clock::now();
+      if (profiled) optimizer_ms += std::chrono::duration<double, std::milli>(end - before_step).count();
+      if (s >= a->warmup) ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
     }
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
@@ -119,14 +132,38 @@ void add_bench_train(CLI::App& app) {
                                 {"peak_rss_mib", peak_rss_mib()},
                                 {"parameter_mib", static_cast<double>(parameter_bytes) / (1 << 20)},
                                 {"sparse_layers", sparse_layers}};
-    if (a->json) std::cout << out.dump() << "\n";
-    else
-      fmt::print("{} batch {} on {} threads, {:.0f}% {} sparse ({} of {} pruned tensors on sparse kernels): "
-                 "{:.2f} ms/step (median of {}), {:.0f} samples/s, peak memory {:.0f} MiB (parameters, gradients and "
-                 "optimizer state {:.1f} MiB)\n",
-                 a->model, batch, neurite::num_threads(), 100 * a->sparsity, a->mask_type, sparse, pruned, median,
-                 a->steps, out["samples_per_sec"].get<double>(), out["peak_rss_mib"].get<double>(),
-                 out["parameter_mib"].get<double>());
+    // Per step, the ops by total time: what dominates a step.
+    std::vector<std::pair<std::string, autograd::OpTime>> ops(profile.ops.begin(), profile.ops.end());
+    std::sort(ops.begin(), ops.end(), [](const auto& p, const auto& q) {
+      return p.second.forward_ms + p.second.backward_ms > q.second.forward_ms + q.second.backward_ms;
+    });
+    const auto per_step = static_cast<double>(a->steps);
+    if (a->json) {
+      nlohmann::json j = out;
+      if (a->profile) {
+        j["profile"] = nlohmann::json::array();
+        for (const auto& [op, t] : ops)
+          j["profile"].push_back({{"op", op}, {"forward_ms", t.forward_ms / per_step},
+                                  {"backward_ms", t.backward_ms / per_step}, {"calls", t.calls / a->steps}});
+        j["optimizer_ms"] = optimizer_ms / per_step;
+      }
+      std::cout << j.dump() << "\n";
+      return;
+    }
+    if (a->profile) {
+      fmt::print("{:<24} {:>8} {:>12} {:>12} {:>7}\n", "op (per step)", "calls", "forward ms", "backward ms", "share");
+      for (const auto& [op, t] : ops)
+        fmt::print("{:<24} {:>8} {:>12.2f} {:>12.2f} {:>6.1f}%\n", op, t.calls / a->steps, t.forward_ms / per_step,
+                   t.backward_ms / per_step, 100 * (t.forward_ms + t.backward_ms) / per_step / median);
+      fmt::print("{:<24} {:>8} {:>12.2f} {:>12} {:>6.1f}%\n", "optimizer step", 1, optimizer_ms / per_step, "",
+                 100 * optimizer_ms / per_step / median);
+    }
+    fmt::print("{} batch {} on {} threads, {:.0f}% {} sparse ({} of {} pruned tensors on sparse kernels): "
+               "{:.2f} ms/step (median of {}), {:.0f} samples/s, peak memory {:.0f} MiB (parameters, gradients and "
+               "optimizer state {:.1f} MiB)\n",
+               a->model, batch, neurite::num_threads(), 100 * a->sparsity, a->mask_type, sparse, pruned, median,
+               a->steps, out["samples_per_sec"].get<double>(), out["peak_rss_mib"].get<double>(),
+               out["parameter_mib"].get<double>());
   });
 }
 

@@ -3,6 +3,7 @@
 
 #include "neurite/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/autograd/profile.h"
 
 namespace neurite::autograd {
 
@@ -36,7 +37,7 @@ Variable smoothed_nll(const Variable& logp, const Tensor& target, const CrossEnt
     total += loss;
   }
   Tensor out = o.reduction == Reduction::none ? losses : Tensor::scalar(static_cast<float>(total * scale));
-  return Variable(out, {logp}, [=](const Tensor& g, std::vector<Variable>& in) {
+  return named(Variable(out, {logp}, [=](const Tensor& g, std::vector<Variable>& in) {
     const int64_t* pt = target.data<int64_t>();
     Tensor d = Tensor::zeros(in[0].shape());
     float* pd = d.data<float>();
@@ -48,7 +49,7 @@ Variable smoothed_nll(const Variable& logp, const Tensor& target, const CrossEnt
       pd[r * classes + pt[r]] -= gr * (1.0f - eps);
     }
     in[0].add_grad(std::move(d));
-  });
+  }), "nll_loss");
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "neurite/kernels/transpose.h"
 #include "neurite/error.h"
 #include "neurite/parallel.h"
+#include "neurite/autograd/profile.h"
 
 namespace neurite::autograd {
 
@@ -304,7 +305,7 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
 
   std::vector<Variable> inputs{x, values};
   if (bias.defined()) inputs.push_back(bias);
-  return Variable(y, inputs,
+  return named(Variable(y, inputs,
                   [w, n, in_features, out_features, isa, in_offset = std::move(in_offset),
                    out_offset = std::move(out_offset)](const Tensor& g, std::vector<Variable>& in) {
                     const Tensor gt = to_feature_major(g.data<float>(), n, out_features);
@@ -324,7 +325,7 @@ Variable sparse_linear(const Variable& x, const std::shared_ptr<const SparseWeig
                     }
                     if (in.size() > 2 && in[2].requires_grad())
                       in[2].add_grad(row_sums(gt.data<float>(), out_features, ld, n));
-                  });
+                  }), "sparse_linear");
 }
 
 namespace {
@@ -427,7 +428,7 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
 
   std::vector<Variable> inputs{x, values};
   if (bias.defined()) inputs.push_back(bias);
-  return Variable(y, inputs, [w, plan, isa](const Tensor& g, std::vector<Variable>& in) {
+  return named(Variable(y, inputs, [w, plan, isa](const Tensor& g, std::vector<Variable>& in) {
     const ConvPlan& P = *plan;
     const bool want_dx = in[0].requires_grad(), want_dv = in[1].requires_grad();
     const bool want_db = in.size() > 2 && in[2].requires_grad();
@@ -473,7 +474,7 @@ Variable sparse_conv2d(const Variable& x, const std::shared_ptr<const SparseWeig
     if (want_dx) in[0].add_grad(std::move(dx));
     if (want_dv) in[1].add_grad(sum_parts(dv_parts, nnz));
     if (want_db) in[2].add_grad(sum_parts(db_parts, f));
-  });
+  }), "sparse_conv2d");
 }
 
 }  // namespace neurite::autograd
