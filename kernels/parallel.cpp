@@ -29,7 +29,9 @@ void set_num_threads(int n) {
 }
 
 void keep_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  // glibc refuses (silently) an mmap threshold above 32 MiB, and one at the
+  // block's own size still maps it: no mmap at all, then, and no trimming.
+  mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
