@@ -50,7 +50,6 @@ class Matcher {
   }
   // Index of node n in the graph.
   size_t at(const Node& n) const { return static_cast<size_t>(&n - g_.nodes.data()); }
-  const GraphIndex& index() const { return index_; }
 
  private:
   Graph& g_;

@@ -229,9 +229,7 @@ std::string Lowering::fuse_tail(std::string out, Fused& fused, int& residual) {
   return out;
 }
 
-void Lowering::build_steps() {
-  const std::vector<size_t> order = g.topological_order();
-  // Batched products first: the layout ops they fold in must not become steps.
+void Lowering::plan_products(const std::vector<size_t>& order) {
   auto fold = [this](const BatchedViews& v) {
     for (const StridedView* view : {&v.a, &v.b, &v.c})
       for (size_t k : view->nodes) done[k] = true;
@@ -290,6 +288,11 @@ void Lowering::build_steps() {
     tail.values = std::move(*values);
     attention.emplace(g.nodes[*second].outputs[0], std::move(tail));
   }
+}
+
+void Lowering::build_steps() {
+  const std::vector<size_t> order = g.topological_order();
+  plan_products(order);  // first: the layout ops the products fold in must not become steps
   for (size_t i : order) {
     if (done[i]) continue;
     done[i] = true;
@@ -300,7 +303,7 @@ void Lowering::build_steps() {
     if (!step) step = lower_node(*this, n);
     for (const auto& [name, value] : ids)
       if (std::find(step->outputs.begin(), step->outputs.end(), value) != step->outputs.end())
-        ready.insert(name), producer_step[name] = step.get();
+        ready.insert(name);
     plan.steps.push_back(std::move(step));
   }
 }

@@ -28,7 +28,6 @@ struct Lowering {
   std::set<std::string> constants;   // initializer names
   std::vector<bool> done;            // nodes lowered, or fused into an earlier step
   std::set<std::string> ready;       // values computed by the steps so far, inputs and constants
-  std::map<std::string, const Step*> producer_step;
   std::map<std::string, BatchedViews> batched_views;  // by the product's output: layout ops folded in
   // Attention, by its second product's output, whose node lowers it (all
   // it reads is computed by then): the two products and what lies between
@@ -53,6 +52,10 @@ struct Lowering {
   std::string fuse_tail(std::string out, Fused& fused, int& residual);
   // Clip(x, 0, 6) as ReLU6, Clip(x, 0) as ReLU; other bounds: none.
   std::optional<Activation> clip_activation(const Node& clip) const;
+  // Plans every batched product of two activations as strided views, and
+  // attention (a product, [scale, mask,] Softmax, a product) as one: marks the
+  // layout ops and nodes they take in done (batched_views, attention).
+  void plan_products(const std::vector<size_t>& order);
   // Runs every node in topological order through its lowering.
   void build_steps();
 };
