@@ -35,6 +35,16 @@ Variable embedding(const Variable& weight, const Tensor& indices) {
   }), "embedding", {}, {indices});
 }
 
+namespace {
+// out[i] = in[i] · (dropped ? 0 : scale) for i in [b, e). A function of its
+// own, over restrict pointers: inside the op's lambdas the loop ran 4x slower.
+void drop(const float* __restrict in, float* __restrict out, int64_t b, int64_t e, uint32_t key, uint32_t threshold,
+          float scale) {
+  for (int64_t i = b; i < e; ++i)
+    out[i] = detail::random_bits32(key, static_cast<uint32_t>(i)) < threshold ? 0.0f : in[i] * scale;
+}
+}  // namespace
+
 Variable dropout(const Variable& x, float p, bool training, uint64_t seed) {
   check(p >= 0 && p < 1, "dropout: probability is {}, expected a value in [0, 1)", p);
   if (!training || p == 0) return x;
@@ -50,9 +60,7 @@ Variable dropout(const Variable& x, float p, bool training, uint64_t seed) {
     const float* pi = in.data<float>();
     float* po = out.data<float>();
     detail::parallel_range(in.numel(), detail::kElementGrain, [&](int64_t b, int64_t e) {
-      const auto key = static_cast<uint32_t>(detail::mix64(seed + static_cast<uint64_t>(b >> 32)));
-      for (int64_t i = b; i < e; ++i)
-        po[i] = detail::random_bits32(key, static_cast<uint32_t>(i)) < threshold ? 0.0f : pi[i] * keep_scale;
+      drop(pi, po, b, e, static_cast<uint32_t>(detail::mix64(seed + static_cast<uint64_t>(b >> 32))), threshold, keep_scale);
     });
     return out;
   };
