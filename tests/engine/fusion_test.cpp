@@ -97,6 +97,37 @@ TEST(ElementwiseKernels, MatchTheStandardLibrary) {
   }
 }
 
+// Elementwise steps over numpy broadcasts the collapsing of dimensions must
+// keep apart: a per-channel scale, a per-row one, a broadcast on either side
+// of a middle dimension, and unary maps after them; in both modes.
+TEST(ElementwiseSteps, BroadcastAsTheReferenceDoes) {
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, {-1, 3, 4, 5}});
+  g.initializers["c"] = Tensor::randn({3, 1, 1}, 1);
+  g.initializers["r"] = Tensor::randn({1, 4, 1}, 2);
+  g.initializers["w"] = Tensor::randn({5}, 3);
+  g.initializers["m"] = Tensor::rand({3, 1, 5}, 4, 0.5f, 1.5f);
+  g.initializers["two"] = Tensor::scalar(2.0f);
+  auto node = [&](OpKind op, std::vector<std::string> in, const std::string& out) {
+    g.nodes.push_back({.op = op, .name = out, .inputs = std::move(in), .outputs = {out}, .attributes = {}});
+  };
+  node(OpKind::mul, {"x", "c"}, "a");      // per channel
+  node(OpKind::add, {"r", "a"}, "b");      // per row, on the left
+  node(OpKind::sub, {"b", "w"}, "d");      // per column
+  node(OpKind::div, {"d", "m"}, "e");      // channel and column, rows repeated
+  node(OpKind::pow, {"e", "two"}, "f");
+  node(OpKind::tanh, {"f"}, "t");
+  node(OpKind::erf, {"e"}, "u");
+  node(OpKind::add, {"t", "u"}, "y");
+  g.outputs.push_back({"y"});
+  const Tensor x = Tensor::randn({2, 3, 4, 5}, 5);
+  for (const Mode mode : {Mode::layers, Mode::columns}) {
+    Engine e = compile(g, {.batch = 2, .threads = 2, .mode = mode, .kernels = {.autotune = false}});
+    testing::expect_close(e.run({{"x", x}}).at("y"), run_reference(g, {{"x", x}}).at("y"), 1e-5);
+    EXPECT_EQ(count_kernels(e.steps(), "elementwise"), 8);
+  }
+}
+
 TEST(ElementwiseKernels, BinaryOpsBroadcastAScalarOnEitherSide) {
   const float a[] = {1, -2, 3.5f, 4}, b[] = {2, 0.5f, -1, 8};
   float y[4];
