@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 
 #include "neurite/engine/engine.h"
 #include "neurite/engine/onnx.h"
@@ -126,6 +127,30 @@ TEST(ElementwiseSteps, BroadcastAsTheReferenceDoes) {
     testing::expect_close(e.run({{"x", x}}).at("y"), run_reference(g, {{"x", x}}).at("y"), 1e-5);
     EXPECT_EQ(count_kernels(e.steps(), "elementwise"), 8);
   }
+}
+
+// Attention with a full mask (one per query row and key, as a causal mask
+// is), scaled scores and transposed keys: one step, as the reference computes.
+TEST(AttentionStep, FullMasksAndScaledScoresEqualTheReference) {
+  Graph g;
+  g.inputs.push_back({"q", DataType::float32, {-1, 4, 8}});
+  g.inputs.push_back({"kt", DataType::float32, {-1, 8, 6}});
+  g.inputs.push_back({"v", DataType::float32, {-1, 6, 5}});
+  g.inputs.push_back({"mask", DataType::float32, {-1, 4, 6}});
+  g.initializers["half"] = Tensor::scalar(0.5f);
+  g.nodes.push_back({.op = OpKind::matmul, .name = "scores", .inputs = {"q", "kt"}, .outputs = {"s"}, .attributes = {}});
+  g.nodes.push_back({.op = OpKind::mul, .name = "scale", .inputs = {"s", "half"}, .outputs = {"s2"}, .attributes = {}});
+  g.nodes.push_back({.op = OpKind::add, .name = "masked", .inputs = {"s2", "mask"}, .outputs = {"s3"}, .attributes = {}});
+  g.nodes.push_back({.op = OpKind::softmax, .name = "p", .inputs = {"s3"}, .outputs = {"p"}, .attributes = {{"axis", int64_t{-1}}}});
+  g.nodes.push_back({.op = OpKind::matmul, .name = "out", .inputs = {"p", "v"}, .outputs = {"y"}, .attributes = {}});
+  g.outputs.push_back({"y"});
+  const std::map<std::string, Tensor> in{{"q", Tensor::randn({3, 4, 8}, 1)}, {"kt", Tensor::randn({3, 8, 6}, 2)},
+                                         {"v", Tensor::randn({3, 6, 5}, 3)}, {"mask", Tensor::randn({3, 4, 6}, 4, 0, 3)}};
+  Engine e = compile(g, {.batch = 3, .threads = 2, .mode = Mode::layers, .kernels = {.autotune = false}});
+  testing::expect_close(e.run(in).at("y"), run_reference(g, in).at("y"), 1e-5);
+  const auto steps = e.steps();
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_NE(steps[0].kernel.find("attention 4x8x6x5 +mask"), std::string::npos) << steps[0].kernel;
 }
 
 TEST(ElementwiseKernels, BinaryOpsBroadcastAScalarOnEitherSide) {
