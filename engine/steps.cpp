@@ -158,7 +158,12 @@ void CopyStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {
     for (int64_t r = 0; r < runs; ++r, dst += run) {
       int64_t at = 0;
       for (size_t d = 1; d + 1 < rank; ++d) at += index[d] * stride[d];
-      std::memcpy(dst, src_item + at, static_cast<size_t>(run) * sizeof(float));
+      if (const int64_t step = stride[rank - 1]; step == 1) {
+        std::memcpy(dst, src_item + at, static_cast<size_t>(run) * sizeof(float));
+      } else {  // the last axis moved: a strided read
+        const float* src = src_item + at;
+        for (int64_t j = 0; j < run; ++j) dst[j] = src[j * step];
+      }
       for (size_t d = rank - 1; d-- > 1;) {  // next index of the middle axes
         if (++index[d] < out_shape[d]) break;
         index[d] = 0;

@@ -71,8 +71,9 @@ class MeanAxesStep : public UnitStep {
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
-// Transpose that keeps the last axis in place, or Slice of one axis with
-// step 1: copies of contiguous runs. Units: items of the output's first axis.
+// Transpose, or Slice of one axis with step 1: copies of contiguous runs
+// (strided reads where a Transpose moves the last axis). Units: items of the
+// output's first axis.
 class CopyStep : public UnitStep {
  public:
   Shape in_shape, out_shape;

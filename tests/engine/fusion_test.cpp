@@ -153,6 +153,26 @@ TEST(AttentionStep, FullMasksAndScaledScoresEqualTheReference) {
   EXPECT_NE(steps[0].kernel.find("attention 4x8x6x5 +mask"), std::string::npos) << steps[0].kernel;
 }
 
+// Transposes of every kind run as copies, the last axis moved or kept, the batch axis moved or kept.
+TEST(CopySteps, TransposeAnyPermutationAsTheReference) {
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, {-1, 3, 4, 5}});
+  const std::vector<std::vector<int64_t>> perms{{0, 3, 1, 2}, {0, 2, 3, 1}, {0, 1, 3, 2}, {1, 0, 2, 3}, {3, 2, 1, 0}};
+  for (size_t i = 0; i < perms.size(); ++i) {
+    const std::string out = fmt::format("y{}", i);
+    g.nodes.push_back({.op = OpKind::transpose, .name = out, .inputs = {"x"}, .outputs = {out},
+                       .attributes = {{"perm", perms[i]}}});
+    g.outputs.push_back({out});
+  }
+  const Tensor x = Tensor::randn({2, 3, 4, 5}, 7);
+  for (const Mode mode : {Mode::layers, Mode::columns}) {
+    Engine e = compile(g, {.batch = 2, .threads = 2, .mode = mode, .kernels = {.autotune = false}});
+    const auto got = e.run({{"x", x}}), want = run_reference(g, {{"x", x}});
+    for (size_t i = 0; i < perms.size(); ++i) testing::expect_close(got.at(fmt::format("y{}", i)), want.at(fmt::format("y{}", i)), 0);
+    EXPECT_EQ(count_kernels(e.steps(), "copy transpose"), static_cast<int>(perms.size()));
+  }
+}
+
 TEST(ElementwiseKernels, BinaryOpsBroadcastAScalarOnEitherSide) {
   const float a[] = {1, -2, 3.5f, 4}, b[] = {2, 0.5f, -1, 8};
   float y[4];
