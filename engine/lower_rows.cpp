@@ -237,6 +237,35 @@ std::unique_ptr<Step> lower_gather(Lowering& l, const Node& n) {
   return step;
 }
 
+std::unique_ptr<Step> lower_concat(Lowering& l, const Node& n) {
+  const Graph& g = l.g;
+  const Shape& ys = g.values.at(n.outputs[0]).shape;
+  const auto rank = static_cast<int64_t>(ys.size());
+  int64_t axis = n.integer("axis", 0);
+  axis = axis < 0 ? axis + rank : axis;
+  if (rank == 0 || axis < 0 || axis >= rank || g.values.at(n.outputs[0]).type != DataType::float32) return nullptr;
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= ys[static_cast<size_t>(d)];
+  for (int64_t d = axis + 1; d < rank; ++d) inner *= ys[static_cast<size_t>(d)];
+  auto step = std::make_unique<ConcatStep>();
+  for (const std::string& in : n.inputs) {
+    const ValueInfo& info = g.values.at(in);
+    if (info.type != DataType::float32 || info.shape.size() != ys.size()) return nullptr;
+    step->runs.push_back(info.shape[static_cast<size_t>(axis)] * inner);
+    step->inputs.push_back(l.id(in));
+  }
+  step->outputs = {l.id(n.outputs[0])};
+  step->units = outer;
+  // A slice of the batch is a slice of the units when the axis is not the batch's and every input is batch-major.
+  step->sliceable = axis > 0 && ys[0] == l.plan.batch &&
+                    std::all_of(n.inputs.begin(), n.inputs.end(), [&](const std::string& in) {
+                      return g.values.at(in).shape[0] == l.plan.batch && l.constants.count(in) == 0;
+                    });
+  step->units_per_item = step->sliceable ? outer / l.plan.batch : outer;
+  step->info = {.name = n.name, .kernel = fmt::format("copy concat of {}", n.inputs.size())};
+  return step;
+}
+
 std::unique_ptr<Step> lower_pool(Lowering& l, const Node& n) {
   const Graph& g = l.g;
   const ValueInfo& x = g.values.at(n.inputs[0]);

@@ -93,7 +93,7 @@ constexpr std::array<Lowerer, kOpCount> make_table() {
                     OpKind::reciprocal, OpKind::gelu, OpKind::clip})
     at(op).lower = lower_elementwise;
   at(OpKind::where).aligns_constants = true;
-  at(OpKind::concat) = {.separable = concat_axis_not_batch, .aligns_constants = true};
+  at(OpKind::concat) = {.lower = lower_concat, .separable = concat_axis_not_batch, .aligns_constants = true};
   at(OpKind::flatten) = {.separable = flatten_axis_not_batch, .changes_rank = true};
   at(OpKind::gather) = {.lower = lower_gather, .separable = gather_separable};
   at(OpKind::reshape) = {.changes_rank = true, .shape_input = true};

@@ -71,6 +71,7 @@ std::unique_ptr<Step> lower_batched_matmul(Lowering& l, const Node& n);
 std::optional<BatchedViews> plan_batched_matmul(const Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_pool(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_gather(Lowering& l, const Node& n);  // rows of a constant table
+std::unique_ptr<Step> lower_concat(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_copy(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n);  // engine/lower_elementwise.cpp
 

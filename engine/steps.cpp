@@ -243,6 +243,24 @@ void GatherRowsStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
                     [&](const tbb::blocked_range<int64_t>& r) { copy(r.begin(), r.end()); });
 }
 
+void ConcatStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
+  float* y = v[outputs[0]].data<float>();
+  int64_t total = 0;
+  for (int64_t r : runs) total += r;
+  auto unit = [&](int64_t u) {
+    float* out = y + u * total;
+    for (size_t k = 0; k < runs.size(); ++k) {
+      std::memcpy(out, v[inputs[k]].data<float>() + u * runs[k], static_cast<size_t>(runs[k]) * sizeof(float));
+      out += runs[k];
+    }
+  };
+  if (threads > 1) {
+    tbb::parallel_for(u0, u1, unit);
+  } else {
+    for (int64_t u = u0; u < u1; ++u) unit(u);
+  }
+}
+
 void PoolStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {
   const float* x = v[inputs[0]].data<float>();
   float* y = v[outputs[0]].data<float>();

@@ -123,6 +123,15 @@ class GatherRowsStep : public UnitStep {
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
+// Concat of float tensors along one axis: per item of the axes before it,
+// each input's run copied in turn. Units: items of the axes before the axis.
+class ConcatStep : public UnitStep {
+ public:
+  std::vector<int64_t> runs;  // per input: floats per unit (its extent along the axis times the inner size)
+
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
+};
+
 // MaxPool / AveragePool over NCHW planes. Units: images.
 class PoolStep : public UnitStep {
  public:

@@ -173,6 +173,27 @@ TEST(CopySteps, TransposeAnyPermutationAsTheReference) {
   }
 }
 
+// Concat along a middle axis, the last one and the batch axis, with a constant among the inputs.
+TEST(CopySteps, ConcatAlongAnyAxisAsTheReference) {
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, {-1, 3, 4}});
+  g.inputs.push_back({"z", DataType::float32, {-1, 2, 4}});
+  g.initializers["c"] = Tensor::randn({2, 1, 4}, 1);
+  g.nodes.push_back({.op = OpKind::concat, .name = "mid", .inputs = {"x", "c", "z"}, .outputs = {"a"},
+                     .attributes = {{"axis", int64_t{1}}}});
+  g.nodes.push_back({.op = OpKind::concat, .name = "last", .inputs = {"a", "a"}, .outputs = {"b"},
+                     .attributes = {{"axis", int64_t{-1}}}});
+  g.nodes.push_back({.op = OpKind::concat, .name = "batch", .inputs = {"b", "b"}, .outputs = {"y"},
+                     .attributes = {{"axis", int64_t{0}}}});
+  g.outputs.push_back({"y"});
+  const std::map<std::string, Tensor> in{{"x", Tensor::randn({2, 3, 4}, 2)}, {"z", Tensor::randn({2, 2, 4}, 3)}};
+  for (const Mode mode : {Mode::layers, Mode::columns}) {
+    Engine e = compile(g, {.batch = 2, .threads = 2, .mode = mode, .kernels = {.autotune = false}});
+    testing::expect_close(e.run(in).at("y"), run_reference(g, in).at("y"), 0);
+    EXPECT_EQ(count_kernels(e.steps(), "copy concat"), 3);
+  }
+}
+
 TEST(ElementwiseKernels, BinaryOpsBroadcastAScalarOnEitherSide) {
   const float a[] = {1, -2, 3.5f, 4}, b[] = {2, 0.5f, -1, 8};
   float y[4];
