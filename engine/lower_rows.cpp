@@ -297,33 +297,43 @@ std::unique_ptr<Step> lower_copy(Lowering& l, const Node& n) {
   const ValueInfo& x = g.values.at(n.inputs[0]);
   const Shape& ys = g.values.at(n.outputs[0]).shape;
   const int64_t rank = static_cast<int64_t>(x.shape.size());
-  if (x.type != DataType::float32 || rank < 2) return nullptr;
+  if (x.type != DataType::float32 || rank < 2 || static_cast<int64_t>(ys.size()) != rank) return nullptr;
   auto step = std::make_unique<CopyStep>();
   step->in_shape = x.shape;
   step->out_shape = ys;
   step->units = ys[0];
+  std::vector<int64_t> in_stride(static_cast<size_t>(rank), 1);
+  for (size_t d = in_stride.size() - 1; d-- > 0;) in_stride[d] = in_stride[d + 1] * x.shape[d + 1];
+  bool batch_kept = true;  // the first axis stays the batch's
   if (n.op == OpKind::transpose) {
-    step->perm = n.integers("perm");
-    if (static_cast<int64_t>(step->perm.size()) != rank) return nullptr;
-  } else {  // Slice: one constant axis, step 1
-    if (n.inputs.size() < 4) return nullptr;
-    const Tensor *starts = g.constant(n.inputs[1]), *axes = g.constant(n.inputs[3]);
-    const Tensor* steps = n.inputs.size() > 4 && !n.inputs[4].empty() ? g.constant(n.inputs[4]) : nullptr;
-    if (!starts || !axes || starts->numel() != 1 || axes->numel() != 1 || (n.inputs.size() > 4 && !n.inputs[4].empty() && !steps))
-      return nullptr;
-    if (steps && steps->data<int64_t>()[0] != 1) return nullptr;
-    int64_t a = axes->data<int64_t>()[0];
-    a = a < 0 ? a + rank : a;
-    if (a < 0 || a >= rank) return nullptr;
-    const int64_t size = x.shape[static_cast<size_t>(a)];
-    int64_t b = starts->data<int64_t>()[0];
-    b = std::clamp<int64_t>(b < 0 ? b + size : b, 0, size);
-    step->axis = a, step->start = b;
+    const std::vector<int64_t> perm = n.integers("perm");
+    if (static_cast<int64_t>(perm.size()) != rank) return nullptr;
+    for (int64_t p : perm) step->strides.push_back(in_stride[static_cast<size_t>(p)]);
+    batch_kept = perm[0] == 0;
+  } else {  // Slice with constant starts, axes and positive steps
+    const Tensor* starts = g.constant(n.inputs[1]);
+    const bool has_axes = n.inputs.size() > 3 && !n.inputs[3].empty(), has_steps = n.inputs.size() > 4 && !n.inputs[4].empty();
+    const Tensor* axes = has_axes ? g.constant(n.inputs[3]) : nullptr;
+    const Tensor* steps = has_steps ? g.constant(n.inputs[4]) : nullptr;
+    if (starts == nullptr || (has_axes && axes == nullptr) || (has_steps && steps == nullptr)) return nullptr;
+    step->strides = in_stride;
+    for (int64_t i = 0; i < starts->numel(); ++i) {
+      int64_t a = axes != nullptr ? axes->data<int64_t>()[i] : i;
+      a = a < 0 ? a + rank : a;
+      const int64_t by = steps != nullptr ? steps->data<int64_t>()[i] : 1;
+      if (a < 0 || a >= rank || by < 1) return nullptr;
+      const auto d = static_cast<size_t>(a);
+      int64_t b = starts->data<int64_t>()[i];
+      b = std::clamp<int64_t>(b < 0 ? b + x.shape[d] : b, 0, x.shape[d]);
+      step->offset += b * in_stride[d];
+      step->strides[d] *= by;
+      batch_kept = batch_kept && a != 0;
+      if (starts->numel() == 1 && by == 1) step->axis = a, step->start = b;  // whole runs
+    }
   }
   step->inputs = {l.id(n.inputs[0])};
   step->outputs = {l.id(n.outputs[0])};
-  step->sliceable = x.shape[0] == l.plan.batch && ys[0] == l.plan.batch &&
-                    (n.op == OpKind::transpose ? step->perm[0] == 0 : step->axis != 0);
+  step->sliceable = x.shape[0] == l.plan.batch && ys[0] == l.plan.batch && batch_kept;
   step->info = {.name = n.name, .kernel = n.op == OpKind::transpose ? "copy transpose" : "copy slice"};
   return step;
 }

@@ -145,15 +145,13 @@ void CopyStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {
                     static_cast<size_t>(out_run) * sizeof(float));
       return;
     }
-    // Runs of the last axis; the input strides in the output's order.
+    // Runs of the last axis, read at the input strides.
     const size_t rank = out_shape.size();
     const int64_t run = out_shape.back();
-    std::vector<int64_t> in_stride(rank, 1), stride(rank);
-    for (size_t d = rank - 1; d-- > 0;) in_stride[d] = in_stride[d + 1] * in_shape[d + 1];
-    for (size_t d = 0; d < rank; ++d) stride[d] = in_stride[static_cast<size_t>(perm[d])];
+    const std::vector<int64_t>& stride = strides;
     std::vector<int64_t> index(rank, 0);
     const int64_t runs = per_out / run;
-    const float* src_item = x + b * stride[0];
+    const float* src_item = x + offset + b * stride[0];
     float* dst = y + b * per_out;
     for (int64_t r = 0; r < runs; ++r, dst += run) {
       int64_t at = 0;

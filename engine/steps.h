@@ -71,14 +71,16 @@ class MeanAxesStep : public UnitStep {
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
-// Transpose, or Slice of one axis with step 1: copies of contiguous runs
-// (strided reads where a Transpose moves the last axis). Units: items of the
-// output's first axis.
+// Transpose or Slice: copies of contiguous runs (strided reads where the
+// last axis moved or steps). Units: items of the output's first axis.
 class CopyStep : public UnitStep {
  public:
   Shape in_shape, out_shape;
-  std::vector<int64_t> perm;    // Transpose
-  int64_t axis = -1, start = 0;  // Slice
+  int64_t axis = -1, start = 0;  // a Slice of one axis with step 1: whole runs
+  // Otherwise out[i...] = in[offset + Σ i_d · strides[d]]: a Transpose (its
+  // strides permuted) or a Slice of several axes or steps.
+  int64_t offset = 0;
+  std::vector<int64_t> strides;
 
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
   void run(Values& v, int threads) override;  // a slice of axis 0 is a view

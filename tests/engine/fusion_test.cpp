@@ -173,6 +173,35 @@ TEST(CopySteps, TransposeAnyPermutationAsTheReference) {
   }
 }
 
+// Slices of one axis, of several with steps, and from the end, as copies.
+TEST(CopySteps, SliceAnyAxesAndStepsAsTheReference) {
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, {-1, 6, 7, 8}});
+  auto ints = [&](const std::string& name, std::vector<int64_t> v) {
+    g.initializers[name] = Tensor::from_data({static_cast<int64_t>(v.size())}, v);
+    return name;
+  };
+  struct Case { std::vector<int64_t> starts, ends, axes, steps; };
+  const std::vector<Case> cases{{{1}, {4}, {2}, {1}}, {{0, 1, 2}, {6, 7, 8}, {1, 2, 3}, {2, 3, 2}},
+                                {{-5, 0}, {100, 5}, {-1, 1}, {1, 2}}, {{1}, {3}, {3}, {1}}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string k = std::to_string(i);
+    g.nodes.push_back({.op = OpKind::slice, .name = "s" + k,
+                       .inputs = {"x", ints("b" + k, cases[i].starts), ints("e" + k, cases[i].ends),
+                                  ints("a" + k, cases[i].axes), ints("t" + k, cases[i].steps)},
+                       .outputs = {"y" + k}, .attributes = {}});
+    g.outputs.push_back({"y" + k});
+  }
+  const Tensor x = Tensor::randn({2, 6, 7, 8}, 9);
+  for (const Mode mode : {Mode::layers, Mode::columns}) {
+    Engine e = compile(g, {.batch = 2, .threads = 2, .mode = mode, .kernels = {.autotune = false}});
+    const auto got = e.run({{"x", x}}), want = run_reference(g, {{"x", x}});
+    for (size_t i = 0; i < cases.size(); ++i)
+      testing::expect_close(got.at("y" + std::to_string(i)), want.at("y" + std::to_string(i)), 0);
+    EXPECT_EQ(count_kernels(e.steps(), "copy slice"), static_cast<int>(cases.size()));
+  }
+}
+
 // Concat along a middle axis, the last one and the batch axis, with a constant among the inputs.
 TEST(CopySteps, ConcatAlongAnyAxisAsTheReference) {
   Graph g;
