@@ -311,25 +311,16 @@ std::unique_ptr<Step> lower_copy(Lowering& l, const Node& n) {
     for (int64_t p : perm) step->strides.push_back(in_stride[static_cast<size_t>(p)]);
     batch_kept = perm[0] == 0;
   } else {  // Slice with constant starts, axes and positive steps
-    const Tensor* starts = g.constant(n.inputs[1]);
-    const bool has_axes = n.inputs.size() > 3 && !n.inputs[3].empty(), has_steps = n.inputs.size() > 4 && !n.inputs[4].empty();
-    const Tensor* axes = has_axes ? g.constant(n.inputs[3]) : nullptr;
-    const Tensor* steps = has_steps ? g.constant(n.inputs[4]) : nullptr;
-    if (starts == nullptr || (has_axes && axes == nullptr) || (has_steps && steps == nullptr)) return nullptr;
+    const auto sliced = constant_slice(g, n, x.shape);
+    if (!sliced) return nullptr;
     step->strides = in_stride;
-    for (int64_t i = 0; i < starts->numel(); ++i) {
-      int64_t a = axes != nullptr ? axes->data<int64_t>()[i] : i;
-      a = a < 0 ? a + rank : a;
-      const int64_t by = steps != nullptr ? steps->data<int64_t>()[i] : 1;
-      if (a < 0 || a >= rank || by < 1) return nullptr;
-      const auto d = static_cast<size_t>(a);
-      int64_t b = starts->data<int64_t>()[i];
-      b = std::clamp<int64_t>(b < 0 ? b + x.shape[d] : b, 0, x.shape[d]);
-      step->offset += b * in_stride[d];
-      step->strides[d] *= by;
-      batch_kept = batch_kept && a != 0;
-      if (starts->numel() == 1 && by == 1) step->axis = a, step->start = b;  // whole runs
+    for (const SlicedAxis& s : *sliced) {
+      step->offset += s.start * in_stride[s.axis];
+      step->strides[s.axis] *= s.step;
+      batch_kept = batch_kept && s.axis != 0;
     }
+    if (sliced->size() == 1 && sliced->front().step == 1)  // whole runs
+      step->axis = static_cast<int64_t>(sliced->front().axis), step->start = sliced->front().start;
   }
   step->inputs = {l.id(n.inputs[0])};
   step->outputs = {l.id(n.outputs[0])};

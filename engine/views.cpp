@@ -87,26 +87,15 @@ bool apply(const Lowering& l, const Node& n, StridedView& v) {
       return true;
     }
     case OpKind::slice: {
-      const Tensor* starts = g.constant(n.inputs[1]);
-      const Tensor* axes = n.inputs.size() > 3 && !n.inputs[3].empty() ? g.constant(n.inputs[3]) : nullptr;
-      const Tensor* steps = n.inputs.size() > 4 && !n.inputs[4].empty() ? g.constant(n.inputs[4]) : nullptr;
-      if (starts == nullptr || (n.inputs.size() > 3 && !n.inputs[3].empty() && axes == nullptr) ||
-          (n.inputs.size() > 4 && !n.inputs[4].empty() && steps == nullptr) || out.size() != v.dims.size())
-        return false;
-      const auto rank = static_cast<int64_t>(v.dims.size());
-      for (int64_t i = 0; i < starts->numel(); ++i) {
-        int64_t a = axes != nullptr ? axes->data<int64_t>()[i] : i;
-        a = a < 0 ? a + rank : a;
-        const int64_t step = steps != nullptr ? steps->data<int64_t>()[i] : 1;
-        if (a < 0 || a >= rank || step < 1) return false;
-        const auto d = static_cast<size_t>(a);
-        const auto stride = v.stride(d);
+      Shape in;
+      for (size_t d = 0; d < v.dims.size(); ++d) in.push_back(v.size(d));
+      const auto sliced = constant_slice(g, n, in);
+      if (!sliced || out.size() != v.dims.size()) return false;
+      for (const SlicedAxis& s : *sliced) {
+        const auto stride = v.stride(s.axis);
         if (!stride) return false;
-        int64_t start = starts->data<int64_t>()[i];
-        const int64_t size = v.size(d);
-        start = std::clamp<int64_t>(start < 0 ? start + size : start, 0, size);
-        v.offset += start * *stride;
-        v.dims[d] = {{out[d], *stride * step}};
+        v.offset += s.start * *stride;
+        v.dims[s.axis] = {{out[s.axis], *stride * s.step}};
       }
       for (size_t d = 0; d < out.size(); ++d)
         if (v.size(d) != out[d]) return false;
@@ -147,6 +136,25 @@ std::string data_input(const Lowering& l, const Node& n) {
 }
 
 }  // namespace
+
+std::optional<std::vector<SlicedAxis>> constant_slice(const Graph& g, const Node& n, const Shape& in) {
+  const bool has_axes = n.inputs.size() > 3 && !n.inputs[3].empty(), has_steps = n.inputs.size() > 4 && !n.inputs[4].empty();
+  const Tensor* starts = g.constant(n.inputs[1]);
+  const Tensor* axes = has_axes ? g.constant(n.inputs[3]) : nullptr;
+  const Tensor* steps = has_steps ? g.constant(n.inputs[4]) : nullptr;
+  if (starts == nullptr || (has_axes && axes == nullptr) || (has_steps && steps == nullptr)) return std::nullopt;
+  const auto rank = static_cast<int64_t>(in.size());
+  std::vector<SlicedAxis> out;
+  for (int64_t i = 0; i < starts->numel(); ++i) {
+    int64_t a = axes != nullptr ? axes->data<int64_t>()[i] : i;
+    a = a < 0 ? a + rank : a;
+    const int64_t step = steps != nullptr ? steps->data<int64_t>()[i] : 1;
+    if (a < 0 || a >= rank || step < 1) return std::nullopt;
+    const int64_t size = in[static_cast<size_t>(a)], start = starts->data<int64_t>()[i];
+    out.push_back({static_cast<size_t>(a), std::clamp<int64_t>(start < 0 ? start + size : start, 0, size), step});
+  }
+  return out;
+}
 
 StridedView read_view_of_itself(const Lowering& l, const std::string& value) {
   const Shape& shape = l.g.values.at(value).shape;

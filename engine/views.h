@@ -36,6 +36,16 @@ struct StridedView {
   std::optional<int64_t> stride(size_t d) const;
 };
 
+// One sliced axis of a Slice with constant starts, axes and steps: where it
+// starts (clamped to the axis) and its step.
+struct SlicedAxis {
+  size_t axis;
+  int64_t start, step;
+};
+// The axes node n (a Slice) cuts from a tensor of shape `in`; nullopt when its
+// starts, axes or steps are not constants or a step is below 1.
+std::optional<std::vector<SlicedAxis>> constant_slice(const Graph& g, const Node& n, const Shape& in);
+
 // A batched product's operands and result.
 struct BatchedViews {
   StridedView a, b, c;
