@@ -1,6 +1,6 @@
-// Lowering of elementwise ops over float tensors (Add, Sub, Mul, Div, Pow
-// with numpy broadcasting; activations and math functions) into
-// ElementwiseSteps; other element types stay with the reference executor.
+// Lowering of elementwise ops into ElementwiseSteps, with numpy broadcasting:
+// over float tensors Add, Sub, Mul, Div, Pow, activations and math functions;
+// over masks and indices Where, Equal, Not, Cast and Expand.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -57,24 +57,59 @@ std::optional<kernels::Unary> unary_op(const Lowering& l, const Node& n) {
   }
 }
 
+// The typed op of node n and its operand count; nullopt for types it does not take.
+std::optional<std::pair<TypedOp, size_t>> typed_op(const Graph& g, const Node& n, bool& to_bool) {
+  auto type = [&](size_t k) { return g.values.at(n.inputs[k]).type; };
+  auto is_float = [&](size_t k) { return type(k) == DataType::float32; };
+  switch (n.op) {
+    case OpKind::where:
+      if (is_float(0) || type(1) != type(2)) return std::nullopt;
+      return std::pair{TypedOp::where, size_t{3}};
+    case OpKind::equal:
+      if (type(0) != type(1)) return std::nullopt;
+      return std::pair{TypedOp::equal, size_t{2}};
+    case OpKind::logical_not:
+      if (is_float(0)) return std::nullopt;
+      return std::pair{TypedOp::logical_not, size_t{1}};
+    case OpKind::cast: {
+      const int64_t to = n.integer("to", 1);  // FLOAT, INT64, BOOL; others: the reference names the error
+      if (to != 1 && to != 7 && to != 9) return std::nullopt;
+      to_bool = to == 9;
+      return std::pair{TypedOp::cast, size_t{1}};
+    }
+    case OpKind::expand: return std::pair{TypedOp::expand, size_t{1}};
+    default: return std::nullopt;
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n) {
   const Graph& g = l.g;
-  const size_t operands = binary_op(n.op) ? 2 : 1;
   const ValueInfo& out = g.values.at(n.outputs[0]);
-  if (out.type != DataType::float32 || out.shape.empty()) return nullptr;
-  for (size_t k = 0; k < operands; ++k)
-    if (g.values.at(n.inputs[k]).type != DataType::float32) return nullptr;
+  if (out.shape.empty()) return nullptr;
   auto step = std::make_unique<ElementwiseStep>();
+  size_t operands = 1;
   if (auto op = binary_op(n.op)) {
-    step->is_binary = true;
+    step->kind = ElementwiseStep::Kind::binary;
     step->binary = *op;
+    operands = 2;
   } else if (auto f = unary_op(l, n)) {
     step->unary = *f;
+  } else if (auto typed = typed_op(g, n, step->to_bool)) {
+    step->kind = ElementwiseStep::Kind::typed;
+    std::tie(step->typed, operands) = *typed;
   } else {
     return nullptr;
   }
+  auto dtype = [](DataType t) { return t == DataType::float32 ? autograd::Dtype::f32 : autograd::Dtype::i64; };
+  for (size_t k = 0; k < operands; ++k) {
+    const DataType t = g.values.at(n.inputs[k]).type;
+    if (step->kind != ElementwiseStep::Kind::typed && t != DataType::float32) return nullptr;
+    step->types.push_back(dtype(t));
+  }
+  if (step->kind != ElementwiseStep::Kind::typed && out.type != DataType::float32) return nullptr;
+  step->types.push_back(dtype(out.type));
 
   // Per input and output dimension: whether it broadcasts there (numpy: shapes aligned at the right).
   const Shape& os = out.shape;
@@ -124,7 +159,12 @@ std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n) {
   step->units_per_item = step->sliceable ? step->units / batch : step->units;
   for (size_t k = 0; k < operands; ++k) step->inputs.push_back(l.id(n.inputs[k]));
   step->outputs = {l.id(n.outputs[0])};
-  const std::string_view what = step->is_binary ? kernels::to_string(step->binary) : kernels::to_string(step->unary.op);
+  std::string_view what;
+  switch (step->kind) {
+    case ElementwiseStep::Kind::unary: what = kernels::to_string(step->unary.op); break;
+    case ElementwiseStep::Kind::binary: what = kernels::to_string(step->binary); break;
+    case ElementwiseStep::Kind::typed: what = op_info(n.op).name; break;
+  }
   step->info = {.name = n.name, .kernel = fmt::format("elementwise {}", what)};
   return step;
 }

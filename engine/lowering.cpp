@@ -92,12 +92,13 @@ constexpr std::array<Lowerer, kOpCount> make_table() {
   for (OpKind op : {OpKind::relu, OpKind::sigmoid, OpKind::tanh, OpKind::sqrt, OpKind::erf, OpKind::exp, OpKind::neg,
                     OpKind::reciprocal, OpKind::gelu, OpKind::clip})
     at(op).lower = lower_elementwise;
-  at(OpKind::where).aligns_constants = true;
+  at(OpKind::where) = {.lower = lower_elementwise, .aligns_constants = true};
+  for (OpKind op : {OpKind::equal, OpKind::logical_not, OpKind::cast}) at(op).lower = lower_elementwise;
   at(OpKind::concat) = {.lower = lower_concat, .separable = concat_axis_not_batch, .aligns_constants = true};
   at(OpKind::flatten) = {.separable = flatten_axis_not_batch, .changes_rank = true};
   at(OpKind::gather) = {.lower = lower_gather, .separable = gather_separable};
   at(OpKind::reshape) = {.changes_rank = true, .shape_input = true};
-  at(OpKind::expand) = {.shape_input = true};
+  at(OpKind::expand) = {.lower = lower_elementwise, .shape_input = true};
   at(OpKind::squeeze) = {.separable = has_rank, .changes_rank = true};
   at(OpKind::unsqueeze) = {.separable = has_rank, .changes_rank = true};
   for (OpKind op : {OpKind::shape, OpKind::constant, OpKind::constant_of_shape}) at(op).separable = never;

@@ -70,32 +70,118 @@ void RowStep::run_units(Values& v, int64_t r0, int64_t r1, int threads) const {
                     [&](const tbb::blocked_range<int64_t>& r) { chunk(r.begin(), r.end()); });
 }
 
+namespace {
+
+// One operand along a run: contiguous, or one value repeated.
+template <class T>
+struct Run {
+  const T* p;
+  bool repeated;
+  T operator[](int64_t i) const { return p[repeated ? 0 : i]; }
+};
+
+template <class Y, class F>
+void fill_run(Y* y, int64_t n, F f) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f(i);
+}
+
+std::byte* bytes_of(Tensor& t) {
+  return t.dtype() == autograd::Dtype::f32 ? reinterpret_cast<std::byte*>(t.data<float>())
+                                           : reinterpret_cast<std::byte*>(t.data<int64_t>());
+}
+
+template <class T>
+Run<T> run_of(const void* p, bool repeated) {
+  return {static_cast<const T*>(p), repeated};
+}
+
+// A typed op over a run of n elements; at[k] points at operand k's first one.
+void typed_run(const ElementwiseStep& s, const void* const* at, const bool* repeated, void* out, int64_t n) {
+  using autograd::Dtype;
+  const bool f32 = s.types[0] == Dtype::f32;  // operand 0's type (where: operand 1's)
+  auto* yf = static_cast<float*>(out);
+  auto* yi = static_cast<int64_t*>(out);
+  switch (s.typed) {
+    case TypedOp::where: {
+      const auto c = run_of<int64_t>(at[0], repeated[0]);
+      if (s.types[1] == Dtype::f32) {
+        const auto a = run_of<float>(at[1], repeated[1]), b = run_of<float>(at[2], repeated[2]);
+        return fill_run(yf, n, [&](int64_t i) { return c[i] != 0 ? a[i] : b[i]; });
+      }
+      const auto a = run_of<int64_t>(at[1], repeated[1]), b = run_of<int64_t>(at[2], repeated[2]);
+      return fill_run(yi, n, [&](int64_t i) { return c[i] != 0 ? a[i] : b[i]; });
+    }
+    case TypedOp::equal: {
+      if (f32) {
+        const auto a = run_of<float>(at[0], repeated[0]), b = run_of<float>(at[1], repeated[1]);
+        return fill_run(yi, n, [&](int64_t i) { return int64_t{a[i] == b[i]}; });
+      }
+      const auto a = run_of<int64_t>(at[0], repeated[0]), b = run_of<int64_t>(at[1], repeated[1]);
+      return fill_run(yi, n, [&](int64_t i) { return int64_t{a[i] == b[i]}; });
+    }
+    case TypedOp::logical_not: {
+      const auto a = run_of<int64_t>(at[0], repeated[0]);
+      return fill_run(yi, n, [&](int64_t i) { return int64_t{a[i] == 0}; });
+    }
+    case TypedOp::cast:
+    case TypedOp::expand: {
+      const bool out_f32 = s.types.back() == Dtype::f32;
+      if (f32) {
+        const auto a = run_of<float>(at[0], repeated[0]);
+        if (out_f32) return fill_run(yf, n, [&](int64_t i) { return a[i]; });
+        if (s.to_bool) return fill_run(yi, n, [&](int64_t i) { return int64_t{a[i] != 0.0f}; });
+        return fill_run(yi, n, [&](int64_t i) { return static_cast<int64_t>(a[i]); });
+      }
+      const auto a = run_of<int64_t>(at[0], repeated[0]);
+      if (out_f32) return fill_run(yf, n, [&](int64_t i) { return static_cast<float>(a[i]); });
+      if (s.to_bool) return fill_run(yi, n, [&](int64_t i) { return int64_t{a[i] != 0}; });
+      return fill_run(yi, n, [&](int64_t i) { return a[i]; });
+    }
+  }
+}
+
+}  // namespace
+
 void ElementwiseStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
   const size_t operands = strides.size(), rank = dims.size();
-  const float* in[2] = {v[inputs[0]].data<float>(), operands > 1 ? v[inputs[1]].data<float>() : nullptr};
-  float* y = v[outputs[0]].data<float>();
+  std::vector<const std::byte*> base(operands);
+  std::vector<size_t> size(operands);  // bytes per element
+  for (size_t k = 0; k < operands; ++k) {
+    Tensor& t = v[inputs[k]];
+    base[k] = bytes_of(t);
+    size[k] = t.dtype() == autograd::Dtype::f32 ? sizeof(float) : sizeof(int64_t);
+  }
+  Tensor& y = v[outputs[0]];
+  std::byte* out_base = bytes_of(y);
+  const size_t out_size = y.dtype() == autograd::Dtype::f32 ? sizeof(float) : sizeof(int64_t);
   const int64_t inner = dims.back();
   auto unit = [&](int64_t u) {
     const int64_t row = u / chunks_per_row, i0 = (u % chunks_per_row) * kChunk, n = std::min(kChunk, inner - i0);
-    const float* at[2] = {in[0], in[1]};
+    int64_t offset[3] = {0, 0, 0};  // elements into each operand
     for (int64_t rest = row, d = static_cast<int64_t>(rank) - 2; d >= 0; --d) {  // the row's index per dimension
       const int64_t i = rest % dims[static_cast<size_t>(d)];
       rest /= dims[static_cast<size_t>(d)];
-      for (size_t k = 0; k < operands; ++k) at[k] += i * strides[k][static_cast<size_t>(d)];
+      for (size_t k = 0; k < operands; ++k) offset[k] += i * strides[k][static_cast<size_t>(d)];
     }
-    bool scalar[2] = {false, false};
+    const void* at[3] = {};
+    bool repeated[3] = {};
     for (size_t k = 0; k < operands; ++k) {
-      scalar[k] = strides[k].back() == 0;
-      if (!scalar[k]) at[k] += i0;
+      repeated[k] = strides[k].back() == 0;
+      if (!repeated[k]) offset[k] += i0;
+      at[k] = base[k] + static_cast<size_t>(offset[k]) * size[k];
     }
-    float* out = y + row * inner + i0;
-    if (is_binary) {
-      kernels::binary(binary, at[0], scalar[0], at[1], scalar[1], out, n);
-    } else if (scalar[0]) {  // a broadcast input along the whole run
-      kernels::unary(unary, at[0], out, 1);
-      std::fill(out + 1, out + n, out[0]);
+    void* out = out_base + static_cast<size_t>(row * inner + i0) * out_size;
+    const auto* a = static_cast<const float*>(at[0]);
+    auto* yf = static_cast<float*>(out);
+    if (kind == Kind::typed) {
+      typed_run(*this, at, repeated, out, n);
+    } else if (kind == Kind::binary) {
+      kernels::binary(binary, a, repeated[0], static_cast<const float*>(at[1]), repeated[1], yf, n);
+    } else if (repeated[0]) {  // a broadcast input along the whole run
+      kernels::unary(unary, a, yf, 1);
+      std::fill(yf + 1, yf + n, yf[0]);
     } else {
-      kernels::unary(unary, at[0], out, n);
+      kernels::unary(unary, a, yf, n);
     }
   };
   if (threads <= 1 || u1 - u0 < 2) {

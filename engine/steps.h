@@ -143,17 +143,25 @@ class PoolStep : public UnitStep {
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
-// A unary or binary elementwise op over numpy-broadcast float tensors. The
-// output's dimensions are collapsed where every input broadcasts alike (the
-// first, the batch, kept apart), so each input is read along the last
-// dimension either as a contiguous run or as one repeated value. Units:
-// chunks of at most kChunk floats of the rows of that last dimension.
+// Ops over masks and indices (int64, bool held as 0/1 in int64) or mixing
+// them with floats: what exporters write around attention and padding masks.
+enum class TypedOp : uint8_t { where, equal, logical_not, cast, expand };
+
+// An elementwise op over numpy-broadcast tensors: a float unary or binary map,
+// or a typed op of one to three operands. The output's dimensions are
+// collapsed where every input broadcasts alike (the first, the batch, kept
+// apart), so each input is read along the last dimension either as a
+// contiguous run or as one repeated value. Units: chunks of at most kChunk
+// elements of the rows of that last dimension.
 class ElementwiseStep : public UnitStep {
  public:
   static constexpr int64_t kChunk = 8192;
-  bool is_binary = false;
+  enum class Kind : uint8_t { unary, binary, typed } kind = Kind::unary;
   kernels::Unary unary;
   kernels::BinaryOp binary = kernels::BinaryOp::add;
+  TypedOp typed = TypedOp::where;
+  bool to_bool = false;                       // a cast to bool: nonzero becomes 1
+  std::vector<autograd::Dtype> types;         // per input, then the output
   std::vector<int64_t> dims;                  // collapsed output dimensions
   std::vector<std::vector<int64_t>> strides;  // per input and dimension; 0 where it broadcasts
   int64_t chunks_per_row = 1;

@@ -50,7 +50,8 @@ TEST_P(FusedExport, RunsAsTheUnfusedReferenceWithEveryPatternFused) {
       EXPECT_EQ(count_kernels(steps, "attention"), want.attentions);
       for (const char* hot : {"node Pow", "node Sqrt", "node Erf", "node Tanh", "node Div", "node Mul", "node Add",
                               "node Sub", "node Relu", "node Clip", "node Sigmoid", "node Transpose", "node MatMul", "node Softmax",
-                              "node ReduceMean", "node Gather"})
+                              "node ReduceMean", "node Gather", "node Where", "node Equal", "node Not",
+                              "node Cast", "node Expand"})
         EXPECT_EQ(count_kernels(steps, hot), 0) << hot << " runs on the reference executor";
     }
   }
@@ -126,6 +127,43 @@ TEST(ElementwiseSteps, BroadcastAsTheReferenceDoes) {
     Engine e = compile(g, {.batch = 2, .threads = 2, .mode = mode, .kernels = {.autotune = false}});
     testing::expect_close(e.run({{"x", x}}).at("y"), run_reference(g, {{"x", x}}).at("y"), 1e-5);
     EXPECT_EQ(count_kernels(e.steps(), "elementwise"), 8);
+  }
+}
+
+// The typed steps of masks and indices (Equal, Not, Cast to bool, int64 and
+// float, Expand, Where over floats and over int64) broadcast as the reference
+// does, batch-shaped and constant operands mixed; in both modes.
+TEST(ElementwiseSteps, MasksAndIndicesAsTheReferenceDoes) {
+  Graph g;
+  g.inputs.push_back({"ids", DataType::int64, {-1, 1, 6}});
+  g.inputs.push_back({"x", DataType::float32, {-1, 4, 6}});
+  g.initializers["zero"] = Tensor::from_data({1}, std::vector<int64_t>{0});
+  g.initializers["shape"] = Tensor::from_data({3}, std::vector<int64_t>{1, 4, 1});
+  g.initializers["minus"] = Tensor::scalar(-1e4f);
+  g.initializers["seven"] = Tensor::from_data({4, 1}, std::vector<int64_t>{7, 8, 9, 10});
+  auto node = [&](OpKind op, std::vector<std::string> in, const std::string& out, std::map<std::string, Attribute> a = {}) {
+    g.nodes.push_back({.op = op, .name = out, .inputs = std::move(in), .outputs = {out}, .attributes = std::move(a)});
+  };
+  node(OpKind::equal, {"ids", "zero"}, "pad");                         // (N, 1, 6) bool
+  node(OpKind::logical_not, {"pad"}, "keep");
+  node(OpKind::expand, {"keep", "shape"}, "keep4");                    // (N, 4, 6)
+  node(OpKind::where, {"keep4", "x", "minus"}, "masked");              // float values, a scalar on one side
+  node(OpKind::cast, {"x"}, "xi", {{"to", int64_t{7}}});               // float to int64, truncating
+  node(OpKind::where, {"pad", "seven", "xi"}, "picked");               // int64 values, a constant column
+  node(OpKind::cast, {"picked"}, "pf", {{"to", int64_t{1}}});          // int64 to float
+  node(OpKind::cast, {"masked"}, "nonzero", {{"to", int64_t{9}}});     // float to bool
+  node(OpKind::cast, {"nonzero"}, "nf", {{"to", int64_t{1}}});
+  node(OpKind::add, {"masked", "pf"}, "s");
+  node(OpKind::add, {"s", "nf"}, "y");
+  g.outputs.push_back({"y"});
+  Tensor ids = Tensor::from_data({3, 1, 6}, std::vector<int64_t>{5, 0, 3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2});
+  Tensor x = Tensor::randn({3, 4, 6}, 7, 0, 4);
+  x.data<float>()[5] = 0;  // a zero for the cast to bool
+  for (const Mode mode : {Mode::layers, Mode::columns}) {
+    Engine e = compile(g, {.batch = 3, .threads = 2, .mode = mode, .kernels = {.autotune = false}});
+    const std::map<std::string, Tensor> in{{"ids", ids}, {"x", x}};
+    testing::expect_close(e.run(in).at("y"), run_reference(g, in).at("y"), 1e-6);
+    EXPECT_EQ(count_kernels(e.steps(), "elementwise"), 11);
   }
 }
 
