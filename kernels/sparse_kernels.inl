@@ -1,9 +1,13 @@
 // The sparse kernels, written once over a vector type. Each ISA's .cpp file
 // defines its parameters and includes this under its own compiler flags:
 //   NEURITE_ISA_NAMESPACE   the namespace of its entry points (avx2, avx512)
-//   NEURITE_ISA_BYTES       bytes per vector (GCC vector extensions: 32, 64)
 //   NEURITE_ISA_TILE_CSR    output tile of CSR and 1x4, in vectors
 //   NEURITE_ISA_TILE_ROWS4  output tile of each of the four rows of 4x1, in vectors
+// and, before the include, in that namespace: Vector (a GCC vector extension
+// type of the ISA's width), load_first(p, n) and store_first(p, v, n): the
+// first n lanes of a vector, by the ISA's masked moves (which never touch the
+// lanes masked off, so a row's last pixels cost one masked pass over the
+// sparse row, not one scalar pass per pixel).
 //
 // spmm keeps a tile of block_rows x NV vectors of the output in registers
 // across a whole sparse row: per column entry it loads NV vectors of the
@@ -38,10 +42,11 @@ inline float lane_sum(const V& v) {
   }
 }
 
-// One output tile: rows of row block rb, pixels [p, p + NV * lanes).
+// One output tile: rows of row block rb, pixels [p, p + NV * lanes), or the
+// first `partial` pixels of one vector when partial > 0.
 template <typename V, int BR, int BC, int NV>
 inline void spmm_tile(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, int64_t rb,
-                      int64_t p) {
+                      int64_t p, int partial = 0) {
   constexpr int L = lanes<V>;
   V acc[BR][NV];
   for (int r = 0; r < BR; ++r)
@@ -52,15 +57,25 @@ inline void spmm_tile(const BlockSparse& a, const float* values, DenseRows b, fl
     for (int c = 0; c < BC; ++c) {
       const float* src = b.base + b.offset[col[c]] + p;
       V x[NV];
-      for (int j = 0; j < NV; ++j) x[j] = load<V>(src + j * L);
+      if (partial > 0) {
+        x[0] = load_first(src, partial);
+      } else {
+        for (int j = 0; j < NV; ++j) x[j] = load<V>(src + j * L);
+      }
       for (int r = 0; r < BR; ++r) {
         const float w = v[r * BC + c];
         for (int j = 0; j < NV; ++j) acc[r][j] += w * x[j];
       }
     }
   }
-  for (int r = 0; r < BR; ++r)
-    for (int j = 0; j < NV; ++j) store(y + (rb * BR + r) * ldy + p + j * L, acc[r][j]);
+  for (int r = 0; r < BR; ++r) {
+    float* out = y + (rb * BR + r) * ldy + p;
+    if (partial > 0) {
+      store_first(out, acc[r][0], partial);
+    } else {
+      for (int j = 0; j < NV; ++j) store(out + j * L, acc[r][j]);
+    }
+  }
 }
 
 template <typename V, int BR, int BC, int NV>
@@ -77,7 +92,7 @@ void spmm_blocks(const BlockSparse& a, const float* values, DenseRows b, float* 
     if constexpr (NV >= 2)
       for (; p + 2 * L <= p1; p += 2 * L) spmm_tile<V, BR, BC, 2>(a, values, b, y, ldy, rb, p);
     for (; p + L <= p1; p += L) spmm_tile<V, BR, BC, 1>(a, values, b, y, ldy, rb, p);
-    for (; p < p1; ++p) spmm_tile<float, BR, BC, 1>(a, values, b, y, ldy, rb, p);
+    if (p < p1) spmm_tile<V, BR, BC, 1>(a, values, b, y, ldy, rb, p, static_cast<int>(p1 - p));
   }
 }
 
@@ -144,15 +159,13 @@ void sddmm(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, flo
   sddmm_blocks<V, 1, 1, 4>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
 }
 
-using IsaVector = float __attribute__((vector_size(NEURITE_ISA_BYTES)));
-
 void spmm_entry(const BlockSparse& a, const float* values, DenseRows b, float* y, int64_t ldy, int64_t rb0,
                 int64_t rb1, int64_t p0, int64_t p1) {
-  spmm<IsaVector, NEURITE_ISA_TILE_CSR, NEURITE_ISA_TILE_ROWS4>(a, values, b, y, ldy, rb0, rb1, p0, p1);
+  spmm<Vector, NEURITE_ISA_TILE_CSR, NEURITE_ISA_TILE_ROWS4>(a, values, b, y, ldy, rb0, rb1, p0, p1);
 }
 void sddmm_entry(const BlockSparse& a, const float* dy, int64_t lddy, DenseRows b, float* dvalues, int64_t rb0,
                  int64_t rb1, int64_t p0, int64_t p1) {
-  sddmm<IsaVector>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
+  sddmm<Vector>(a, dy, lddy, b, dvalues, rb0, rb1, p0, p1);
 }
 
 }  // namespace neurite::kernels::NEURITE_ISA_NAMESPACE
