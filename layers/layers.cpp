@@ -26,7 +26,11 @@ Variable linear_of(Parameter& weight, Parameter* bias, const Variable& x, detail
 }
 }  // namespace
 
-Variable Linear::forward(const Variable& x) { return linear_of(weight, bias, x, kernel_context()); }
+Variable Linear::forward(const Variable& x) {
+  if (!quantized()) return linear_of(weight, bias, x, kernel_context());
+  weight.to_dense();  // fake quantisation runs on the dense weight
+  return quantized_output(linear(quantized_input(x), quantized_weight(), bias != nullptr ? bias->value() : Variable()));
+}
 
 namespace {
 int64_t conv_fan_in(int64_t in_channels, int64_t groups, int64_t kernel_size) {
@@ -48,6 +52,10 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, c
 
 Variable Conv2d::forward(const Variable& x) {
   const Variable b = bias != nullptr ? bias->value() : Variable();
+  if (quantized()) {
+    weight.to_dense();  // fake quantisation runs on the dense weight
+    return quantized_output(conv2d(quantized_input(x), quantized_weight(), b, options_));
+  }
   if (detail::use_sparse(weight, x, &options_, kernel_context()))
     return sparse_conv2d(x, weight.sparse_form(), weight.trainable(), b, kernel_context().policy.resolved_isa());
   return conv2d(x, weight.value(), b, options_);
@@ -63,9 +71,10 @@ BatchNorm2d::BatchNorm2d(int64_t channels, float eps, float momentum)
       momentum_(momentum) {}
 
 Variable BatchNorm2d::forward(const Variable& x) {
-  if (is_training()) ++num_batches_tracked.data<int64_t>()[0];
+  const bool batch_statistics = is_training() && !frozen_;
+  if (batch_statistics) ++num_batches_tracked.data<int64_t>()[0];
   return batch_norm(x, weight.value(), bias.value(), running_mean, running_var,
-                    {.training = is_training(), .momentum = momentum_, .eps = eps_});
+                    {.training = batch_statistics, .momentum = momentum_, .eps = eps_});
 }
 
 LayerNorm::LayerNorm(int64_t features, float eps)

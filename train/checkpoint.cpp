@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "neurite/error.h"
+#include "neurite/layers/quantize.h"
 
 namespace neurite::train {
 
@@ -172,6 +173,7 @@ void capture_model(const layers::Module& model, Checkpoint& c) {
 
 std::shared_ptr<layers::UnaryModule> build_model(const Checkpoint& c) {
   auto model = layers::models::make_model(c.model, c.options);
+  layers::restore_quantizers(*model, c.state);
   model->load_state_dict(c.state);
   for (const auto& [name, p] : model->named_parameters())
     if (auto m = c.masks.find(name); m != c.masks.end()) p->set_mask(m->second.clone());

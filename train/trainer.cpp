@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "neurite/error.h"
+#include "neurite/layers/quantize.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/layers/init.h"
 #include "neurite/train/plot.h"
@@ -101,6 +102,7 @@ void Trainer::log(const std::string& line, bool transient) {
 }
 
 void Trainer::resume(const Checkpoint& c) {
+  layers::restore_quantizers(*model_, c.state);
   model_->load_state_dict(c.state);
   for (const auto& [name, p] : model_->named_parameters())
     if (auto m = c.masks.find(name); m != c.masks.end()) p->set_mask(m->second.clone());

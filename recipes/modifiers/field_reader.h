@@ -32,6 +32,7 @@ class FieldReader {
               const std::string& type, const std::string& where);
 
   const std::string& type() const { return type_; }
+  const std::string& file() const { return file_; }
   const std::string& where() const { return where_; }
   const Window& window() const { return window_; }  // as written, before stage offsets
 

@@ -17,6 +17,7 @@ ModifierType global_magnitude_pruning_modifier();
 ModifierType structured_pruning_modifier();
 ModifierType constant_pruning_modifier();
 ModifierType trainable_params_modifier();
+ModifierType quantization_modifier();
 
 namespace {
 
@@ -33,19 +34,20 @@ const std::vector<ModifierType>& known_types() {
       structured_pruning_modifier(),
       constant_pruning_modifier(),
       trainable_params_modifier(),
+      quantization_modifier(),
   };
   return types;
 }
 
 // SparseML modifiers that recipes may name but this release cannot run.
 const std::vector<std::string> kLaterTags = {"MovementPruningModifier", "ACDCPruningModifier", "OBSPruningModifier",
-                                             "MFACPruningModifier",     "QuantizationModifier", "DistillationModifier"};
+                                             "MFACPruningModifier",     "DistillationModifier"};
 
 }  // namespace
 
 const ModifierType& modifier_type(const std::string& tag, const std::string& where) {
   check<ValueError>(std::ranges::find(kLaterTags, tag) == kLaterTags.end(),
-                    "{}: {} is not supported yet (OBS/MFAC, Movement, ACDC, Quantization and Distillation "
+                    "{}: {} is not supported yet (OBS/MFAC, Movement, ACDC and Distillation "
                     "modifiers come in a later release)",
                     where, tag);
   const auto& types = known_types();

@@ -87,5 +87,14 @@ TEST(Golden, PoolingAndGeluMatchPyTorch) {
   check_case("gelu_tanh", {"x"}, [](auto& in) { return gelu(in[0], GeluApproximation::tanh); });
 }
 
+// Bit for bit: the same rounding (half to even), the same reciprocal, and the
+// gradient zero exactly where the value fell outside the grid.
+TEST(Golden, FakeQuantizeMatchesPyTorch) {
+  for (const auto& [c, axis] : {std::pair{"fake_quant_tensor", int64_t{-1}}, std::pair{"fake_quant_channel", int64_t{0}}}) {
+    const Tensor scale = golden(c, "scale"), zp = golden(c, "zero_point");
+    check_case(c, {"x"}, [&, axis = axis](auto& in) { return fake_quantize(in[0], scale, zp, -128, 127, axis); }, 0, 0);
+  }
+}
+
 }  // namespace
 }  // namespace neurite::autograd

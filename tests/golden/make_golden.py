@@ -115,3 +115,46 @@ for case, approx in (("gelu", "none"), ("gelu_tanh", "tanh")):
     save(case, x=x, y=y, g=g, dx=x.grad)
 
 print(f"wrote golden values with PyTorch {torch.__version__} to {OUT}")
+
+
+# Fake quantisation and its observers (tests/autograd/golden_test.cpp,
+# tests/layers/quantize_test.cpp), seeded afresh so the cases above keep their
+# values: fake_quant_tensor and fake_quant_channel (x, scale, zero_point, y, g,
+# dx); observer_activation and observer_weight (FakeQuantize with moving-average
+# min/max observers as SparseML configures them, qint8: batches x0..x2, then
+# min_val, max_val, scale, zero_point and the last output y).
+from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
+
+torch.manual_seed(15)
+# The op, values inside and outside the grid's range.
+x = (torch.randn(4, 5, 6) * 3).requires_grad_()
+scale, zp = torch.tensor([0.05]), torch.tensor([-3])
+y = torch.fake_quantize_per_tensor_affine(x, scale.item(), int(zp.item()), -128, 127)
+g = torch.randn_like(y)
+(y * g).sum().backward()
+save("fake_quant_tensor", x=x, scale=scale, zero_point=zp.long(), y=y, g=g, dx=x.grad)
+
+x = (torch.randn(6, 4, 3, 3) * 2).requires_grad_()
+scale = torch.rand(6) * 0.03 + 0.005
+zp = torch.randint(-20, 20, (6,), dtype=torch.int32)
+y = torch.fake_quantize_per_channel_affine(x, scale, zp, 0, -128, 127)
+g = torch.randn_like(y)
+(y * g).sum().backward()
+save("fake_quant_channel", x=x, scale=scale, zero_point=zp.long(), y=y, g=g, dx=x.grad)
+
+# Observers over three batches, as SparseML's QuantizationArgs build them (qint8).
+cases = {
+    "observer_activation": (FakeQuantize(observer=MovingAverageMinMaxObserver, dtype=torch.qint8,
+                                         qscheme=torch.per_tensor_affine, quant_min=-128, quant_max=127),
+                            lambda i: torch.relu(torch.randn(8, 3, 5, 5) * (1 + i)) - 0.1 * i),
+    "observer_weight": (FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, dtype=torch.qint8,
+                                     qscheme=torch.per_channel_symmetric, quant_min=-128, quant_max=127, ch_axis=0),
+                        lambda i: torch.randn(4, 3, 3, 3) * (0.5 + 0.25 * i)),
+}
+for case, (fq, make) in cases.items():
+    batches = [make(i) for i in range(3)]
+    for b in batches:
+        y = fq(b)
+    obs = fq.activation_post_process
+    save(case, x0=batches[0], x1=batches[1], x2=batches[2], min_val=obs.min_val.reshape(-1),
+         max_val=obs.max_val.reshape(-1), scale=fq.scale.reshape(-1), zero_point=fq.zero_point.reshape(-1).long(), y=y)

@@ -5,8 +5,10 @@
 #include <cstring>
 
 #include "neurite/data/dataset.h"
+#include "neurite/error.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/models.h"
+#include "neurite/layers/quantize.h"
 #include "neurite/recipes/manager.h"
 #include "neurite/train/recipe_callback.h"
 #include "neurite/train/trainer.h"
@@ -166,6 +168,80 @@ TEST(Manager, ResumingMidRecipeContinuesTheSchedule) {
   for (const auto& [name, t] : want)
     EXPECT_EQ(std::memcmp(t.bytes(), got.at(name).bytes(), t.nbytes()), 0) << name;
   EXPECT_NEAR(train::weight_sparsity(*c->model), 0.8, 0.01);
+}
+
+// Overrides by class name win over name prefixes; the longest prefix wins
+// among those; ignore skips a whole subtree by name, or a class.
+TEST(Modifiers, QuantizationSchemesOverridesAndIgnoreMatchAsSparseMLs) {
+  auto model = layers::models::make_model("cnn", {.image_size = 8});
+  optim::Sgd sgd({{.params = model->parameters(), .lr = 0.1}});
+  Manager m(Recipe::parse(R"(modifiers:
+  - !QuantizationModifier
+    start_epoch: 0
+    scheme: tensorrt
+    scheme_overrides:
+      Linear: {weights: {num_bits: 8, symmetric: true, strategy: channel}, input_activations: null}
+      features: {weights: {num_bits: 4, symmetric: false}}
+      features.0: default
+    ignore: [classifier.4]
+)", "r.yaml"), *model, sgd, 4);
+  m.before_step(0, 0);
+  std::map<std::string, std::shared_ptr<layers::FakeQuantize>> q;
+  for (const auto& [name, fq] : layers::fake_quantizers(*model)) q[name] = fq;
+  // features.0 (conv): the modifier's own scheme, tensorrt: symmetric inputs and weights.
+  ASSERT_TRUE(q.count("features.0.input_quant") && q.count("features.0.weight_quant"));
+  EXPECT_TRUE(q["features.0.input_quant"]->symmetric());
+  EXPECT_TRUE(q["features.0.weight_quant"]->symmetric());
+  EXPECT_EQ(q["features.0.weight_quant"]->quant_max(), 127);
+  // features.4: the prefix override, whose inputs take the default arguments (8 bits, asymmetric).
+  EXPECT_EQ(q["features.4.weight_quant"]->quant_max(), 7);
+  EXPECT_FALSE(q["features.4.weight_quant"]->symmetric());
+  EXPECT_FALSE(q["features.4.input_quant"]->symmetric());
+  // classifier.4 ignored; classifier.1 takes the class override.
+  for (const auto& [name, fq] : q) EXPECT_FALSE(name.starts_with("classifier.4")) << name;
+  ASSERT_TRUE(q.count("classifier.1.weight_quant"));
+  EXPECT_FALSE(q.count("classifier.1.input_quant"));
+  EXPECT_EQ(q["classifier.1.weight_quant"]->axis(), 0);
+  EXPECT_EQ(q["classifier.1.weight_quant"]->scale().numel(), 128);
+  // A strict recipe names a key that matches nothing.
+  EXPECT_THROW(Manager(Recipe::parse("modifiers:\n  - !QuantizationModifier {start_epoch: 0, ignore: [nothing]}\n",
+                                     "r.yaml"), *model, sgd, 4),
+               ValueError);
+}
+
+// Pruned, then quantisation-aware: the run resumed after epoch 2 (quantisers
+// and observers restored from the checkpoint, observers frozen at 3) ends
+// bit-exact with the whole run, its pruned weights still exactly zero.
+TEST(Manager, QuantizationAwareTrainingResumesBitExactAndKeepsTheZeros) {
+  const Recipe recipe = Recipe::parse(R"(modifiers:
+  - !GMPruningModifier {params: __ALL_PRUNABLE__, final_sparsity: 0.7, start_epoch: 0, end_epoch: 1, update_frequency: 0.5}
+  - !ConstantPruningModifier {params: __ALL_PRUNABLE__, start_epoch: 1}
+  - !QuantizationModifier {start_epoch: 1, disable_quantization_observer_epoch: 3, freeze_bn_stats_epoch: 3,
+                           ignore: [classifier]}
+)",
+                                      "r.yaml");
+  auto data = bands(80);
+  const auto whole = testing::temp_dir("qat_whole"), split = testing::temp_dir("qat_split");
+  auto a = recipe_run(whole.string(), 4, recipe, data);
+  a->trainer->fit();
+  auto b = recipe_run(split.string(), 2, recipe, data);
+  b->trainer->fit();
+  auto c = recipe_run(split.string(), 4, recipe, data);
+  c->trainer->resume(train::load_checkpoint((split / "checkpoint.h5").string()));
+  c->manager->fast_forward(c->trainer->step());
+  c->trainer->fit();
+  const auto want = a->model->state_dict(), got = c->model->state_dict();
+  ASSERT_EQ(want.size(), got.size());
+  for (const auto& [name, t] : want)
+    EXPECT_EQ(std::memcmp(t.bytes(), got.at(name).bytes(), t.nbytes()), 0) << name;
+  const auto quantizers = layers::fake_quantizers(*a->model);
+  ASSERT_FALSE(quantizers.empty());
+  for (const auto& [name, fq] : quantizers) {
+    EXPECT_FALSE(fq->observer_enabled()) << name;
+    EXPECT_TRUE(fq->observed()) << name;
+    EXPECT_EQ(name.find("classifier"), std::string::npos) << name << " is ignored";
+  }
+  EXPECT_NEAR(train::weight_sparsity(*a->model), 0.7, 0.01);
 }
 
 }  // namespace

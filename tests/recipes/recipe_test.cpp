@@ -201,6 +201,18 @@ TEST(Recipe, EachModifierTypeNamesTheLineAndFieldOfABadValue) {
       {"ConstantPruningModifier", "update_frequency: 0", "params: __ALL__",
        "update_frequency is 0, expected > 0 or -1 (every step)"},
       {"TrainableParamsModifier", "trainable: maybe", "params: __ALL__", "trainable is 'maybe', expected true or false"},
+      {"QuantizationModifier", "end_epoch: 3", "start_epoch: 0", "QuantizationModifier's end_epoch must be -1"},
+      {"QuantizationModifier", "scheme: int4", "start_epoch: 0",
+       "scheme is 'int4', expected default, deepsparse, tensorrt or a mapping"},
+      {"QuantizationModifier", "scheme: {weights: {num_bits: 16}}", "start_epoch: 0",
+       "scheme.weights.num_bits is 16, expected 2 to 8"},
+      {"QuantizationModifier", "scheme: {weights: {strategy: group}}", "start_epoch: 0",
+       "scheme.weights.strategy is 'group', expected tensor or channel"},
+      {"QuantizationModifier", "scheme: {inputs: null}", "start_epoch: 0", "scheme has no field 'inputs'"},
+      {"QuantizationModifier", "disable_quantization_observer_epoch: 1", "start_epoch: 2",
+       "disable_quantization_observer_epoch is 1, before start_epoch 2"},
+      {"QuantizationModifier", "model_fuse_fn_name: fuse_everything", "start_epoch: 0",
+       "model_fuse_fn_name is 'fuse_everything'"},
   };
   for (const Case& c : cases) {
     // The bad field on line 3, the fields its check needs after it.

@@ -136,6 +136,16 @@ struct AttentionOptions {
 Variable scaled_dot_product_attention(const Variable& q, const Variable& k, const Variable& v,
                                       const AttentionOptions& options = {});
 
+// ---- quantisation (quantize.cpp) -------------------------------------------------
+// PyTorch's fake_quantize_per_tensor_affine (axis -1) and _per_channel_affine
+// (axis >= 0): x rounded to the 8-bit grid of `scale` (float, [1] or [C]) and
+// `zero_point` (int64, same shape) in [quant_min, quant_max], and back to float
+// (neurite/kernels/quantize.h). The gradient passes where x / scale + zero_point
+// rounds inside the range and is 0 outside (straight through); scale and
+// zero_point get none. Saves x.
+Variable fake_quantize(const Variable& x, const Tensor& scale, const Tensor& zero_point, int64_t quant_min,
+                       int64_t quant_max, int64_t axis = -1);
+
 // ---- shapes (shape.cpp) ----------------------------------------------------------
 Variable reshape(const Variable& x, const Shape& shape);
 Variable flatten(const Variable& x, int64_t start_dim = 1, int64_t end_dim = -1);

@@ -13,16 +13,20 @@
 
 #include "neurite/autograd/ops.h"
 #include "neurite/layers/module.h"
+#include "neurite/layers/quantize.h"
 
 namespace neurite::layers {
 
 // y = x W^T + b; weight (out, in), bias (out).
-class Linear : public UnaryModule {
+class Linear : public QuantizableLayer {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   Variable forward(const Variable& x) override;
   Parameter& weight;
   Parameter* bias;  // null without bias
+
+ protected:
+  Parameter& quantized_parameter() override { return weight; }
 };
 
 struct Conv2dLayerOptions {
@@ -30,13 +34,16 @@ struct Conv2dLayerOptions {
   bool bias = true;
 };
 // weight (out, in/groups, k, k), bias (out).
-class Conv2d : public UnaryModule {
+class Conv2d : public QuantizableLayer {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, const Conv2dLayerOptions& options = {});
   Variable forward(const Variable& x) override;
   const autograd::Conv2dOptions& options() const { return options_; }
   Parameter& weight;
   Parameter* bias;
+
+ protected:
+  Parameter& quantized_parameter() override { return weight; }
 
  private:
   autograd::Conv2dOptions options_;
@@ -48,6 +55,10 @@ class BatchNorm2d : public UnaryModule {
   explicit BatchNorm2d(int64_t channels, float eps = 1e-5f, float momentum = 0.1f);
   Variable forward(const Variable& x) override;
   float eps() const { return eps_; }
+  // Frozen, it normalises with its running statistics in training too and
+  // stops updating them (quantisation-aware training's freeze_bn_stats).
+  void freeze_statistics(bool on = true) { frozen_ = on; }
+  bool statistics_frozen() const { return frozen_; }
   Parameter& weight;
   Parameter& bias;
   Tensor& running_mean;
@@ -56,6 +67,7 @@ class BatchNorm2d : public UnaryModule {
 
  private:
   float eps_, momentum_;
+  bool frozen_ = false;
 };
 
 // Normalises over the last dimension (size `features`).

@@ -1,0 +1,41 @@
+#include "neurite/kernels/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace neurite::kernels {
+
+namespace {
+
+// round_half_even(x / scale) + zero_point, before the clamp: nearbyint
+// rounds half to even in the default rounding mode, and vectorises.
+inline float grid_position(float x, float inverse, float zero_point) { return std::nearbyint(x * inverse) + zero_point; }
+
+}  // namespace
+
+void fake_quantize(const QuantGrid& g, const float* x, float* y, int64_t n) {
+  const float inverse = 1.0f / g.scale, zp = static_cast<float>(g.zero_point);
+  const float lo = static_cast<float>(g.qmin), hi = static_cast<float>(g.qmax);
+  for (int64_t i = 0; i < n; ++i) y[i] = (std::min(std::max(grid_position(x[i], inverse, zp), lo), hi) - zp) * g.scale;
+}
+
+void fake_quantize_grad(const QuantGrid& g, const float* x, const float* dy, float* dx, int64_t n) {
+  const float inverse = 1.0f / g.scale, zp = static_cast<float>(g.zero_point);
+  const float lo = static_cast<float>(g.qmin), hi = static_cast<float>(g.qmax);
+  for (int64_t i = 0; i < n; ++i) {
+    const float q = grid_position(x[i], inverse, zp);
+    dx[i] = q >= lo && q <= hi ? dy[i] : 0.0f;
+  }
+}
+
+void quantize(const QuantGrid& g, const float* x, int64_t* q, int64_t n) {
+  const float inverse = 1.0f / g.scale, zp = static_cast<float>(g.zero_point);
+  const float lo = static_cast<float>(g.qmin), hi = static_cast<float>(g.qmax);
+  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int64_t>(std::min(std::max(grid_position(x[i], inverse, zp), lo), hi));
+}
+
+void dequantize(const QuantGrid& g, const int64_t* q, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(q[i] - g.zero_point) * g.scale;
+}
+
+}  // namespace neurite::kernels
