@@ -21,7 +21,15 @@ namespace neurite::autograd {
 
 std::string to_string(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ",")); }
 
-std::string to_string(Dtype dtype) { return dtype == Dtype::f32 ? "float32" : "int64"; }
+std::string to_string(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::f32: return "float32";
+    case Dtype::i64: return "int64";
+    case Dtype::i8: return "int8";
+    case Dtype::u8: return "uint8";
+  }
+  return "?";
+}
 
 int64_t numel(const Shape& shape) {
   int64_t n = 1;
@@ -29,7 +37,15 @@ int64_t numel(const Shape& shape) {
   return n;
 }
 
-size_t element_size(Dtype dtype) { return dtype == Dtype::f32 ? 4 : 8; }
+size_t element_size(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::f32: return 4;
+    case Dtype::i64: return 8;
+    case Dtype::i8:
+    case Dtype::u8: return 1;
+  }
+  return 0;
+}
 
 int64_t normalize_dim(int64_t dim, int64_t rank, const char* op) {
   check<ShapeError>(dim >= -rank && dim < std::max<int64_t>(rank, 1),
@@ -74,8 +90,12 @@ void check_shape(const Shape& shape, const char* op) {
 // Calls f with a pointer type matching the tensor's dtype.
 template <typename F>
 void with_element_type(Dtype dtype, F&& f) {
-  if (dtype == Dtype::f32) f(float{});
-  else f(int64_t{});
+  switch (dtype) {
+    case Dtype::f32: return f(float{});
+    case Dtype::i64: return f(int64_t{});
+    case Dtype::i8: return f(int8_t{});
+    case Dtype::u8: return f(uint8_t{});
+  }
 }
 
 }  // namespace
@@ -173,10 +193,16 @@ template <> float* Tensor::data<float>() { check_dtype(Dtype::f32); return reint
 template <> const float* Tensor::data<float>() const { check_dtype(Dtype::f32); return reinterpret_cast<const float*>(storage_.get()); }
 template <> int64_t* Tensor::data<int64_t>() { check_dtype(Dtype::i64); return reinterpret_cast<int64_t*>(storage_.get()); }
 template <> const int64_t* Tensor::data<int64_t>() const { check_dtype(Dtype::i64); return reinterpret_cast<const int64_t*>(storage_.get()); }
+template <> int8_t* Tensor::data<int8_t>() { check_dtype(Dtype::i8); return reinterpret_cast<int8_t*>(storage_.get()); }
+template <> const int8_t* Tensor::data<int8_t>() const { check_dtype(Dtype::i8); return reinterpret_cast<const int8_t*>(storage_.get()); }
+template <> uint8_t* Tensor::data<uint8_t>() { check_dtype(Dtype::u8); return reinterpret_cast<uint8_t*>(storage_.get()); }
+template <> const uint8_t* Tensor::data<uint8_t>() const { check_dtype(Dtype::u8); return reinterpret_cast<const uint8_t*>(storage_.get()); }
 
 float Tensor::item() const {
   check<ShapeError>(numel_ == 1, "item: tensor of shape {} has {} elements, expected 1", ShapeArg{shape_}, numel_);
-  return dtype_ == Dtype::f32 ? data<float>()[0] : static_cast<float>(data<int64_t>()[0]);
+  float v = 0;
+  with_element_type(dtype_, [&](auto zero) { v = static_cast<float>(data<decltype(zero)>()[0]); });
+  return v;
 }
 
 Tensor Tensor::reshape(Shape shape) const {
@@ -318,13 +344,13 @@ Tensor Tensor::clone() const {
 Tensor Tensor::to(Dtype dtype) const {
   if (dtype == dtype_) return clone();
   Tensor out = empty(shape_, dtype);
-  if (dtype == Dtype::f32) {
-    std::transform(data<int64_t>(), data<int64_t>() + numel_, out.data<float>(),
-                   [](int64_t v) { return static_cast<float>(v); });
-  } else {
-    std::transform(data<float>(), data<float>() + numel_, out.data<int64_t>(),
-                   [](float v) { return static_cast<int64_t>(v); });
-  }
+  with_element_type(dtype_, [&](auto from) {
+    with_element_type(dtype, [&](auto to) {
+      using To = decltype(to);
+      std::transform(data<decltype(from)>(), data<decltype(from)>() + numel_, out.data<To>(),
+                     [](auto v) { return static_cast<To>(v); });
+    });
+  });
   return out;
 }
 
@@ -348,8 +374,7 @@ std::string Tensor::str() const {
   constexpr int64_t kShown = 8;
   for (int64_t i = 0; i < std::min(numel_, kShown); ++i) {
     if (i) out << ", ";
-    if (dtype_ == Dtype::f32) out << data<float>()[i];
-    else out << data<int64_t>()[i];
+    with_element_type(dtype_, [&](auto zero) { out << +data<decltype(zero)>()[i]; });
   }
   if (numel_ > kShown) out << ", ... (" << numel_ << " values)";
   out << "]";

@@ -107,7 +107,7 @@ void own_group_buffers(Engine::Plan& plan, const Graph& g) {
       if (node->outputs[k] < 0) continue;
       const ValueInfo& info = g.values.at(node->node.outputs[k]);
       plan.values[node->outputs[k]] =
-          Tensor::zeros(info.shape, info.type == DataType::float32 ? autograd::Dtype::f32 : autograd::Dtype::i64);
+          Tensor::zeros(info.shape, storage_of(info.type));
     }
   }
 }

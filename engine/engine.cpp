@@ -90,8 +90,7 @@ std::map<std::string, Tensor> Engine::run(const std::map<std::string, Tensor>& i
     check<ShapeError>(it != inputs.end(), "engine: input '{}' is not given", info.name);
     check<ShapeError>(it->second.shape() == info.shape, "engine: input '{}' is {}, the engine was compiled for {}",
                       info.name, autograd::to_string(it->second.shape()), autograd::to_string(info.shape));
-    const bool is_int = it->second.dtype() == autograd::Dtype::i64, wants_int = info.type != DataType::float32;
-    check<DtypeError>(is_int == wants_int, "engine: input '{}' is {}, the graph expects {}", info.name,
+    check<DtypeError>(it->second.dtype() == storage_of(info.type), "engine: input '{}' is {}, the graph expects {}", info.name,
                       autograd::to_string(it->second.dtype()), to_string(info.type));
     p.values[p.input_ids[i]] = it->second;
   }

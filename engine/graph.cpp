@@ -19,8 +19,31 @@ std::string to_string(DataType type) {
     case DataType::float32: return "float32";
     case DataType::int64: return "int64";
     case DataType::boolean: return "bool";
+    case DataType::int8: return "int8";
+    case DataType::uint8: return "uint8";
   }
   return "?";
+}
+
+DataType data_type_of(autograd::Dtype dtype) {
+  switch (dtype) {
+    case autograd::Dtype::f32: return DataType::float32;
+    case autograd::Dtype::i64: return DataType::int64;
+    case autograd::Dtype::i8: return DataType::int8;
+    case autograd::Dtype::u8: return DataType::uint8;
+  }
+  return DataType::float32;
+}
+
+autograd::Dtype storage_of(DataType type) {
+  switch (type) {
+    case DataType::float32: return autograd::Dtype::f32;
+    case DataType::int64:
+    case DataType::boolean: return autograd::Dtype::i64;
+    case DataType::int8: return autograd::Dtype::i8;
+    case DataType::uint8: return autograd::Dtype::u8;
+  }
+  return autograd::Dtype::f32;
 }
 
 namespace {
@@ -39,6 +62,7 @@ constexpr std::array<OpInfo, kOpCount> kOps{{
     {OpKind::constant, "constant", "Constant", 0, 0, 1, detail::constant_shape},
     {OpKind::constant_of_shape, "constant_of_shape", "ConstantOfShape", 1, 1, 1, detail::constant_of_shape_shape},
     {OpKind::conv, "conv", "Conv", 2, 3, 1, detail::conv_shape},
+    {OpKind::dequantize_linear, "dequantize_linear", "DequantizeLinear", 2, 3, 1, detail::dequantize_linear_shape},
     {OpKind::div, "div", "Div", 2, 2, 1, detail::binary_shape},
     {OpKind::dropout, "dropout", "Dropout", 1, 3, 2, detail::dropout_shape},
     {OpKind::equal, "equal", "Equal", 2, 2, 1, detail::equal_shape},
@@ -58,6 +82,7 @@ constexpr std::array<OpInfo, kOpCount> kOps{{
     {OpKind::neg, "neg", "Neg", 1, 1, 1, detail::unary_shape},
     {OpKind::logical_not, "logical_not", "Not", 1, 1, 1, detail::unary_shape},
     {OpKind::pow, "pow", "Pow", 2, 2, 1, detail::binary_shape},
+    {OpKind::quantize_linear, "quantize_linear", "QuantizeLinear", 2, 3, 1, detail::quantize_linear_shape},
     {OpKind::range, "range", "Range", 3, 3, 1, detail::range_shape},
     {OpKind::reciprocal, "reciprocal", "Reciprocal", 1, 1, 1, detail::unary_shape},
     {OpKind::reduce_mean, "reduce_mean", "ReduceMean", 1, 2, 1, detail::reduce_mean_shape},
@@ -150,7 +175,26 @@ void Graph::validate() const {
                          "graph: {} reads '{}', which no input, initializer or node produces", describe(n), in);
   for (const ValueInfo& v : outputs)
     check<FormatError>(producer.count(v.name) != 0, "graph: output '{}' is produced by nothing", v.name);
-  topological_order();  // throws on a cycle
+  // 8-bit values (inputs, initializers, QuantizeLinear's outputs, and Clip's
+  // and Identity's of them) go only into DequantizeLinear, Clip (which
+  // PyTorch's exporter puts after QuantizeLinear to narrow the range),
+  // Identity, and QuantizeLinear's zero point.
+  std::set<std::string> eight_bit;
+  for (const ValueInfo& v : inputs)
+    if (v.type == DataType::int8 || v.type == DataType::uint8) eight_bit.insert(v.name);
+  for (const auto& [name, t] : initializers)
+    if (t.dtype() == autograd::Dtype::i8 || t.dtype() == autograd::Dtype::u8) eight_bit.insert(name);
+  for (size_t i : topological_order()) {  // throws on a cycle
+    const Node& n = nodes[i];
+    const bool passes_through = n.op == OpKind::clip || n.op == OpKind::identity;
+    if (n.op == OpKind::quantize_linear || (passes_through && eight_bit.count(n.inputs[0])))
+      eight_bit.insert(n.outputs[0]);
+    else if (n.op != OpKind::dequantize_linear && !passes_through)
+      for (const auto& in : n.inputs)
+        check<FormatError>(eight_bit.count(in) == 0,
+                           "graph: {} reads the 8-bit value '{}'; only DequantizeLinear, Clip and Identity take 8-bit values",
+                           describe(n), in);
+  }
 }
 
 std::vector<size_t> Graph::topological_order() const {

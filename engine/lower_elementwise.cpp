@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "engine/lowering.h"
 #include "engine/steps.h"
@@ -102,14 +103,15 @@ std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n) {
   } else {
     return nullptr;
   }
-  auto dtype = [](DataType t) { return t == DataType::float32 ? autograd::Dtype::f32 : autograd::Dtype::i64; };
   for (size_t k = 0; k < operands; ++k) {
     const DataType t = g.values.at(n.inputs[k]).type;
     if (step->kind != ElementwiseStep::Kind::typed && t != DataType::float32) return nullptr;
-    step->types.push_back(dtype(t));
+    if (t == DataType::int8 || t == DataType::uint8) return nullptr;  // typed steps read float and int64
+    step->types.push_back(storage_of(t));
   }
   if (step->kind != ElementwiseStep::Kind::typed && out.type != DataType::float32) return nullptr;
-  step->types.push_back(dtype(out.type));
+  if (out.type == DataType::int8 || out.type == DataType::uint8) return nullptr;
+  step->types.push_back(storage_of(out.type));
 
   // Per input and output dimension: whether it broadcasts there (numpy: shapes aligned at the right).
   const Shape& os = out.shape;
@@ -166,6 +168,53 @@ std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n) {
     case ElementwiseStep::Kind::typed: what = op_info(n.op).name; break;
   }
   step->info = {.name = n.name, .kernel = fmt::format("elementwise {}", what)};
+  return step;
+}
+
+std::unique_ptr<Step> lower_fake_quantize(Lowering& l, const Node& q) {
+  const Graph& g = l.g;
+  // PyTorch's exporter narrows a range with a Clip of the 8-bit values between the two.
+  const Node* clip = l.sole_consumer(q.outputs[0], OpKind::clip);
+  int32_t lo = -128, hi = 255;
+  if (clip != nullptr) {
+    for (size_t k = 1; k < clip->inputs.size(); ++k) {
+      if (clip->inputs[k].empty()) continue;
+      const Tensor* bound = g.constant(clip->inputs[k]);
+      if (bound == nullptr || bound->numel() != 1) return nullptr;
+      (k == 1 ? lo : hi) = static_cast<int32_t>(bound->item());
+    }
+  }
+  const std::string& quantized = clip != nullptr ? clip->outputs[0] : q.outputs[0];
+  const Node* dq = l.sole_consumer(quantized, OpKind::dequantize_linear);
+  if (dq == nullptr || dq->inputs[0] != quantized) return nullptr;
+  auto grids_of = [&](const Node& n) -> std::optional<QdqGrids> {
+    const Tensor* scale = g.constant(n.inputs[1]);
+    const Tensor* zero_point = n.inputs.size() > 2 && !n.inputs[2].empty() ? g.constant(n.inputs[2]) : nullptr;
+    if (scale == nullptr || (n.inputs.size() > 2 && !n.inputs[2].empty() && zero_point == nullptr)) return std::nullopt;
+    return qdq_grids(n, *scale, zero_point != nullptr ? *zero_point : Tensor(), g.values.at(n.inputs[0]).shape);
+  };
+  const auto quantize = grids_of(q), dequantize = grids_of(*dq);
+  const Shape& shape = g.values.at(q.inputs[0]).shape;
+  if (!quantize || !dequantize || !same_grids(*quantize, *dequantize) || shape.empty() || quantize->axis == 0)
+    return nullptr;
+  auto step = std::make_unique<FakeQuantizeStep>();
+  step->grids = *quantize;
+  for (kernels::QuantGrid& grid : step->grids.grids) {
+    grid.qmin = std::max(grid.qmin, lo);
+    grid.qmax = std::min(grid.qmax, hi);
+  }
+  if (step->grids.axis > 0) --step->grids.axis;
+  step->item.assign(shape.begin() + 1, shape.end());
+  step->units = shape[0];
+  step->sliceable = shape[0] == l.plan.batch;
+  step->units_per_item = step->sliceable ? 1 : step->units;
+  step->inputs = {l.id(q.inputs[0])};
+  step->outputs = {l.id(dq->outputs[0])};
+  if (clip != nullptr) l.consume(clip);
+  l.consume(dq);
+  step->info = {.name = q.name,
+                .kernel = fmt::format("fake quantize {} {}", autograd::to_string(step->grids.type),
+                                      step->grids.axis < 0 ? "per tensor" : "per axis")};
   return step;
 }
 

@@ -44,6 +44,11 @@ bool concat_axis_not_batch(const SliceContext& c) { return c.axis("axis", 0) != 
 bool flatten_axis_not_batch(const SliceContext& c) { return c.axis("axis", 1) != 0; }
 bool gather_separable(const SliceContext& c) { return c.is_constant(0) || c.axis("axis", 0) != 0; }
 bool matmul_separable(const SliceContext& c) { return c.is_constant(1) || c.in_rank >= 3; }
+// QuantizeLinear, DequantizeLinear: per-tensor grids, or per-axis ones off the batch axis.
+bool qdq_separable(const SliceContext& c) {
+  const ValueInfo& scale = c.l.g.values.at(c.n.inputs[1]);
+  return scale.shape.size() == 0 || c.axis("axis", 1) != 0;
+}
 bool touches_batch_axis(const int64_t* axes, int64_t count, size_t rank) {
   return std::any_of(axes, axes + count, [rank](int64_t a) { return a == 0 || a + static_cast<int64_t>(rank) == 0; });
 }
@@ -99,6 +104,8 @@ constexpr std::array<Lowerer, kOpCount> make_table() {
   at(OpKind::gather) = {.lower = lower_gather, .separable = gather_separable};
   at(OpKind::reshape) = {.changes_rank = true, .shape_input = true};
   at(OpKind::expand) = {.lower = lower_elementwise, .shape_input = true};
+  at(OpKind::quantize_linear) = {.lower = lower_fake_quantize, .separable = qdq_separable};
+  at(OpKind::dequantize_linear).separable = qdq_separable;
   at(OpKind::squeeze) = {.separable = has_rank, .changes_rank = true};
   at(OpKind::unsqueeze) = {.separable = has_rank, .changes_rank = true};
   for (OpKind op : {OpKind::shape, OpKind::constant, OpKind::constant_of_shape}) at(op).separable = never;
@@ -186,9 +193,7 @@ int Lowering::id(const std::string& name) {
     check<ShapeError>(c != nullptr || std::all_of(info.shape.begin(), info.shape.end(), [](int64_t d) { return d >= 0; }),
                       "compile: value '{}' has shape {}, not known before run time", name,
                       autograd::to_string(info.shape));
-    plan.values.push_back(c != nullptr ? *c
-                                       : Tensor::zeros(info.shape, info.type == DataType::float32 ? Dtype::f32
-                                                                                                  : Dtype::i64));
+    plan.values.push_back(c != nullptr ? *c : Tensor::zeros(info.shape, storage_of(info.type)));
   }
   return it->second;
 }

@@ -74,6 +74,9 @@ std::unique_ptr<Step> lower_gather(Lowering& l, const Node& n);  // rows of a co
 std::unique_ptr<Step> lower_concat(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_copy(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n);  // engine/lower_elementwise.cpp
+// A QuantizeLinear whose sole consumer is a DequantizeLinear on the same
+// grids: one float pass of both (engine/lower_elementwise.cpp).
+std::unique_ptr<Step> lower_fake_quantize(Lowering& l, const Node& n);
 
 // "+bias+add+relu": what a step fused, for its kernel name.
 std::string fused_name(const Fused& f);

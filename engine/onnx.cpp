@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -27,6 +28,8 @@ int element_type(DataType type) {
     case DataType::float32: return onnx::TensorProto::FLOAT;
     case DataType::int64: return onnx::TensorProto::INT64;
     case DataType::boolean: return onnx::TensorProto::BOOL;
+    case DataType::int8: return onnx::TensorProto::INT8;
+    case DataType::uint8: return onnx::TensorProto::UINT8;
   }
   return onnx::TensorProto::UNDEFINED;
 }
@@ -34,7 +37,7 @@ int element_type(DataType type) {
 void write_tensor(const std::string& name, const Tensor& t, onnx::TensorProto* out) {
   out->set_name(name);
   for (int64_t d : t.shape()) out->add_dims(d);
-  out->set_data_type(t.dtype() == autograd::Dtype::i64 ? onnx::TensorProto::INT64 : onnx::TensorProto::FLOAT);
+  out->set_data_type(element_type(data_type_of(t.dtype())));
   out->set_raw_data(reinterpret_cast<const char*>(t.bytes()), t.nbytes());
 }
 
@@ -77,11 +80,32 @@ Tensor read_tensor(const onnx::TensorProto& t, const std::string& where) {
   autograd::Shape shape(t.dims().begin(), t.dims().end());
   const bool is_bool = t.data_type() == onnx::TensorProto::BOOL;  // held as int64 0/1
   const bool i64 = t.data_type() == onnx::TensorProto::INT64 || is_bool;
-  check<FormatError>(i64 || t.data_type() == onnx::TensorProto::FLOAT,
-                     "{}: tensor '{}' has ONNX type {}, expected float (1), int64 (7) or bool (9)", where, t.name(),
-                     t.data_type());
+  const bool byte = t.data_type() == onnx::TensorProto::INT8 || t.data_type() == onnx::TensorProto::UINT8;
+  check<FormatError>(i64 || byte || t.data_type() == onnx::TensorProto::FLOAT,
+                     "{}: tensor '{}' has ONNX type {}, expected float (1), uint8 (2), int8 (3), int64 (7) or bool (9)",
+                     where, t.name(), t.data_type());
   check<FormatError>(t.data_location() != onnx::TensorProto::EXTERNAL,
                      "{}: tensor '{}' keeps its data in an external file, which is not supported", where, t.name());
+  if (byte) {  // raw bytes, or one int32 per value; checked before allocating
+    const size_t held = t.raw_data().empty() ? static_cast<size_t>(t.int32_data_size()) : t.raw_data().size();
+    check<FormatError>(std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d >= 0; }) &&
+                           static_cast<size_t>(autograd::numel(shape)) == held,
+                       "{}: tensor '{}' {} holds {} values", where, t.name(), autograd::to_string(shape), held);
+    Tensor out = Tensor::empty(shape, t.data_type() == onnx::TensorProto::INT8 ? autograd::Dtype::i8 : autograd::Dtype::u8);
+    if (!t.raw_data().empty()) {
+      std::memcpy(out.bytes(), t.raw_data().data(), out.nbytes());
+      return out;
+    }
+    const bool is_signed = out.dtype() == autograd::Dtype::i8;
+    for (int64_t i = 0; i < out.numel(); ++i) {
+      const int32_t v = t.int32_data(static_cast<int>(i));
+      check<FormatError>(is_signed ? v >= -128 && v <= 127 : v >= 0 && v <= 255,
+                         "{}: tensor '{}' holds {} at {}, outside its 8-bit type", where, t.name(), v, i);
+      if (is_signed) out.data<int8_t>()[i] = static_cast<int8_t>(v);
+      else out.data<uint8_t>()[i] = static_cast<uint8_t>(v);
+    }
+    return out;
+  }
   Tensor out = Tensor::empty(shape, i64 ? autograd::Dtype::i64 : autograd::Dtype::f32);
   const size_t bytes = is_bool ? static_cast<size_t>(out.numel()) : out.nbytes();
   const auto count = static_cast<int>(out.numel());
@@ -116,8 +140,10 @@ ValueInfo read_value(const onnx::ValueInfoProto& v, const std::string& where) {
     case onnx::TensorProto::FLOAT: out.type = DataType::float32; break;
     case onnx::TensorProto::INT64: out.type = DataType::int64; break;
     case onnx::TensorProto::BOOL: out.type = DataType::boolean; break;
+    case onnx::TensorProto::INT8: out.type = DataType::int8; break;
+    case onnx::TensorProto::UINT8: out.type = DataType::uint8; break;
     default:
-      throw FormatError(fmt::format("{}: value '{}' has ONNX element type {}, expected float, int64 or bool", where,
+      throw FormatError(fmt::format("{}: value '{}' has ONNX element type {}, expected float, int64, bool, int8 or uint8", where,
                                     v.name(), tensor.elem_type()));
   }
   for (const auto& dim : tensor.shape().dim()) out.shape.push_back(dim.has_dim_value() ? dim.dim_value() : -1);

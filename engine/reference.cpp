@@ -2,6 +2,7 @@
 // (float32 compute), and plain loops over doubles for the rest (shape
 // arithmetic on int64, comparisons, Where, Erf). Booleans are int64 0/1.
 #include "neurite/engine/reference.h"
+#include "engine/qdq.h"
 #include "engine/reference_ops.h"
 #include "engine/reference_values.h"
 
@@ -309,6 +310,8 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
       return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) { return 0.5 * v[0] * (1.0 + std::erf(v[0] / std::sqrt(2.0))); }));
     }
     case OpKind::identity: return one(in[0]);
+    case OpKind::quantize_linear: return one(quantize_linear(qdq_grids(n, in[1], arg(2), in[0].shape()), in[0]));
+    case OpKind::dequantize_linear: return one(dequantize_linear(qdq_grids(n, in[1], arg(2), in[0].shape()), in[0]));
     case OpKind::dropout:  // inference: keeps everything
       check<ValueError>(!arg(2).defined() || element(in[2], 0) == 0 || (arg(1).defined() && element(in[1], 0) == 0),
                         "{}: training-mode dropout (random masks) is not supported; inference keeps every value", where(n));
@@ -421,8 +424,7 @@ std::map<std::string, Tensor> run_reference(const Graph& graph, const std::map<s
     for (size_t k = 0; fits && k < s.size(); ++k) fits = v.shape[k] < 0 || v.shape[k] == s[k];
     check<ShapeError>(fits, "reference executor: input '{}' is {}, the graph expects {}", v.name, to_string(s),
                       to_string(v.shape));
-    const bool is_int = it->second.dtype() == Dtype::i64, wants_int = v.type != DataType::float32;
-    check<DtypeError>(is_int == wants_int, "reference executor: input '{}' is {}, the graph expects {}", v.name,
+    check<DtypeError>(it->second.dtype() == storage_of(v.type), "reference executor: input '{}' is {}, the graph expects {}", v.name,
                       to_string(it->second.dtype()), to_string(v.type));
     values[v.name] = it->second;
   }

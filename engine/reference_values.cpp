@@ -14,7 +14,13 @@ using autograd::to_string;
 std::string where(const Node& n) { return fmt::format("reference executor: node '{}' ({})", n.name, op_info(n.op).onnx); }
 
 double element(const Tensor& t, int64_t i) {
-  return t.dtype() == Dtype::i64 ? static_cast<double>(t.data<int64_t>()[i]) : static_cast<double>(t.data<float>()[i]);
+  switch (t.dtype()) {
+    case Dtype::f32: return t.data<float>()[i];
+    case Dtype::i64: return static_cast<double>(t.data<int64_t>()[i]);
+    case Dtype::i8: return t.data<int8_t>()[i];
+    case Dtype::u8: return t.data<uint8_t>()[i];
+  }
+  return 0;
 }
 
 int64_t to_int(double v) {
@@ -71,9 +77,12 @@ std::vector<int64_t> broadcast_index(const Shape& s, const Shape& out) {
 
 Tensor make(const Shape& shape, Dtype dtype, const std::vector<double>& values) {
   Tensor t = Tensor::empty(shape, dtype);
-  for (int64_t i = 0; i < t.numel(); ++i)
-    if (dtype == Dtype::i64) t.data<int64_t>()[i] = to_int(values[i]);
-    else t.data<float>()[i] = static_cast<float>(values[i]);
+  for (int64_t i = 0; i < t.numel(); ++i) switch (dtype) {
+      case Dtype::f32: t.data<float>()[i] = static_cast<float>(values[i]); break;
+      case Dtype::i64: t.data<int64_t>()[i] = to_int(values[i]); break;
+      case Dtype::i8: t.data<int8_t>()[i] = static_cast<int8_t>(std::clamp(values[i], -128.0, 127.0)); break;
+      case Dtype::u8: t.data<uint8_t>()[i] = static_cast<uint8_t>(std::clamp(values[i], 0.0, 255.0)); break;
+    }
   return t;
 }
 

@@ -61,6 +61,8 @@ std::vector<ValueInfo> range_shape(const ShapeContext& c);
 std::vector<ValueInfo> softmax_shape(const ShapeContext& c);
 std::vector<ValueInfo> dropout_shape(const ShapeContext& c);
 std::vector<ValueInfo> cast_shape(const ShapeContext& c);
+std::vector<ValueInfo> quantize_linear_shape(const ShapeContext& c);
+std::vector<ValueInfo> dequantize_linear_shape(const ShapeContext& c);
 std::vector<ValueInfo> layer_norm_shape(const ShapeContext& c);
 std::vector<ValueInfo> conv_shape(const ShapeContext& c);
 std::vector<ValueInfo> pool_shape(const ShapeContext& c);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "engine/qdq.h"
 #include "engine/shape_rules.h"
 #include "neurite/error.h"
 
@@ -113,6 +114,39 @@ std::vector<ValueInfo> cast_shape(const ShapeContext& c) {
   check<ShapeError>(to == 1 || to == 7 || to == 9, "{}: cast to ONNX type {} is not supported (float, int64, bool)",
                     c.where(), to);
   return {{"", to == 1 ? DataType::float32 : to == 7 ? DataType::int64 : DataType::boolean, c.shape(0)}};
+}
+
+namespace {
+
+// QuantizeLinear's and DequantizeLinear's operands: a float32 scale, an 8-bit
+// zero point of the scale's shape; constant ones are checked whole here.
+DataType check_qdq(const ShapeContext& c) {
+  check<DtypeError>(c.input(1).type == DataType::float32, "{}: the scale is {}, expected float32", c.where(),
+                    to_string(c.input(1).type));
+  const bool has_zero_point = c.in.size() > 2 && c.in[2] != nullptr;
+  const DataType type = has_zero_point ? c.input(2).type : DataType::uint8;
+  check<DtypeError>(type == DataType::int8 || type == DataType::uint8, "{}: the zero point is {}, expected int8 or uint8",
+                    c.where(), to_string(type));
+  const Tensor* scale = c.graph.constant(c.node.inputs[1]);
+  const Tensor* zero_point = has_zero_point ? c.graph.constant(c.node.inputs[2]) : nullptr;
+  if (scale != nullptr && (!has_zero_point || zero_point != nullptr))
+    qdq_grids(c.node, *scale, zero_point != nullptr ? *zero_point : Tensor(), c.shape(0));
+  return type;
+}
+
+}  // namespace
+
+std::vector<ValueInfo> quantize_linear_shape(const ShapeContext& c) {
+  check<DtypeError>(c.input(0).type == DataType::float32, "{}: the input is {}, expected float32", c.where(),
+                    to_string(c.input(0).type));
+  return {{"", check_qdq(c), c.shape(0)}};
+}
+
+std::vector<ValueInfo> dequantize_linear_shape(const ShapeContext& c) {
+  const DataType type = check_qdq(c);
+  check<DtypeError>(c.input(0).type == type, "{}: the input is {} and the zero point {}: they must match", c.where(),
+                    to_string(c.input(0).type), to_string(type));
+  return {{"", DataType::float32, c.shape(0)}};
 }
 
 std::vector<ValueInfo> layer_norm_shape(const ShapeContext& c) {
@@ -357,7 +391,7 @@ std::vector<ValueInfo> constant_shape(const ShapeContext& c) {
   const Node& n = c.node;
   const Tensor* t = c.graph.constant(n.outputs.at(0));
   check<ShapeError>(t != nullptr, "{}: needs a tensor attribute 'value'", c.where());
-  return {{"", t->dtype() == autograd::Dtype::i64 ? DataType::int64 : DataType::float32, t->shape()}};
+  return {{"", data_type_of(t->dtype()), t->shape()}};
 }
 
 std::vector<ValueInfo> constant_of_shape_shape(const ShapeContext& c) {
@@ -383,7 +417,7 @@ void Graph::infer_shapes() {
   for (const ValueInfo& v : inputs) values[v.name] = v;
   for (const auto& [name, t] : initializers)
     if (values.count(name) == 0)
-      values[name] = {name, t.dtype() == autograd::Dtype::i64 ? DataType::int64 : DataType::float32, t.shape()};
+      values[name] = {name, data_type_of(t.dtype()), t.shape()};
   for (size_t i : topological_order()) {
     const Node& n = nodes[i];
     detail::ShapeContext c{*this, n, {}};

@@ -212,6 +212,18 @@ void MeanAxesStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) con
   }
 }
 
+void FakeQuantizeStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
+  const float* x = v[inputs[0]].data<float>();
+  float* y = v[outputs[0]].data<float>();
+  const int64_t n = autograd::numel(item);
+  auto one = [&](int64_t u) { fake_quantize(grids, x + u * n, y + u * n, item); };
+  if (threads > 1) {
+    tbb::parallel_for(u0, u1, one);
+  } else {
+    for (int64_t u = u0; u < u1; ++u) one(u);
+  }
+}
+
 void CopyStep::run_units(Values& v, int64_t b0, int64_t b1, int threads) const {
   const float* x = v[inputs[0]].data<float>();
   float* y = v[outputs[0]].data<float>();

@@ -8,6 +8,7 @@
 
 #include "engine/kernels.h"
 #include "engine/plan.h"
+#include "engine/qdq.h"
 #include "neurite/kernels/elementwise.h"
 #include "neurite/kernels/gemm.h"
 
@@ -165,6 +166,16 @@ class ElementwiseStep : public UnitStep {
   std::vector<int64_t> dims;                  // collapsed output dimensions
   std::vector<std::vector<int64_t>> strides;  // per input and dimension; 0 where it broadcasts
   int64_t chunks_per_row = 1;
+
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
+};
+
+// DequantizeLinear(QuantizeLinear(x)) on the same grids, in one float pass.
+// Units: items of the first axis (the grids' axis is another).
+class FakeQuantizeStep : public UnitStep {
+ public:
+  QdqGrids grids;  // their axis counted within an item
+  Shape item;      // an item's shape
 
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };

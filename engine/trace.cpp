@@ -166,6 +166,28 @@ class GraphBuilder {
     return batch_size_;
   }
 
+  // QuantizeLinear then DequantizeLinear on the grids the record was given:
+  // one per tensor (a scalar scale) or per index of its axis; 8-bit only.
+  std::string fake_quantize(const OpRecord& r) {
+    const int64_t qmin = int_arg(r, "quant_min"), qmax = int_arg(r, "quant_max"), axis = int_arg(r, "axis");
+    check<ValueError>((qmin == -128 && qmax == 127) || (qmin == 0 && qmax == 255),
+                      "{}: grids of [{}, {}] have no QuantizeLinear; ONNX quantises to int8 [-128, 127] or uint8 [0, 255]",
+                      where(), qmin, qmax);
+    const Tensor& scale = r.inputs.at(1);
+    const Tensor& zero_point = r.inputs.at(2);
+    const autograd::Shape shape = axis < 0 ? autograd::Shape{} : scale.shape();
+    Tensor zp = Tensor::empty(shape, qmin < 0 ? Dtype::i8 : Dtype::u8);
+    for (int64_t c = 0; c < zero_point.numel(); ++c) {
+      const int64_t v = zero_point.data<int64_t>()[c];
+      if (qmin < 0) zp.data<int8_t>()[c] = static_cast<int8_t>(v);
+      else zp.data<uint8_t>()[c] = static_cast<uint8_t>(v);
+    }
+    const std::string s = constant(scale.reshape(shape).clone(), "scale"), z = constant(zp, "zero_point");
+    std::map<std::string, Attribute> attributes;
+    if (axis >= 0) attributes["axis"] = axis;
+    return node(OpKind::dequantize_linear, {node(OpKind::quantize_linear, {input(0), s, z}, attributes), s, z}, attributes);
+  }
+
   std::string scalar(double value, const std::string& what) {
     return constant(Tensor::scalar(static_cast<float>(value)), what);
   }
@@ -249,6 +271,7 @@ class GraphBuilder {
       return node(OpKind::layer_norm, in, {{"axis", -dims}, {"epsilon", real_arg(r, "eps")}});
     }
     if (op == "embedding") return node(OpKind::gather, {input(0), input(1)}, {{"axis", int64_t{0}}});
+    if (op == "fake_quantize") return fake_quantize(r);
     if (op == "index_select") return node(OpKind::gather, {input(0), input(1)}, {{"axis", int_arg(r, "dim")}});
     if (op == "concat") {
       std::vector<std::string> in;

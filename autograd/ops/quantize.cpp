@@ -8,34 +8,17 @@ namespace neurite::autograd {
 
 namespace {
 
-// x as (outer, channels, inner) runs around `axis`; channels 1 per tensor.
-struct ChannelRuns {
-  int64_t outer = 1, channels = 1, inner = 1;
-};
-
-ChannelRuns channel_runs(const Shape& shape, int64_t axis) {
-  ChannelRuns r;
-  if (axis < 0) {
-    for (int64_t d : shape) r.inner *= d;
-    return r;
-  }
-  for (int64_t d = 0; d < axis; ++d) r.outer *= shape[d];
-  r.channels = shape[axis];
-  for (size_t d = axis + 1; d < shape.size(); ++d) r.inner *= shape[d];
-  return r;
-}
-
-// Runs f(grid of channel c, offset, length) over every run of x.
+// Runs f(grid, offset, length) over every run of one channel of x.
 template <typename F>
-void for_each_run(const ChannelRuns& r, const Tensor& scale, const Tensor& zero_point, int64_t qmin, int64_t qmax,
-                  F f) {
-  for (int64_t c = 0; c < r.channels; ++c) {
+void for_each_run(const Shape& shape, int64_t axis, const Tensor& scale, const Tensor& zero_point, int64_t qmin,
+                  int64_t qmax, F f) {
+  kernels::for_each_channel_run(shape, axis, [&](int64_t c, int64_t at, int64_t n) {
     const kernels::QuantGrid g{.scale = scale.data<float>()[c],
                                .zero_point = static_cast<int32_t>(zero_point.data<int64_t>()[c]),
                                .qmin = static_cast<int32_t>(qmin),
                                .qmax = static_cast<int32_t>(qmax)};
-    for (int64_t o = 0; o < r.outer; ++o) f(g, (o * r.channels + c) * r.inner, r.inner);
-  }
+    f(g, at, n);
+  });
 }
 
 }  // namespace
@@ -61,18 +44,17 @@ Variable fake_quantize(const Variable& x, const Tensor& scale, const Tensor& zer
     check(zp >= quant_min && zp <= quant_max, "fake_quantize: zero_point {} of channel {} is outside [{}, {}]", zp, c,
           quant_min, quant_max);
   }
-  const ChannelRuns runs = channel_runs(x.shape(), axis);
   Tensor y = Tensor::empty(x.shape());
   const float* px = x.data().data<float>();
   float* py = y.data<float>();
-  for_each_run(runs, scale, zero_point, quant_min, quant_max,
+  for_each_run(x.shape(), axis, scale, zero_point, quant_min, quant_max,
                [&](const kernels::QuantGrid& g, int64_t at, int64_t n) { kernels::fake_quantize(g, px + at, py + at, n); });
   return traced(Variable(y, {x}, [=](const Tensor& grad, std::vector<Variable>& in) {
     Tensor dx = Tensor::empty(grad.shape());
     const float* pg = grad.data<float>();
     const float* pxs = in[0].data().data<float>();
     float* pd = dx.data<float>();
-    for_each_run(runs, scale, zero_point, quant_min, quant_max, [&](const kernels::QuantGrid& g, int64_t at, int64_t n) {
+    for_each_run(grad.shape(), axis, scale, zero_point, quant_min, quant_max, [&](const kernels::QuantGrid& g, int64_t at, int64_t n) {
       kernels::fake_quantize_grad(g, pxs + at, pg + at, pd + at, n);
     });
     in[0].add_grad(std::move(dx));

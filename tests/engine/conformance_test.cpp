@@ -1,7 +1,8 @@
 // ONNX's per-operator node tests (Debian's libonnx-testdata: a model.onnx and
 // test_data_set_*/{input,output}_*.pb each) for every op of the graph IR: the
 // reference executor must reproduce the expected outputs. Tests of types the
-// IR does not hold (double, int32, uint8, string, ...) or of opsets outside
+// IR does not hold (double, int32, string, 8-bit values outside QuantizeLinear
+// and DequantizeLinear, ...) or of opsets outside
 // 13-17 count as skipped; the rest must pass, but for the failures listed in
 // kKnownGaps, each with its reason.
 #include <gtest/gtest.h>

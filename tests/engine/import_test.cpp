@@ -40,7 +40,7 @@ TEST_P(PyTorchExport, RunsAsPyTorchAndOnnxRuntimeDo) {
 
 INSTANTIATE_TEST_SUITE_P(Golden, PyTorchExport,
                          ::testing::Values("resnet_opset13", "resnet_opset17", "encoder_opset13", "encoder_opset17",
-                                           "mlp_opset13", "mlp_opset17"));
+                                           "mlp_opset13", "mlp_opset17", "qat_opset13", "qat_opset17"));
 
 TEST(PyTorchExport, ImportThenExportKeepsTheGraph) {
   for (const char* name : {"resnet_opset17", "encoder_opset17"}) {

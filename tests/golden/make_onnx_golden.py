@@ -3,7 +3,8 @@ and the fusion tests (tests/engine/fusion_test.cpp): a ResNet-style CNN, a
 transformer encoder (LayerNorm, GELU, attention with a padding mask made from
 the token ids), an MLP, and a model of the patterns the engine fuses (ReLU6
 after a convolution and a linear layer, LayerNorm without affine, GELU in its
-tanh form, nn.TransformerEncoderLayer), each at opsets 13 and 17 with a
+tanh form, nn.TransformerEncoderLayer), a network of PyTorch's QAT flow
+(QuantizeLinear/DequantizeLinear pairs), each at opsets 13 and 17 with a
 dynamic batch, plus one input batch and PyTorch's output for it.
 
     /usr/bin/python3 tests/golden/make_onnx_golden.py   # writes tests/golden/onnx/
@@ -89,15 +90,50 @@ class Fusions(nn.Module):
         return F.relu6(self.head(self.layer(t).mean(1)))
 
 
+class QatNet(nn.Module):
+    """PyTorch's eager QAT flow: QuantStub/DeQuantStub, conv-bn(-relu) fused for
+    QAT, a FloatFunctional add, and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = torch.ao.quantization.QuantStub()
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU()
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, 1, 1), nn.BatchNorm2d(8)
+        self.add = nn.quantized.FloatFunctional()
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+        self.dequant = torch.ao.quantization.DeQuantStub()
+
+    def forward(self, x):
+        y = self.relu1(self.bn1(self.conv1(self.quant(x))))
+        y = self.relu2(self.add.add(self.bn2(self.conv2(y)), y))
+        return self.dequant(self.fc(torch.flatten(self.pool(y), 1)))
+
+
+def qat():
+    """QatNet prepared with the fbgemm QAT qconfig (version 0: the observers
+    PyTorch 1.13 can export) and trained on a few batches, observers then off."""
+    import torch.ao.quantization as tq
+    model = QatNet().train()
+    model.qconfig = tq.get_default_qat_qconfig("fbgemm", version=0)
+    tq.fuse_modules_qat(model, [["conv1", "bn1", "relu1"], ["conv2", "bn2"]], inplace=True)
+    tq.prepare_qat(model, inplace=True)
+    for _ in range(8):
+        model(torch.randn(8, 3, 8, 8))
+    model.apply(tq.disable_observer)
+    return model
+
+
 def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 32), nn.Sigmoid(), nn.Linear(32, 3))
 
 
-def export(name, model, x):
+def export(name, model, x, trained=False):
     model.eval()
     with torch.no_grad():
         for m in model.modules():  # trained-looking statistics
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.BatchNorm2d) and not trained:
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 1.5)
         y = model(x)
@@ -118,3 +154,4 @@ if __name__ == "__main__":
     export("encoder", Encoder(), tokens)
     export("mlp", mlp(), torch.randn(3, 1, 8, 8))
     export("fusions", Fusions(), torch.randn(3, 3, 2, 8))
+    export("qat", qat(), torch.randn(3, 3, 8, 8), trained=True)

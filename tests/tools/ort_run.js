@@ -38,7 +38,10 @@ function writeNpy(path, tensor) {
 }
 
 (async () => {
-  const session = await ort.InferenceSession.create(modelPath, { intraOpNumThreads: 1 });
+  // Basic optimisations: an oracle need not fuse, and ONNX Runtime 1.17's QDQ
+  // fusions (extended level) refuse PyTorch's QAT exports, whose per-tensor
+  // scales are 1-D of one value ("Scale and Zero-point must be a scalar").
+  const session = await ort.InferenceSession.create(modelPath, { intraOpNumThreads: 1, graphOptimizationLevel: 'basic' });
   const feeds = {};
   session.inputNames.forEach((name, i) => { feeds[name] = readNpy(inPaths[i]); });
   const results = await session.run(feeds);

@@ -22,7 +22,9 @@
 
 namespace neurite::autograd {
 
-enum class Dtype { f32, i64 };
+// Tensors hold float32 or int64; int8 and uint8 hold quantised values (ONNX
+// QuantizeLinear's and the INT8 kernels' operands), with no ops of their own.
+enum class Dtype { f32, i64, i8, u8 };
 
 using Shape = std::vector<int64_t>;
 
@@ -32,7 +34,7 @@ std::string to_string(const Shape& shape);  // "[2,3,4]"
 struct ShapeArg {
   const Shape& shape;
 };
-std::string to_string(Dtype dtype);         // "float32" / "int64"
+std::string to_string(Dtype dtype);         // "float32", "int64", "int8", "uint8"
 int64_t numel(const Shape& shape);
 size_t element_size(Dtype dtype);
 

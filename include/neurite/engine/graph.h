@@ -31,16 +31,21 @@ using autograd::Shape;
 using autograd::Tensor;
 
 enum class OpKind : uint8_t {
-  add, average_pool, batch_norm, cast, clip, concat, constant, constant_of_shape, conv, div, dropout, equal, erf,
-  exp, expand, flatten, gather, gelu, gemm, global_average_pool, identity, layer_norm, matmul, max_pool, mul, neg,
-  logical_not, pow, range, reciprocal, reduce_mean, relu, reshape, shape, sigmoid, slice, softmax, sqrt, squeeze, sub, tanh,
-  transpose, unsqueeze, where,
+  add, average_pool, batch_norm, cast, clip, concat, constant, constant_of_shape, conv, dequantize_linear, div, dropout,
+  equal, erf, exp, expand, flatten, gather, gelu, gemm, global_average_pool, identity, layer_norm, matmul, max_pool, mul,
+  neg, logical_not, pow, quantize_linear, range, reciprocal, reduce_mean, relu, reshape, shape, sigmoid, slice, softmax,
+  sqrt, squeeze, sub, tanh, transpose, unsqueeze, where,
 };
 constexpr size_t kOpCount = static_cast<size_t>(OpKind::where) + 1;
 
 // Element types of graph values: tensors hold float32 and int64; bool appears
-// only in masks and comparisons, which import folds or the executor keeps.
-enum class DataType : uint8_t { float32, int64, boolean };
+// only in masks and comparisons, which import folds or the executor keeps;
+// int8 and uint8 only around QuantizeLinear and DequantizeLinear.
+enum class DataType : uint8_t { float32, int64, boolean, int8, uint8 };
+// The graph type of a tensor's dtype, and the dtype that holds a graph type
+// (bool as int64 0/1).
+DataType data_type_of(autograd::Dtype dtype);
+autograd::Dtype storage_of(DataType type);
 std::string to_string(DataType type);
 
 // A value's type and shape; -1 marks a dimension known only at run time.

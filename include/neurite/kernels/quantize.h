@@ -11,7 +11,9 @@
 //   kernels::fake_quantize(g, x, y, n);
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace neurite::kernels {
 
@@ -26,9 +28,27 @@ void fake_quantize(const QuantGrid& g, const float* x, float* y, int64_t n);
 // The straight-through gradient: dx = dy where round(x / scale) + zero_point
 // lies inside [qmin, qmax], else 0 (dx may be dy).
 void fake_quantize_grad(const QuantGrid& g, const float* x, const float* dy, float* dx, int64_t n);
-// q for i < n, widened to int64 (the engine holds 8-bit tensors as int64).
-void quantize(const QuantGrid& g, const float* x, int64_t* q, int64_t n);
+// q for i < n; the grid's range must fit the type.
+void quantize(const QuantGrid& g, const float* x, int8_t* q, int64_t n);
+void quantize(const QuantGrid& g, const float* x, uint8_t* q, int64_t n);
 // (q - zero_point) * scale for i < n.
-void dequantize(const QuantGrid& g, const int64_t* q, float* y, int64_t n);
+void dequantize(const QuantGrid& g, const int8_t* q, float* y, int64_t n);
+void dequantize(const QuantGrid& g, const uint8_t* q, float* y, int64_t n);
+
+// A tensor of `shape` as runs of one channel of `axis` (-1: the whole tensor,
+// channel 0): calls f(channel, offset, length) for each run, in memory order
+// within a channel.
+template <typename F>
+void for_each_channel_run(const std::vector<int64_t>& shape, int64_t axis, F&& f) {
+  int64_t outer = 1, channels = 1, inner = 1;
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    const int64_t at = static_cast<int64_t>(d);
+    if (axis < 0 || at > axis) inner *= shape[d];
+    else if (at < axis) outer *= shape[d];
+    else channels = shape[d];
+  }
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t o = 0; o < outer; ++o) f(c, (o * channels + c) * inner, inner);
+}
 
 }  // namespace neurite::kernels

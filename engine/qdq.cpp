@@ -1,0 +1,80 @@
+#include "engine/qdq.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "neurite/error.h"
+
+namespace neurite::engine::detail {
+
+using autograd::Dtype;
+
+QdqGrids qdq_grids(const Node& n, const Tensor& scale, const Tensor& zero_point, const Shape& shape) {
+  const std::string where = fmt::format("node '{}' ({})", n.name, op_info(n.op).onnx);
+  check<DtypeError>(scale.dtype() == Dtype::f32, "{}: the scale is {}, expected float32", where,
+                    autograd::to_string(scale.dtype()));
+  check<ShapeError>(scale.dim() <= 1, "{}: the scale is {}, expected a scalar or 1-D", where,
+                    autograd::to_string(scale.shape()));
+  QdqGrids g;
+  if (zero_point.defined()) {
+    check<DtypeError>(zero_point.dtype() == Dtype::i8 || zero_point.dtype() == Dtype::u8,
+                      "{}: the zero point is {}, expected int8 or uint8", where, autograd::to_string(zero_point.dtype()));
+    check<ShapeError>(zero_point.shape() == scale.shape(), "{}: the zero point is {} and the scale {}: they must match",
+                      where, autograd::to_string(zero_point.shape()), autograd::to_string(scale.shape()));
+    g.type = zero_point.dtype();
+  }
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  if (scale.dim() == 1 && scale.numel() != 1) {  // one value in 1-D: per tensor, as ONNX Runtime reads it
+    int64_t axis = n.integer("axis", 1);
+    check<ValueError>(axis >= -rank && axis < rank, "{}: axis {} is out of range for an input of rank {}", where, axis,
+                      rank);
+    g.axis = axis < 0 ? axis + rank : axis;
+    check<ShapeError>(shape[g.axis] < 0 || shape[g.axis] == scale.numel(),
+                      "{}: {} scales for axis {} of an input {}", where, scale.numel(), g.axis, autograd::to_string(shape));
+  }
+  const bool is_signed = g.type == Dtype::i8;
+  for (int64_t c = 0; c < scale.numel(); ++c) {
+    const float s = scale.data<float>()[c];
+    check<ValueError>(s > 0 && std::isfinite(s), "{}: scale {} at {} is not a positive finite number", where, s, c);
+    const int32_t zp = !zero_point.defined() ? 0
+                       : is_signed           ? zero_point.data<int8_t>()[c]
+                                             : zero_point.data<uint8_t>()[c];
+    g.grids.push_back({.scale = s, .zero_point = zp, .qmin = is_signed ? -128 : 0, .qmax = is_signed ? 127 : 255});
+  }
+  return g;
+}
+
+Tensor quantize_linear(const QdqGrids& g, const Tensor& x) {
+  Tensor q = Tensor::empty(x.shape(), g.type);
+  kernels::for_each_channel_run(x.shape(), g.axis, [&](int64_t c, int64_t at, int64_t n) {
+    if (g.type == Dtype::i8) kernels::quantize(g.grids[c], x.data<float>() + at, q.data<int8_t>() + at, n);
+    else kernels::quantize(g.grids[c], x.data<float>() + at, q.data<uint8_t>() + at, n);
+  });
+  return q;
+}
+
+Tensor dequantize_linear(const QdqGrids& g, const Tensor& q) {
+  check<DtypeError>(q.dtype() == g.type, "DequantizeLinear: the input is {}, its zero point {}",
+                    autograd::to_string(q.dtype()), autograd::to_string(g.type));
+  Tensor y = Tensor::empty(q.shape());
+  kernels::for_each_channel_run(q.shape(), g.axis, [&](int64_t c, int64_t at, int64_t n) {
+    if (g.type == Dtype::i8) kernels::dequantize(g.grids[c], q.data<int8_t>() + at, y.data<float>() + at, n);
+    else kernels::dequantize(g.grids[c], q.data<uint8_t>() + at, y.data<float>() + at, n);
+  });
+  return y;
+}
+
+void fake_quantize(const QdqGrids& g, const float* x, float* y, const Shape& shape) {
+  kernels::for_each_channel_run(shape, g.axis,
+                                [&](int64_t c, int64_t at, int64_t n) { kernels::fake_quantize(g.grids[c], x + at, y + at, n); });
+}
+
+bool same_grids(const QdqGrids& a, const QdqGrids& b) {
+  if (a.axis != b.axis || a.type != b.type || a.grids.size() != b.grids.size()) return false;
+  for (size_t c = 0; c < a.grids.size(); ++c)
+    if (a.grids[c].scale != b.grids[c].scale || a.grids[c].zero_point != b.grids[c].zero_point) return false;
+  return true;
+}
+
+}  // namespace neurite::engine::detail

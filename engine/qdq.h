@@ -1,0 +1,34 @@
+// QuantizeLinear and DequantizeLinear as ONNX defines them (opset 13): a
+// node's grids, checked, and the loops the reference executor and the
+// engine's steps share (the arithmetic is neurite/kernels/quantize.h's).
+#pragma once
+
+#include <vector>
+
+#include "neurite/engine/graph.h"
+#include "neurite/kernels/quantize.h"
+
+namespace neurite::engine::detail {
+
+struct QdqGrids {
+  int64_t axis = -1;  // -1: one grid for the whole tensor
+  autograd::Dtype type = autograd::Dtype::u8;  // of the quantised values: int8 or uint8
+  std::vector<kernels::QuantGrid> grids;       // one, or one per index of axis
+};
+
+// The grids of node n (a QuantizeLinear or DequantizeLinear) from its scale
+// and zero point (undefined: uint8 0) for an x of `shape`. ValueError naming
+// the node: a scale not positive and finite, a zero point of another shape
+// than the scale or not 8-bit, per-axis grids that do not match x's axis, or
+// an axis outside x.
+QdqGrids qdq_grids(const Node& n, const Tensor& scale, const Tensor& zero_point, const Shape& shape);
+
+Tensor quantize_linear(const QdqGrids& g, const Tensor& x);    // float32 -> int8 or uint8
+Tensor dequantize_linear(const QdqGrids& g, const Tensor& q);  // int8 or uint8 -> float32
+// DequantizeLinear(QuantizeLinear(x)) in one pass, into y (which may be x).
+void fake_quantize(const QdqGrids& g, const float* x, float* y, const Shape& shape);
+
+// The same grids on the same axis: a DequantizeLinear that undoes its QuantizeLinear.
+bool same_grids(const QdqGrids& a, const QdqGrids& b);
+
+}  // namespace neurite::engine::detail
