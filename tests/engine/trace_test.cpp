@@ -114,6 +114,65 @@ INSTANTIATE_TEST_SUITE_P(Zoo, TraceZoo,
                                            ZooCase{"transformer", 0.9}),
                          case_name);
 
+// Quantisation-aware models (90 % pruned, so sparsity and 8-bit grids
+// compound) export as QuantizeLinear/DequantizeLinear pairs: onnx.checker
+// accepts the files, ONNX Runtime runs them with the module's outputs, the
+// engine too (the pairs as fake-quantize steps), and the pruned weights stay
+// zero through their symmetric grids.
+TEST(Trace, QuantizedModelsExportAsQdqPairsThatOnnxRuntimeRuns) {
+  for (const bool per_channel : {false, true}) {
+    SCOPED_TRACE(per_channel ? "per-channel weights" : "per-tensor weights");
+    auto model = models::make_model("cnn", {.image_size = 12, .num_classes = 4});
+    perturb_buffers(*model);
+    const auto names = pruning::select(*model, {"__ALL_PRUNABLE__"});
+    pruning::prune(*model, names, 0.9, pruning::MaskType::parse("unstructured"), false);
+    layers::QuantScheme scheme;
+    scheme.weights->per_channel = per_channel;
+    int quantised = 0;
+    auto quantize = [&](auto& self, layers::Module& m) -> void {
+      if (auto* q = dynamic_cast<layers::QuantizableLayer*>(&m)) q->quantize(scheme), ++quantised;
+      for (auto& [n, child] : m.named_children()) self(self, *child);
+    };
+    quantize(quantize, *model);
+    ASSERT_EQ(quantised, 4);
+    model->train();
+    for (uint64_t seed = 20; seed < 24; ++seed) model->forward(Variable(Tensor::randn({8, 1, 12, 12}, seed)));
+    model->eval();
+    const Graph g = trace(*model, Tensor::zeros({1, 1, 12, 12}));
+    int pairs = 0;
+    for (const Node& n : g.nodes) pairs += n.op == OpKind::quantize_linear;
+    EXPECT_EQ(pairs, 8) << "inputs and weights of two convolutions and two linear layers";
+    for (const std::string& name : names) EXPECT_NEAR(std::stod(g.metadata.at("sparsity:" + name)), 0.9, 0.01);
+
+    const auto dir = testing::temp_dir(per_channel ? "trace_qdq_channel" : "trace_qdq_tensor");
+    const std::string path17 = (dir / "q17.onnx").string(), path13 = (dir / "q13.onnx").string();
+    save_onnx(g, path17);
+    save_onnx(g, path13, {.opset = 13});
+    EXPECT_TRUE(testing::onnx_checker_accepts({path17, path13}));
+    const Graph imported = load_onnx(path17);
+    EXPECT_EQ(to_onnx(imported), to_onnx(g)) << "export -> import -> export is the same file";
+
+    const Tensor x = Tensor::randn({5, 1, 12, 12}, 30);
+    Tensor want;
+    {
+      autograd::NoGradGuard no_grad;
+      want = model->forward(Variable(x)).data();
+    }
+    testing::expect_close(run_reference(imported, {{"input", x}}).at("output"), want, 1e-5);
+    for (const std::string& path : {path17, path13}) testing::expect_close(testing::run_onnxruntime(path, x, dir), want, 1e-4);
+    for (const Mode mode : {Mode::layers, Mode::columns}) {
+      Engine e = compile(imported, {.batch = 5, .mode = mode, .kernels = {.autotune = false}});
+      testing::expect_close(e.run({{"input", x}}).at("output"), want, 1e-4);
+      int fake = 0;
+      for (const StepInfo& s : e.steps()) {
+        EXPECT_EQ(s.kernel.find("node QuantizeLinear"), std::string::npos) << s.name;
+        fake += s.kernel.find("fake quantize") != std::string::npos;
+      }
+      EXPECT_EQ(fake, 4) << "the activations' pairs; the weights' fold into the weights";
+    }
+  }
+}
+
 // A module whose forward uses an op the graph IR cannot express, or reads a
 // tensor shaped by the batch that no op made.
 struct Untraceable : layers::UnaryModule {
