@@ -17,6 +17,7 @@ void add_eval(CLI::App& app);
 void add_info(CLI::App& app);
 void add_bench_train(CLI::App& app);
 void add_prune(CLI::App& app);
+void add_quantize(CLI::App& app);
 void add_recipe(CLI::App& app);
 void add_export(CLI::App& app);
 void add_infer(CLI::App& app);

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   neurite::cli::add_eval(app);
   neurite::cli::add_info(app);
   neurite::cli::add_prune(app);
+  neurite::cli::add_quantize(app);
   neurite::cli::add_recipe(app);
   neurite::cli::add_bench_train(app);
   neurite::cli::add_export(app);

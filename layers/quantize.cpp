@@ -49,6 +49,11 @@ FakeQuantize::FakeQuantize(const QuantArgs& args, int64_t channels)
       averaging_constant_(register_buffer("averaging_constant", real(static_cast<float>(args.averaging_constant)))),
       observer_enabled_(register_buffer("observer_enabled", integer(1))) {}
 
+void FakeQuantize::set_averaging_constant(double c) {
+  check(c > 0 && c <= 1, "FakeQuantize: averaging_constant {} is outside (0, 1]", c);
+  averaging_constant_.data<float>()[0] = static_cast<float>(c);
+}
+
 bool FakeQuantize::observed() const {
   return min_val_.data<float>()[0] != kInf || max_val_.data<float>()[0] != -kInf;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job (make demo): pretrain `cnn` on Fashion-MNIST once, transfer it
-# to MNIST digits twice -- dense, and pruned to 90 % by the shipped GMP recipe
-# -- then export both to ONNX, benchmark them in the engine (tensor columns
+# to MNIST digits three times -- dense, pruned to 90 % by the shipped GMP
+# recipe, and pruned to 90 % then trained quantisation-aware to 8 bits -- then
+# export each to ONNX, benchmark them in the engine (tensor columns
 # and layer mode) and print a summary. Runs are kept in $WORK (default build/demo); the
 # pretrained base is reused when it is already there.
 set -euo pipefail
@@ -37,13 +38,18 @@ rm -rf "$work/sparse"
 "$neurite" train --model cnn --data mnist-digits --init "$work/base/checkpoint.h5" --batch-size 64 \
   --recipe recipes/library/gmp90_transfer.yaml --threads "$threads" --out "$work/sparse"
 
+echo "== sparse INT8 transfer to MNIST digits (recipes/library/gmp90_quant_transfer.yaml)"
+rm -rf "$work/sparse-int8"
+"$neurite" train --model cnn --data mnist-digits --init "$work/base/checkpoint.h5" --batch-size 64 \
+  --recipe recipes/library/gmp90_quant_transfer.yaml --threads "$threads" --out "$work/sparse-int8"
+
 echo
 echo "== per-layer sparsity of the sparse model"
 "$neurite" info "$work/sparse/checkpoint.h5"
 echo
 echo "== export to ONNX and benchmark in the engine (batch $bench_batch, columns and layer mode)"
 declare -A columns layers
-for run in dense sparse; do
+for run in dense sparse sparse-int8; do
   "$neurite" export --checkpoint "$work/$run/checkpoint.h5" --out "$work/$run/model.onnx"
   for mode in columns layers; do
     ips=$("$neurite" bench "$work/$run/model.onnx" --batch-size "$bench_batch" --threads "$threads" --time 3 \
@@ -54,11 +60,11 @@ for run in dense sparse; do
 done
 echo
 echo "== summary: cnn, Fashion-MNIST -> MNIST digits (2,000 test digits)"
-printf "%-8s %10s %12s %10s %14s %14s %10s\n" run "top-1" sparsity "train s" "engine it/s" "layers it/s" "x dense"
-for run in dense sparse; do
+printf "%-11s %10s %12s %10s %14s %14s %10s\n" run "top-1" sparsity "train s" "engine it/s" "layers it/s" "x dense"
+for run in dense sparse sparse-int8; do
   awk -v run="$run" -v top1="$(top1_of "$work/$run")" -v sparsity="$(sparsity_of "$work/$run")" \
     -v secs="$(seconds_of "$work/$run")" -v cols="${columns[$run]}" -v lays="${layers[$run]}" \
-    -v dense="${columns[dense]}" 'BEGIN { printf "%-8s %9.2f%% %11.1f%% %10.0f %14.0f %14.0f %9.2fx\n",
+    -v dense="${columns[dense]}" 'BEGIN { printf "%-11s %9.2f%% %11.1f%% %10.0f %14.0f %14.0f %9.2fx\n",
       run, 100 * top1, 100 * sparsity, secs, cols, lays, cols / dense }'
 done
-echo "curves: $work/dense/curves.svg, $work/sparse/curves.svg; demo took $(( $(date +%s) - start )) s"
+echo "curves: $work/dense/curves.svg, $work/sparse/curves.svg, $work/sparse-int8/curves.svg; demo took $(( $(date +%s) - start )) s"

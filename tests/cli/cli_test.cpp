@@ -18,6 +18,7 @@
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/trace.h"
 #include "neurite/layers/models.h"
+#include "tests/engine/runtimes.h"
 
 namespace {
 
@@ -256,6 +257,55 @@ TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
     EXPECT_NE(r.out.find(message), std::string::npos) << args << " -> " << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << " -> " << r.out;
   }
+}
+
+// One-shot quantisation of a pruned checkpoint: calibrated, top-1 kept, the
+// zeros kept, exported as QDQ pairs that infer runs as the checkpoint does.
+TEST(Cli, QuantizeCalibratesKeepsTheZerosAndExportsQdq) {
+  const fs::path dir = temp_dir("cli_quantize");
+  const std::string train = write_bands(dir, 120, 21), run = (dir / "run").string();
+  Result r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 2 --batch-size 20 --lr 0.05 --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("prune --checkpoint " + run + "/checkpoint.h5 --sparsity 0.9 --out " + run + "/pruned.h5");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string q = run + "/q.h5";
+  r = neurite_cli("quantize --checkpoint " + run + "/pruned.h5 --data h5:" + train +
+                  " --calibration-batches 4 --batch-size 16 --json --out " + q);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["quantizers"], 8) << "inputs and weights of two convolutions and two linear layers";
+  EXPECT_EQ(j["calibration_batches"], 4);
+  EXPECT_GE(j["top1_after"].get<double>(), j["top1_before"].get<double>() - 0.05) << r.out;
+
+  r = neurite_cli("info " + q + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["parameters"][0]["sparsity"].get<double>(), 0.9, 0.01);
+
+  const std::string onnx = (dir / "q.onnx").string(), x = (dir / "x.npy").string();
+  r = neurite_cli("export --checkpoint " + q + " --out " + onnx);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(neurite::testing::onnx_checker_accepts({onnx}));
+  const auto graph = neurite::engine::load_onnx(onnx);
+  EXPECT_EQ(std::count_if(graph.nodes.begin(), graph.nodes.end(),
+                          [](const auto& n) { return n.op == neurite::engine::OpKind::quantize_linear; }),
+            8);
+  neurite::autograd::save_npy(x, Tensor::rand({5, 1, 12, 12}, 3));
+  std::vector<Tensor> outputs;
+  for (const std::string& model : {q, onnx}) {
+    const std::string y = (dir / "y.npy").string();
+    r = neurite_cli("infer " + model + " --input " + x + " --output " + y + " --threads 1");
+    ASSERT_EQ(r.code, 0) << r.out;
+    outputs.push_back(neurite::autograd::load_npy(y));
+  }
+  for (int64_t i = 0; i < 15; ++i) EXPECT_NEAR(outputs[1].data<float>()[i], outputs[0].data<float>()[i], 1e-4);
+
+  r = neurite_cli("quantize --checkpoint " + q + " --data h5:" + train + " --out " + run + "/qq.h5");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("is quantised already"), std::string::npos) << r.out;
+  r = neurite_cli("quantize --checkpoint " + run + "/pruned.h5 --data h5:" + train +
+                  " --recipe " NEURITE_SOURCE_DIR "/recipes/library/gmp90_transfer.yaml --out " + run + "/qq.h5");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("quantize runs QuantizationModifiers only"), std::string::npos) << r.out;
 }
 
 TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {

@@ -49,6 +49,9 @@ class FakeQuantize : public UnaryModule {
   Variable forward(const Variable& x) override;
 
   void enable_observer(bool on) { observer_enabled_.data<int64_t>()[0] = on ? 1 : 0; }
+  // The moving average's weight of a new batch (calibration: 1 / (k + 1) for
+  // batch k gives the mean of the batches' ranges).
+  void set_averaging_constant(double c);
   bool observer_enabled() const { return observer_enabled_.data<int64_t>()[0] != 0; }
   bool observed() const;  // a range has been seen
   int64_t quant_min() const { return quant_min_.data<int64_t>()[0]; }
