@@ -259,16 +259,24 @@ TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
   }
 }
 
+// A cnn trained on the bands in `train` (`options`: epochs, lr) into `run`,
+// then pruned to 90 %: run/pruned.h5.
+std::string pruned_cnn(const std::string& train, const std::string& run, const std::string& options) {
+  Result r = neurite_cli("train --model cnn --data h5:" + train + " --batch-size 20 " + options + " --out " + run);
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("prune --checkpoint " + run + "/checkpoint.h5 --sparsity 0.9 --out " + run + "/pruned.h5");
+  EXPECT_EQ(r.code, 0) << r.out;
+  return run + "/pruned.h5";
+}
+
 // One-shot quantisation of a pruned checkpoint: calibrated, top-1 kept, the
 // zeros kept, exported as QDQ pairs that infer runs as the checkpoint does.
 TEST(Cli, QuantizeCalibratesKeepsTheZerosAndExportsQdq) {
   const fs::path dir = temp_dir("cli_quantize");
   const std::string train = write_bands(dir, 120, 21), run = (dir / "run").string();
-  Result r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 2 --batch-size 20 --lr 0.05 --out " + run);
-  ASSERT_EQ(r.code, 0) << r.out;
-  r = neurite_cli("prune --checkpoint " + run + "/checkpoint.h5 --sparsity 0.9 --out " + run + "/pruned.h5");
-  ASSERT_EQ(r.code, 0) << r.out;
+  pruned_cnn(train, run, "--epochs 2 --lr 0.05");
   const std::string q = run + "/q.h5";
+  Result r;
   r = neurite_cli("quantize --checkpoint " + run + "/pruned.h5 --data h5:" + train +
                   " --calibration-batches 4 --batch-size 16 --json --out " + q);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -311,12 +319,9 @@ TEST(Cli, QuantizeCalibratesKeepsTheZerosAndExportsQdq) {
 TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
   const fs::path dir = temp_dir("cli_export");
   const std::string train = write_bands(dir, 40, 11), run = (dir / "run").string();
-  Result r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 1 --batch-size 20 --out " + run);
-  ASSERT_EQ(r.code, 0) << r.out;
-  r = neurite_cli("prune --checkpoint " + run + "/checkpoint.h5 --sparsity 0.9 --out " + run + "/pruned.h5");
-  ASSERT_EQ(r.code, 0) << r.out;
-  const std::string ckpt = run + "/pruned.h5", onnx17 = (dir / "m17.onnx").string(), onnx13 = (dir / "m13.onnx").string();
-  r = neurite_cli("export --checkpoint " + ckpt + " --out " + onnx17);
+  const std::string ckpt = pruned_cnn(train, run, "--epochs 1"), onnx17 = (dir / "m17.onnx").string(),
+                    onnx13 = (dir / "m13.onnx").string();
+  Result r = neurite_cli("export --checkpoint " + ckpt + " --out " + onnx17);
   ASSERT_EQ(r.code, 0) << r.out;
   r = neurite_cli("export --checkpoint " + ckpt + " --out " + onnx13 + " --opset 13");
   ASSERT_EQ(r.code, 0) << r.out;
