@@ -61,6 +61,7 @@ Engine compile(Graph graph, const CompileOptions& options) {
   plan->threads = options.threads > 0 ? options.threads : tbb::this_task_arena::max_concurrency();
   plan->arena = std::make_unique<tbb::task_arena>(plan->threads);
   autograd::NoGradGuard no_grad;
+  auto quantized_weights = detail::quantized_weights(graph);  // before folding makes them floats
   detail::specialize(graph, options.batch, options.input_shapes);
   if (!graph.inputs.empty() && !graph.inputs[0].shape.empty()) plan->batch = graph.inputs[0].shape[0];
   detail::fold_batch_norm(graph);
@@ -69,6 +70,7 @@ Engine compile(Graph graph, const CompileOptions& options) {
   plan->inputs = graph.inputs;
   const detail::GraphIndex index(graph);
   detail::Lowering lowering(graph, index, options, *plan);
+  lowering.quantized_weights = std::move(quantized_weights);
   for (const ValueInfo& out : graph.outputs) plan->outputs.emplace_back(out.name, lowering.id(out.name));
   plan->arena->execute([&] {
     lowering.build_steps();

@@ -197,12 +197,24 @@ std::unique_ptr<Step> lower_fake_quantize(Lowering& l, const Node& q) {
   const Shape& shape = g.values.at(q.inputs[0]).shape;
   if (!quantize || !dequantize || !same_grids(*quantize, *dequantize) || shape.empty() || quantize->axis == 0)
     return nullptr;
-  auto step = std::make_unique<FakeQuantizeStep>();
-  step->grids = *quantize;
-  for (kernels::QuantGrid& grid : step->grids.grids) {
+  QdqGrids grids = *quantize;
+  for (kernels::QuantGrid& grid : grids.grids) {
     grid.qmin = std::max(grid.qmin, lo);
     grid.qmax = std::min(grid.qmax, hi);
   }
+  // A product with an int8 weight takes the pair in: quantised once, into its INT8 kernel.
+  const auto product = l.index.sole_consumer(dq->outputs[0]);
+  if (product && grids.axis < 0) {
+    const Node& p = g.nodes[*product];
+    if ((p.op == OpKind::gemm || p.op == OpKind::matmul) && p.inputs[0] == dq->outputs[0] && !l.done[*product])
+      if (auto step = lower_int8_linear(l, p, q.inputs[0], grids.grids[0])) {
+        if (clip != nullptr) l.consume(clip);
+        l.consume(dq);
+        return step;
+      }
+  }
+  auto step = std::make_unique<FakeQuantizeStep>();
+  step->grids = std::move(grids);
   if (step->grids.axis > 0) --step->grids.axis;
   step->item.assign(shape.begin() + 1, shape.end());
   step->units = shape[0];

@@ -4,11 +4,15 @@
 // the weight policy picks.
 #include <fmt/format.h>
 
+#include <cstring>
+#include <optional>
+
 #include "engine/columns.h"
 #include "engine/lowering.h"
 #include "engine/steps.h"
 #include "engine/weight_policy.h"
 #include "neurite/kernels/autotune.h"
+#include "neurite/kernels/int8.h"
 #include "neurite/kernels/layout.h"
 #include "neurite/kernels/transpose.h"
 
@@ -116,6 +120,32 @@ bool into_linear(const Lowering& l, const std::string& value) {
 
 }  // namespace
 
+// The bias of Gemm or MatMul n into fused.bias: Gemm's C times beta, or the
+// constant vector a MatMul's sole Add adds (consumed). Returns the output the
+// bias is in; nullopt for a C that is no vector of `features` (the reference
+// executor's case).
+std::optional<std::string> linear_bias(Lowering& l, const Node& n, int64_t features, Fused& fused) {
+  const Graph& g = l.g;
+  std::string out = n.outputs[0];
+  if (n.op == OpKind::gemm) {
+    const float beta = static_cast<float>(n.real("beta", 1.0));
+    if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+      const Tensor* c = g.constant(n.inputs[2]);
+      if (c == nullptr || c->dtype() != autograd::Dtype::f32 || c->numel() != features) return std::nullopt;
+      for (int64_t i = 0; i < features; ++i) fused.bias.push_back(beta * c->data<float>()[i]);
+    }
+  } else if (const Node* add = l.sole_consumer(out, OpKind::add)) {  // MatMul + bias
+    const std::string& other = add->inputs[0] == out ? add->inputs[1] : add->inputs[0];
+    const Tensor* c = g.constant(other);
+    if (c != nullptr && c->dtype() == autograd::Dtype::f32 && c->numel() == features && c->dim() == 1) {
+      fused.bias.assign(c->data<float>(), c->data<float>() + features);
+      l.consume(add);
+      out = add->outputs[0];
+    }
+  }
+  return out;
+}
+
 // Gemm(x, W) and MatMul(x, W) [+ bias] with constant W: W kept as (N, K).
 std::unique_ptr<Step> lower_linear(Lowering& l, const Node& n) {
   const Graph& g = l.g;
@@ -132,28 +162,13 @@ std::unique_ptr<Step> lower_linear(Lowering& l, const Node& n) {
   } else {
     kernels::transpose(w->data<float>(), k, features, features, wt.data<float>(), k, false);
   }
+  if (gemm && n.real("alpha", 1.0) != 1.0)
+    for (int64_t i = 0; i < wt.numel(); ++i) wt.data<float>()[i] *= static_cast<float>(n.real("alpha", 1.0));
   Fused fused;
-  std::string out = n.outputs[0];
-  if (gemm) {
-    const float alpha = static_cast<float>(n.real("alpha", 1.0)), beta = static_cast<float>(n.real("beta", 1.0));
-    if (alpha != 1.0f)
-      for (int64_t i = 0; i < wt.numel(); ++i) wt.data<float>()[i] *= alpha;
-    if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
-      const Tensor* c = g.constant(n.inputs[2]);
-      if (c == nullptr || c->numel() != features) return nullptr;  // a full (M, N) C: the reference's case
-      for (int64_t i = 0; i < features; ++i) fused.bias.push_back(beta * c->data<float>()[i]);
-    }
-  } else if (const Node* add = l.sole_consumer(out, OpKind::add)) {  // MatMul + bias
-    const std::string& other = add->inputs[0] == out ? add->inputs[1] : add->inputs[0];
-    const Tensor* c = g.constant(other);
-    if (c != nullptr && c->dtype() == autograd::Dtype::f32 && c->numel() == features && c->dim() == 1) {
-      fused.bias.assign(c->data<float>(), c->data<float>() + features);
-      l.consume(add);
-      out = add->outputs[0];
-    }
-  }
+  const std::optional<std::string> biased = linear_bias(l, n, features, fused);
+  if (!biased) return nullptr;
   auto step = std::make_unique<LinearStep>();
-  out = l.fuse_tail(out, fused, step->residual);
+  const std::string out = l.fuse_tail(*biased, fused, step->residual);
   step->inputs = {l.id(n.inputs[0])};
   step->outputs = {l.id(out)};
   const int64_t m = autograd::numel(xs) / k;
@@ -185,6 +200,51 @@ std::unique_ptr<Step> lower_linear(Lowering& l, const Node& n) {
   step->info = {.name = n.name,
                 .kernel = fmt::format("linear {}x{} {}{}", k, features, to_string(format), fused_name(fused)),
                 .density = step->kernel->density()};
+  return step;
+}
+
+std::unique_ptr<Step> lower_int8_linear(Lowering& l, const Node& n, const std::string& x, const kernels::QuantGrid& grid) {
+  const Graph& g = l.g;
+  const Shape& xs = g.values.at(n.inputs[0]).shape;
+  auto it = l.quantized_weights.find(n.inputs[1]);
+  const Tensor* w = g.constant(n.inputs[1]);
+  if (!kernels::has_vnni() || it == l.quantized_weights.end() || w == nullptr || xs.size() < 2 || w->dim() != 2) return nullptr;
+  const QuantizedWeight& qw = it->second;
+  // The floats the weight folded to are still its grid's (no pass rewrote them).
+  if (w->nbytes() != qw.dequantized.nbytes() || std::memcmp(w->bytes(), qw.dequantized.bytes(), w->nbytes()) != 0)
+    return nullptr;
+  const bool gemm = n.op == OpKind::gemm;
+  if (gemm && (n.integer("transA", 0) != 0 || n.real("alpha", 1.0) != 1.0 || xs.size() != 2)) return nullptr;
+  const bool trans_b = gemm && n.integer("transB", 0) != 0;  // W (N, K); else (K, N)
+  const int64_t k = xs.back(), features = trans_b ? w->size(0) : w->size(1);
+  const int64_t feature_axis = trans_b ? 0 : 1;
+  if (qw.grids.axis >= 0 && qw.grids.axis != feature_axis) return nullptr;  // grids along K: no per-feature scale
+  for (const kernels::QuantGrid& wg : qw.grids.grids)
+    if (wg.zero_point != 0) return nullptr;  // asymmetric weights: the product needs x's sums too
+  std::vector<int8_t> wq(static_cast<size_t>(features * k));
+  for (int64_t f = 0; f < features; ++f)
+    for (int64_t c = 0; c < k; ++c) wq[f * k + c] = qw.q.data<int8_t>()[trans_b ? f * k + c : c * features + f];
+  Fused fused;
+  const std::optional<std::string> biased = linear_bias(l, n, features, fused);
+  if (!biased) return nullptr;
+  auto step = std::make_unique<Int8LinearStep>();
+  const std::string out = l.fuse_tail(*biased, fused, step->residual);
+  step->weight = kernels::pack_int8_groups(wq.data(), features, k);
+  for (int64_t f = 0; f < features; ++f)
+    step->scale.push_back(grid.scale * qw.grids.grids[qw.grids.axis < 0 ? 0 : f].scale);
+  step->x_grid = grid;
+  step->fused = std::move(fused);
+  step->isa = l.options.kernels.resolved_isa();
+  step->inputs = {l.id(x)};
+  step->outputs = {l.id(out)};
+  const int64_t m = autograd::numel(xs) / k;
+  step->units = m;
+  step->units_per_item = m / l.plan.batch;
+  step->sliceable = m % l.plan.batch == 0 && xs[0] == l.plan.batch;
+  l.consume(&n);
+  step->info = {.name = n.name,
+                .kernel = fmt::format("linear {}x{} int8 1x4{}", k, features, fused_name(step->fused)),
+                .density = step->weight.density()};
   return step;
 }
 

@@ -15,6 +15,7 @@
 
 #include "engine/graph_index.h"
 #include "engine/plan.h"
+#include "engine/qdq.h"
 #include "engine/views.h"
 
 namespace neurite::engine::detail {
@@ -40,6 +41,8 @@ struct Lowering {
     BatchedViews values;   // Softmax's output times V
   };
   std::map<std::string, Attention> attention;
+  // Constant weights in 8-bit form, by the name of the floats they fold to (engine/qdq.h).
+  std::map<std::string, QuantizedWeight> quantized_weights;
 
   Lowering(Graph& graph, const GraphIndex& index, const CompileOptions& options, Engine::Plan& plan);
   // The buffer id of a value, allocating its buffer (or taking its constant) on first use.
@@ -75,8 +78,14 @@ std::unique_ptr<Step> lower_concat(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_copy(Lowering& l, const Node& n);
 std::unique_ptr<Step> lower_elementwise(Lowering& l, const Node& n);  // engine/lower_elementwise.cpp
 // A QuantizeLinear whose sole consumer is a DequantizeLinear on the same
-// grids: one float pass of both (engine/lower_elementwise.cpp).
+// grids: one float pass of both, or, when a Gemm or MatMul with an int8
+// weight takes the result, that product on the INT8 kernels
+// (engine/lower_elementwise.cpp).
 std::unique_ptr<Step> lower_fake_quantize(Lowering& l, const Node& n);
+// Gemm or MatMul `n` of x quantised on `grid` (its DequantizeLinear's output
+// is n's input 0) on the INT8 kernels; null when n's weight has no int8 form
+// or the CPU has no VNNI (float is then as fast).
+std::unique_ptr<Step> lower_int8_linear(Lowering& l, const Node& n, const std::string& x, const kernels::QuantGrid& grid);
 
 // "+bias+add+relu": what a step fused, for its kernel name.
 std::string fused_name(const Fused& f);

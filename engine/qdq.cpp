@@ -77,4 +77,38 @@ bool same_grids(const QdqGrids& a, const QdqGrids& b) {
   return true;
 }
 
+std::map<std::string, QuantizedWeight> quantized_weights(const Graph& g) {
+  std::map<std::string, const Node*> producer;
+  for (const Node& n : g.nodes)
+    for (const auto& out : n.outputs) producer[out] = &n;
+  auto constant = [&](const Node& n, size_t k) -> const Tensor* {
+    return k < n.inputs.size() && !n.inputs[k].empty() ? g.constant(n.inputs[k]) : nullptr;
+  };
+  std::map<std::string, QuantizedWeight> out;
+  for (const Node& dq : g.nodes) {
+    if (dq.op != OpKind::dequantize_linear) continue;
+    const Tensor* scale = constant(dq, 1);
+    const Tensor* zero_point = constant(dq, 2);
+    if (scale == nullptr || (dq.inputs.size() > 2 && !dq.inputs[2].empty() && zero_point == nullptr)) continue;
+    Tensor q;
+    if (const Tensor* c = constant(dq, 0)) {
+      q = *c;
+    } else if (auto it = producer.find(dq.inputs[0]); it != producer.end() && it->second->op == OpKind::quantize_linear) {
+      const Node& qn = *it->second;
+      const Tensor* w = constant(qn, 0);
+      const Tensor* qs = constant(qn, 1);
+      const Tensor* qz = constant(qn, 2);
+      if (w == nullptr || qs == nullptr || w->dtype() != autograd::Dtype::f32) continue;
+      q = quantize_linear(qdq_grids(qn, *qs, qz != nullptr ? *qz : Tensor(), w->shape()), *w);
+    } else {
+      continue;
+    }
+    if (q.dtype() != autograd::Dtype::i8) continue;
+    QdqGrids grids = qdq_grids(dq, *scale, zero_point != nullptr ? *zero_point : Tensor(), q.shape());
+    Tensor floats = dequantize_linear(grids, q);
+    out.emplace(dq.outputs[0], QuantizedWeight{std::move(q), std::move(grids), std::move(floats)});
+  }
+  return out;
+}
+
 }  // namespace neurite::engine::detail

@@ -3,6 +3,8 @@
 // engine's steps share (the arithmetic is neurite/kernels/quantize.h's).
 #pragma once
 
+#include <map>
+#include <string>
 #include <vector>
 
 #include "neurite/engine/graph.h"
@@ -30,5 +32,18 @@ void fake_quantize(const QdqGrids& g, const float* x, float* y, const Shape& sha
 
 // The same grids on the same axis: a DequantizeLinear that undoes its QuantizeLinear.
 bool same_grids(const QdqGrids& a, const QdqGrids& b);
+
+// A constant weight on an int8 grid: DequantizeLinear of an int8 initializer
+// or of QuantizeLinear of a float one. Constant folding turns it into floats;
+// this is its 8-bit form, for the INT8 kernels, with the floats it folds to
+// (a later pass that rewrites the weight, such as batch-norm folding, leaves
+// floats that differ: the weight is then float only).
+struct QuantizedWeight {
+  Tensor q;  // int8
+  QdqGrids grids;
+  Tensor dequantized;
+};
+// Every such weight of g, by the DequantizeLinear output's name.
+std::map<std::string, QuantizedWeight> quantized_weights(const Graph& g);
 
 }  // namespace neurite::engine::detail

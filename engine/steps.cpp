@@ -7,7 +7,9 @@
 #include <cstring>
 
 #include "neurite/kernels/gemm.h"
+#include "neurite/kernels/rows.h"
 #include "neurite/kernels/scratch.h"
+#include "neurite/kernels/transpose.h"
 #include "engine/reference_ops.h"
 #include "neurite/error.h"
 
@@ -221,6 +223,45 @@ void FakeQuantizeStep::run_units(Values& v, int64_t u0, int64_t u1, int threads)
     tbb::parallel_for(u0, u1, one);
   } else {
     for (int64_t u = u0; u < u1; ++u) one(u);
+  }
+}
+
+void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
+  constexpr int64_t kRows = 64, kFeatures = 64;  // a chunk of rows: its quads and sums stay in L2
+  const int64_t k = weight.cols, n = weight.rows;
+  const float* x = v[inputs[0]].data<float>();
+  const float* res = residual >= 0 ? v[residual].data<float>() : nullptr;
+  float* y = v[outputs[0]].data<float>();
+  thread_local kernels::Scratch<uint8_t> t_quads;
+  thread_local kernels::Scratch<int32_t> t_sums;
+  thread_local kernels::ScratchFloats t_rows;
+  for (int64_t r0 = u0; r0 < u1; r0 += kRows) {
+    const int64_t rows = std::min(kRows, u1 - r0), ld = kernels::quad_ld(rows);
+    uint8_t* quads = kernels::scratch(t_quads, (k + 3) / 4 * ld * 4);
+    int32_t* sums = kernels::scratch(t_sums, n * ld);
+    float* features = kernels::scratch(t_rows, n * ld);  // feature-major floats, then transposed into y
+    const int32_t zp = kernels::to_quads(x + r0 * k, rows, k, x_grid, quads, ld);
+    auto block = [&](int64_t f0, int64_t f1) {
+      kernels::int8_gemm(weight, quads, ld, sums, f0, f1, isa);
+      for (int64_t f = f0; f < f1; ++f) {
+        const float s = scale[f], b = fused.bias.empty() ? 0.0f : fused.bias[f];
+        const int32_t correction = zp * weight.row_sum[f];
+        for (int64_t m = 0; m < rows; ++m)
+          features[f * ld + m] = s * static_cast<float>(sums[f * ld + m] - correction) + b;
+      }
+    };
+    const int64_t blocks = (n + kFeatures - 1) / kFeatures;
+    if (threads > 1) {
+      tbb::parallel_for(int64_t{0}, blocks, [&](int64_t b) { block(b * kFeatures, std::min(n, (b + 1) * kFeatures)); });
+    } else {
+      block(0, n);
+    }
+    float* out = y + r0 * n;
+    kernels::transpose(features, n, rows, ld, out, n, false);
+    if (res != nullptr || fused.activation != kernels::Activation::none)
+      for (int64_t m = 0; m < rows; ++m)
+        kernels::bias_activation_row(out + m * n, out + m * n, n, 0.0f, res != nullptr ? res + (r0 + m) * n : nullptr,
+                                     fused.activation);
   }
 }
 

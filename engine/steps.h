@@ -9,6 +9,7 @@
 #include "engine/kernels.h"
 #include "engine/plan.h"
 #include "engine/qdq.h"
+#include "neurite/kernels/int8.h"
 #include "neurite/kernels/elementwise.h"
 #include "neurite/kernels/gemm.h"
 
@@ -176,6 +177,21 @@ class FakeQuantizeStep : public UnitStep {
  public:
   QdqGrids grids;  // their axis counted within an item
   Shape item;      // an item's shape
+
+  void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
+};
+
+// Gemm or MatMul on 8-bit grids: x quantised on its grid to uint8 quads,
+// int8 weights in 1x4 groups, exact int32 sums (neurite/kernels/int8.h), then
+// in float the scales, bias, residual and activation. Units: rows of the
+// (M, K) view of the input.
+class Int8LinearStep : public UnitStep {
+ public:
+  kernels::Int8Groups weight;  // (N, K)
+  std::vector<float> scale;    // per output feature: x's scale times its weight scale
+  kernels::QuantGrid x_grid;
+  Fused fused;
+  kernels::Isa isa = kernels::Isa::reference;
 
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };

@@ -14,6 +14,7 @@
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/reference.h"
 #include "neurite/engine/trace.h"
+#include "neurite/kernels/int8.h"
 #include "neurite/layers/layers.h"
 #include "neurite/layers/models.h"
 #include "neurite/pruning/pruning.h"
@@ -163,12 +164,16 @@ TEST(Trace, QuantizedModelsExportAsQdqPairsThatOnnxRuntimeRuns) {
     for (const Mode mode : {Mode::layers, Mode::columns}) {
       Engine e = compile(imported, {.batch = 5, .mode = mode, .kernels = {.autotune = false}});
       testing::expect_close(e.run({{"input", x}}).at("output"), want, 1e-4);
-      int fake = 0;
+      int fake = 0, int8 = 0;
       for (const StepInfo& s : e.steps()) {
         EXPECT_EQ(s.kernel.find("node QuantizeLinear"), std::string::npos) << s.name;
         fake += s.kernel.find("fake quantize") != std::string::npos;
+        int8 += s.kernel.find("int8 1x4") != std::string::npos;
       }
-      EXPECT_EQ(fake, 4) << "the activations' pairs; the weights' fold into the weights";
+      // The convolutions' inputs as fake-quantize steps (the weights' pairs fold
+      // into the weights); the linear layers on the INT8 kernels where VNNI is.
+      EXPECT_EQ(int8, kernels::has_vnni() ? 2 : 0);
+      EXPECT_EQ(fake + int8, 4);
     }
   }
 }

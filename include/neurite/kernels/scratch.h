@@ -26,10 +26,13 @@ struct CacheLineAllocator {
   void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
   bool operator==(const CacheLineAllocator&) const { return true; }
 };
-using ScratchFloats = std::vector<float, CacheLineAllocator<float>>;
+template <typename T>
+using Scratch = std::vector<T, CacheLineAllocator<T>>;
+using ScratchFloats = Scratch<float>;
 
-// At least `size` floats of `buffer`, which grows as needed and keeps its size.
-inline float* scratch(ScratchFloats& buffer, int64_t size) {
+// At least `size` elements of `buffer`, which grows as needed and keeps its size.
+template <typename T>
+T* scratch(Scratch<T>& buffer, int64_t size) {
   if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
   return buffer.data();
 }

@@ -1,0 +1,58 @@
+// neurite/kernels/int8.h — 8-bit products: int8 weights times uint8
+// activations with int32 sums, the arithmetic of QDQ models' convolutions and
+// linear layers (y = x_scale · w_scale · Σ (x_q - x_zero) · w_q).
+//
+// The weight (rows, cols) is held in groups of four consecutive columns (1x4
+// blocks along the reduction), only the groups holding a non-zero: a dense
+// weight keeps them all, a 1x4-block-pruned one its blocks, an unstructured
+// one every group a kept weight falls in. Four is what one VNNI instruction
+// (vpdpbusd) sums per 32-bit lane.
+//
+// The activations are quads: four consecutive features of one item in four
+// bytes, items contiguous (x4[((k / 4) · ld + m) · 4 + k % 4]), so a group
+// times 16 items is one vpdpbusd.
+//
+//   kernels::Int8Groups w = kernels::pack_int8_groups(weight_q, rows, cols);
+//   kernels::to_quads(x, items, cols, grid, x4, ld);
+//   kernels::int8_gemm(w, x4, ld, acc, 0, w.rows, kernels::best_isa());
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "neurite/kernels/policy.h"
+#include "neurite/kernels/quantize.h"
+
+namespace neurite::kernels {
+
+struct Int8Groups {
+  int64_t rows = 0, cols = 0;      // the weight's (N, K)
+  std::vector<int64_t> row_start;  // rows + 1: each row's first group
+  std::vector<int32_t> quad;       // per group: its first column / 4
+  std::vector<int32_t> weights;    // per group: its four int8 weights, column order, in one int32
+  std::vector<int32_t> row_sum;    // per row: the sum of its weights (the zero point's correction)
+
+  int64_t groups() const { return static_cast<int64_t>(quad.size()); }
+  double density() const;  // groups held of all groups
+};
+
+// `w` (rows, cols) row-major int8.
+Int8Groups pack_int8_groups(const int8_t* w, int64_t rows, int64_t cols);
+
+// Items of a quad buffer: at least `items`, whole vectors of 16.
+int64_t quad_ld(int64_t items);
+// x (items, cols) float, row-major, quantised on `grid` and shifted to uint8
+// (an int8 grid's values + 128), into quads x4 (ceil(cols / 4), ld, 4); the
+// columns past `cols` and the items past `items` are zero. Returns the zero
+// point of the uint8 values.
+int32_t to_quads(const float* x, int64_t items, int64_t cols, const QuantGrid& grid, uint8_t* x4, int64_t ld);
+
+// acc[n · ld + m] = Σ_k x4(m, k) · w[n][k] for rows n in [n0, n1) and every
+// item m < ld: exact int32 sums, as every ISA computes them. avx512 runs
+// VNNI where the CPU has it, else the avx2 kernel.
+void int8_gemm(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1, Isa isa);
+
+// Whether this CPU has AVX-512 VNNI (vpdpbusd).
+bool has_vnni();
+
+}  // namespace neurite::kernels

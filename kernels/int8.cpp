@@ -1,0 +1,95 @@
+#include "neurite/kernels/int8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace neurite::kernels {
+
+namespace avx512 {
+void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1);
+}
+namespace avx2 {
+void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1);
+}
+
+double Int8Groups::density() const {
+  const int64_t all = rows * ((cols + 3) / 4);
+  return all == 0 ? 0.0 : static_cast<double>(groups()) / static_cast<double>(all);
+}
+
+Int8Groups pack_int8_groups(const int8_t* w, int64_t rows, int64_t cols) {
+  Int8Groups g;
+  g.rows = rows;
+  g.cols = cols;
+  g.row_start.assign(1, 0);
+  for (int64_t n = 0; n < rows; ++n) {
+    int32_t sum = 0;
+    for (int64_t q = 0; q * 4 < cols; ++q) {
+      int8_t four[4] = {0, 0, 0, 0};
+      bool kept = false;
+      for (int64_t j = 0; j < 4 && q * 4 + j < cols; ++j) {
+        four[j] = w[n * cols + q * 4 + j];
+        kept = kept || four[j] != 0;
+        sum += four[j];
+      }
+      if (!kept) continue;
+      int32_t packed;
+      std::memcpy(&packed, four, 4);
+      g.quad.push_back(static_cast<int32_t>(q));
+      g.weights.push_back(packed);
+    }
+    g.row_sum.push_back(sum);
+    g.row_start.push_back(g.groups());
+  }
+  return g;
+}
+
+int64_t quad_ld(int64_t items) { return (items + 15) / 16 * 16; }
+
+int32_t to_quads(const float* x, int64_t items, int64_t cols, const QuantGrid& grid, uint8_t* x4, int64_t ld) {
+  const int64_t quads = (cols + 3) / 4;
+  std::memset(x4, 0, static_cast<size_t>(quads * ld * 4));
+  // An int8 grid moved up by 128: the same steps in uint8, so that the
+  // activations are vpdpbusd's unsigned operand.
+  const int32_t shift = grid.qmin < 0 ? 128 : 0;
+  const float inverse = 1.0f / grid.scale, zp = static_cast<float>(grid.zero_point + shift);
+  const float lo = static_cast<float>(grid.qmin + shift), hi = static_cast<float>(grid.qmax + shift);
+  for (int64_t m = 0; m < items; ++m)
+    for (int64_t k = 0; k < cols; ++k) {
+      const float q = std::min(std::max(std::nearbyint(x[m * cols + k] * inverse) + zp, lo), hi);
+      x4[((k / 4) * ld + m) * 4 + k % 4] = static_cast<uint8_t>(q);
+    }
+  return grid.zero_point + shift;
+}
+
+namespace {
+
+void int8_gemm_reference(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    int32_t* out = acc + n * ld;
+    std::fill_n(out, ld, 0);
+    for (int64_t g = w.row_start[n]; g < w.row_start[n + 1]; ++g) {
+      int8_t four[4];
+      std::memcpy(four, &w.weights[g], 4);
+      const uint8_t* x = x4 + static_cast<int64_t>(w.quad[g]) * ld * 4;
+      for (int64_t m = 0; m < ld; ++m)
+        for (int j = 0; j < 4; ++j) out[m] += static_cast<int32_t>(x[m * 4 + j]) * four[j];
+    }
+  }
+}
+
+}  // namespace
+
+bool has_vnni() {
+  static const bool vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  return vnni;
+}
+
+void int8_gemm(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1, Isa isa) {
+  if (isa == Isa::avx512 && has_vnni()) return avx512::int8_gemm_entry(w, x4, ld, acc, n0, n1);
+  if (isa != Isa::reference && isa_supported(Isa::avx2)) return avx2::int8_gemm_entry(w, x4, ld, acc, n0, n1);
+  int8_gemm_reference(w, x4, ld, acc, n0, n1);
+}
+
+}  // namespace neurite::kernels

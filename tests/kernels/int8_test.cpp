@@ -1,0 +1,77 @@
+// The INT8 product under every ISA this CPU has against its reference twin
+// (exact int32 sums), and against float arithmetic on the dequantised values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "neurite/autograd/tensor.h"
+#include "neurite/kernels/int8.h"
+
+namespace neurite::kernels {
+namespace {
+
+using autograd::Tensor;
+
+std::vector<Isa> isas() {
+  std::vector<Isa> out;
+  for (auto isa : {Isa::reference, Isa::avx2, Isa::avx512})
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+// Weights (rows, cols) in [-127, 127] with a fraction kept: every weight
+// alone (unstructured), or whole 1x4 groups.
+std::vector<int8_t> weights(int64_t rows, int64_t cols, double keep, bool groups, uint64_t seed) {
+  const Tensor r = Tensor::rand({rows * cols}, seed), v = Tensor::randint({rows * cols}, seed + 1, -127, 128);
+  std::vector<int8_t> w(static_cast<size_t>(rows * cols));
+  for (int64_t n = 0; n < rows; ++n)
+    for (int64_t k = 0; k < cols; ++k) {
+      const int64_t i = n * cols + k, decide = groups ? n * cols + k / 4 * 4 : i;
+      w[i] = r.data<float>()[decide] < keep ? static_cast<int8_t>(v.data<int64_t>()[i]) : 0;
+    }
+  return w;
+}
+
+TEST(Int8Gemm, EveryIsaSumsExactlyAsTheReference) {
+  uint64_t seed = 1;
+  for (int64_t rows : {1, 5, 33})
+    for (int64_t cols : {3, 4, 37, 128})
+      for (int64_t items : {1, 16, 70})
+        for (const auto& [keep, groups] : {std::pair{1.0, false}, std::pair{0.1, false}, std::pair{0.1, true}}) {
+          SCOPED_TRACE(::testing::Message() << rows << "x" << cols << " items " << items << " keep " << keep
+                                            << (groups ? " 1x4" : " unstructured"));
+          const auto w = weights(rows, cols, keep, groups, seed += 2);
+          const Int8Groups packed = pack_int8_groups(w.data(), rows, cols);
+          if (keep == 1.0) {
+            EXPECT_EQ(packed.density(), 1.0);
+          }
+          const int64_t ld = quad_ld(items), quads = (cols + 3) / 4;
+          const Tensor x = Tensor::randn({items * cols}, seed += 2);
+          std::vector<uint8_t> x4(static_cast<size_t>(quads * ld * 4));
+          const QuantGrid grid{.scale = 0.02f, .zero_point = -5, .qmin = -128, .qmax = 127};
+          const int32_t zp = to_quads(x.data<float>(), items, cols, grid, x4.data(), ld);
+          EXPECT_EQ(zp, 123);
+          std::vector<int32_t> want(static_cast<size_t>(rows * ld));
+          int8_gemm(packed, x4.data(), ld, want.data(), 0, rows, Isa::reference);
+          // The reference against the definition, through the dequantised float values.
+          for (int64_t n = 0; n < rows; ++n)
+            for (int64_t m = 0; m < items; ++m) {
+              double exact = 0;
+              for (int64_t k = 0; k < cols; ++k) {
+                const float xq = std::min(std::max(std::nearbyint(x.data<float>()[m * cols + k] / 0.02f) - 5.0f, -128.0f), 127.0f);
+                exact += (xq + 5.0) * w[n * cols + k];
+              }
+              ASSERT_EQ(want[n * ld + m] - zp * packed.row_sum[n], static_cast<int32_t>(exact)) << n << "," << m;
+            }
+          for (Isa isa : isas()) {
+            SCOPED_TRACE(isa_name(isa));
+            std::vector<int32_t> got(want.size(), -1);
+            int8_gemm(packed, x4.data(), ld, got.data(), 0, rows, isa);
+            ASSERT_EQ(got, want);
+          }
+        }
+}
+
+}  // namespace
+}  // namespace neurite::kernels
