@@ -217,7 +217,8 @@ std::unique_ptr<Step> lower_int8_linear(Lowering& l, const Node& n, const std::s
   if (gemm && (n.integer("transA", 0) != 0 || n.real("alpha", 1.0) != 1.0 || xs.size() != 2)) return nullptr;
   const bool trans_b = gemm && n.integer("transB", 0) != 0;  // W (N, K); else (K, N)
   const int64_t k = xs.back(), features = trans_b ? w->size(0) : w->size(1);
-  const int64_t feature_axis = trans_b ? 0 : 1;
+  const int64_t feature_axis = trans_b ? 0 : 1, m = autograd::numel(xs) / k;
+  if (m < kernels::kInt8MinItems) return nullptr;
   if (qw.grids.axis >= 0 && qw.grids.axis != feature_axis) return nullptr;  // grids along K: no per-feature scale
   for (const kernels::QuantGrid& wg : qw.grids.grids)
     if (wg.zero_point != 0) return nullptr;  // asymmetric weights: the product needs x's sums too
@@ -237,7 +238,6 @@ std::unique_ptr<Step> lower_int8_linear(Lowering& l, const Node& n, const std::s
   step->isa = l.options.kernels.resolved_isa();
   step->inputs = {l.id(x)};
   step->outputs = {l.id(out)};
-  const int64_t m = autograd::numel(xs) / k;
   step->units = m;
   step->units_per_item = m / l.plan.batch;
   step->sliceable = m % l.plan.batch == 0 && xs[0] == l.plan.batch;

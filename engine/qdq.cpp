@@ -108,6 +108,15 @@ std::map<std::string, QuantizedWeight> quantized_weights(const Graph& g) {
     Tensor floats = dequantize_linear(grids, q);
     out.emplace(dq.outputs[0], QuantizedWeight{std::move(q), std::move(grids), std::move(floats)});
   }
+  // Transposed matrices too (a traced MatMul reads Wᵀ): the grids' axis moves.
+  for (size_t i : g.topological_order()) {
+    const Node& t = g.nodes[i];
+    auto it = t.op == OpKind::transpose ? out.find(t.inputs[0]) : out.end();
+    if (it == out.end() || it->second.q.dim() != 2 || t.integers("perm", {1, 0}) != std::vector<int64_t>{1, 0}) continue;
+    QuantizedWeight w{it->second.q.transpose(0, 1), it->second.grids, it->second.dequantized.transpose(0, 1)};
+    if (w.grids.axis >= 0) w.grids.axis = 1 - w.grids.axis;
+    out.emplace(t.outputs[0], std::move(w));
+  }
   return out;
 }
 

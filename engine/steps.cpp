@@ -240,7 +240,18 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
     uint8_t* quads = kernels::scratch(t_quads, (k + 3) / 4 * ld * 4);
     int32_t* sums = kernels::scratch(t_sums, n * ld);
     float* features = kernels::scratch(t_rows, n * ld);  // feature-major floats, then transposed into y
-    const int32_t zp = kernels::to_quads(x + r0 * k, rows, k, x_grid, quads, ld);
+    const int64_t quad_count = (k + 3) / 4;
+    for (int64_t q = 0; q < quad_count && rows < ld; ++q)  // the padding items, summed but not read
+      std::memset(quads + (q * ld + rows) * 4, 0, static_cast<size_t>((ld - rows) * 4));
+    auto quantize = [&](int64_t m0, int64_t m1) {
+      return kernels::to_quads(x + (r0 + m0) * k, m1 - m0, k, x_grid, quads + m0 * 4, ld);
+    };
+    const int32_t zp = quantize(0, 0);
+    if (threads > 1) {
+      tbb::parallel_for(int64_t{0}, rows, int64_t{8}, [&](int64_t m) { quantize(m, std::min(rows, m + 8)); });
+    } else {
+      quantize(0, rows);
+    }
     auto block = [&](int64_t f0, int64_t f1) {
       kernels::int8_gemm(weight, quads, ld, sums, f0, f1, isa);
       for (int64_t f = f0; f < f1; ++f) {

@@ -48,18 +48,24 @@ Int8Groups pack_int8_groups(const int8_t* w, int64_t rows, int64_t cols) {
 int64_t quad_ld(int64_t items) { return (items + 15) / 16 * 16; }
 
 int32_t to_quads(const float* x, int64_t items, int64_t cols, const QuantGrid& grid, uint8_t* x4, int64_t ld) {
-  const int64_t quads = (cols + 3) / 4;
-  std::memset(x4, 0, static_cast<size_t>(quads * ld * 4));
   // An int8 grid moved up by 128: the same steps in uint8, so that the
   // activations are vpdpbusd's unsigned operand.
   const int32_t shift = grid.qmin < 0 ? 128 : 0;
   const float inverse = 1.0f / grid.scale, zp = static_cast<float>(grid.zero_point + shift);
   const float lo = static_cast<float>(grid.qmin + shift), hi = static_cast<float>(grid.qmax + shift);
-  for (int64_t m = 0; m < items; ++m)
-    for (int64_t k = 0; k < cols; ++k) {
-      const float q = std::min(std::max(std::nearbyint(x[m * cols + k] * inverse) + zp, lo), hi);
-      x4[((k / 4) * ld + m) * 4 + k % 4] = static_cast<uint8_t>(q);
+  const int64_t quads = (cols + 3) / 4;
+  constexpr int64_t kRun = 256;  // a row is quantised a run of columns at a time (a vectorised loop), then dealt out as words
+  alignas(64) uint8_t run[kRun];
+  for (int64_t m = 0; m < items; ++m) {
+    const float* row = x + m * cols;
+    for (int64_t c0 = 0; c0 < quads * 4; c0 += kRun) {
+      const int64_t n = std::min(kRun, cols - c0), padded = std::min(kRun, quads * 4 - c0);
+      for (int64_t i = 0; i < n; ++i)
+        run[i] = static_cast<uint8_t>(static_cast<int32_t>(std::min(std::max(std::nearbyint(row[c0 + i] * inverse) + zp, lo), hi)));
+      for (int64_t i = std::max<int64_t>(n, 0); i < padded; ++i) run[i] = 0;
+      for (int64_t i = 0; i < padded; i += 4) std::memcpy(x4 + (((c0 + i) / 4) * ld + m) * 4, run + i, 4);
     }
+  }
   return grid.zero_point + shift;
 }
 

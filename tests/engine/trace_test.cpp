@@ -153,7 +153,7 @@ TEST(Trace, QuantizedModelsExportAsQdqPairsThatOnnxRuntimeRuns) {
     const Graph imported = load_onnx(path17);
     EXPECT_EQ(to_onnx(imported), to_onnx(g)) << "export -> import -> export is the same file";
 
-    const Tensor x = Tensor::randn({5, 1, 12, 12}, 30);
+    const Tensor x = Tensor::randn({20, 1, 12, 12}, 30);  // a vector of items or more: the INT8 kernels' batch
     Tensor want;
     {
       autograd::NoGradGuard no_grad;
@@ -162,7 +162,7 @@ TEST(Trace, QuantizedModelsExportAsQdqPairsThatOnnxRuntimeRuns) {
     testing::expect_close(run_reference(imported, {{"input", x}}).at("output"), want, 1e-5);
     for (const std::string& path : {path17, path13}) testing::expect_close(testing::run_onnxruntime(path, x, dir), want, 1e-4);
     for (const Mode mode : {Mode::layers, Mode::columns}) {
-      Engine e = compile(imported, {.batch = 5, .mode = mode, .kernels = {.autotune = false}});
+      Engine e = compile(imported, {.batch = 20, .mode = mode, .kernels = {.autotune = false}});
       testing::expect_close(e.run({{"input", x}}).at("output"), want, 1e-4);
       int fake = 0, int8 = 0;
       for (const StepInfo& s : e.steps()) {
@@ -175,6 +175,41 @@ TEST(Trace, QuantizedModelsExportAsQdqPairsThatOnnxRuntimeRuns) {
       EXPECT_EQ(int8, kernels::has_vnni() ? 2 : 0);
       EXPECT_EQ(fake + int8, 4);
     }
+  }
+}
+
+// Two quantised linear layers on (N, L, E) items, the second with a residual
+// and ReLU after it: MatMul on 3-D inputs, the bias Add, the residual and the
+// activation all fused into the INT8 steps; per-channel weights on one.
+struct QuantizedBlock : layers::UnaryModule {
+  std::shared_ptr<layers::Linear> up = register_module("up", std::make_shared<layers::Linear>(32, 48));
+  std::shared_ptr<layers::Linear> down = register_module("down", std::make_shared<layers::Linear>(48, 32));
+  Variable forward(const Variable& x) override { return autograd::relu(down->forward(autograd::relu(up->forward(x))) + x); }
+};
+
+TEST(Trace, QuantizedLinearLayersRunOnInt8StepsAsTheReference) {
+  QuantizedBlock model;
+  pruning::prune(model, {"up.weight", "down.weight"}, 0.8, pruning::MaskType::parse("unstructured"), false);
+  layers::QuantScheme per_channel;
+  per_channel.weights->per_channel = true;
+  model.up->quantize({});
+  model.down->quantize(per_channel);
+  for (uint64_t seed = 40; seed < 43; ++seed) model.forward(Variable(Tensor::randn({8, 4, 32}, seed)));
+  model.eval();
+  const Graph g = trace(model, Tensor::zeros({1, 4, 32}));
+  const Tensor x = Tensor::randn({20, 4, 32}, 44);
+  Tensor want;
+  {
+    autograd::NoGradGuard no_grad;
+    want = model.forward(Variable(x)).data();
+  }
+  testing::expect_close(run_reference(g, {{"input", x}}).at("output"), want, 1e-5);
+  for (const Mode mode : {Mode::layers, Mode::columns}) {
+    Engine e = compile(g, {.batch = 20, .threads = 2, .mode = mode, .kernels = {.autotune = false}});
+    testing::expect_close(e.run({{"input", x}}).at("output"), want, 1e-4);
+    int int8 = 0;
+    for (const StepInfo& s : e.steps()) int8 += s.kernel.find("int8 1x4") != std::string::npos;
+    EXPECT_EQ(int8, kernels::has_vnni() ? 2 : 0);
   }
 }
 

@@ -48,7 +48,7 @@ TEST(Int8Gemm, EveryIsaSumsExactlyAsTheReference) {
           }
           const int64_t ld = quad_ld(items), quads = (cols + 3) / 4;
           const Tensor x = Tensor::randn({items * cols}, seed += 2);
-          std::vector<uint8_t> x4(static_cast<size_t>(quads * ld * 4));
+          std::vector<uint8_t> x4(static_cast<size_t>(quads * ld * 4), 0);  // items past `items` stay zero
           const QuantGrid grid{.scale = 0.02f, .zero_point = -5, .qmin = -128, .qmax = 127};
           const int32_t zp = to_quads(x.data<float>(), items, cols, grid, x4.data(), ld);
           EXPECT_EQ(zp, 123);

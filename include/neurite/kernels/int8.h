@@ -39,12 +39,18 @@ struct Int8Groups {
 // `w` (rows, cols) row-major int8.
 Int8Groups pack_int8_groups(const int8_t* w, int64_t rows, int64_t cols);
 
+// Fewer items than one vector leave lanes idle: measured on the MLP, INT8
+// loses to float below this many rows (bench/RESULTS.md), so the engine
+// keeps such layers float.
+constexpr int64_t kInt8MinItems = 16;
+
 // Items of a quad buffer: at least `items`, whole vectors of 16.
 int64_t quad_ld(int64_t items);
 // x (items, cols) float, row-major, quantised on `grid` and shifted to uint8
-// (an int8 grid's values + 128), into quads x4 (ceil(cols / 4), ld, 4); the
-// columns past `cols` and the items past `items` are zero. Returns the zero
-// point of the uint8 values.
+// (an int8 grid's values + 128), into items [0, items) of quads x4
+// (ceil(cols / 4), ld, 4), the columns past `cols` zero; items past `items`
+// are left as they are (a caller zeroes them, or fills them by another call
+// at x4 + items * 4). Returns the zero point of the uint8 values.
 int32_t to_quads(const float* x, int64_t items, int64_t cols, const QuantGrid& grid, uint8_t* x4, int64_t ld);
 
 // acc[n · ld + m] = Σ_k x4(m, k) · w[n][k] for rows n in [n0, n1) and every
