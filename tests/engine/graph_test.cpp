@@ -108,5 +108,49 @@ TEST(Graph, ValidationNamesTheNodeAndValueAtFault) {
   expect_error<ShapeError>([&] { shapes.infer_shapes(); }, {"node 'fc' (Gemm)", "[-1,16]", "[10,32]"});
 }
 
+// x (N, 4) through QuantizeLinear and DequantizeLinear on `scale` and
+// `zero_point`, per axis `axis` when the scale is a vector.
+Graph qdq(Tensor scale, Tensor zero_point, int64_t axis = 1) {
+  Graph g;
+  g.inputs.push_back({"x", DataType::float32, {-1, 4}});
+  g.outputs.push_back({"y"});
+  g.initializers.emplace("s", std::move(scale));
+  g.initializers.emplace("z", std::move(zero_point));
+  g.nodes.push_back({.op = OpKind::quantize_linear, .name = "q", .inputs = {"x", "s", "z"}, .outputs = {"xq"},
+                     .attributes = {{"axis", axis}}});
+  g.nodes.push_back({.op = OpKind::dequantize_linear, .name = "dq", .inputs = {"xq", "s", "z"}, .outputs = {"y"},
+                     .attributes = {{"axis", axis}}});
+  return g;
+}
+
+Tensor bytes(std::vector<int> values, autograd::Dtype type = autograd::Dtype::u8) {
+  Tensor t = Tensor::empty({static_cast<int64_t>(values.size())}, type);
+  for (size_t i = 0; i < values.size(); ++i)
+    if (type == autograd::Dtype::u8) t.data<uint8_t>()[i] = static_cast<uint8_t>(values[i]);
+    else t.data<int8_t>()[i] = static_cast<int8_t>(values[i]);
+  return t;
+}
+
+// Bad QDQ graphs: each error names the node at fault.
+TEST(Graph, QuantizeLinearChecksItsGridsAndNamesTheNode) {
+  EXPECT_NO_THROW(qdq(Tensor::full({4}, 0.1f), bytes({1, 2, 3, 4})).infer_shapes());
+  expect_error<ValueError>([] { qdq(Tensor::scalar(0.0f), bytes({7}).reshape({})).infer_shapes(); },
+                           {"node 'q' (QuantizeLinear)", "scale 0", "not a positive finite number"});
+  expect_error<ValueError>([] { qdq(Tensor::full({4}, -1.0f), bytes({0, 0, 0, 0})).infer_shapes(); },
+                           {"node 'q'", "scale -1"});
+  expect_error<ShapeError>([] { qdq(Tensor::full({4}, 0.1f), bytes({0, 0, 0})).infer_shapes(); },
+                           {"node 'q'", "zero point is [3]", "scale [4]"});
+  expect_error<ShapeError>([] { qdq(Tensor::full({3}, 0.1f), bytes({0, 0, 0})).infer_shapes(); },
+                           {"node 'q'", "3 scales for axis 1", "[-1,4]"});
+  expect_error<ValueError>([] { qdq(Tensor::full({4}, 0.1f), bytes({0, 0, 0, 0}), 2).infer_shapes(); },
+                           {"node 'q'", "axis 2 is out of range"});
+  expect_error<DtypeError>([] { qdq(Tensor::full({4}, 0.1f), ints({0, 0, 0, 0})).infer_shapes(); },
+                           {"node 'q'", "zero point is int64, expected int8 or uint8"});
+  // 8-bit values go only into DequantizeLinear, Clip and Identity.
+  Graph add = qdq(Tensor::scalar(0.1f), bytes({0}).reshape({}));
+  add.nodes[1] = {.op = OpKind::add, .name = "sum", .inputs = {"xq", "xq"}, .outputs = {"y"}, .attributes = {}};
+  expect_error<FormatError>([&] { add.validate(); }, {"node 'sum' (Add)", "8-bit value 'xq'"});
+}
+
 }  // namespace
 }  // namespace neurite::engine
