@@ -12,11 +12,14 @@ latency and the ratio ORT-dense / Neurite (above 1: we are faster).
 Two sources of ONNX files for the same architectures: "ours", Neurite's own
 export (build/bench/bench_engine_models: zoo weights, batch-norm statistics
 perturbed; u90: 90 % unstructured, b90: 90 % in 4x1 blocks, both
-magnitude-pruned per tensor), and "torch", the files users bring: PyTorch
+magnitude-pruned per tensor; qdense, qu90, qb90: the same trained
+quantisation-aware to 8 bits, QDQ pairs on every Linear and Conv2d, qb90 in
+1x4 blocks), and "torch", the files users bring: PyTorch
 1.13's exporter on the PyTorch twins of the zoo (bench/export_torch.py, opset
 13: LayerNorm and GELU from primitives, sequence-first attention; dense and
-u90 only). ONNX Runtime runs each sparse file as well as
-the dense one: it has no sparse kernels, so its time is the dense time.
+u90 only). ONNX Runtime runs the dense float file as the anchor: it has no
+sparse kernels, so its time on a sparse file is the dense time; for a QDQ
+variant it also runs the same QDQ file (column "ORT same file").
 --layers adds our layer mode beside columns. --json FILE keeps every figure.
 """
 import argparse
@@ -32,7 +35,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--build", default="build")
 ap.add_argument("--models", default="resnet20,mlp,transformer")
 ap.add_argument("--sources", default="ours,torch")
-ap.add_argument("--variants", default="dense,u90,b90")
+ap.add_argument("--variants", default="dense,u90,b90,qdense,qu90,qb90")
 ap.add_argument("--batches", default="1,64")
 ap.add_argument("--threads", default="1,2")
 ap.add_argument("--time", type=float, default=2.0)
@@ -46,7 +49,7 @@ models_dir = os.path.join(build, "bench-models")
 ort_dir = os.path.join(build, "onnxruntime", "node_modules", "onnxruntime-node")
 here = os.path.dirname(os.path.abspath(__file__))
 sources = args.sources.split(",")
-if "ours" in sources and not os.path.exists(os.path.join(models_dir, "transformer_b90.onnx")):
+if "ours" in sources and not os.path.exists(os.path.join(models_dir, "transformer_qb90.onnx")):
     subprocess.run([os.path.join(build, "bench", "bench_engine_models"), models_dir], check=True, stdout=subprocess.DEVNULL)
 if "torch" in sources and not os.path.exists(os.path.join(models_dir, "torch_transformer_u90.onnx")):
     subprocess.run(["/usr/bin/python3", os.path.join(here, "export_torch.py"), models_dir], check=True,
@@ -81,9 +84,9 @@ def ort(path, batch, threads):
 
 
 records = []
-print(f"| model | source | batch | threads | ORT dense ms | variant | Neurite columns ms | x ORT dense |"
+print(f"| model | source | batch | threads | ORT dense ms | variant | Neurite columns ms | x ORT dense | ORT same file ms | x ORT same file |"
       + (" layers ms | columns/layers |" if args.layers else ""))
-print("|---|---|---|---|---|---|---|---|" + ("---|---|" if args.layers else ""))
+print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if args.layers else ""))
 for model, source in [(m, s) for m in args.models.split(",") for s in sources]:
     prefix = "torch_" if source == "torch" else ""
     variants = [v for v in args.variants.split(",") if source == "ours" or v in TORCH_VARIANTS]
@@ -91,20 +94,24 @@ for model, source in [(m, s) for m in args.models.split(",") for s in sources]:
         for threads in map(int, args.threads.split(",")):
             dense_path = os.path.join(models_dir, f"{prefix}{model}_dense.onnx")
             ort_ms = []
-            rows = {v: {"columns": [], "layers": []} for v in variants}
+            rows = {v: {"columns": [], "layers": [], "ort": []} for v in variants}
             for _ in range(args.rounds):
                 ort_ms.append(ort(dense_path, batch, threads)["latency_ms"]["mean"])
                 for v in rows:
                     path = os.path.join(models_dir, f"{prefix}{model}_{v}.onnx")
                     rows[v]["columns"].append(ours(path, batch, threads, "columns")["latency_ms"]["mean"])
+                    if v.startswith("q"):
+                        rows[v]["ort"].append(ort(path, batch, threads)["latency_ms"]["mean"])
                     if args.layers:
                         rows[v]["layers"].append(ours(path, batch, threads, "layers")["latency_ms"]["mean"])
             o = statistics.median(ort_ms)
             for v, r in rows.items():
                 c = statistics.median(r["columns"])
-                line = f"| {model} | {source} | {batch} | {threads} | {o:.3f} | {v} | {c:.3f} | {o / c:.2f} |"
+                same = statistics.median(r["ort"]) if r["ort"] else None
+                line = (f"| {model} | {source} | {batch} | {threads} | {o:.3f} | {v} | {c:.3f} | {o / c:.2f} | "
+                        + (f"{same:.3f} | {same / c:.2f} |" if same else " | |"))
                 rec = {"model": model, "source": source, "batch": batch, "threads": threads, "variant": v, "ort_dense_ms": o,
-                       "columns_ms": c}
+                       "columns_ms": c, "ort_same_file_ms": same}
                 if args.layers:
                     l = statistics.median(r["layers"])
                     line += f" {l:.3f} | {l / c:.2f} |"

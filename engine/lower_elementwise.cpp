@@ -206,12 +206,16 @@ std::unique_ptr<Step> lower_fake_quantize(Lowering& l, const Node& q) {
   const auto product = l.index.sole_consumer(dq->outputs[0]);
   if (product && grids.axis < 0) {
     const Node& p = g.nodes[*product];
-    if ((p.op == OpKind::gemm || p.op == OpKind::matmul) && p.inputs[0] == dq->outputs[0] && !l.done[*product])
-      if (auto step = lower_int8_linear(l, p, q.inputs[0], grids.grids[0])) {
-        if (clip != nullptr) l.consume(clip);
-        l.consume(dq);
-        return step;
-      }
+    std::unique_ptr<Step> step;
+    if (p.inputs[0] == dq->outputs[0] && !l.done[*product]) {
+      if (p.op == OpKind::gemm || p.op == OpKind::matmul) step = lower_int8_linear(l, p, q.inputs[0], grids.grids[0]);
+      if (p.op == OpKind::conv) step = lower_int8_conv(l, p, q.inputs[0], grids.grids[0]);
+    }
+    if (step) {
+      if (clip != nullptr) l.consume(clip);
+      l.consume(dq);
+      return step;
+    }
   }
   auto step = std::make_unique<FakeQuantizeStep>();
   step->grids = std::move(grids);

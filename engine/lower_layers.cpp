@@ -248,4 +248,66 @@ std::unique_ptr<Step> lower_int8_linear(Lowering& l, const Node& n, const std::s
   return step;
 }
 
+std::unique_ptr<Step> lower_int8_conv(Lowering& l, const Node& n, const std::string& x, const kernels::QuantGrid& grid) {
+  const Graph& g = l.g;
+  const Shape& xs = g.values.at(n.inputs[0]).shape;
+  auto it = l.quantized_weights.find(n.inputs[1]);
+  const Tensor* w = g.constant(n.inputs[1]);
+  const Tensor* b = n.inputs.size() > 2 && !n.inputs[2].empty() ? g.constant(n.inputs[2]) : nullptr;
+  if (!kernels::has_vnni() || it == l.quantized_weights.end() || w == nullptr || w->dim() != 4 || xs.size() != 4 ||
+      (n.inputs.size() > 2 && !n.inputs[2].empty() && b == nullptr))
+    return nullptr;
+  const QuantizedWeight& qw = it->second;
+  if (w->nbytes() != qw.dequantized.nbytes() || std::memcmp(w->bytes(), qw.dequantized.bytes(), w->nbytes()) != 0)
+    return nullptr;  // rewritten since (the floats are then what the layer computes)
+  if (n.integer("group", 1) != 1 || n.integers("strides", {1, 1}) != std::vector<int64_t>{1, 1} ||
+      (n.has("auto_pad") && std::get<std::string>(n.attributes.at("auto_pad")) != "NOTSET") ||
+      (qw.grids.axis >= 0 && qw.grids.axis != 0))
+    return nullptr;
+  for (const kernels::QuantGrid& wg : qw.grids.grids)
+    if (wg.zero_point != 0) return nullptr;
+  const int64_t features = w->size(0), channels = w->size(1), kh = w->size(2), kw = w->size(3);
+  const auto pads = n.integers("pads", {0, 0, 0, 0}), dil = n.integers("dilations", {1, 1});
+  if (channels != xs[1] || pads.size() != 4 || dil.size() != 2) return nullptr;
+  auto step = std::make_unique<Int8ConvStep>();
+  step->channels = channels, step->height = xs[2], step->width = xs[3];
+  step->pad_top = pads[0], step->pad_left = pads[1];
+  step->padded_width = xs[3] + pads[1] + pads[3];
+  const int64_t padded_height = xs[2] + pads[0] + pads[2];
+  step->out_h = padded_height - (kh - 1) * dil[0];
+  step->out_w = step->padded_width - (kw - 1) * dil[1];
+  if (step->out_h < 1 || step->out_w < 1) return nullptr;
+  step->items = kernels::quad_ld(step->out_h * step->padded_width);
+  const int64_t reach = (kh - 1) * dil[0] * step->padded_width + (kw - 1) * dil[1];
+  step->plane = kernels::quad_ld(std::max(padded_height * step->padded_width, step->items + reach));
+  // The weight as (F, taps, channels padded to quads): a quad is four channels at one tap.
+  const int64_t quads = (channels + 3) / 4, taps = kh * kw, cols = taps * quads * 4;
+  std::vector<int8_t> wq(static_cast<size_t>(features * cols), 0);
+  for (int64_t f = 0; f < features; ++f)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t t = 0; t < taps; ++t)
+        wq[f * cols + t * quads * 4 + c] = qw.q.data<int8_t>()[(f * channels + c) * taps + t];
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t q = 0; q < quads; ++q)
+      step->quad_offset.push_back(q * step->plane + (t / kw) * dil[0] * step->padded_width + (t % kw) * dil[1]);
+  step->weight = kernels::pack_int8_groups(wq.data(), features, cols);
+  for (int64_t f = 0; f < features; ++f) step->scale.push_back(grid.scale * qw.grids.grids[qw.grids.axis < 0 ? 0 : f].scale);
+  Fused fused;
+  if (b != nullptr) fused.bias.assign(b->data<float>(), b->data<float>() + features);
+  const std::string out = l.fuse_tail(n.outputs[0], fused, step->residual);
+  step->fused = std::move(fused);
+  step->x_grid = grid;
+  step->isa = l.options.kernels.resolved_isa();
+  step->inputs = {l.id(x)};
+  step->outputs = {l.id(out)};
+  step->units = xs[0];
+  step->units_per_item = 1;
+  step->sliceable = xs[0] == l.plan.batch;
+  l.consume(&n);
+  step->info = {.name = n.name,
+                .kernel = fmt::format("conv {}x{}/1 int8 1x4{}", kh, kw, fused_name(step->fused)),
+                .density = step->weight.density()};
+  return step;
+}
+
 }  // namespace neurite::engine::detail

@@ -55,7 +55,41 @@ Tensor* own_initializer(Graph& graph, const GraphIndex& index, const std::string
 
 }  // namespace
 
-void fold_batch_norm(Graph& graph) {
+namespace {
+
+// Multiplies feature f of an int8 weight (F, ...) by factor(f) through its
+// grids: per-channel scales times |factor|, the int8 values negated where the
+// factor is negative. False (the weight untouched) where a value is -128,
+// which has no negation.
+template <typename Factor>
+bool fold_into_grids(QuantizedWeight& w, int64_t features, Factor factor) {
+  if (w.q.dim() < 1 || w.q.size(0) != features || (w.grids.axis >= 0 && w.grids.axis != 0)) return false;
+  const int64_t per_feature = w.q.numel() / features;
+  int8_t* q = w.q.data<int8_t>();
+  for (int64_t f = 0; f < features; ++f)
+    if (factor(f) < 0)
+      for (int64_t k = 0; k < per_feature; ++k)
+        if (q[f * per_feature + k] == -128) return false;
+  w.q = w.q.clone();
+  q = w.q.data<int8_t>();
+  QdqGrids grids = w.grids;
+  grids.axis = 0;
+  grids.grids.assign(static_cast<size_t>(features), w.grids.grids[0]);
+  for (int64_t f = 0; f < features; ++f) {
+    grids.grids[f] = w.grids.grids[w.grids.axis < 0 ? 0 : f];
+    const float s = factor(f);
+    grids.grids[f].scale *= std::abs(s);
+    if (s < 0)
+      for (int64_t k = 0; k < per_feature; ++k) q[f * per_feature + k] = static_cast<int8_t>(-q[f * per_feature + k]);
+  }
+  w.grids = std::move(grids);
+  w.dequantized = dequantize_linear(w.grids, w.q);
+  return true;
+}
+
+}  // namespace
+
+void fold_batch_norm(Graph& graph, std::map<std::string, QuantizedWeight>* quantized) {
   const GraphIndex index(graph);
   std::vector<bool> removed(graph.nodes.size(), false);
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
@@ -93,9 +127,17 @@ void fold_batch_norm(Graph& graph) {
     float* pw = w->data<float>();
     float* pb = bias.data<float>();
     const int64_t per_feature = w->numel() / features;
+    auto factor = [&](int64_t f) { return static_cast<float>(gamma[f] / std::sqrt(static_cast<double>(var[f]) + eps)); };
+    QuantizedWeight* int8 = nullptr;
+    if (auto it = quantized != nullptr && is_conv ? quantized->find(p.inputs[1]) : std::map<std::string, QuantizedWeight>::iterator();
+        quantized != nullptr && is_conv && it != quantized->end())
+      int8 = fold_into_grids(it->second, features, factor) ? &it->second : nullptr;
+    if (int8 != nullptr) *w = int8->dequantized;  // the floats of the new grids: what both paths compute
     for (int64_t f = 0; f < features; ++f) {
-      const float s = static_cast<float>(gamma[f] / std::sqrt(static_cast<double>(var[f]) + eps));
-      if (is_conv || trans_b) {
+      const float s = factor(f);
+      if (int8 != nullptr) {
+        // the weight took s already
+      } else if (is_conv || trans_b) {
         for (int64_t k = 0; k < per_feature; ++k) pw[f * per_feature + k] *= s * alpha;
       } else {
         for (int64_t k = 0; k < per_feature; ++k) pw[k * features + f] *= s * alpha;

@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "engine/qdq.h"
 #include "neurite/engine/graph.h"
 
 namespace neurite::engine::detail {
@@ -17,7 +18,10 @@ void specialize(Graph& graph, int64_t batch, const std::map<std::string, Shape>&
 
 // BatchNormalization after a Conv or Gemm whose output only it reads, with
 // constant parameters, becomes the Conv's (Gemm's) scaled weight and bias.
-void fold_batch_norm(Graph& graph);
+// A convolution's int8 weight (`quantized`, engine/qdq.h) takes the batch
+// norm into its per-channel scales instead (the int8 values stay, negated
+// for a negative factor), and its floats become those of the new grids.
+void fold_batch_norm(Graph& graph, std::map<std::string, QuantizedWeight>* quantized = nullptr);
 
 // Rewrites what exporters write from primitives into the ops the engine has
 // kernels for (engine/fusion.cpp): LayerNormalization from ReduceMean, Sub,

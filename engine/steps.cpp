@@ -252,8 +252,9 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
     } else {
       quantize(0, rows);
     }
+    const std::vector<int64_t> offsets = kernels::quad_offsets(k, ld);
     auto block = [&](int64_t f0, int64_t f1) {
-      kernels::int8_gemm(weight, quads, ld, sums, f0, f1, isa);
+      kernels::int8_gemm(weight, quads, offsets.data(), ld, sums, f0, f1, isa);
       for (int64_t f = f0; f < f1; ++f) {
         const float s = scale[f], b = fused.bias.empty() ? 0.0f : fused.bias[f];
         const int32_t correction = zp * weight.row_sum[f];
@@ -273,6 +274,65 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
       for (int64_t m = 0; m < rows; ++m)
         kernels::bias_activation_row(out + m * n, out + m * n, n, 0.0f, res != nullptr ? res + (r0 + m) * n : nullptr,
                                      fused.activation);
+  }
+}
+
+void Int8ConvStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
+  constexpr int64_t kFeatures = 16;
+  const int64_t features = weight.rows, quads = (channels + 3) / 4, hw = height * width, out_hw = out_h * out_w;
+  const float* x = v[inputs[0]].data<float>();
+  const float* res = residual >= 0 ? v[residual].data<float>() : nullptr;
+  float* y = v[outputs[0]].data<float>();
+  const int32_t shift = x_grid.qmin < 0 ? 128 : 0, zp = x_grid.zero_point + shift;
+  const float inverse = 1.0f / x_grid.scale;
+  const float lo = static_cast<float>(x_grid.qmin + shift), hi = static_cast<float>(x_grid.qmax + shift);
+  auto image = [&](int64_t b, bool split) {
+    thread_local kernels::Scratch<uint8_t> t_planes;
+    thread_local kernels::Scratch<int32_t> t_sums;
+    thread_local kernels::ScratchFloats t_row;
+    thread_local kernels::Scratch<uint32_t> t_words;
+    uint8_t* planes = kernels::scratch(t_planes, quads * plane * 4);
+    int32_t* sums = kernels::scratch(t_sums, features * items);
+    std::memset(planes, zp, static_cast<size_t>(quads * plane * 4));  // the padding holds the zero point: x = 0
+    const float* xb = x + b * channels * hw;
+    uint32_t* words = kernels::scratch(t_words, width);
+    for (int64_t q = 0; q < quads; ++q)
+      for (int64_t h = 0; h < height; ++h) {
+        // Four channels' rows into words of four bytes (a missing channel is 0: its weights are).
+        std::fill_n(words, width, 0u);
+        for (int64_t c = 4 * q; c < std::min(channels, 4 * q + 4); ++c) {
+          const float* from = xb + c * hw + h * width;
+          const int shift_bits = static_cast<int>(8 * (c % 4));
+          for (int64_t w = 0; w < width; ++w)
+            words[w] |= static_cast<uint32_t>(kernels::grid_value(from[w], inverse, static_cast<float>(zp), lo, hi)) << shift_bits;
+        }
+        std::memcpy(planes + (q * plane + (h + pad_top) * padded_width + pad_left) * 4, words, static_cast<size_t>(width * 4));
+      }
+    auto block = [&](int64_t f0, int64_t f1) {
+      kernels::int8_gemm(weight, planes, quad_offset.data(), items, sums, f0, f1, isa);
+      float* row = kernels::scratch(t_row, out_w);
+      for (int64_t f = f0; f < f1; ++f) {
+        const float s = scale[f], bias = fused.bias.empty() ? 0.0f : fused.bias[f];
+        const int32_t correction = zp * weight.row_sum[f];
+        for (int64_t oh = 0; oh < out_h; ++oh) {
+          const int32_t* from = sums + f * items + oh * padded_width;
+          for (int64_t ow = 0; ow < out_w; ++ow) row[ow] = s * static_cast<float>(from[ow] - correction);
+          const int64_t at = (b * features + f) * out_hw + oh * out_w;
+          kernels::bias_activation_row(y + at, row, out_w, bias, res != nullptr ? res + at : nullptr, fused.activation);
+        }
+      }
+    };
+    const int64_t blocks = (features + kFeatures - 1) / kFeatures;
+    if (split) {
+      tbb::parallel_for(int64_t{0}, blocks, [&](int64_t k) { block(k * kFeatures, std::min(features, (k + 1) * kFeatures)); });
+    } else {
+      block(0, features);
+    }
+  };
+  if (threads > 1 && u1 - u0 >= threads) {
+    tbb::parallel_for(u0, u1, [&](int64_t b) { image(b, false); });
+  } else {
+    for (int64_t b = u0; b < u1; ++b) image(b, threads > 1);
   }
 }
 

@@ -7,10 +7,12 @@
 namespace neurite::kernels {
 
 namespace avx512 {
-void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1);
+void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc,
+                     int64_t n0, int64_t n1);
 }
 namespace avx2 {
-void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1);
+void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc,
+                     int64_t n0, int64_t n1);
 }
 
 double Int8Groups::density() const {
@@ -61,7 +63,7 @@ int32_t to_quads(const float* x, int64_t items, int64_t cols, const QuantGrid& g
     for (int64_t c0 = 0; c0 < quads * 4; c0 += kRun) {
       const int64_t n = std::min(kRun, cols - c0), padded = std::min(kRun, quads * 4 - c0);
       for (int64_t i = 0; i < n; ++i)
-        run[i] = static_cast<uint8_t>(static_cast<int32_t>(std::min(std::max(std::nearbyint(row[c0 + i] * inverse) + zp, lo), hi)));
+        run[i] = static_cast<uint8_t>(static_cast<int32_t>(grid_value(row[c0 + i], inverse, zp, lo, hi)));
       for (int64_t i = std::max<int64_t>(n, 0); i < padded; ++i) run[i] = 0;
       for (int64_t i = 0; i < padded; i += 4) std::memcpy(x4 + (((c0 + i) / 4) * ld + m) * 4, run + i, 4);
     }
@@ -71,15 +73,16 @@ int32_t to_quads(const float* x, int64_t items, int64_t cols, const QuantGrid& g
 
 namespace {
 
-void int8_gemm_reference(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1) {
+void int8_gemm_reference(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc,
+                         int64_t n0, int64_t n1) {
   for (int64_t n = n0; n < n1; ++n) {
-    int32_t* out = acc + n * ld;
-    std::fill_n(out, ld, 0);
+    int32_t* out = acc + n * items;
+    std::fill_n(out, items, 0);
     for (int64_t g = w.row_start[n]; g < w.row_start[n + 1]; ++g) {
       int8_t four[4];
       std::memcpy(four, &w.weights[g], 4);
-      const uint8_t* x = x4 + static_cast<int64_t>(w.quad[g]) * ld * 4;
-      for (int64_t m = 0; m < ld; ++m)
+      const uint8_t* x = x4 + quad_offset[w.quad[g]] * 4;
+      for (int64_t m = 0; m < items; ++m)
         for (int j = 0; j < 4; ++j) out[m] += static_cast<int32_t>(x[m * 4 + j]) * four[j];
     }
   }
@@ -92,10 +95,18 @@ bool has_vnni() {
   return vnni;
 }
 
-void int8_gemm(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1, Isa isa) {
-  if (isa == Isa::avx512 && has_vnni()) return avx512::int8_gemm_entry(w, x4, ld, acc, n0, n1);
-  if (isa != Isa::reference && isa_supported(Isa::avx2)) return avx2::int8_gemm_entry(w, x4, ld, acc, n0, n1);
-  int8_gemm_reference(w, x4, ld, acc, n0, n1);
+void int8_gemm(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc, int64_t n0,
+               int64_t n1, Isa isa) {
+  if (isa == Isa::avx512 && has_vnni()) return avx512::int8_gemm_entry(w, x4, quad_offset, items, acc, n0, n1);
+  if (isa != Isa::reference && isa_supported(Isa::avx2))
+    return avx2::int8_gemm_entry(w, x4, quad_offset, items, acc, n0, n1);
+  int8_gemm_reference(w, x4, quad_offset, items, acc, n0, n1);
+}
+
+std::vector<int64_t> quad_offsets(int64_t cols, int64_t ld) {
+  std::vector<int64_t> out(static_cast<size_t>((cols + 3) / 4));
+  for (size_t q = 0; q < out.size(); ++q) out[q] = static_cast<int64_t>(q) * ld;
+  return out;
 }
 
 }  // namespace neurite::kernels

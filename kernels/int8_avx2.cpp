@@ -20,16 +20,17 @@ inline __m256i quad_sums(const uint8_t* x, __m256i b) {
 
 }  // namespace
 
-void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1) {
+void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc,
+                     int64_t n0, int64_t n1) {
   const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);  // undoes quad_sums' order
   for (int64_t n = n0; n < n1; ++n) {
     const int64_t g0 = w.row_start[n], g1 = w.row_start[n + 1];
-    int32_t* out = acc + n * ld;
-    for (int64_t m = 0; m < ld; m += 16) {  // ld is whole vectors of 16
+    int32_t* out = acc + n * items;
+    for (int64_t m = 0; m < items; m += 16) {  // whole vectors of 16
       __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
       for (int64_t g = g0; g < g1; ++g) {
         const __m256i b = _mm256_cvtepi8_epi16(_mm_set1_epi32(w.weights[g]));
-        const uint8_t* x = x4 + (static_cast<int64_t>(w.quad[g]) * ld + m) * 4;
+        const uint8_t* x = x4 + (quad_offset[w.quad[g]] + m) * 4;
         s0 = _mm256_add_epi32(s0, quad_sums(x, b));
         s1 = _mm256_add_epi32(s1, quad_sums(x + 32, b));
       }

@@ -5,25 +5,17 @@
 
 namespace neurite::kernels {
 
-namespace {
-
-// round_half_even(x / scale) + zero_point, before the clamp: nearbyint
-// rounds half to even in the default rounding mode, and vectorises.
-inline float grid_position(float x, float inverse, float zero_point) { return std::nearbyint(x * inverse) + zero_point; }
-
-}  // namespace
-
 void fake_quantize(const QuantGrid& g, const float* x, float* y, int64_t n) {
   const float inverse = 1.0f / g.scale, zp = static_cast<float>(g.zero_point);
   const float lo = static_cast<float>(g.qmin), hi = static_cast<float>(g.qmax);
-  for (int64_t i = 0; i < n; ++i) y[i] = (std::min(std::max(grid_position(x[i], inverse, zp), lo), hi) - zp) * g.scale;
+  for (int64_t i = 0; i < n; ++i) y[i] = (grid_value(x[i], inverse, zp, lo, hi) - zp) * g.scale;
 }
 
 void fake_quantize_grad(const QuantGrid& g, const float* x, const float* dy, float* dx, int64_t n) {
   const float inverse = 1.0f / g.scale, zp = static_cast<float>(g.zero_point);
   const float lo = static_cast<float>(g.qmin), hi = static_cast<float>(g.qmax);
   for (int64_t i = 0; i < n; ++i) {
-    const float q = grid_position(x[i], inverse, zp);
+    const float q = grid_position(x[i], inverse, zp, lo, hi);
     dx[i] = q >= lo && q <= hi ? dy[i] : 0.0f;
   }
 }
@@ -34,7 +26,7 @@ template <typename Q>
 void quantize_to(const QuantGrid& g, const float* x, Q* q, int64_t n) {
   const float inverse = 1.0f / g.scale, zp = static_cast<float>(g.zero_point);
   const float lo = static_cast<float>(g.qmin), hi = static_cast<float>(g.qmax);
-  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<Q>(std::min(std::max(grid_position(x[i], inverse, zp), lo), hi));
+  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<Q>(grid_value(x[i], inverse, zp, lo, hi));
 }
 
 template <typename Q>

@@ -170,9 +170,10 @@ TEST(Trace, QuantizedModelsExportAsQdqPairsThatOnnxRuntimeRuns) {
         fake += s.kernel.find("fake quantize") != std::string::npos;
         int8 += s.kernel.find("int8 1x4") != std::string::npos;
       }
-      // The convolutions' inputs as fake-quantize steps (the weights' pairs fold
-      // into the weights); the linear layers on the INT8 kernels where VNNI is.
-      EXPECT_EQ(int8, kernels::has_vnni() ? 2 : 0);
+      // Convolutions (their batch norms folded into the weights' grids) and
+      // linear layers on the INT8 kernels where VNNI is; else the input pairs
+      // as fake-quantize steps, the weights' pairs folded into float weights.
+      EXPECT_EQ(int8, kernels::has_vnni() ? 4 : 0);
       EXPECT_EQ(fake + int8, 4);
     }
   }

@@ -53,7 +53,8 @@ TEST(Int8Gemm, EveryIsaSumsExactlyAsTheReference) {
           const int32_t zp = to_quads(x.data<float>(), items, cols, grid, x4.data(), ld);
           EXPECT_EQ(zp, 123);
           std::vector<int32_t> want(static_cast<size_t>(rows * ld));
-          int8_gemm(packed, x4.data(), ld, want.data(), 0, rows, Isa::reference);
+          const std::vector<int64_t> offsets = quad_offsets(cols, ld);
+          int8_gemm(packed, x4.data(), offsets.data(), ld, want.data(), 0, rows, Isa::reference);
           // The reference against the definition, through the dequantised float values.
           for (int64_t n = 0; n < rows; ++n)
             for (int64_t m = 0; m < items; ++m) {
@@ -67,7 +68,7 @@ TEST(Int8Gemm, EveryIsaSumsExactlyAsTheReference) {
           for (Isa isa : isas()) {
             SCOPED_TRACE(isa_name(isa));
             std::vector<int32_t> got(want.size(), -1);
-            int8_gemm(packed, x4.data(), ld, got.data(), 0, rows, isa);
+            int8_gemm(packed, x4.data(), offsets.data(), ld, got.data(), 0, rows, isa);
             ASSERT_EQ(got, want);
           }
         }

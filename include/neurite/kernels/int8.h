@@ -14,7 +14,7 @@
 //
 //   kernels::Int8Groups w = kernels::pack_int8_groups(weight_q, rows, cols);
 //   kernels::to_quads(x, items, cols, grid, x4, ld);
-//   kernels::int8_gemm(w, x4, ld, acc, 0, w.rows, kernels::best_isa());
+//   kernels::int8_gemm(w, x4, kernels::quad_offsets(cols, ld).data(), ld, acc, 0, w.rows, kernels::best_isa());
 #pragma once
 
 #include <cstdint>
@@ -53,10 +53,16 @@ int64_t quad_ld(int64_t items);
 // at x4 + items * 4). Returns the zero point of the uint8 values.
 int32_t to_quads(const float* x, int64_t items, int64_t cols, const QuantGrid& grid, uint8_t* x4, int64_t ld);
 
-// acc[n · ld + m] = Σ_k x4(m, k) · w[n][k] for rows n in [n0, n1) and every
-// item m < ld: exact int32 sums, as every ISA computes them. avx512 runs
-// VNNI where the CPU has it, else the avx2 kernel.
-void int8_gemm(const Int8Groups& w, const uint8_t* x4, int64_t ld, int32_t* acc, int64_t n0, int64_t n1, Isa isa);
+// acc[n · items + m] = Σ_k x4(m, k) · w[n][k] for rows n in [n0, n1) and
+// items m < `items` (whole vectors of 16), where quad q of item m is the four
+// bytes at x4 + (quad_offset[q] + m) · 4: q · ld for a quad buffer; a
+// channel quad's padded plane shifted by a tap for a convolution, which then
+// needs no copies of its input. Exact int32 sums, as every ISA computes them;
+// avx512 runs VNNI where the CPU has it, else the avx2 kernel.
+void int8_gemm(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc, int64_t n0,
+               int64_t n1, Isa isa);
+// The offsets of a quad buffer's quads: q · ld.
+std::vector<int64_t> quad_offsets(int64_t cols, int64_t ld);
 
 // Whether this CPU has AVX-512 VNNI (vpdpbusd).
 bool has_vnni();

@@ -11,6 +11,7 @@
 //   kernels::fake_quantize(g, x, y, n);
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -22,6 +23,19 @@ struct QuantGrid {
   int32_t zero_point = 0;
   int32_t qmin = -128, qmax = 127;
 };
+
+// round_half_even(x · inverse) + zero_point before the clamp, limited to
+// [lo - 1, hi + 1] (out of range stays out of range): plain float arithmetic
+// that vectorises; std::nearbyint is a libm call without SSE4.1. Adding and
+// subtracting 1.5 · 2^23 rounds half to even in the default rounding mode.
+inline float grid_position(float x, float inverse, float zero_point, float lo, float hi) {
+  const float v = std::min(std::max(x * inverse, lo - zero_point - 1.0f), hi - zero_point + 1.0f);
+  return ((v + 12582912.0f) - 12582912.0f) + zero_point;
+}
+// The clamped grid value of x: q in [lo, hi].
+inline float grid_value(float x, float inverse, float zero_point, float lo, float hi) {
+  return std::min(std::max(grid_position(x, inverse, zero_point, lo, hi), lo), hi);
+}
 
 // y = x' for i < n (y may be x).
 void fake_quantize(const QuantGrid& g, const float* x, float* y, int64_t n);
