@@ -260,7 +260,8 @@ std::unique_ptr<Step> lower_int8_conv(Lowering& l, const Node& n, const std::str
   const QuantizedWeight& qw = it->second;
   if (w->nbytes() != qw.dequantized.nbytes() || std::memcmp(w->bytes(), qw.dequantized.bytes(), w->nbytes()) != 0)
     return nullptr;  // rewritten since (the floats are then what the layer computes)
-  if (n.integer("group", 1) != 1 || n.integers("strides", {1, 1}) != std::vector<int64_t>{1, 1} ||
+  const auto strides = n.integers("strides", {1, 1});
+  if (n.integer("group", 1) != 1 || strides.size() != 2 || strides[0] < 1 || strides[1] < 1 ||
       (n.has("auto_pad") && std::get<std::string>(n.attributes.at("auto_pad")) != "NOTSET") ||
       (qw.grids.axis >= 0 && qw.grids.axis != 0))
     return nullptr;
@@ -272,14 +273,17 @@ std::unique_ptr<Step> lower_int8_conv(Lowering& l, const Node& n, const std::str
   auto step = std::make_unique<Int8ConvStep>();
   step->channels = channels, step->height = xs[2], step->width = xs[3];
   step->pad_top = pads[0], step->pad_left = pads[1];
-  step->padded_width = xs[3] + pads[1] + pads[3];
-  const int64_t padded_height = xs[2] + pads[0] + pads[2];
-  step->out_h = padded_height - (kh - 1) * dil[0];
-  step->out_w = step->padded_width - (kw - 1) * dil[1];
+  step->stride_h = strides[0], step->stride_w = strides[1];
+  const int64_t padded_height = xs[2] + pads[0] + pads[2], padded_width = xs[3] + pads[1] + pads[3];
+  step->out_h = (padded_height - (kh - 1) * dil[0] - 1) / strides[0] + 1;
+  step->out_w = (padded_width - (kw - 1) * dil[1] - 1) / strides[1] + 1;
   if (step->out_h < 1 || step->out_w < 1) return nullptr;
-  step->items = kernels::quad_ld(step->out_h * step->padded_width);
-  const int64_t reach = (kh - 1) * dil[0] * step->padded_width + (kw - 1) * dil[1];
-  step->plane = kernels::quad_ld(std::max(padded_height * step->padded_width, step->items + reach));
+  // A phase plane holds the padded pixels (r, c) with r % stride_h, c % stride_w fixed.
+  const int64_t phase_height = (padded_height + strides[0] - 1) / strides[0];
+  step->phase_width = (padded_width + strides[1] - 1) / strides[1];
+  step->items = kernels::quad_ld(step->out_h * step->phase_width);
+  const int64_t reach = ((kh - 1) * dil[0] / strides[0]) * step->phase_width + (kw - 1) * dil[1] / strides[1];
+  step->plane = kernels::quad_ld(std::max(phase_height * step->phase_width, step->items + reach));
   // The weight as (F, taps, channels padded to quads): a quad is four channels at one tap.
   const int64_t quads = (channels + 3) / 4, taps = kh * kw, cols = taps * quads * 4;
   std::vector<int8_t> wq(static_cast<size_t>(features * cols), 0);
@@ -287,9 +291,12 @@ std::unique_ptr<Step> lower_int8_conv(Lowering& l, const Node& n, const std::str
     for (int64_t c = 0; c < channels; ++c)
       for (int64_t t = 0; t < taps; ++t)
         wq[f * cols + t * quads * 4 + c] = qw.q.data<int8_t>()[(f * channels + c) * taps + t];
-  for (int64_t t = 0; t < taps; ++t)
+  for (int64_t t = 0; t < taps; ++t) {
+    const int64_t di = (t / kw) * dil[0], dj = (t % kw) * dil[1];
+    const int64_t phase = (di % strides[0]) * strides[1] + dj % strides[1];
     for (int64_t q = 0; q < quads; ++q)
-      step->quad_offset.push_back(q * step->plane + (t / kw) * dil[0] * step->padded_width + (t % kw) * dil[1]);
+      step->quad_offset.push_back((phase * quads + q) * step->plane + (di / strides[0]) * step->phase_width + dj / strides[1]);
+  }
   step->weight = kernels::pack_int8_groups(wq.data(), features, cols);
   for (int64_t f = 0; f < features; ++f) step->scale.push_back(grid.scale * qw.grids.grids[qw.grids.axis < 0 ? 0 : f].scale);
   Fused fused;
@@ -305,7 +312,7 @@ std::unique_ptr<Step> lower_int8_conv(Lowering& l, const Node& n, const std::str
   step->sliceable = xs[0] == l.plan.batch;
   l.consume(&n);
   step->info = {.name = n.name,
-                .kernel = fmt::format("conv {}x{}/1 int8 1x4{}", kh, kw, fused_name(step->fused)),
+                .kernel = fmt::format("conv {}x{}/{} int8 1x4{}", kh, kw, strides[0], fused_name(step->fused)),
                 .density = step->weight.density()};
   return step;
 }

@@ -86,7 +86,7 @@ std::unique_ptr<Step> lower_fake_quantize(Lowering& l, const Node& n);
 // is n's input 0) on the INT8 kernels; null when n's weight has no int8 form
 // or the CPU has no VNNI (float is then as fast).
 std::unique_ptr<Step> lower_int8_linear(Lowering& l, const Node& n, const std::string& x, const kernels::QuantGrid& grid);
-// The same for a Conv of stride 1 and one group (engine/lower_layers.cpp).
+// The same for a Conv of one group (engine/lower_layers.cpp).
 std::unique_ptr<Step> lower_int8_conv(Lowering& l, const Node& n, const std::string& x, const kernels::QuantGrid& grid);
 
 // "+bias+add+relu": what a step fused, for its kernel name.

@@ -291,9 +291,10 @@ void Int8ConvStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) con
     thread_local kernels::Scratch<int32_t> t_sums;
     thread_local kernels::ScratchFloats t_row;
     thread_local kernels::Scratch<uint32_t> t_words;
-    uint8_t* planes = kernels::scratch(t_planes, quads * plane * 4);
+    const int64_t phases = stride_h * stride_w, bytes = phases * quads * plane * 4;
+    uint8_t* planes = kernels::scratch(t_planes, bytes);
     int32_t* sums = kernels::scratch(t_sums, features * items);
-    std::memset(planes, zp, static_cast<size_t>(quads * plane * 4));  // the padding holds the zero point: x = 0
+    std::memset(planes, zp, static_cast<size_t>(bytes));  // the padding holds the zero point: x = 0
     const float* xb = x + b * channels * hw;
     uint32_t* words = kernels::scratch(t_words, width);
     for (int64_t q = 0; q < quads; ++q)
@@ -306,7 +307,18 @@ void Int8ConvStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) con
           for (int64_t w = 0; w < width; ++w)
             words[w] |= static_cast<uint32_t>(kernels::grid_value(from[w], inverse, static_cast<float>(zp), lo, hi)) << shift_bits;
         }
-        std::memcpy(planes + (q * plane + (h + pad_top) * padded_width + pad_left) * 4, words, static_cast<size_t>(width * 4));
+        // Padded row hp's pixels of column phase p go to one row of phase plane (hp % stride_h, p).
+        const int64_t hp = h + pad_top;
+        for (int64_t p = 0; p < stride_w; ++p) {
+          uint8_t* row = planes + ((((hp % stride_h) * stride_w + p) * quads + q) * plane + (hp / stride_h) * phase_width) * 4;
+          const int64_t first = (pad_left + stride_w - 1 - p) / stride_w * stride_w + p;  // the first padded column >= pad_left of phase p
+          if (stride_w == 1) {
+            std::memcpy(row + pad_left * 4, words, static_cast<size_t>(width * 4));
+            continue;
+          }
+          for (int64_t wp = first, j = first / stride_w; wp < pad_left + width; wp += stride_w, ++j)
+            std::memcpy(row + j * 4, words + (wp - pad_left), 4);
+        }
       }
     auto block = [&](int64_t f0, int64_t f1) {
       kernels::int8_gemm(weight, planes, quad_offset.data(), items, sums, f0, f1, isa);
@@ -315,7 +327,7 @@ void Int8ConvStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) con
         const float s = scale[f], bias = fused.bias.empty() ? 0.0f : fused.bias[f];
         const int32_t correction = zp * weight.row_sum[f];
         for (int64_t oh = 0; oh < out_h; ++oh) {
-          const int32_t* from = sums + f * items + oh * padded_width;
+          const int32_t* from = sums + f * items + oh * phase_width;
           for (int64_t ow = 0; ow < out_w; ++ow) row[ow] = s * static_cast<float>(from[ow] - correction);
           const int64_t at = (b * features + f) * out_hw + oh * out_w;
           kernels::bias_activation_row(y + at, row, out_w, bias, res != nullptr ? res + at : nullptr, fused.activation);

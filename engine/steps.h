@@ -196,22 +196,25 @@ class Int8LinearStep : public UnitStep {
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };
 
-// Conv (stride 1, groups 1) on 8-bit grids without copies of its input: each
-// image quantised once into zero-point-padded planes of four channels
-// interleaved, and each (tap, channel quad) of the weight reading its plane
+// Conv (groups 1) on 8-bit grids without copies of its input: each image
+// quantised once into zero-point-padded planes of four channels interleaved,
+// one plane per stride phase (for stride 2: even and odd rows and columns),
+// and each (tap, channel quad) of the weight reading its phase's plane
 // shifted by the tap (kernels::int8_gemm's quad offsets). Items are output
-// pixels on the padded width (the columns past the output's are computed
-// and dropped). Units: images.
+// pixels on the phase planes' width (the columns past the output's are
+// computed and dropped). Units: images.
 class Int8ConvStep : public UnitStep {
  public:
   kernels::Int8Groups weight;        // (F, taps · channel quads · 4)
-  std::vector<int64_t> quad_offset;  // per (tap, channel quad): plane and shift
+  std::vector<int64_t> quad_offset;  // per (tap, channel quad): phase plane and shift
   std::vector<float> scale;          // per feature: x's scale times its weight scale
   kernels::QuantGrid x_grid;
   Fused fused;
   kernels::Isa isa = kernels::Isa::reference;
-  int64_t channels = 0, height = 0, width = 0, pad_top = 0, pad_left = 0;
-  int64_t padded_width = 0, out_h = 0, out_w = 0, items = 0, plane = 0;  // items: out_h · padded_width, whole vectors
+  int64_t channels = 0, height = 0, width = 0, pad_top = 0, pad_left = 0, stride_h = 1, stride_w = 1;
+  int64_t phase_width = 0, out_h = 0, out_w = 0;
+  int64_t items = 0;  // out_h · phase_width, whole vectors of 16
+  int64_t plane = 0;  // items of one channel quad's phase plane
 
   void run_units(Values& v, int64_t u0, int64_t u1, int threads) const override;
 };

@@ -214,6 +214,51 @@ TEST(Trace, QuantizedLinearLayersRunOnInt8StepsAsTheReference) {
   }
 }
 
+// Quantised convolutions of stride 2 (phase planes), dilation 2 and a 1x1
+// projection, with a batch norm folded into the first one's grids and odd
+// channel counts (quads padded): the INT8 steps compute the module.
+struct QuantizedConvs : layers::UnaryModule {
+  std::shared_ptr<layers::Conv2d> a = register_module(
+      "a", std::make_shared<layers::Conv2d>(3, 8, 3, layers::Conv2dLayerOptions{.stride = 2, .padding = 1}));
+  std::shared_ptr<layers::BatchNorm2d> bn = register_module("bn", std::make_shared<layers::BatchNorm2d>(8));
+  std::shared_ptr<layers::Conv2d> b = register_module(
+      "b", std::make_shared<layers::Conv2d>(8, 5, 3, layers::Conv2dLayerOptions{.padding = 2, .dilation = 2}));
+  std::shared_ptr<layers::Conv2d> c = register_module(
+      "c", std::make_shared<layers::Conv2d>(5, 6, 1, layers::Conv2dLayerOptions{.stride = 2}));
+  Variable forward(const Variable& x) override {
+    return c->forward(autograd::relu(b->forward(autograd::relu(bn->forward(a->forward(x))))));
+  }
+};
+
+TEST(Trace, QuantizedConvolutionsRunOnInt8StepsAsTheModule) {
+  QuantizedConvs model;
+  perturb_buffers(model);
+  pruning::prune(model, {"a.weight", "b.weight"}, 0.5, pruning::MaskType::parse("unstructured"), false);
+  layers::QuantScheme per_channel;
+  per_channel.weights->per_channel = true;
+  model.a->quantize(per_channel);
+  model.b->quantize({});
+  model.c->quantize({});
+  model.train();
+  for (uint64_t seed = 60; seed < 63; ++seed) model.forward(Variable(Tensor::randn({4, 3, 13, 11}, seed)));
+  model.eval();
+  const Graph g = trace(model, Tensor::zeros({1, 3, 13, 11}));
+  const Tensor x = Tensor::randn({3, 3, 13, 11}, 64);
+  Tensor want;
+  {
+    autograd::NoGradGuard no_grad;
+    want = model.forward(Variable(x)).data();
+  }
+  for (const Mode mode : {Mode::layers, Mode::columns})
+    for (const int threads : {1, 2}) {
+      Engine e = compile(g, {.batch = 3, .threads = threads, .mode = mode, .kernels = {.autotune = false}});
+      testing::expect_close(e.run({{"input", x}}).at("output"), want, 1e-4);
+      int int8 = 0;
+      for (const StepInfo& s : e.steps()) int8 += s.kernel.find("int8 1x4") != std::string::npos;
+      EXPECT_EQ(int8, kernels::has_vnni() ? 3 : 0);
+    }
+}
+
 // A module whose forward uses an op the graph IR cannot express, or reads a
 // tensor shaped by the batch that no op made.
 struct Untraceable : layers::UnaryModule {
