@@ -28,8 +28,7 @@ Variable linear_of(Parameter& weight, Parameter* bias, const Variable& x, detail
 
 Variable Linear::forward(const Variable& x) {
   if (!quantized()) return linear_of(weight, bias, x, kernel_context());
-  weight.to_dense();  // fake quantisation runs on the dense weight
-  return quantized_output(linear(quantized_input(x), quantized_weight(), bias != nullptr ? bias->value() : Variable()));
+  return quantized_linear(x, bias != nullptr ? bias->value() : Variable());
 }
 
 namespace {
@@ -134,8 +133,9 @@ Variable MultiheadAttention::forward(const Variable& x, const Tensor& key_paddin
                     embed_dim_, to_string(x.shape()));
   const int64_t n = x.size(0), l = x.size(1), d = embed_dim_ / num_heads_;
   // (N, L, 3E) -> (3, N, H, L, D)
-  Variable qkv = permute(reshape(linear_of(in_proj_weight, &in_proj_bias, x, kernel_context()), {n, l, 3, num_heads_, d}),
-                         {2, 0, 3, 1, 4});
+  const Variable projected = quantized() ? quantized_linear(x, in_proj_bias.value())
+                                         : linear_of(in_proj_weight, &in_proj_bias, x, kernel_context());
+  Variable qkv = permute(reshape(projected, {n, l, 3, num_heads_, d}), {2, 0, 3, 1, 4});
   auto head = [&](int64_t i) { return reshape(slice(qkv, 0, i, i + 1), {n, num_heads_, l, d}); };
   AttentionOptions options;
   options.key_padding_mask = key_padding_mask;

@@ -117,6 +117,11 @@ void FakeQuantize::update_grids() {
   }
 }
 
+Variable QuantizableLayer::quantized_linear(const Variable& x, const Variable& bias) {
+  quantized_parameter().to_dense();  // fake quantisation runs on the dense weight
+  return quantized_output(autograd::linear(quantized_input(x), quantized_weight(), bias));
+}
+
 void QuantizableLayer::attach(const std::string& slot, std::shared_ptr<FakeQuantize> quantizer) {
   if (slot == "input_quant") input_quant = quantizer;
   else if (slot == "weight_quant") weight_quant = quantizer;

@@ -177,15 +177,21 @@ class Sequential : public UnaryModule {
 
 // Self-attention over (N, L, E), batch first: in_proj_weight (3E, E),
 // in_proj_bias (3E), out_proj (Linear E -> E), as PyTorch's nn.MultiheadAttention.
-class MultiheadAttention : public Module {
+// Quantisable as a layer: its input and in_proj_weight (the QKV projection;
+// out_proj is a Linear of its own).
+class MultiheadAttention : public QuantizableLayer {
  public:
   MultiheadAttention(int64_t embed_dim, int64_t num_heads);
   // key_padding_mask (N, L), non-zero at padded positions, or undefined.
-  Variable forward(const Variable& x, const Tensor& key_padding_mask = {});
+  Variable forward(const Variable& x, const Tensor& key_padding_mask);
+  Variable forward(const Variable& x) override { return forward(x, Tensor()); }
   int64_t num_heads() const { return num_heads_; }
   Parameter& in_proj_weight;
   Parameter& in_proj_bias;
   std::shared_ptr<Linear> out_proj;
+
+ protected:
+  Parameter& quantized_parameter() override { return in_proj_weight; }
 
  private:
   int64_t embed_dim_, num_heads_;

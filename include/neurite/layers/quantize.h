@@ -88,6 +88,8 @@ class QuantizableLayer : public UnaryModule {
     return weight_quant ? weight_quant->forward(w) : w;
   }
   Variable quantized_output(const Variable& y) { return output_quant ? output_quant->forward(y) : y; }
+  // x·Wᵀ + bias through the quantisers (Linear's and an attention's projection).
+  Variable quantized_linear(const Variable& x, const Variable& bias);
 
  private:
   friend void restore_quantizers(Module& model, const StateDict& state);
