@@ -232,23 +232,23 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
   const float* x = v[inputs[0]].data<float>();
   const float* res = residual >= 0 ? v[residual].data<float>() : nullptr;
   float* y = v[outputs[0]].data<float>();
-  thread_local kernels::Scratch<uint8_t> t_quads;
-  thread_local kernels::Scratch<int32_t> t_sums;
-  thread_local kernels::ScratchFloats t_rows;
-  for (int64_t r0 = u0; r0 < u1; r0 += kRows) {
-    const int64_t rows = std::min(kRows, u1 - r0), ld = kernels::quad_ld(rows);
-    uint8_t* quads = kernels::scratch(t_quads, (k + 3) / 4 * ld * 4);
+  // Rows [r0, r0 + rows); `split`: this chunk's work over the threads (too few chunks to share out).
+  auto chunk = [&](int64_t r0, int64_t rows, bool split) {
+    thread_local kernels::Scratch<uint8_t> t_quads;
+    thread_local kernels::Scratch<int32_t> t_sums;
+    thread_local kernels::ScratchFloats t_rows;
+    const int64_t ld = kernels::quad_ld(rows), quad_count = (k + 3) / 4;
+    uint8_t* quads = kernels::scratch(t_quads, quad_count * ld * 4);
     int32_t* sums = kernels::scratch(t_sums, n * ld);
     float* features = kernels::scratch(t_rows, n * ld);  // feature-major floats, then transposed into y
-    const int64_t quad_count = (k + 3) / 4;
     for (int64_t q = 0; q < quad_count && rows < ld; ++q)  // the padding items, summed but not read
       std::memset(quads + (q * ld + rows) * 4, 0, static_cast<size_t>((ld - rows) * 4));
     auto quantize = [&](int64_t m0, int64_t m1) {
       return kernels::to_quads(x + (r0 + m0) * k, m1 - m0, k, x_grid, quads + m0 * 4, ld);
     };
     const int32_t zp = quantize(0, 0);
-    if (threads > 1) {
-      tbb::parallel_for(int64_t{0}, rows, int64_t{8}, [&](int64_t m) { quantize(m, std::min(rows, m + 8)); });
+    if (split) {
+      tbb::parallel_for(int64_t{0}, rows, int64_t{16}, [&](int64_t m) { quantize(m, std::min(rows, m + 16)); });
     } else {
       quantize(0, rows);
     }
@@ -262,8 +262,8 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
           features[f * ld + m] = s * static_cast<float>(sums[f * ld + m] - correction) + b;
       }
     };
-    const int64_t blocks = (n + kFeatures - 1) / kFeatures;
-    if (threads > 1) {
+    if (split) {
+      const int64_t blocks = (n + kFeatures - 1) / kFeatures;
       tbb::parallel_for(int64_t{0}, blocks, [&](int64_t b) { block(b * kFeatures, std::min(n, (b + 1) * kFeatures)); });
     } else {
       block(0, n);
@@ -274,6 +274,16 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
       for (int64_t m = 0; m < rows; ++m)
         kernels::bias_activation_row(out + m * n, out + m * n, n, 0.0f, res != nullptr ? res + (r0 + m) * n : nullptr,
                                      fused.activation);
+  };
+  const int64_t chunks = (u1 - u0 + kRows - 1) / kRows;
+  auto run_chunk = [&](int64_t c, bool split) {
+    const int64_t r0 = u0 + c * kRows;
+    chunk(r0, std::min(kRows, u1 - r0), split);
+  };
+  if (threads > 1 && chunks >= threads) {
+    tbb::parallel_for(int64_t{0}, chunks, [&](int64_t c) { run_chunk(c, false); });
+  } else {
+    for (int64_t c = 0; c < chunks; ++c) run_chunk(c, threads > 1);
   }
 }
 
