@@ -253,6 +253,9 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
       quantize(0, rows);
     }
     const std::vector<int64_t> offsets = kernels::quad_offsets(k, ld);
+    float* out = y + r0 * n;
+    // A block of features: its sums, scaled into floats while they are in cache,
+    // transposed into its columns of the rows, then residual and activation.
     auto block = [&](int64_t f0, int64_t f1) {
       kernels::int8_gemm(weight, quads, offsets.data(), ld, sums, f0, f1, isa);
       for (int64_t f = f0; f < f1; ++f) {
@@ -261,19 +264,18 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
         for (int64_t m = 0; m < rows; ++m)
           features[f * ld + m] = s * static_cast<float>(sums[f * ld + m] - correction) + b;
       }
+      kernels::transpose(features + f0 * ld, f1 - f0, rows, ld, out + f0, n, false);
+      if (res != nullptr || fused.activation != kernels::Activation::none)
+        for (int64_t m = 0; m < rows; ++m)
+          kernels::bias_activation_row(out + m * n + f0, out + m * n + f0, f1 - f0, 0.0f,
+                                       res != nullptr ? res + (r0 + m) * n + f0 : nullptr, fused.activation);
     };
+    const int64_t blocks = (n + kFeatures - 1) / kFeatures;
     if (split) {
-      const int64_t blocks = (n + kFeatures - 1) / kFeatures;
       tbb::parallel_for(int64_t{0}, blocks, [&](int64_t b) { block(b * kFeatures, std::min(n, (b + 1) * kFeatures)); });
     } else {
-      block(0, n);
+      for (int64_t b = 0; b < blocks; ++b) block(b * kFeatures, std::min(n, (b + 1) * kFeatures));
     }
-    float* out = y + r0 * n;
-    kernels::transpose(features, n, rows, ld, out, n, false);
-    if (res != nullptr || fused.activation != kernels::Activation::none)
-      for (int64_t m = 0; m < rows; ++m)
-        kernels::bias_activation_row(out + m * n, out + m * n, n, 0.0f, res != nullptr ? res + (r0 + m) * n : nullptr,
-                                     fused.activation);
   };
   const int64_t chunks = (u1 - u0 + kRows - 1) / kRows;
   auto run_chunk = [&](int64_t c, bool split) {
