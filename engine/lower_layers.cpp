@@ -22,6 +22,28 @@ namespace {
 WeightPolicy weight_policy(const CompileOptions& o) { return {.forced = o.format, .autotune = o.kernels.autotune}; }
 }  // namespace
 
+namespace {
+
+// Seconds per run of the float convolution `geo` (groups 1) with weight form
+// `f`, timed on up to 8 images: the cost per image is what differs.
+double float_conv_seconds(const ConvGeometry& geo, const float* pw, const Fused& fused, WeightFormat f, int threads,
+                          kernels::Isa isa) {
+  ConvGeometry part = geo;
+  part.batch = std::min<int64_t>(geo.batch, std::max(8, threads));
+  const Shape xp{part.batch, geo.channels, geo.height, geo.width}, yp{part.batch, geo.filters, geo.out_h, geo.out_w};
+  Tensor x = Tensor::randn(xp, 1), y = Tensor::empty(yp), r = Tensor::randn(yp, 2);
+  const float* res = fused.residual ? r.data<float>() : nullptr;
+  if (f == WeightFormat::dense) {
+    DenseConv k(part, 1, pw, fused, threads);
+    return kernels::fastest_run_seconds([&] { k.run(x.data<float>(), res, y.data<float>(), 0, part.batch, threads); });
+  }
+  const int64_t rows = geo.filters, cols = geo.channels * geo.kh * geo.kw;
+  PackedConv k(part, kernels::pack(pw, rows, cols, f), fused, isa);
+  return kernels::fastest_run_seconds([&] { k.run(x.data<float>(), res, y.data<float>()); });
+}
+
+}  // namespace
+
 std::unique_ptr<Step> lower_conv(Lowering& l, const Node& n) {
   const Graph& g = l.g;
   const Tensor* w = g.constant(n.inputs[1]);
@@ -51,19 +73,7 @@ std::unique_ptr<Step> lower_conv(Lowering& l, const Node& n) {
   // The packed kernel runs groups 1 only.
   const WeightFormat format =
       groups != 1 ? WeightFormat::dense : choose_weight_format(pw, rows, cols, weight_policy(l.options), [&](WeightFormat f) {
-        // Timed on up to 8 images: the cost per image is what differs.
-        ConvGeometry part = geo;
-        part.batch = std::min<int64_t>(geo.batch, std::max(8, threads));
-        Shape xp = xs, yp = ys;
-        xp[0] = yp[0] = part.batch;
-        Tensor x = Tensor::randn(xp, 1), y = Tensor::empty(yp), r = Tensor::randn(yp, 2);
-        const float* res = fused.residual ? r.data<float>() : nullptr;
-        if (f == WeightFormat::dense) {
-          DenseConv k(part, 1, pw, fused, threads);
-          return kernels::fastest_run_seconds([&] { k.run(x.data<float>(), res, y.data<float>(), 0, part.batch, threads); });
-        }
-        PackedConv k(part, kernels::pack(pw, rows, cols, f), fused, isa);
-        return kernels::fastest_run_seconds([&] { k.run(x.data<float>(), res, y.data<float>()); });
+        return float_conv_seconds(geo, pw, fused, f, threads, isa);
       });
   if (format == WeightFormat::dense) {
     step->dense = std::make_unique<DenseConv>(geo, groups, pw, fused, threads);
@@ -248,6 +258,42 @@ std::unique_ptr<Step> lower_int8_linear(Lowering& l, const Node& n, const std::s
   return step;
 }
 
+namespace {
+
+// Whether the INT8 step `int8` (its tail not fused yet) beats what the float
+// path would run instead, on up to 8 images: a fake-quantize pass over the
+// input, then the float convolution in its fastest weight form. INT8 can lose
+// on small images and few channels (quads padded from 1 channel to 4).
+bool int8_conv_is_faster(const Lowering& l, const Node& n, const Int8ConvStep& int8, const Tensor& w,
+                         const kernels::QuantGrid& grid) {
+  const Shape& xs = l.g.values.at(n.inputs[0]).shape;
+  const Shape& ys = l.g.values.at(n.outputs[0]).shape;
+  const auto strides = n.integers("strides", {1, 1}), dil = n.integers("dilations", {1, 1});
+  const auto pads = n.integers("pads", {0, 0, 0, 0});
+  const int threads = l.plan.threads;
+  const kernels::Isa isa = l.options.kernels.resolved_isa();
+  ConvGeometry geo{.batch = std::min<int64_t>(xs[0], std::max(8, threads)), .channels = xs[1], .height = xs[2],
+                   .width = xs[3], .filters = w.size(0), .kh = w.size(2), .kw = w.size(3), .sh = strides[0],
+                   .sw = strides[1], .dh = dil[0], .dw = dil[1], .pad_top = pads[0], .pad_left = pads[1],
+                   .pad_bottom = pads[2], .pad_right = pads[3], .out_h = ys[2], .out_w = ys[3]};
+  const float* pw = w.data<float>();
+  const WeightFormat format = choose_weight_format(pw, geo.filters, w.numel() / geo.filters, weight_policy(l.options),
+                                                   [&](WeightFormat f) { return float_conv_seconds(geo, pw, int8.fused, f, threads, isa); });
+  Tensor x = Tensor::randn({geo.batch, geo.channels, geo.height, geo.width}, 3);
+  Tensor q = Tensor::empty(x.shape());
+  const double float_seconds =
+      float_conv_seconds(geo, pw, int8.fused, format, threads, isa) +
+      kernels::fastest_run_seconds([&] { kernels::fake_quantize(grid, x.data<float>(), q.data<float>(), x.numel()); });
+  Int8ConvStep timed = int8;
+  timed.inputs = {0};
+  timed.outputs = {1};
+  timed.residual = -1;
+  Values v{x, Tensor::empty({geo.batch, geo.filters, geo.out_h, geo.out_w})};
+  return kernels::fastest_run_seconds([&] { timed.run_units(v, 0, geo.batch, threads); }) < float_seconds;
+}
+
+}  // namespace
+
 std::unique_ptr<Step> lower_int8_conv(Lowering& l, const Node& n, const std::string& x, const kernels::QuantGrid& grid) {
   const Graph& g = l.g;
   const Shape& xs = g.values.at(n.inputs[0]).shape;
@@ -299,12 +345,11 @@ std::unique_ptr<Step> lower_int8_conv(Lowering& l, const Node& n, const std::str
   }
   step->weight = kernels::pack_int8_groups(wq.data(), features, cols);
   for (int64_t f = 0; f < features; ++f) step->scale.push_back(grid.scale * qw.grids.grids[qw.grids.axis < 0 ? 0 : f].scale);
-  Fused fused;
-  if (b != nullptr) fused.bias.assign(b->data<float>(), b->data<float>() + features);
-  const std::string out = l.fuse_tail(n.outputs[0], fused, step->residual);
-  step->fused = std::move(fused);
+  if (b != nullptr) step->fused.bias.assign(b->data<float>(), b->data<float>() + features);
   step->x_grid = grid;
   step->isa = l.options.kernels.resolved_isa();
+  if (l.options.kernels.autotune && !int8_conv_is_faster(l, n, *step, *w, grid)) return nullptr;
+  const std::string out = l.fuse_tail(n.outputs[0], step->fused, step->residual);
   step->inputs = {l.id(x)};
   step->outputs = {l.id(out)};
   step->units = xs[0];
