@@ -2,6 +2,7 @@
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <cstring>
@@ -278,9 +279,11 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
     }
   };
   const int64_t chunks = (u1 - u0 + kRows - 1) / kRows;
+  // Isolated: a thread waiting inside a chunk's nested loops (or the
+  // transpose's) must not pick up another chunk, which would reuse its scratch.
   auto run_chunk = [&](int64_t c, bool split) {
     const int64_t r0 = u0 + c * kRows;
-    chunk(r0, std::min(kRows, u1 - r0), split);
+    tbb::this_task_arena::isolate([&] { chunk(r0, std::min(kRows, u1 - r0), split); });
   };
   if (threads > 1 && chunks >= threads) {
     tbb::parallel_for(int64_t{0}, chunks, [&](int64_t c) { run_chunk(c, false); });
@@ -353,10 +356,13 @@ void Int8ConvStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) con
       block(0, features);
     }
   };
+  // Isolated: a thread waiting inside an image's nested loop must not pick up
+  // another image, which would reuse its scratch planes.
+  auto isolated = [&](int64_t b, bool split) { tbb::this_task_arena::isolate([&] { image(b, split); }); };
   if (threads > 1 && u1 - u0 >= threads) {
-    tbb::parallel_for(u0, u1, [&](int64_t b) { image(b, false); });
+    tbb::parallel_for(u0, u1, [&](int64_t b) { isolated(b, false); });
   } else {
-    for (int64_t b = u0; b < u1; ++b) image(b, threads > 1);
+    for (int64_t b = u0; b < u1; ++b) isolated(b, threads > 1);
   }
 }
 
