@@ -191,7 +191,9 @@ std::unique_ptr<Step> lower_fake_quantize(Lowering& l, const Node& q) {
     const Tensor* scale = g.constant(n.inputs[1]);
     const Tensor* zero_point = n.inputs.size() > 2 && !n.inputs[2].empty() ? g.constant(n.inputs[2]) : nullptr;
     if (scale == nullptr || (n.inputs.size() > 2 && !n.inputs[2].empty() && zero_point == nullptr)) return std::nullopt;
-    return qdq_grids(n, *scale, zero_point != nullptr ? *zero_point : Tensor(), g.values.at(n.inputs[0]).shape);
+    const ValueInfo& in = g.values.at(n.inputs[0]);
+    return qdq_grids(n, *scale, zero_point != nullptr ? *zero_point : Tensor(), in.shape,
+                     n.op == OpKind::dequantize_linear ? storage_of(in.type) : autograd::Dtype::u8);
   };
   const auto quantize = grids_of(q), dequantize = grids_of(*dq);
   const Shape& shape = g.values.at(q.inputs[0]).shape;

@@ -141,7 +141,10 @@ std::optional<std::string> linear_bias(Lowering& l, const Node& n, int64_t featu
     const float beta = static_cast<float>(n.real("beta", 1.0));
     if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
       const Tensor* c = g.constant(n.inputs[2]);
-      if (c == nullptr || c->dtype() != autograd::Dtype::f32 || c->numel() != features) return std::nullopt;
+      // A vector over the features: (N) or (1, N); an (M, 1) C of M == N values is per row.
+      if (c == nullptr || c->dtype() != autograd::Dtype::f32 || c->numel() != features ||
+          (c->dim() > 1 && c->size(-1) != features))
+        return std::nullopt;
       for (int64_t i = 0; i < features; ++i) fused.bias.push_back(beta * c->data<float>()[i]);
     }
   } else if (const Node* add = l.sole_consumer(out, OpKind::add)) {  // MatMul + bias
@@ -228,7 +231,7 @@ std::unique_ptr<Step> lower_int8_linear(Lowering& l, const Node& n, const std::s
   const bool trans_b = gemm && n.integer("transB", 0) != 0;  // W (N, K); else (K, N)
   const int64_t k = xs.back(), features = trans_b ? w->size(0) : w->size(1);
   const int64_t feature_axis = trans_b ? 0 : 1, m = autograd::numel(xs) / k;
-  if (m < kernels::kInt8MinItems) return nullptr;
+  if (m < kernels::kInt8MinItems || (k + 3) / 4 > kernels::kInt8MaxQuads) return nullptr;
   if (qw.grids.axis >= 0 && qw.grids.axis != feature_axis) return nullptr;  // grids along K: no per-feature scale
   for (const kernels::QuantGrid& wg : qw.grids.grids)
     if (wg.zero_point != 0) return nullptr;  // asymmetric weights: the product needs x's sums too
@@ -315,7 +318,9 @@ std::unique_ptr<Step> lower_int8_conv(Lowering& l, const Node& n, const std::str
     if (wg.zero_point != 0) return nullptr;
   const int64_t features = w->size(0), channels = w->size(1), kh = w->size(2), kw = w->size(3);
   const auto pads = n.integers("pads", {0, 0, 0, 0}), dil = n.integers("dilations", {1, 1});
-  if (channels != xs[1] || pads.size() != 4 || dil.size() != 2) return nullptr;
+  if (channels != xs[1] || pads.size() != 4 || dil.size() != 2 || kh * kw * ((channels + 3) / 4) > kernels::kInt8MaxQuads ||
+      (b != nullptr && (b->dtype() != autograd::Dtype::f32 || b->numel() != features)))
+    return nullptr;
   auto step = std::make_unique<Int8ConvStep>();
   step->channels = channels, step->height = xs[2], step->width = xs[3];
   step->pad_top = pads[0], step->pad_left = pads[1];

@@ -59,11 +59,13 @@ namespace {
 
 // Multiplies feature f of an int8 weight (F, ...) by factor(f) through its
 // grids: per-channel scales times |factor|, the int8 values negated where the
-// factor is negative. False (the weight untouched) where a value is -128,
-// which has no negation.
+// factor is negative. False (the weight untouched) for zero points other
+// than 0 or where a value is -128, which has no negation.
 template <typename Factor>
 bool fold_into_grids(QuantizedWeight& w, int64_t features, Factor factor) {
   if (w.q.dim() < 1 || w.q.size(0) != features || (w.grids.axis >= 0 && w.grids.axis != 0)) return false;
+  for (const kernels::QuantGrid& g : w.grids.grids)
+    if (g.zero_point != 0) return false;  // negating q would need the zero point negated too
   const int64_t per_feature = w.q.numel() / features;
   int8_t* q = w.q.data<int8_t>();
   for (int64_t f = 0; f < features; ++f)

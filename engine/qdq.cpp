@@ -10,13 +10,16 @@ namespace neurite::engine::detail {
 
 using autograd::Dtype;
 
-QdqGrids qdq_grids(const Node& n, const Tensor& scale, const Tensor& zero_point, const Shape& shape) {
+QdqGrids qdq_grids(const Node& n, const Tensor& scale, const Tensor& zero_point, const Shape& shape, autograd::Dtype type) {
   const std::string where = fmt::format("node '{}' ({})", n.name, op_info(n.op).onnx);
   check<DtypeError>(scale.dtype() == Dtype::f32, "{}: the scale is {}, expected float32", where,
                     autograd::to_string(scale.dtype()));
   check<ShapeError>(scale.dim() <= 1, "{}: the scale is {}, expected a scalar or 1-D", where,
                     autograd::to_string(scale.shape()));
   QdqGrids g;
+  check<DtypeError>(type == Dtype::i8 || type == Dtype::u8, "{}: the quantised values are {}, expected int8 or uint8",
+                    where, autograd::to_string(type));
+  g.type = type;
   if (zero_point.defined()) {
     check<DtypeError>(zero_point.dtype() == Dtype::i8 || zero_point.dtype() == Dtype::u8,
                       "{}: the zero point is {}, expected int8 or uint8", where, autograd::to_string(zero_point.dtype()));
@@ -104,7 +107,7 @@ std::map<std::string, QuantizedWeight> quantized_weights(const Graph& g) {
       continue;
     }
     if (q.dtype() != autograd::Dtype::i8) continue;
-    QdqGrids grids = qdq_grids(dq, *scale, zero_point != nullptr ? *zero_point : Tensor(), q.shape());
+    QdqGrids grids = qdq_grids(dq, *scale, zero_point != nullptr ? *zero_point : Tensor(), q.shape(), q.dtype());
     Tensor floats = dequantize_linear(grids, q);
     out.emplace(dq.outputs[0], QuantizedWeight{std::move(q), std::move(grids), std::move(floats)});
   }

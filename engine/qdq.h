@@ -19,11 +19,13 @@ struct QdqGrids {
 };
 
 // The grids of node n (a QuantizeLinear or DequantizeLinear) from its scale
-// and zero point (undefined: uint8 0) for an x of `shape`. ValueError naming
+// and zero point (undefined: 0 of `type`: uint8 for QuantizeLinear, the
+// input's for DequantizeLinear) for an x of `shape`. ValueError naming
 // the node: a scale not positive and finite, a zero point of another shape
 // than the scale or not 8-bit, per-axis grids that do not match x's axis, or
 // an axis outside x.
-QdqGrids qdq_grids(const Node& n, const Tensor& scale, const Tensor& zero_point, const Shape& shape);
+QdqGrids qdq_grids(const Node& n, const Tensor& scale, const Tensor& zero_point, const Shape& shape,
+                   autograd::Dtype type = autograd::Dtype::u8);
 
 Tensor quantize_linear(const QdqGrids& g, const Tensor& x);    // float32 -> int8 or uint8
 Tensor dequantize_linear(const QdqGrids& g, const Tensor& q);  // int8 or uint8 -> float32

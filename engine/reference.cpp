@@ -311,7 +311,8 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
     }
     case OpKind::identity: return one(in[0]);
     case OpKind::quantize_linear: return one(quantize_linear(qdq_grids(n, in[1], arg(2), in[0].shape()), in[0]));
-    case OpKind::dequantize_linear: return one(dequantize_linear(qdq_grids(n, in[1], arg(2), in[0].shape()), in[0]));
+    case OpKind::dequantize_linear:
+      return one(dequantize_linear(qdq_grids(n, in[1], arg(2), in[0].shape(), in[0].dtype()), in[0]));
     case OpKind::dropout:  // inference: keeps everything
       check<ValueError>(!arg(2).defined() || element(in[2], 0) == 0 || (arg(1).defined() && element(in[1], 0) == 0),
                         "{}: training-mode dropout (random masks) is not supported; inference keeps every value", where(n));

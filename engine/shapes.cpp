@@ -124,13 +124,16 @@ DataType check_qdq(const ShapeContext& c) {
   check<DtypeError>(c.input(1).type == DataType::float32, "{}: the scale is {}, expected float32", c.where(),
                     to_string(c.input(1).type));
   const bool has_zero_point = c.in.size() > 2 && c.in[2] != nullptr;
-  const DataType type = has_zero_point ? c.input(2).type : DataType::uint8;
+  // Without a zero point: uint8 for QuantizeLinear, the input's type for DequantizeLinear.
+  const DataType type = has_zero_point                              ? c.input(2).type
+                        : c.node.op == OpKind::dequantize_linear ? c.input(0).type
+                                                                    : DataType::uint8;
   check<DtypeError>(type == DataType::int8 || type == DataType::uint8, "{}: the zero point is {}, expected int8 or uint8",
                     c.where(), to_string(type));
   const Tensor* scale = c.graph.constant(c.node.inputs[1]);
   const Tensor* zero_point = has_zero_point ? c.graph.constant(c.node.inputs[2]) : nullptr;
   if (scale != nullptr && (!has_zero_point || zero_point != nullptr))
-    qdq_grids(c.node, *scale, zero_point != nullptr ? *zero_point : Tensor(), c.shape(0));
+    qdq_grids(c.node, *scale, zero_point != nullptr ? *zero_point : Tensor(), c.shape(0), storage_of(type));
   return type;
 }
 

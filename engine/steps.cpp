@@ -298,7 +298,7 @@ void Int8ConvStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) con
   const float* x = v[inputs[0]].data<float>();
   const float* res = residual >= 0 ? v[residual].data<float>() : nullptr;
   float* y = v[outputs[0]].data<float>();
-  const int32_t shift = x_grid.qmin < 0 ? 128 : 0, zp = x_grid.zero_point + shift;
+  const int32_t shift = kernels::uint8_shift(x_grid), zp = x_grid.zero_point + shift;
   const float inverse = 1.0f / x_grid.scale;
   const float lo = static_cast<float>(x_grid.qmin + shift), hi = static_cast<float>(x_grid.qmax + shift);
   auto image = [&](int64_t b, bool split) {

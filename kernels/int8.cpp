@@ -52,7 +52,7 @@ int64_t quad_ld(int64_t items) { return (items + 15) / 16 * 16; }
 int32_t to_quads(const float* x, int64_t items, int64_t cols, const QuantGrid& grid, uint8_t* x4, int64_t ld) {
   // An int8 grid moved up by 128: the same steps in uint8, so that the
   // activations are vpdpbusd's unsigned operand.
-  const int32_t shift = grid.qmin < 0 ? 128 : 0;
+  const int32_t shift = uint8_shift(grid);
   const float inverse = 1.0f / grid.scale, zp = static_cast<float>(grid.zero_point + shift);
   const float lo = static_cast<float>(grid.qmin + shift), hi = static_cast<float>(grid.qmax + shift);
   const int64_t quads = (cols + 3) / 4;

@@ -29,8 +29,8 @@ Variable fake_quantize(const Variable& x, const Tensor& scale, const Tensor& zer
   check<DtypeError>(scale.dtype() == Dtype::f32 && zero_point.dtype() == Dtype::i64,
                     "fake_quantize: scale must be float32 and zero_point int64, got {} and {}",
                     to_string(scale.dtype()), to_string(zero_point.dtype()));
-  check(quant_min < quant_max && quant_min >= -(int64_t{1} << 31) && quant_max < (int64_t{1} << 31),
-        "fake_quantize: quant range [{}, {}] is empty or too wide", quant_min, quant_max);
+  check(quant_min < quant_max && quant_min >= -(int64_t{1} << 20) && quant_max <= (int64_t{1} << 20),
+        "fake_quantize: quant range [{}, {}] is empty or outside [-2^20, 2^20]", quant_min, quant_max);
   check<ShapeError>(axis >= -1 && axis < x.dim(), "fake_quantize: axis {} is out of range for x {}", axis,
                     ShapeArg{x.shape()});
   const int64_t channels = axis < 0 ? 1 : x.size(axis);
@@ -49,12 +49,14 @@ Variable fake_quantize(const Variable& x, const Tensor& scale, const Tensor& zer
   float* py = y.data<float>();
   for_each_run(x.shape(), axis, scale, zero_point, quant_min, quant_max,
                [&](const kernels::QuantGrid& g, int64_t at, int64_t n) { kernels::fake_quantize(g, px + at, py + at, n); });
+  // The grid as it is now: a quantiser's buffers change in place at its next call.
+  const Tensor grid_scale = scale.clone(), grid_zero_point = zero_point.clone();
   return traced(Variable(y, {x}, [=](const Tensor& grad, std::vector<Variable>& in) {
     Tensor dx = Tensor::empty(grad.shape());
     const float* pg = grad.data<float>();
     const float* pxs = in[0].data().data<float>();
     float* pd = dx.data<float>();
-    for_each_run(grad.shape(), axis, scale, zero_point, quant_min, quant_max, [&](const kernels::QuantGrid& g, int64_t at, int64_t n) {
+    for_each_run(grad.shape(), axis, grid_scale, grid_zero_point, quant_min, quant_max, [&](const kernels::QuantGrid& g, int64_t at, int64_t n) {
       kernels::fake_quantize_grad(g, pxs + at, pg + at, pd + at, n);
     });
     in[0].add_grad(std::move(dx));

@@ -146,6 +146,11 @@ TEST(Graph, QuantizeLinearChecksItsGridsAndNamesTheNode) {
                            {"node 'q'", "axis 2 is out of range"});
   expect_error<DtypeError>([] { qdq(Tensor::full({4}, 0.1f), ints({0, 0, 0, 0})).infer_shapes(); },
                            {"node 'q'", "zero point is int64, expected int8 or uint8"});
+  // DequantizeLinear without a zero point: 0 of its input's type (int8 here).
+  Graph no_zero_point = qdq(Tensor::scalar(0.1f), bytes({3}, autograd::Dtype::i8).reshape({}));
+  no_zero_point.nodes[1].inputs.pop_back();
+  EXPECT_NO_THROW(no_zero_point.infer_shapes());
+  EXPECT_EQ(no_zero_point.values.at("y").type, DataType::float32);
   // 8-bit values go only into DequantizeLinear, Clip and Identity.
   Graph add = qdq(Tensor::scalar(0.1f), bytes({0}).reshape({}));
   add.nodes[1] = {.op = OpKind::add, .name = "sum", .inputs = {"xq", "xq"}, .outputs = {"y"}, .attributes = {}};

@@ -43,6 +43,14 @@ Int8Groups pack_int8_groups(const int8_t* w, int64_t rows, int64_t cols);
 // loses to float below this many rows (bench/RESULTS.md), so the engine
 // keeps such layers float.
 constexpr int64_t kInt8MinItems = 16;
+// Past this many quads a sum could leave int32 (each quad adds at most
+// 4 · 255 · 128): longer products stay float.
+constexpr int64_t kInt8MaxQuads = 16384;
+
+// What moves a grid's values and zero point into uint8 (vpdpbusd's unsigned
+// operand): 128 for an int8 grid (its zero point or range below 0, also
+// after a Clip narrowed the range), else 0.
+inline int32_t uint8_shift(const QuantGrid& g) { return g.qmin < 0 || g.zero_point < 0 ? 128 : 0; }
 
 // Items of a quad buffer: at least `items`, whole vectors of 16.
 int64_t quad_ld(int64_t items);

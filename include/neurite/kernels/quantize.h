@@ -28,13 +28,15 @@ struct QuantGrid {
 // [lo - 1, hi + 1] (out of range stays out of range): plain float arithmetic
 // that vectorises; std::nearbyint is a libm call without SSE4.1. Adding and
 // subtracting 1.5 · 2^23 rounds half to even in the default rounding mode.
+// The clamps take NaN to the low end (std::max(a, NaN) is a). Ranges must
+// stay within ±2^20 for the rounding.
 inline float grid_position(float x, float inverse, float zero_point, float lo, float hi) {
-  const float v = std::min(std::max(x * inverse, lo - zero_point - 1.0f), hi - zero_point + 1.0f);
+  const float v = std::min(hi - zero_point + 1.0f, std::max(lo - zero_point - 1.0f, x * inverse));
   return ((v + 12582912.0f) - 12582912.0f) + zero_point;
 }
 // The clamped grid value of x: q in [lo, hi].
 inline float grid_value(float x, float inverse, float zero_point, float lo, float hi) {
-  return std::min(std::max(grid_position(x, inverse, zero_point, lo, hi), lo), hi);
+  return std::min(hi, std::max(lo, grid_position(x, inverse, zero_point, lo, hi)));
 }
 
 // y = x' for i < n (y may be x).
