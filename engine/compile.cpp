@@ -64,6 +64,7 @@ Engine compile(Graph graph, const CompileOptions& options) {
   auto quantized_weights = detail::quantized_weights(graph);  // before folding makes them floats
   detail::specialize(graph, options.batch, options.input_shapes);
   if (!graph.inputs.empty() && !graph.inputs[0].shape.empty()) plan->batch = graph.inputs[0].shape[0];
+  detail::fold_channel_affine(graph, &quantized_weights);
   detail::fold_batch_norm(graph, &quantized_weights);
   detail::fuse_patterns(graph);
   graph.infer_shapes();

@@ -91,6 +91,73 @@ bool fold_into_grids(QuantizedWeight& w, int64_t features, Factor factor) {
 
 }  // namespace
 
+namespace {
+
+// The per-channel values of a constant that broadcasts along axis 1 of an
+// (N, F, H, W) output: F values, or one for all; empty otherwise.
+std::vector<float> per_channel(const Tensor* c, int64_t features) {
+  if (c == nullptr || c->dtype() != autograd::Dtype::f32) return {};
+  if (c->numel() == 1) return std::vector<float>(static_cast<size_t>(features), c->data<float>()[0]);
+  const Shape& s = c->shape();
+  // [F, 1, 1] or [1, F, 1, 1]: F at the fourth axis from the right, ones after.
+  if (c->numel() != features || s.size() < 3 || s[s.size() - 3] != features) return {};
+  return std::vector<float>(c->data<float>(), c->data<float>() + features);
+}
+
+}  // namespace
+
+void fold_channel_affine(Graph& graph, std::map<std::string, QuantizedWeight>* quantized) {
+  for (bool changed = true; changed;) {
+    changed = false;
+    const GraphIndex index(graph);
+    for (size_t i = 0; i < graph.nodes.size() && !changed; ++i) {
+      const Node& op = graph.nodes[i];
+      if (op.op != OpKind::mul && op.op != OpKind::div && op.op != OpKind::add) continue;
+      for (size_t side = 0; side < 2 && !changed; ++side) {
+        if (op.op == OpKind::div && side == 1) break;  // c / conv is no affine map of the conv
+        const auto from = index.producer(op.inputs[side]);
+        if (!from || graph.nodes[*from].op != OpKind::conv || index.readers(op.inputs[side]) != 1) continue;
+        Node& conv = graph.nodes[*from];
+        Tensor* w = own_initializer(graph, index, conv.inputs[1]);
+        if (w == nullptr || w->dim() != 4 || conv.integer("group", 1) != 1) continue;
+        const int64_t features = w->size(0);
+        const std::vector<float> c = per_channel(graph.constant(op.inputs[1 - side]), features);
+        if (c.empty()) continue;
+        Tensor bias = Tensor::zeros({features});
+        if (conv.inputs.size() > 2 && !conv.inputs[2].empty()) {
+          Tensor* b = own_initializer(graph, index, conv.inputs[2]);
+          if (b == nullptr || b->numel() != features) continue;
+          bias = b->clone();
+        }
+        float* pb = bias.data<float>();
+        if (op.op == OpKind::add) {
+          for (int64_t f = 0; f < features; ++f) pb[f] += c[f];
+        } else {
+          auto factor = [&](int64_t f) { return op.op == OpKind::mul ? c[f] : 1.0f / c[f]; };
+          auto it = quantized != nullptr ? quantized->find(conv.inputs[1]) : std::map<std::string, QuantizedWeight>::iterator();
+          if (quantized != nullptr && it != quantized->end() && fold_into_grids(it->second, features, factor)) {
+            *w = it->second.dequantized;
+          } else {
+            if (quantized != nullptr && it != quantized->end()) quantized->erase(it);  // float from here on
+            *w = w->clone();
+            const int64_t per_feature = w->numel() / features;
+            for (int64_t f = 0; f < features; ++f)
+              for (int64_t k = 0; k < per_feature; ++k) w->data<float>()[f * per_feature + k] *= factor(f);
+          }
+          for (int64_t f = 0; f < features; ++f) pb[f] *= factor(f);
+        }
+        const std::string bias_name = conv.inputs.size() > 2 && !conv.inputs[2].empty() ? conv.inputs[2] : op.name + ".folded_bias";
+        graph.initializers[bias_name] = bias;
+        if (conv.inputs.size() < 3) conv.inputs.resize(3);
+        conv.inputs[2] = bias_name;
+        conv.outputs[0] = op.outputs[0];
+        graph.nodes.erase(graph.nodes.begin() + static_cast<std::ptrdiff_t>(i));
+        changed = true;
+      }
+    }
+  }
+}
+
 void fold_batch_norm(Graph& graph, std::map<std::string, QuantizedWeight>* quantized) {
   const GraphIndex index(graph);
   std::vector<bool> removed(graph.nodes.size(), false);

@@ -22,6 +22,11 @@ void specialize(Graph& graph, int64_t batch, const std::map<std::string, Shape>&
 // norm into its per-channel scales instead (the int8 values stay, negated
 // for a negative factor), and its floats become those of the new grids.
 void fold_batch_norm(Graph& graph, std::map<std::string, QuantizedWeight>* quantized = nullptr);
+// A Mul, Div or Add of a per-channel constant after a Conv whose output only
+// it reads becomes the Conv's weight and bias (an int8 weight's grids, as
+// above): what PyTorch's QAT export writes between a convolution and its
+// batch norm (Conv, Div by the BN factors, Add of the bias, BatchNormalization).
+void fold_channel_affine(Graph& graph, std::map<std::string, QuantizedWeight>* quantized = nullptr);
 
 // Rewrites what exporters write from primitives into the ops the engine has
 // kernels for (engine/fusion.cpp): LayerNormalization from ReduceMean, Sub,
