@@ -51,6 +51,17 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, c
 
 Variable Conv2d::forward(const Variable& x) {
   const Variable b = bias != nullptr ? bias->value() : Variable();
+  if (quantized() && folded_bn_ != nullptr) {
+    weight.to_dense();  // fake quantisation runs on the dense weight
+    const int64_t f = weight.shape()[0];
+    const Variable factor =
+        folded_bn_->weight.value() / sqrt(Variable(folded_bn_->running_var) + folded_bn_->eps());  // gamma / std
+    const Variable scaled = weight.value() * reshape(factor, {f, 1, 1, 1});
+    Variable y = conv2d(quantized_input(x), weight_quant ? weight_quant->forward(scaled) : scaled, {}, options_) /
+                 reshape(factor, {1, f, 1, 1});
+    if (bias != nullptr) y = y + reshape(b, {1, f, 1, 1});
+    return quantized_output(y);
+  }
   if (quantized()) {
     weight.to_dense();  // fake quantisation runs on the dense weight
     return quantized_output(conv2d(quantized_input(x), quantized_weight(), b, options_));

@@ -123,6 +123,7 @@ struct Settings {
   std::optional<double> observer_epoch, bn_epoch;  // as written
   double written_start = -1;
   bool strict = true;
+  bool fuse = true;  // model_fuse_fn_name: conv_bn_relus (the default) or none; no_fuse: false
 };
 
 // A key of ignore or scheme_overrides matches a module by its class name or
@@ -162,6 +163,7 @@ class QuantizeRun final : public ModifierRun {
   }
 
   void quantize_layers() {
+    if (s_.fuse) fold_batch_norms();
     for_each_module(model_, "", [&](Module& m, const std::string& name) {
       auto* layer = dynamic_cast<layers::QuantizableLayer*>(&m);
       if (layer == nullptr || layer->quantized()) return;  // quantised: restored from a checkpoint
@@ -180,6 +182,21 @@ class QuantizeRun final : public ModifierRun {
         }
       }
       layer->quantize(*scheme);
+    });
+  }
+
+  // SparseML's conv_bn_relus fusing: a Conv2d followed by a BatchNorm2d of its
+  // channels among the same parent's children trains as ConvBn (layers.h).
+  // Again on resume: the link is no state of the checkpoint's.
+  void fold_batch_norms() {
+    for_each_module(model_, "", [&](Module& m, const std::string&) {
+      const auto children = m.named_children();
+      for (size_t i = 0; i + 1 < children.size(); ++i) {
+        auto conv = std::dynamic_pointer_cast<layers::Conv2d>(children[i].second);
+        auto bn = std::dynamic_pointer_cast<layers::BatchNorm2d>(children[i + 1].second);
+        if (conv && bn && bn->weight.shape()[0] == conv->weight.shape()[0] && conv->options().groups == 1)
+          conv->fold_for_quantization(bn);
+      }
     });
   }
 
@@ -228,6 +245,7 @@ class Quantization final : public Modifier {
                         **slot, s_.written_start);
     }
     const std::string fuse = f.text_or("model_fuse_fn_name", "conv_bn_relus");
+    s_.fuse = fuse != "no_fuse";
     check<ValueError>(fuse == "conv_bn_relus" || fuse == "no_fuse" || fuse == "none" || fuse == "None",
                       "{}: model_fuse_fn_name is '{}', expected conv_bn_relus, no_fuse or none", f.at("model_fuse_fn_name"),
                       fuse);

@@ -7,6 +7,7 @@
 #include "neurite/data/dataset.h"
 #include "neurite/error.h"
 #include "neurite/layers/init.h"
+#include "neurite/layers/layers.h"
 #include "neurite/layers/models.h"
 #include "neurite/layers/quantize.h"
 #include "neurite/recipes/manager.h"
@@ -242,6 +243,13 @@ TEST(Manager, QuantizationAwareTrainingResumesBitExactAndKeepsTheZeros) {
     EXPECT_EQ(name.find("classifier"), std::string::npos) << name << " is ignored";
   }
   EXPECT_NEAR(train::weight_sparsity(*a->model), 0.7, 0.01);
+  // conv_bn_relus fusing (the default): each convolution trains with its batch norm folded.
+  const auto conv = std::dynamic_pointer_cast<layers::Conv2d>(a->model->named_children()[0].second->named_children()[0].second);
+  ASSERT_TRUE(conv);
+  EXPECT_TRUE(conv->folds_batch_norm());
+  EXPECT_TRUE(std::dynamic_pointer_cast<layers::Conv2d>(c->model->named_children()[0].second->named_children()[0].second)
+                  ->folds_batch_norm())
+      << "linked again on resume";
 }
 
 }  // namespace

@@ -29,6 +29,8 @@ class Linear : public QuantizableLayer {
   Parameter& quantized_parameter() override { return weight; }
 };
 
+class BatchNorm2d;
+
 struct Conv2dLayerOptions {
   int64_t stride = 1, padding = 0, dilation = 1, groups = 1;
   bool bias = true;
@@ -39,6 +41,13 @@ class Conv2d : public QuantizableLayer {
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, const Conv2dLayerOptions& options = {});
   Variable forward(const Variable& x) override;
   const autograd::Conv2dOptions& options() const { return options_; }
+  // Quantisation-aware training with the batch norm that follows, as
+  // PyTorch's ConvBn2d: the weight is fake-quantised scaled by the norm's
+  // factors gamma / sqrt(running_var + eps) and the output divided back, so
+  // the quantised weight is the one inference folds the norm into. The norm
+  // still runs after (the model calls it). Not a child: no state of its own.
+  void fold_for_quantization(std::shared_ptr<BatchNorm2d> bn) { folded_bn_ = std::move(bn); }
+  bool folds_batch_norm() const { return folded_bn_ != nullptr; }
   Parameter& weight;
   Parameter* bias;
 
@@ -47,6 +56,7 @@ class Conv2d : public QuantizableLayer {
 
  private:
   autograd::Conv2dOptions options_;
+  std::shared_ptr<BatchNorm2d> folded_bn_;
 };
 
 // Buffers running_mean, running_var and num_batches_tracked, as PyTorch's.
