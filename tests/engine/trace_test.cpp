@@ -61,6 +61,22 @@ void perturb_buffers(layers::Module& m) {
     if (t.dtype() == autograd::Dtype::f32) t.copy_from_(Tensor::rand(t.shape(), ++seed, 0.5f, 1.5f));
 }
 
+// g saved at opsets 17 and 13 into dir (onnx.checker must accept both), and
+// the opset-17 file imported again, which must export to the same bytes.
+struct Saved {
+  std::string path17, path13;
+  Graph imported;
+};
+Saved save_and_import(const Graph& g, const std::filesystem::path& dir) {
+  Saved s{(dir / "model17.onnx").string(), (dir / "model13.onnx").string(), {}};
+  save_onnx(g, s.path17);
+  save_onnx(g, s.path13, {.opset = 13});
+  EXPECT_TRUE(testing::onnx_checker_accepts({s.path17, s.path13}));
+  s.imported = load_onnx(s.path17);
+  EXPECT_EQ(to_onnx(s.imported), to_onnx(g)) << "export -> import -> export is the same file";
+  return s;
+}
+
 class TraceZoo : public ::testing::TestWithParam<ZooCase> {};
 
 TEST_P(TraceZoo, GraphRunsAsTheModuleInOurExecutorAndInOnnxRuntime) {
@@ -82,13 +98,7 @@ TEST_P(TraceZoo, GraphRunsAsTheModuleInOurExecutorAndInOnnxRuntime) {
   }
 
   const auto dir = testing::temp_dir("trace_" + case_name({c, 0}));
-  const std::string path17 = (dir / "model17.onnx").string(), path13 = (dir / "model13.onnx").string();
-  save_onnx(g, path17);
-  save_onnx(g, path13, {.opset = 13});
-  EXPECT_TRUE(testing::onnx_checker_accepts({path17, path13}));
-
-  const Graph imported = load_onnx(path17);
-  EXPECT_EQ(to_onnx(imported), to_onnx(g)) << "export -> import -> export is the same file";
+  const auto [path17, path13, imported] = save_and_import(g, dir);
 
   for (int64_t batch : {1, 7}) {
     SCOPED_TRACE(fmt::format("batch {}", batch));
@@ -146,12 +156,7 @@ TEST(Trace, QuantizedModelsExportAsQdqPairsThatOnnxRuntimeRuns) {
     for (const std::string& name : names) EXPECT_NEAR(std::stod(g.metadata.at("sparsity:" + name)), 0.9, 0.01);
 
     const auto dir = testing::temp_dir(per_channel ? "trace_qdq_channel" : "trace_qdq_tensor");
-    const std::string path17 = (dir / "q17.onnx").string(), path13 = (dir / "q13.onnx").string();
-    save_onnx(g, path17);
-    save_onnx(g, path13, {.opset = 13});
-    EXPECT_TRUE(testing::onnx_checker_accepts({path17, path13}));
-    const Graph imported = load_onnx(path17);
-    EXPECT_EQ(to_onnx(imported), to_onnx(g)) << "export -> import -> export is the same file";
+    const auto [path17, path13, imported] = save_and_import(g, dir);
 
     const Tensor x = Tensor::randn({20, 1, 12, 12}, 30);  // a vector of items or more: the INT8 kernels' batch
     Tensor want;

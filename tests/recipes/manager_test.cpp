@@ -146,6 +146,30 @@ std::unique_ptr<RecipeRun> recipe_run(const std::string& dir, int64_t epochs, co
   return r;
 }
 
+// The recipe run whole over 4 epochs, and stopped after 2 then resumed from
+// its checkpoint to 4: the two runs, whose end states must be bit-exact.
+struct WholeAndResumed {
+  std::unique_ptr<RecipeRun> whole, resumed;
+};
+WholeAndResumed whole_and_resumed(const Recipe& recipe, const std::string& tag) {
+  auto data = bands(80);
+  const auto whole = testing::temp_dir(tag + "_whole"), split = testing::temp_dir(tag + "_split");
+  WholeAndResumed r{recipe_run(whole.string(), 4, recipe, data), nullptr};
+  r.whole->trainer->fit();
+  recipe_run(split.string(), 2, recipe, data)->trainer->fit();  // stopped after 2 of 4 epochs
+  r.resumed = recipe_run(split.string(), 4, recipe, data);
+  const train::Checkpoint ckpt = train::load_checkpoint((split / "checkpoint.h5").string());
+  EXPECT_EQ(ckpt.recipe, recipe.text);
+  r.resumed->trainer->resume(ckpt);
+  r.resumed->manager->fast_forward(r.resumed->trainer->step());
+  r.resumed->trainer->fit();
+  const auto want = r.whole->model->state_dict(), got = r.resumed->model->state_dict();
+  EXPECT_EQ(want.size(), got.size());
+  for (const auto& [name, t] : want)
+    EXPECT_EQ(std::memcmp(t.bytes(), got.at(name).bytes(), t.nbytes()), 0) << name;
+  return r;
+}
+
 TEST(Manager, ResumingMidRecipeContinuesTheSchedule) {
   const Recipe recipe = Recipe::parse(R"(modifiers:
   - !LearningRateFunctionModifier {lr_func: cosine, init_lr: 0.05, final_lr: 0.001, start_epoch: 0, end_epoch: 4}
@@ -153,22 +177,8 @@ TEST(Manager, ResumingMidRecipeContinuesTheSchedule) {
                         update_frequency: 0.5, mask_type: "[4,1]"}
 )",
                                       "r.yaml");
-  auto data = bands(80);
-  const auto whole = testing::temp_dir("recipes_whole"), split = testing::temp_dir("recipes_split");
-  auto a = recipe_run(whole.string(), 4, recipe, data);
-  a->trainer->fit();
-  auto b = recipe_run(split.string(), 2, recipe, data);  // stopped after 2 of 4 epochs
-  b->trainer->fit();
-  auto c = recipe_run(split.string(), 4, recipe, data);
-  const train::Checkpoint ckpt = train::load_checkpoint((split / "checkpoint.h5").string());
-  EXPECT_EQ(ckpt.recipe, recipe.text);
-  c->trainer->resume(ckpt);
-  c->manager->fast_forward(c->trainer->step());
-  c->trainer->fit();
-  const auto want = a->model->state_dict(), got = c->model->state_dict();
-  for (const auto& [name, t] : want)
-    EXPECT_EQ(std::memcmp(t.bytes(), got.at(name).bytes(), t.nbytes()), 0) << name;
-  EXPECT_NEAR(train::weight_sparsity(*c->model), 0.8, 0.01);
+  const auto runs = whole_and_resumed(recipe, "recipes");
+  EXPECT_NEAR(train::weight_sparsity(*runs.resumed->model), 0.8, 0.01);
 }
 
 // Overrides by class name win over name prefixes; the longest prefix wins
@@ -221,20 +231,9 @@ TEST(Manager, QuantizationAwareTrainingResumesBitExactAndKeepsTheZeros) {
                            ignore: [classifier]}
 )",
                                       "r.yaml");
-  auto data = bands(80);
-  const auto whole = testing::temp_dir("qat_whole"), split = testing::temp_dir("qat_split");
-  auto a = recipe_run(whole.string(), 4, recipe, data);
-  a->trainer->fit();
-  auto b = recipe_run(split.string(), 2, recipe, data);
-  b->trainer->fit();
-  auto c = recipe_run(split.string(), 4, recipe, data);
-  c->trainer->resume(train::load_checkpoint((split / "checkpoint.h5").string()));
-  c->manager->fast_forward(c->trainer->step());
-  c->trainer->fit();
-  const auto want = a->model->state_dict(), got = c->model->state_dict();
-  ASSERT_EQ(want.size(), got.size());
-  for (const auto& [name, t] : want)
-    EXPECT_EQ(std::memcmp(t.bytes(), got.at(name).bytes(), t.nbytes()), 0) << name;
+  const auto runs = whole_and_resumed(recipe, "qat");
+  const auto& a = runs.whole;
+  const auto& c = runs.resumed;
   const auto quantizers = layers::fake_quantizers(*a->model);
   ASSERT_FALSE(quantizers.empty());
   for (const auto& [name, fq] : quantizers) {
