@@ -293,7 +293,7 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
 }
 
 void Int8ConvStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) const {
-  constexpr int64_t kFeatures = 16;
+  constexpr int64_t kFeatures = 4;
   const int64_t features = weight.rows, quads = (channels + 3) / 4, hw = height * width, out_hw = out_h * out_w;
   const float* x = v[inputs[0]].data<float>();
   const float* res = residual >= 0 ? v[residual].data<float>() : nullptr;
@@ -304,7 +304,6 @@ void Int8ConvStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) con
   auto image = [&](int64_t b, bool split) {
     thread_local kernels::Scratch<uint8_t> t_planes;
     thread_local kernels::Scratch<int32_t> t_sums;
-    thread_local kernels::ScratchFloats t_row;
     thread_local kernels::Scratch<uint32_t> t_words;
     const int64_t phases = stride_h * stride_w, bytes = phases * quads * plane * 4;
     uint8_t* planes = kernels::scratch(t_planes, bytes);
@@ -312,48 +311,46 @@ void Int8ConvStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) con
     std::memset(planes, zp, static_cast<size_t>(bytes));  // the padding holds the zero point: x = 0
     const float* xb = x + b * channels * hw;
     uint32_t* words = kernels::scratch(t_words, width);
+    const float zpf = static_cast<float>(zp);
+    auto byte = [&](float value) { return static_cast<uint32_t>(kernels::grid_value(value, inverse, zpf, lo, hi)); };
     for (int64_t q = 0; q < quads; ++q)
       for (int64_t h = 0; h < height; ++h) {
-        // Four channels' rows into words of four bytes (a missing channel is 0: its weights are).
-        std::fill_n(words, width, 0u);
-        for (int64_t c = 4 * q; c < std::min(channels, 4 * q + 4); ++c) {
-          const float* from = xb + c * hw + h * width;
-          const int shift_bits = static_cast<int>(8 * (c % 4));
-          for (int64_t w = 0; w < width; ++w)
-            words[w] |= static_cast<uint32_t>(kernels::grid_value(from[w], inverse, static_cast<float>(zp), lo, hi)) << shift_bits;
-        }
-        // Padded row hp's pixels of column phase p go to one row of phase plane (hp % stride_h, p).
+        // Four channels' rows into words of four bytes, interleaved in registers. A
+        // missing channel (past `channels`) repeats the last: its weights are 0.
+        const float* from[4];
+        for (int64_t c = 0; c < 4; ++c) from[c] = xb + std::min(channels - 1, 4 * q + c) * hw + h * width;
         const int64_t hp = h + pad_top;
+        auto row_of = [&](int64_t p) {  // padded row hp's pixels of column phase p: one row of phase plane (hp % stride_h, p)
+          return planes + ((((hp % stride_h) * stride_w + p) * quads + q) * plane + (hp / stride_h) * phase_width) * 4;
+        };
+        uint32_t* to = stride_w == 1 ? reinterpret_cast<uint32_t*>(row_of(0) + pad_left * 4) : words;
+        const float *f0 = from[0], *f1 = from[1], *f2 = from[2], *f3 = from[3];
+        for (int64_t w = 0; w < width; ++w)
+          to[w] = byte(f0[w]) | byte(f1[w]) << 8 | byte(f2[w]) << 16 | byte(f3[w]) << 24;
+        if (stride_w == 1) continue;
         for (int64_t p = 0; p < stride_w; ++p) {
-          uint8_t* row = planes + ((((hp % stride_h) * stride_w + p) * quads + q) * plane + (hp / stride_h) * phase_width) * 4;
+          uint8_t* row = row_of(p);
           const int64_t first = (pad_left + stride_w - 1 - p) / stride_w * stride_w + p;  // the first padded column >= pad_left of phase p
-          if (stride_w == 1) {
-            std::memcpy(row + pad_left * 4, words, static_cast<size_t>(width * 4));
-            continue;
-          }
           for (int64_t wp = first, j = first / stride_w; wp < pad_left + width; wp += stride_w, ++j)
             std::memcpy(row + j * 4, words + (wp - pad_left), 4);
         }
       }
     auto block = [&](int64_t f0, int64_t f1) {
       kernels::int8_gemm(weight, planes, quad_offset.data(), items, sums, f0, f1, isa);
-      float* row = kernels::scratch(t_row, out_w);
       for (int64_t f = f0; f < f1; ++f) {
-        const float s = scale[f], bias = fused.bias.empty() ? 0.0f : fused.bias[f];
-        const int32_t correction = zp * weight.row_sum[f];
-        for (int64_t oh = 0; oh < out_h; ++oh) {
-          const int32_t* from = sums + f * items + oh * phase_width;
-          for (int64_t ow = 0; ow < out_w; ++ow) row[ow] = s * static_cast<float>(from[ow] - correction);
-          const int64_t at = (b * features + f) * out_hw + oh * out_w;
-          kernels::bias_activation_row(y + at, row, out_w, bias, res != nullptr ? res + at : nullptr, fused.activation);
-        }
+        const int64_t at = (b * features + f) * out_hw;
+        kernels::int8_epilogue(sums + f * items, out_h, out_w, phase_width, scale[f], zp * weight.row_sum[f],
+                               fused.bias.empty() ? 0.0f : fused.bias[f], res != nullptr ? res + at : nullptr,
+                               fused.activation, y + at, isa);
       }
     };
+    // Blocks of a few features: their sums stay in L1 for the epilogue.
     const int64_t blocks = (features + kFeatures - 1) / kFeatures;
+    auto run_block = [&](int64_t k) { block(k * kFeatures, std::min(features, (k + 1) * kFeatures)); };
     if (split) {
-      tbb::parallel_for(int64_t{0}, blocks, [&](int64_t k) { block(k * kFeatures, std::min(features, (k + 1) * kFeatures)); });
+      tbb::parallel_for(int64_t{0}, blocks, run_block);
     } else {
-      block(0, features);
+      for (int64_t k = 0; k < blocks; ++k) run_block(k);
     }
   };
   // Isolated: a thread waiting inside an image's nested loop must not pick up

@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace neurite::kernels {
 
 namespace avx512 {
 void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc,
                      int64_t n0, int64_t n1);
+void int8_epilogue_entry(const int32_t* sums, int64_t rows, int64_t cols, int64_t ld, float scale, int32_t correction,
+                         float bias, const float* residual, Activation activation, float* to);
 }
 namespace avx2 {
 void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc,
@@ -101,6 +104,24 @@ void int8_gemm(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offse
   if (isa != Isa::reference && isa_supported(Isa::avx2))
     return avx2::int8_gemm_entry(w, x4, quad_offset, items, acc, n0, n1);
   int8_gemm_reference(w, x4, quad_offset, items, acc, n0, n1);
+}
+
+void int8_epilogue(const int32_t* sums, int64_t rows, int64_t cols, int64_t ld, float scale, int32_t correction, float bias,
+                   const float* residual, Activation activation, float* to, Isa isa) {
+  if (isa == Isa::avx512 && isa_supported(Isa::avx512))
+    return avx512::int8_epilogue_entry(sums, rows, cols, ld, scale, correction, bias, residual, activation, to);
+  const float hi = activation == Activation::relu6 ? 6.0f : std::numeric_limits<float>::infinity();
+  const float lo = activation == Activation::none ? -std::numeric_limits<float>::infinity() : 0.0f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t* from = sums + r * ld;
+    const float* res = residual != nullptr ? residual + r * cols : nullptr;
+    float* out = to + r * cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      float v = scale * static_cast<float>(from[c] - correction) + bias;
+      if (res != nullptr) v += res[c];
+      out[c] = std::min(std::max(v, lo), hi);
+    }
+  }
 }
 
 std::vector<int64_t> quad_offsets(int64_t cols, int64_t ld) {

@@ -1,5 +1,8 @@
-// The INT8 product on AVX-512 VNNI: one vpdpbusd per group and 16 items.
+// The INT8 product on AVX-512 VNNI: one vpdpbusd per group and 16 items;
+// its float epilogue with masked tails.
 #include <immintrin.h>
+
+#include <limits>
 
 #include "neurite/kernels/int8.h"
 
@@ -28,6 +31,27 @@ void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, const int64_t* quad
         s = _mm512_dpbusd_epi32(s, _mm512_loadu_si512(x4 + (quad_offset[w.quad[g]] + m) * 4),
                                 _mm512_set1_epi32(w.weights[g]));
       _mm512_storeu_si512(out + m, s);
+    }
+  }
+}
+
+void int8_epilogue_entry(const int32_t* sums, int64_t rows, int64_t cols, int64_t ld, float scale, int32_t correction,
+                         float bias, const float* residual, Activation activation, float* to) {
+  const __m512 s = _mm512_set1_ps(scale), b = _mm512_set1_ps(bias);
+  const __m512i z = _mm512_set1_epi32(correction);
+  const __m512 lo = _mm512_set1_ps(activation == Activation::none ? -std::numeric_limits<float>::infinity() : 0.0f);
+  const __m512 hi = _mm512_set1_ps(activation == Activation::relu6 ? 6.0f : std::numeric_limits<float>::infinity());
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t* from = sums + r * ld;
+    const float* res = residual != nullptr ? residual + r * cols : nullptr;
+    float* out = to + r * cols;
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 k = cols - c >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (cols - c)) - 1);
+      __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, from + c), z));
+      v = _mm512_add_ps(_mm512_mul_ps(s, v), b);
+      if (res != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + c));
+      // max(lo, v) and min(hi, v) return v where it is NaN, as std::max(v, lo) does.
+      _mm512_mask_storeu_ps(out + c, k, _mm512_min_ps(hi, _mm512_max_ps(lo, v)));
     }
   }
 }

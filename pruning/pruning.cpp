@@ -71,14 +71,17 @@ Groups make_groups(const autograd::Shape& shape, const MaskType& t) {
       g.offsets.resize(static_cast<size_t>(numel) + 1);
       std::iota(g.offsets.begin(), g.offsets.end(), 0);
       return g;
-    case Kind::block:
+    case Kind::block: {  // (output, input channel) blocks at each kernel position, as SparseML groups them
+      const int64_t channels = shape.size() >= 2 ? shape[1] : cols, taps = channels > 0 ? cols / channels : 0;
       for (int64_t r0 = 0; r0 < rows; r0 += t.rows)
-        for (int64_t c0 = 0; c0 < cols; c0 += t.cols) {
-          for (int64_t r = r0; r < std::min(rows, r0 + t.rows); ++r)
-            for (int64_t c = c0; c < std::min(cols, c0 + t.cols); ++c) g.members.push_back(r * cols + c);
-          close();
-        }
+        for (int64_t c0 = 0; c0 < channels; c0 += t.cols)
+          for (int64_t tap = 0; tap < taps; ++tap) {
+            for (int64_t r = r0; r < std::min(rows, r0 + t.rows); ++r)
+              for (int64_t c = c0; c < std::min(channels, c0 + t.cols); ++c) g.members.push_back(r * cols + c * taps + tap);
+            close();
+          }
       return g;
+    }
     case Kind::filter:
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < cols; ++c) g.members.push_back(r * cols + c);

@@ -74,5 +74,35 @@ TEST(Int8Gemm, EveryIsaSumsExactlyAsTheReference) {
         }
 }
 
+TEST(Int8Epilogue, EveryIsaMatchesTheReferenceOnRowsOfAnyWidth) {
+  // Row widths below, at and past one vector; sums on a wider stride, as a
+  // convolution's phase planes leave them; the junk past `cols` is never read.
+  for (int64_t cols : {1, 8, 16, 17, 32, 33}) {
+    const int64_t rows = 5, ld = cols + 3;
+    const Tensor s = Tensor::randint({rows * ld}, static_cast<uint64_t>(cols), -50000, 50000);
+    std::vector<int32_t> sums(static_cast<size_t>(rows * ld));
+    for (size_t i = 0; i < sums.size(); ++i) sums[i] = static_cast<int32_t>(s.data<int64_t>()[i]);
+    const Tensor residual = Tensor::randn({rows * cols}, static_cast<uint64_t>(cols) + 7);
+    for (Activation act : {Activation::none, Activation::relu, Activation::relu6})
+      for (const float* res : {static_cast<const float*>(nullptr), residual.data<float>()}) {
+        std::vector<float> want(static_cast<size_t>(rows * cols) + 1, -7.0f);
+        int8_epilogue(sums.data(), rows, cols, ld, 1e-4f, 123, 0.25f, res, act, want.data(), Isa::reference);
+        ASSERT_EQ(want.back(), -7.0f);  // nothing written past rows · cols
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            double v = 1e-4 * (sums[r * ld + c] - 123) + 0.25 + (res != nullptr ? res[r * cols + c] : 0.0);
+            if (act != Activation::none) v = std::min(std::max(v, 0.0), act == Activation::relu6 ? 6.0 : 1e30);
+            ASSERT_NEAR(want[r * cols + c], v, 1e-5) << r << "," << c;
+          }
+        for (Isa isa : isas()) {
+          SCOPED_TRACE(isa_name(isa));
+          std::vector<float> got(want.size(), -7.0f);
+          int8_epilogue(sums.data(), rows, cols, ld, 1e-4f, 123, 0.25f, res, act, got.data(), isa);
+          for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-6f * (1.0f + std::abs(want[i]))) << i;
+        }
+      }
+  }
+}
+
 }  // namespace
 }  // namespace neurite::kernels

@@ -64,17 +64,29 @@ TEST(MagnitudeMask, MasksOnlyGrow) {
 }
 
 TEST(MagnitudeMask, BlocksAreWholeAndNearTheTarget) {
-  const Tensor w = Tensor::randn({16, 3, 3, 3}, 3);  // rows 16, cols 27: the last block column is partial
-  for (const std::string text : {"4x1", "[1,4]", "block4"}) {
+  // A conv weight's blocks span (output, input channel) at one kernel position,
+  // as SparseML's: 6 input channels leave the last block column partial.
+  const Tensor w = Tensor::randn({16, 6, 3, 3}, 3);
+  for (const std::string text : {"4x1", "[1,4]", "block4", "2x2"}) {
     const MaskType t = MaskType::parse(text);
     const Tensor m = magnitude_mask(w, {}, 0.5, t);
     EXPECT_NEAR(static_cast<double>(zeros(m)) / m.numel(), 0.5, 0.03) << text;
-    for (int64_t r = 0; r < 16; ++r)
-      for (int64_t c = 0; c < 27; ++c) {
-        const int64_t r0 = r / t.rows * t.rows, c0 = c / t.cols * t.cols;
-        EXPECT_EQ(m.data<float>()[r * 27 + c], m.data<float>()[r0 * 27 + c0]) << text << " at " << r << "," << c;
-      }
+    auto at = [&](int64_t o, int64_t i, int64_t tap) { return m.data<float>()[(o * 6 + i) * 9 + tap]; };
+    for (int64_t o = 0; o < 16; ++o)
+      for (int64_t i = 0; i < 6; ++i)
+        for (int64_t tap = 0; tap < 9; ++tap)
+          EXPECT_EQ(at(o, i, tap), at(o / t.rows * t.rows, i / t.cols * t.cols, tap)) << text << " at " << o << "," << i << "," << tap;
   }
+  // A kernel position's blocks do not span taps: some tap of a kept channel is pruned.
+  const Tensor m = magnitude_mask(w, {}, 0.5, MaskType::parse("1x4"));
+  bool taps_differ = false;
+  for (int64_t tap = 1; tap < 9; ++tap) taps_differ = taps_differ || m.data<float>()[tap] != m.data<float>()[0];
+  EXPECT_TRUE(taps_differ);
+  // A matrix's blocks are plain (rows, columns) tiles.
+  const Tensor w2 = Tensor::randn({8, 10}, 5);
+  const Tensor m2 = magnitude_mask(w2, {}, 0.5, MaskType::parse("2x4"));
+  for (int64_t r = 0; r < 8; ++r)
+    for (int64_t c = 0; c < 10; ++c) EXPECT_EQ(m2.data<float>()[r * 10 + c], m2.data<float>()[r / 2 * 20 + c / 4 * 4]);
 }
 
 TEST(MagnitudeMask, NOfMKeepsAtMostNOfEveryM) {

@@ -22,6 +22,7 @@
 
 #include "neurite/kernels/policy.h"
 #include "neurite/kernels/quantize.h"
+#include "neurite/kernels/rows.h"
 
 namespace neurite::kernels {
 
@@ -69,6 +70,14 @@ int32_t to_quads(const float* x, int64_t items, int64_t cols, const QuantGrid& g
 // avx512 runs VNNI where the CPU has it, else the avx2 kernel.
 void int8_gemm(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc, int64_t n0,
                int64_t n1, Isa isa);
+// The float epilogue of one output feature's sums, row by row:
+// to[r · cols + c] = act(scale · (sums[r · ld + c] - correction) + bias (+ residual[r · cols + c]))
+// for r < rows, c < cols; a convolution's sums have ld >= cols (its phase
+// planes' width), the columns past cols computed and dropped. residual may be
+// null. The avx512 kernel masks each row's last vector, so rows of 8 or 32
+// cost no scalar tail.
+void int8_epilogue(const int32_t* sums, int64_t rows, int64_t cols, int64_t ld, float scale, int32_t correction, float bias,
+                   const float* residual, Activation activation, float* to, Isa isa);
 // The offsets of a quad buffer's quads: q · ld.
 std::vector<int64_t> quad_offsets(int64_t cols, int64_t ld);
 

@@ -17,6 +17,10 @@ using autograd::Tensor;
 
 // How weights are grouped before scoring. A weight is viewed as a matrix
 // (rows = output units, cols = everything else); a group is pruned whole.
+// Blocks of a convolution's weight (O, I, kh, kw) span output and input
+// channels at one kernel position, as SparseML's block masks do: a [1,4]
+// block is four input channels of one tap, the group the INT8 kernels sum
+// in one instruction.
 struct MaskType {
   enum class Kind { unstructured, block, n_of_m, filter, channel };
   Kind kind = Kind::unstructured;
