@@ -236,18 +236,18 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
   // Rows [r0, r0 + rows); `split`: this chunk's work over the threads (too few chunks to share out).
   auto chunk = [&](int64_t r0, int64_t rows, bool split) {
     thread_local kernels::Scratch<uint8_t> t_quads;
-    thread_local kernels::Scratch<int32_t> t_sums;
-    thread_local kernels::ScratchFloats t_rows;
+    thread_local kernels::Scratch<int32_t> t_sums, t_corrections;
     const int64_t ld = kernels::quad_ld(rows), quad_count = (k + 3) / 4;
     uint8_t* quads = kernels::scratch(t_quads, quad_count * ld * 4);
     int32_t* sums = kernels::scratch(t_sums, n * ld);
-    float* features = kernels::scratch(t_rows, n * ld);  // feature-major floats, then transposed into y
     for (int64_t q = 0; q < quad_count && rows < ld; ++q)  // the padding items, summed but not read
       std::memset(quads + (q * ld + rows) * 4, 0, static_cast<size_t>((ld - rows) * 4));
     auto quantize = [&](int64_t m0, int64_t m1) {
       return kernels::to_quads(x + (r0 + m0) * k, m1 - m0, k, x_grid, quads + m0 * 4, ld);
     };
     const int32_t zp = quantize(0, 0);
+    int32_t* corrections = kernels::scratch(t_corrections, n);  // the zero point's share of each feature's sums
+    for (int64_t f = 0; f < n; ++f) corrections[f] = zp * weight.row_sum[f];
     if (split) {
       tbb::parallel_for(int64_t{0}, rows, int64_t{16}, [&](int64_t m) { quantize(m, std::min(rows, m + 16)); });
     } else {
@@ -255,21 +255,13 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
     }
     const std::vector<int64_t> offsets = kernels::quad_offsets(k, ld);
     float* out = y + r0 * n;
-    // A block of features: its sums, scaled into floats while they are in cache,
-    // transposed into its columns of the rows, then residual and activation.
+    // A block of features: its sums, scaled, transposed into its columns of the
+    // rows, with bias, residual and activation in one pass while they are in cache.
     auto block = [&](int64_t f0, int64_t f1) {
       kernels::int8_gemm(weight, quads, offsets.data(), ld, sums, f0, f1, isa);
-      for (int64_t f = f0; f < f1; ++f) {
-        const float s = scale[f], b = fused.bias.empty() ? 0.0f : fused.bias[f];
-        const int32_t correction = zp * weight.row_sum[f];
-        for (int64_t m = 0; m < rows; ++m)
-          features[f * ld + m] = s * static_cast<float>(sums[f * ld + m] - correction) + b;
-      }
-      kernels::transpose(features + f0 * ld, f1 - f0, rows, ld, out + f0, n, false);
-      if (res != nullptr || fused.activation != kernels::Activation::none)
-        for (int64_t m = 0; m < rows; ++m)
-          kernels::bias_activation_row(out + m * n + f0, out + m * n + f0, f1 - f0, 0.0f,
-                                       res != nullptr ? res + (r0 + m) * n + f0 : nullptr, fused.activation);
+      kernels::int8_epilogue_rows(sums + f0 * ld, ld, f1 - f0, rows, scale.data() + f0, corrections + f0,
+                                  fused.bias.empty() ? nullptr : fused.bias.data() + f0,
+                                  res != nullptr ? res + r0 * n + f0 : nullptr, n, fused.activation, out + f0, n, isa);
     };
     const int64_t blocks = (n + kFeatures - 1) / kFeatures;
     if (split) {
@@ -279,8 +271,8 @@ void Int8LinearStep::run_units(Values& v, int64_t u0, int64_t u1, int threads) c
     }
   };
   const int64_t chunks = (u1 - u0 + kRows - 1) / kRows;
-  // Isolated: a thread waiting inside a chunk's nested loops (or the
-  // transpose's) must not pick up another chunk, which would reuse its scratch.
+  // Isolated: a thread waiting inside a chunk's nested loops must not pick
+  // up another chunk, which would reuse its scratch.
   auto run_chunk = [&](int64_t c, bool split) {
     const int64_t r0 = u0 + c * kRows;
     tbb::this_task_arena::isolate([&] { chunk(r0, std::min(kRows, u1 - r0), split); });

@@ -12,6 +12,9 @@ void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, const int64_t* quad
                      int64_t n0, int64_t n1);
 void int8_epilogue_entry(const int32_t* sums, int64_t rows, int64_t cols, int64_t ld, float scale, int32_t correction,
                          float bias, const float* residual, Activation activation, float* to);
+void int8_epilogue_rows_entry(const int32_t* sums, int64_t ld, int64_t features, int64_t rows, const float* scale,
+                              const int32_t* correction, const float* bias, const float* residual, int64_t ldr,
+                              Activation activation, float* out, int64_t ldo);
 }
 namespace avx2 {
 void int8_gemm_entry(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offset, int64_t items, int32_t* acc,
@@ -122,6 +125,22 @@ void int8_epilogue(const int32_t* sums, int64_t rows, int64_t cols, int64_t ld, 
       out[c] = std::min(std::max(v, lo), hi);
     }
   }
+}
+
+void int8_epilogue_rows(const int32_t* sums, int64_t ld, int64_t features, int64_t rows, const float* scale,
+                        const int32_t* correction, const float* bias, const float* residual, int64_t ldr,
+                        Activation activation, float* out, int64_t ldo, Isa isa) {
+  if (isa == Isa::avx512 && isa_supported(Isa::avx512))
+    return avx512::int8_epilogue_rows_entry(sums, ld, features, rows, scale, correction, bias, residual, ldr, activation,
+                                            out, ldo);
+  const float hi = activation == Activation::relu6 ? 6.0f : std::numeric_limits<float>::infinity();
+  const float lo = activation == Activation::none ? -std::numeric_limits<float>::infinity() : 0.0f;
+  for (int64_t m = 0; m < rows; ++m)
+    for (int64_t f = 0; f < features; ++f) {
+      float v = scale[f] * static_cast<float>(sums[f * ld + m] - correction[f]) + (bias != nullptr ? bias[f] : 0.0f);
+      if (residual != nullptr) v += residual[m * ldr + f];
+      out[m * ldo + f] = std::min(std::max(v, lo), hi);
+    }
 }
 
 std::vector<int64_t> quad_offsets(int64_t cols, int64_t ld) {

@@ -104,5 +104,45 @@ TEST(Int8Epilogue, EveryIsaMatchesTheReferenceOnRowsOfAnyWidth) {
   }
 }
 
+TEST(Int8Epilogue, RowsTransposeEveryTileAsTheReference) {
+  // Features and rows below, at and past whole tiles of 16; a residual and an
+  // output wider than the block, as a block of a layer's features writes them.
+  for (auto [features, rows] : {std::pair<int64_t, int64_t>{1, 1}, {16, 16}, {21, 7}, {40, 33}, {64, 64}}) {
+    const int64_t ld = (rows + 15) / 16 * 16, ldo = features + 5;
+    const Tensor s = Tensor::randint({features * ld}, static_cast<uint64_t>(features), -50000, 50000);
+    std::vector<int32_t> sums(static_cast<size_t>(features * ld)), correction(static_cast<size_t>(features));
+    for (size_t i = 0; i < sums.size(); ++i) sums[i] = static_cast<int32_t>(s.data<int64_t>()[i]);
+    const Tensor scale = Tensor::rand({features}, 3), bias = Tensor::randn({features}, 4);
+    const Tensor residual = Tensor::randn({rows * ldo}, 5);
+    for (int64_t f = 0; f < features; ++f) correction[f] = static_cast<int32_t>(37 * f - 300);
+    for (Activation act : {Activation::none, Activation::relu, Activation::relu6})
+      for (bool with_extras : {false, true}) {
+        const float* b = with_extras ? bias.data<float>() : nullptr;
+        const float* res = with_extras ? residual.data<float>() : nullptr;
+        std::vector<float> want(static_cast<size_t>(rows * ldo), -7.0f);
+        int8_epilogue_rows(sums.data(), ld, features, rows, scale.data<float>(), correction.data(), b, res, ldo, act,
+                           want.data(), ldo, Isa::reference);
+        for (int64_t m = 0; m < rows; ++m)
+          for (int64_t f = 0; f < ldo; ++f) {
+            if (f >= features) {
+              ASSERT_EQ(want[m * ldo + f], -7.0f);  // columns past the block untouched
+              continue;
+            }
+            double v = double(scale.data<float>()[f]) * (sums[f * ld + m] - correction[f]) + (b != nullptr ? b[f] : 0.0) +
+                       (res != nullptr ? res[m * ldo + f] : 0.0);
+            if (act != Activation::none) v = std::min(std::max(v, 0.0), act == Activation::relu6 ? 6.0 : 1e30);
+            ASSERT_NEAR(want[m * ldo + f], v, 1e-5 * (1.0 + std::abs(v))) << m << "," << f;
+          }
+        for (Isa isa : isas()) {
+          SCOPED_TRACE(isa_name(isa));
+          std::vector<float> got(want.size(), -7.0f);
+          int8_epilogue_rows(sums.data(), ld, features, rows, scale.data<float>(), correction.data(), b, res, ldo, act,
+                             got.data(), ldo, isa);
+          for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-6f * (1.0f + std::abs(want[i]))) << i;
+        }
+      }
+  }
+}
+
 }  // namespace
 }  // namespace neurite::kernels

@@ -78,6 +78,15 @@ void int8_gemm(const Int8Groups& w, const uint8_t* x4, const int64_t* quad_offse
 // cost no scalar tail.
 void int8_epilogue(const int32_t* sums, int64_t rows, int64_t cols, int64_t ld, float scale, int32_t correction, float bias,
                    const float* residual, Activation activation, float* to, Isa isa);
+// The float epilogue of a block of features' sums, transposed into rows:
+// out[m · ldo + f] = act(scale[f] · (sums[f · ld + m] - correction[f]) + bias[f]
+// (+ residual[m · ldr + f])) for f < features, m < rows; bias and residual may
+// be null; ld whole vectors of 16 (int8_gemm's sums). One pass: the avx512
+// kernel transposes 16 x 16 tiles of sums in registers, so each output row
+// is written once, contiguously.
+void int8_epilogue_rows(const int32_t* sums, int64_t ld, int64_t features, int64_t rows, const float* scale,
+                        const int32_t* correction, const float* bias, const float* residual, int64_t ldr,
+                        Activation activation, float* out, int64_t ldo, Isa isa);
 // The offsets of a quad buffer's quads: q · ld.
 std::vector<int64_t> quad_offsets(int64_t cols, int64_t ld);
 
