@@ -55,7 +55,7 @@ constexpr int kMany = 1 << 20;  // Concat takes any number of inputs
 constexpr std::array<OpInfo, kOpCount> kOps{{
     {OpKind::add, "add", "Add", 2, 2, 1, detail::binary_shape},
     {OpKind::average_pool, "average_pool", "AveragePool", 1, 1, 1, detail::pool_shape},
-    {OpKind::batch_norm, "batch_norm", "BatchNormalization", 5, 5, 1, detail::unary_shape},
+    {OpKind::batch_norm, "batch_norm", "BatchNormalization", 5, 5, 5, detail::batch_norm_shape},
     {OpKind::cast, "cast", "Cast", 1, 1, 1, detail::cast_shape},
     {OpKind::clip, "clip", "Clip", 1, 3, 1, detail::unary_shape},
     {OpKind::concat, "concat", "Concat", 1, kMany, 1, detail::concat_shape},

@@ -163,7 +163,9 @@ void fold_batch_norm(Graph& graph, std::map<std::string, QuantizedWeight>* quant
   std::vector<bool> removed(graph.nodes.size(), false);
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& bn = graph.nodes[i];
-    if (bn.op != OpKind::batch_norm || bn.outputs.size() != 1) continue;
+    // Training mode (ONNX's training_mode, or statistics outputs asked for)
+    // normalises with the batch's statistics: not foldable.
+    if (bn.op != OpKind::batch_norm || bn.outputs.size() != 1 || bn.integer("training_mode", 0) != 0) continue;
     const auto from = index.producer(bn.inputs[0]);
     if (!from || index.readers(bn.inputs[0]) != 1) continue;
     Node& p = graph.nodes[*from];

@@ -263,6 +263,45 @@ Tensor reduce_mean(const Node& n, const Tensor& x, const std::vector<Tensor>& in
   return mean(var(as_float(x)), axes, keep).data();
 }
 
+// ONNX's training mode of BatchNormalization: training_mode = 1 (opset 14+),
+// or statistics outputs asked for (opsets 9-13).
+bool batch_norm_trains(const Node& n) { return n.integer("training_mode", 0) != 0 || n.outputs.size() > 1; }
+
+// Y normalised with the batch's mean and (biased) variance per channel; then
+// the running statistics, input · momentum + batch · (1 - momentum), and
+// (opsets 9-13) the batch's mean and variance, as ONNX specifies.
+std::vector<Tensor> batch_norm_training(const Node& n, const std::vector<Tensor>& in, float eps) {
+  const Tensor& x = in[0];
+  check<ShapeError>(x.dim() >= 2, "{}: input {} has no channel axis", where(n), to_string(x.shape()));
+  const int64_t batch = x.size(0), channels = x.size(1), inner = x.numel() / std::max<int64_t>(batch * channels, 1);
+  const double momentum = n.real("momentum", 0.9), count = static_cast<double>(batch * inner);
+  Tensor y = Tensor::empty(x.shape()), mean = Tensor::empty({channels}), variance = Tensor::empty({channels});
+  Tensor running_mean = Tensor::empty({channels}), running_var = Tensor::empty({channels});
+  const float* px = x.data<float>();
+  for (int64_t c = 0; c < channels; ++c) {
+    double sum = 0, squares = 0;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < inner; ++i) sum += px[(b * channels + c) * inner + i];
+    const double mu = sum / count;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < inner; ++i) {
+        const double d = px[(b * channels + c) * inner + i] - mu;
+        squares += d * d;
+      }
+    const double v = squares / count, scale = element(in[1], c) / std::sqrt(v + eps), shift = element(in[2], c);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t at = (b * channels + c) * inner + i;
+        y.data<float>()[at] = static_cast<float>((px[at] - mu) * scale + shift);
+      }
+    mean.data<float>()[c] = static_cast<float>(mu);
+    variance.data<float>()[c] = static_cast<float>(v);
+    running_mean.data<float>()[c] = static_cast<float>(element(in[3], c) * momentum + mu * (1 - momentum));
+    running_var.data<float>()[c] = static_cast<float>(element(in[4], c) * momentum + v * (1 - momentum));
+  }
+  return {y, running_mean, running_var, mean, variance};
+}
+
 // Shape's output for a shape with -1 at sizes known only at run time.
 
 }  // namespace
@@ -330,9 +369,10 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
     case OpKind::conv: return one(conv(n, in[0], in[1], arg(2)));
     case OpKind::batch_norm: {
       Tensor mean = in[3], var_ = in[4];
-      return one(batch_norm(var(in[0]), var(in[1]), var(in[2]), mean, var_,
-                            {.training = false, .eps = static_cast<float>(n.real("epsilon", 1e-5))})
-                     .data());
+      const auto eps = static_cast<float>(n.real("epsilon", 1e-5));
+      if (!batch_norm_trains(n))
+        return one(batch_norm(var(in[0]), var(in[1]), var(in[2]), mean, var_, {.training = false, .eps = eps}).data());
+      return batch_norm_training(n, in, eps);
     }
     case OpKind::layer_norm: {  // outputs Y, and the Mean and InvStdDev it normalised with
       const Shape& x = in[0].shape();

@@ -57,6 +57,7 @@ std::vector<ValueInfo> binary_shape(const ShapeContext& c);
 std::vector<ValueInfo> equal_shape(const ShapeContext& c);
 std::vector<ValueInfo> where_shape(const ShapeContext& c);
 std::vector<ValueInfo> unary_shape(const ShapeContext& c);
+std::vector<ValueInfo> batch_norm_shape(const ShapeContext& c);
 std::vector<ValueInfo> range_shape(const ShapeContext& c);
 std::vector<ValueInfo> softmax_shape(const ShapeContext& c);
 std::vector<ValueInfo> dropout_shape(const ShapeContext& c);

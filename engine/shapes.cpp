@@ -82,6 +82,15 @@ std::vector<ValueInfo> unary_shape(const ShapeContext& c) {
   return {c.input(0)};
 }
 
+// Y, then what a training-mode export names besides: the running mean and
+// variance (opset 14+), or those and the saved batch statistics (opset 9-13),
+// each of the channels' size.
+std::vector<ValueInfo> batch_norm_shape(const ShapeContext& c) {
+  std::vector<ValueInfo> out{c.input(0)};
+  for (size_t k = 1; k < c.node.outputs.size(); ++k) out.push_back(c.input(3));
+  return out;
+}
+
 // Range's length, max(ceil((limit - start) / delta), 0), when its inputs are constants.
 std::vector<ValueInfo> range_shape(const ShapeContext& c) {
   double v[3];

@@ -137,6 +137,15 @@ void Module::add_child(const std::string& name, std::shared_ptr<Module> child) {
   children_.emplace_back(name, std::move(child));
 }
 
+void Module::replace_child(const std::string& name, std::shared_ptr<Module> child) {
+  check(child != nullptr, "Module: child '{}' is null", name);
+  auto it = std::find_if(children_.begin(), children_.end(), [&](const auto& entry) { return entry.first == name; });
+  check<ValueError>(it != children_.end(), "Module: no child named '{}' to replace", name);
+  child->train(training_);
+  child->share_kernel_context(kernels_);
+  it->second = std::move(child);
+}
+
 std::vector<std::pair<std::string, ParameterPtr>> Module::named_parameters() const {
   std::vector<std::pair<std::string, ParameterPtr>> out;
   walk(*this, "", [&](const Module& m, const std::string& prefix) {

@@ -179,6 +179,79 @@ Variable relu(const Variable& x) {
   }), "relu");
 }
 
+Variable erf(const Variable& x) {
+  check_float(x, "erf");
+  return traced(Variable(detail::map_tensor(x.data(), [](float v) { return std::erf(v); }), {x},
+                         [](const Tensor& g, std::vector<Variable>& in) {
+                           constexpr float k2OverSqrtPi = 1.12837916709551257f;
+                           in[0].add_grad(grad_map(g, in[0].data(), [](float gi, float v) {
+                             return gi * k2OverSqrtPi * std::exp(-v * v);
+                           }));
+                         }),
+                "erf");
+}
+
+Variable abs(const Variable& x) {
+  check_float(x, "abs");
+  return traced(Variable(detail::map_tensor(x.data(), [](float v) { return std::abs(v); }), {x},
+                         [](const Tensor& g, std::vector<Variable>& in) {
+                           in[0].add_grad(grad_map(g, in[0].data(), [](float gi, float v) {
+                             return v > 0 ? gi : v < 0 ? -gi : 0.0f;
+                           }));
+                         }),
+                "abs");
+}
+
+namespace {
+
+// max (larger = true) or min of a and b; on ties each input gets half the gradient.
+Variable extremum(const Variable& a, const Variable& b, bool larger, const char* op) {
+  check_float(a, op);
+  check_float(b, op);
+  auto pick = [larger](float x, float y) { return larger ? std::max(x, y) : std::min(x, y); };
+  return traced(Variable(broadcast(a.data(), b.data(), op, pick), {a, b},
+                         [larger, op](const Tensor& g, std::vector<Variable>& in) {
+                           // Each input's share: 1 where it wins, 1/2 on a tie, 0 where it loses.
+                           const Tensor share = broadcast(in[0].data(), in[1].data(), op, [larger](float x, float y) {
+                             return x == y ? 0.5f : (larger ? x > y : x < y) ? 1.0f : 0.0f;
+                           });
+                           auto times = [](float x, float y) { return x * y; };
+                           if (in[0].requires_grad()) in[0].add_grad(sum_to(broadcast(g, share, op, times), in[0].shape()));
+                           if (in[1].requires_grad()) {
+                             const Tensor other = detail::map_tensor(share, [](float s) { return 1.0f - s; });
+                             in[1].add_grad(sum_to(broadcast(g, other, op, times), in[1].shape()));
+                           }
+                         }),
+                op);
+}
+
+}  // namespace
+
+Variable maximum(const Variable& a, const Variable& b) { return extremum(a, b, true, "maximum"); }
+Variable minimum(const Variable& a, const Variable& b) { return extremum(a, b, false, "minimum"); }
+
+Variable where(const Tensor& cond, const Variable& a, const Variable& b) {
+  check_float(a, "where");
+  check_float(b, "where");
+  const Shape out = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  const Tensor zeros = Tensor::zeros(out);
+  auto first = [](float x, float) { return x; };
+  const Tensor c = cond.dtype() == Dtype::f32 ? cond : cond.to(Dtype::f32);
+  const Tensor taken = broadcast(c, zeros, "where", [](float x, float) { return x != 0 ? 1.0f : 0.0f; });
+  const Tensor otherwise = broadcast(b.data(), zeros, "where", first);
+  Tensor y = broadcast(a.data(), zeros, "where", first);
+  float* py = y.data<float>();
+  const float *pt = taken.data<float>(), *pb = otherwise.data<float>();
+  for (int64_t i = 0; i < y.numel(); ++i)
+    if (pt[i] == 0.0f) py[i] = pb[i];
+  return traced(Variable(y, {a, b}, [taken](const Tensor& g, std::vector<Variable>& in) {
+    if (in[0].requires_grad())
+      in[0].add_grad(sum_to(grad_map(g, taken, [](float gi, float t) { return gi * t; }), in[0].shape()));
+    if (in[1].requires_grad())
+      in[1].add_grad(sum_to(grad_map(g, taken, [](float gi, float t) { return gi * (1.0f - t); }), in[1].shape()));
+  }), "where");
+}
+
 Variable gelu(const Variable& x, GeluApproximation approximate) {
   check_float(x, "gelu");
   constexpr float kInvSqrt2 = 0.70710678118654752f, kInvSqrt2Pi = 0.39894228040143268f;

@@ -56,6 +56,37 @@ TEST(ElementwiseGrad, Kinks) {
   expect_gradients_match([](auto& in) { return clamp(in[0], std::nullopt, 0.2f); }, {away_from(x, 0.2f)});
 }
 
+TEST(ElementwiseGrad, ErfAbsExtremaAndWhere) {
+  const Tensor x = randn({4, 6}, 21);
+  expect_gradients_match([](auto& in) { return erf(in[0]); }, {x});
+  expect_gradients_match([](auto& in) { return abs(in[0]); }, {away_from(x, 0)});
+  // Broadcast operands, kept apart so that no pair ties.
+  const Tensor b = randn({3, 1}, 23);
+  Tensor a = randn({2, 3, 4}, 22);
+  for (int64_t i = 0; i < 3; ++i) a = away_from(a, b.data<float>()[i]);
+  expect_gradients_match([](auto& in) { return maximum(in[0], in[1]); }, {a, b});
+  expect_gradients_match([](auto& in) { return minimum(in[0], in[1]); }, {a, b});
+  const Tensor cond = Tensor::randint({2, 1, 4}, 24, 0, 2);
+  expect_gradients_match([cond](auto& in) { return where(cond, in[0], in[1]); }, {a, b});
+  // Values: the branch each element took, -inf passing through untouched.
+  const Variable y = where(cond, Variable(a), Variable(Tensor::full({1}, -INFINITY)));
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j)
+      for (int64_t k = 0; k < 4; ++k) {
+        const float got = y.data().data<float>()[(i * 3 + j) * 4 + k];
+        if (cond.data<int64_t>()[i * 4 + k] != 0) {
+          EXPECT_EQ(got, a.data<float>()[(i * 3 + j) * 4 + k]);
+        } else {
+          EXPECT_EQ(got, -INFINITY);
+        }
+      }
+  // Ties split the gradient evenly, as PyTorch's maximum.
+  Variable p(Tensor::full({3}, 1.0f), true), q(Tensor::full({3}, 1.0f), true);
+  sum(maximum(p, q)).backward();
+  EXPECT_EQ(p.grad().data<float>()[0], 0.5f);
+  EXPECT_EQ(q.grad().data<float>()[2], 0.5f);
+}
+
 TEST(ReduceGrad, SumMeanMax) {
   const Tensor x = randn({3, 4, 5}, 11);
   expect_gradients_match([](auto& in) { return sum(in[0]); }, {x});

@@ -32,6 +32,15 @@ Variable sqrt(const Variable& x);   // saves the result
 Variable pow(const Variable& x, float exponent);  // saves x
 Variable clamp(const Variable& x, std::optional<float> min, std::optional<float> max);  // saves x
 Variable relu(const Variable& x);     // saves the result
+Variable erf(const Variable& x);      // saves x
+Variable abs(const Variable& x);      // saves x; gradient 0 at 0, as PyTorch's
+// Elementwise with broadcasting; the gradient goes to the larger (smaller)
+// input, split evenly on ties, as PyTorch's maximum/minimum.
+Variable maximum(const Variable& a, const Variable& b);
+Variable minimum(const Variable& a, const Variable& b);
+// a where cond is non-zero, else b; cond (any dtype), a and b broadcast
+// together. Gradients flow to the branch each element took.
+Variable where(const Tensor& cond, const Variable& a, const Variable& b);
 enum class GeluApproximation { none, tanh };  // none: x * Phi(x) with erf, as PyTorch's default
 Variable gelu(const Variable& x, GeluApproximation approximate = GeluApproximation::none);  // saves x
 Variable sigmoid(const Variable& x);  // saves the result

@@ -111,6 +111,10 @@ class Module {
 
   void zero_grad();
 
+  // Swaps the child registered as `name` for `child` (a new classifier for
+  // transfer learning); ValueError when there is no such child.
+  void replace_child(const std::string& name, std::shared_ptr<Module> child);
+
   // How the pruned layers of this module and its children pick their kernels
   // (neurite/kernels/policy.h, neurite/layers/sparse_kernels.h). A module
   // shares its parent's; setting one starts the tree's choices afresh.

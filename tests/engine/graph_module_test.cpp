@@ -1,0 +1,157 @@
+// GraphModule: models exported by PyTorch 1.13 in training mode
+// (tests/golden/make_train_golden.py) train as PyTorch trains them — one SGD
+// step gives PyTorch's weights and running statistics — keep PyTorch's
+// parameter names, prune and export back to ONNX.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "neurite/autograd/ops.h"
+#include "neurite/engine/graph_module.h"
+#include "neurite/engine/onnx.h"
+#include "neurite/engine/reference.h"
+#include "neurite/error.h"
+#include "neurite/layers/layers.h"
+#include "neurite/pruning/pruning.h"
+#include "support/temp_dir.h"
+#include "tests/engine/runtimes.h"
+
+namespace neurite::engine {
+namespace {
+
+const std::string kDir = NEURITE_SOURCE_DIR "/tests/golden/train/";
+
+// max |a - b| / max(1, |b|) over the elements.
+double relative_error(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double x = a.data<float>()[i], y = b.data<float>()[i];
+    worst = std::max(worst, std::abs(x - y) / std::max(1.0, std::abs(y)));
+  }
+  return worst;
+}
+
+class TrainedExport : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TrainedExport, OneSgdStepGivesPyTorchsWeights) {
+  const std::string name = GetParam();  // e.g. "cnn_train_opset13"
+  const std::string model_name = name.substr(0, name.find('_'));
+  const Tensor x = autograd::load_npy(kDir + model_name + "_input.npy");
+  const Tensor target = autograd::load_npy(kDir + model_name + "_target.npy");
+  GraphModule model(load_onnx(kDir + name + ".onnx"));
+  model.train();
+  Variable loss = autograd::cross_entropy(model.forward(Variable(x)), target);
+  loss.backward();
+  for (auto& [n, p] : model.named_parameters()) {
+    ASSERT_TRUE(p->value().grad().defined()) << n << " got no gradient";
+    Tensor w = p->value().data();
+    const float* g = p->value().grad().data<float>();
+    for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] -= 0.1f * g[i];
+  }
+  const Graph want = load_onnx(kDir + model_name + "_step.onnx");
+  const Graph got = model.exported();
+  int64_t compared = 0;
+  for (const auto& [init, value] : want.initializers) {
+    if (value.dtype() != autograd::Dtype::f32) continue;
+    SCOPED_TRACE(init);
+    ASSERT_EQ(got.initializers.count(init), 1u);
+    EXPECT_LT(relative_error(got.initializers.at(init), value), 1e-4);
+    ++compared;
+  }
+  EXPECT_GE(compared, 4);
+  // PyTorch's names, each once: the parameters are the graph's weights.
+  for (const auto& [n, p] : model.named_parameters()) EXPECT_EQ(want.initializers.count(n), 1u) << n;
+}
+
+INSTANTIATE_TEST_SUITE_P(PyTorch, TrainedExport,
+                         ::testing::Values("cnn_train_opset13", "cnn_train_opset17", "encoder_train_opset13",
+                                           "encoder_train_opset17", "mlp_train_opset13", "mlp_train_opset17"));
+
+TEST(GraphModule, ConvAndLinearNodesRunAsLayersThatPruneAndTrainSparse) {
+  GraphModule model(load_onnx(kDir + "cnn_train_opset17.onnx"));
+  int convs = 0, linears = 0;
+  std::function<void(const layers::Module&)> count = [&](const layers::Module& m) {
+    for (const auto& [n, child] : m.named_children()) {
+      convs += dynamic_cast<const layers::Conv2d*>(child.get()) != nullptr;
+      linears += dynamic_cast<const layers::Linear*>(child.get()) != nullptr;
+      count(*child);
+    }
+  };
+  count(model);
+  EXPECT_EQ(convs, 3);
+  EXPECT_EQ(linears, 1);
+  // Pruned by name, as a recipe selects; the export keeps the zeros and says so.
+  pruning::prune(model, pruning::select(model, {"__ALL_PRUNABLE__"}), 0.8, {}, false);
+  const Graph g = model.exported();
+  EXPECT_NEAR(pruning::sparsity_of(g.initializers.at("conv1.weight")), 0.8, 0.01);
+  EXPECT_EQ(g.metadata.count("sparsity:conv1.weight"), 1u);
+  // In eval mode the exported graph runs in the reference executor as the module does.
+  model.eval();
+  const Tensor x = autograd::load_npy(kDir + "cnn_input.npy");
+  autograd::NoGradGuard no_grad;
+  const Tensor y = model.forward(Variable(x)).data();
+  const Tensor ref = run_reference(g, {{"input", x}}).at("output");
+  EXPECT_LT(relative_error(y, ref), 1e-5);
+  // Written back to ONNX under PyTorch's names, ONNX Runtime gives our outputs.
+  const auto dir = testing::temp_dir("graph_module_export");
+  save_onnx(g, (dir / "pruned.onnx").string());
+  EXPECT_LT(relative_error(testing::run_onnxruntime((dir / "pruned.onnx").string(), x, dir), y), 1e-4);
+  EXPECT_EQ(load_onnx((dir / "pruned.onnx").string()).initializers.count("stem.0.weight"), 1u);
+}
+
+TEST(GraphModule, BatchNormUpdatesItsRunningStatisticsOnlyInTraining) {
+  GraphModule model(load_onnx(kDir + "cnn_train_opset17.onnx"));
+  const Tensor x = autograd::load_npy(kDir + "cnn_input.npy");
+  const Tensor before = model.exported().initializers.at("bn1.running_mean").clone();
+  model.eval();
+  model.forward(Variable(x));
+  EXPECT_EQ(relative_error(model.exported().initializers.at("bn1.running_mean"), before), 0.0);
+  model.train();
+  model.forward(Variable(x));
+  EXPECT_GT(relative_error(model.exported().initializers.at("bn1.running_mean"), before), 1e-4);
+}
+
+TEST(GraphModule, ReplacingTheClassifierKeepsItsNames) {
+  GraphModule model(load_onnx(kDir + "cnn_train_opset17.onnx"));
+  EXPECT_EQ(model.num_classes(), 5);
+  model.replace_classifier(7);
+  EXPECT_EQ(model.num_classes(), 7);
+  const Tensor x = autograd::load_npy(kDir + "cnn_input.npy");
+  EXPECT_EQ(model.forward(Variable(x)).shape(), (Shape{6, 7}));
+  const Graph g = model.exported();
+  EXPECT_EQ(g.initializers.at("fc.weight").shape(), (Shape{7, 144}));
+  EXPECT_EQ(g.initializers.at("fc.bias").shape(), (Shape{7}));
+  Graph checked = g;
+  EXPECT_NO_THROW(checked.infer_shapes());
+}
+
+TEST(GraphModule, AWeightThroughAnOpWithoutGradientIsRefusedNamingTheNode) {
+  Graph g;
+  g.inputs.push_back({"input", DataType::float32, {-1, 4}});
+  g.initializers.emplace("fc.weight", Tensor::randn({3, 4}, 1));
+  g.nodes.push_back({.op = OpKind::gemm, .name = "fc", .inputs = {"input", "fc.weight"}, .outputs = {"h"},
+                     .attributes = {{"transB", int64_t{1}}}});
+  g.initializers.emplace("scale", Tensor::full({1}, 0.1f));
+  g.nodes.push_back({.op = OpKind::quantize_linear, .name = "compare", .inputs = {"h", "scale"}, .outputs = {"q"},
+                     .attributes = {}});
+  g.nodes.push_back({.op = OpKind::dequantize_linear, .name = "back", .inputs = {"q", "scale"}, .outputs = {"output"},
+                     .attributes = {}});
+  g.outputs.push_back({"output"});
+  try {
+    GraphModule m(g);
+    FAIL() << "no error";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("compare"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("QuantizeLinear"), std::string::npos) << e.what();
+  }
+  Graph constants;
+  constants.inputs.push_back({"input", DataType::float32, {-1, 4}});
+  constants.nodes.push_back({.op = OpKind::relu, .name = "r", .inputs = {"input"}, .outputs = {"output"}, .attributes = {}});
+  constants.outputs.push_back({"output"});
+  EXPECT_THROW(GraphModule{constants}, ValueError);
+}
+
+}  // namespace
+}  // namespace neurite::engine

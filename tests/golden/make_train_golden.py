@@ -1,0 +1,119 @@
+"""Models exported by PyTorch 1.13 in training mode (BatchNormalization and
+Dropout kept), and PyTorch's weights after one SGD step on a fixed batch, for
+the parity tests of GraphModule (tests/engine/graph_module_test.cpp).
+
+For each model NAME at opsets 13 and 17: NAME_train_opsetK.onnx (the model
+before the step), NAME_step.onnx (the same graph with PyTorch's weights and
+running statistics after one step of SGD, lr 0.1, momentum 0, on the mean
+cross-entropy), NAME_input.npy and NAME_target.npy (the batch). Dropout's
+ratio is 0 in these files so that the step is deterministic.
+
+    /usr/bin/python3 tests/golden/make_train_golden.py   # writes tests/golden/train/
+"""
+import copy
+import os
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train")
+torch.manual_seed(0)
+
+
+class Cnn(nn.Module):
+    """A ResNet-style CNN for (N, 1, 12, 12): conv-BN-ReLU, a residual block, a
+    strided conv with bias, max pooling, dropout and a linear head."""
+
+    def __init__(self, classes=5):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.conv1 = nn.Conv2d(8, 8, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3, 2, 1)
+        self.pool = nn.MaxPool2d(2)
+        self.drop = nn.Dropout(0.0)
+        self.fc = nn.Linear(16 * 3 * 3, classes)
+
+    def forward(self, x):
+        y = self.stem(x)
+        y = F.relu(y + self.bn1(self.conv1(y)))
+        y = self.pool(F.relu(self.conv2(y)))
+        return self.fc(self.drop(torch.flatten(y, 1)))
+
+
+class Encoder(nn.Module):
+    """Token ids (N, L) -> logits: a hand-written encoder with Erf-GELU, an
+    attention mask from the padding (id 0), pre-norm LayerNorm, a learned
+    positional embedding and a mean over the tokens."""
+
+    def __init__(self, vocab=30, d=16, heads=2, length=6, classes=4):
+        super().__init__()
+        self.heads = heads
+        self.embed = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.randn(1, length, d) * 0.1)
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ff1, self.ff2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+        self.drop = nn.Dropout(0.0)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, tokens):
+        n, l = tokens.shape
+        pad = (tokens == 0).view(n, 1, 1, l)
+        x = self.embed(tokens) + self.pos
+        q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+        split = lambda t: t.reshape(n, l, self.heads, -1).transpose(1, 2)
+        q, k, v = split(q), split(k), split(v)
+        scores = q @ k.transpose(-2, -1) / (q.shape[-1] ** 0.5)
+        scores = scores.masked_fill(pad, float("-inf"))
+        att = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, l, -1)
+        x = x + self.drop(self.proj(att))
+        x = x + self.ff2(F.gelu(self.ff1(self.norm2(x))))
+        return self.head(x.mean(1))
+
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Dropout(0.0), nn.Linear(12, 3))
+
+
+def with_weights(path, model, out_path):
+    """The ONNX file at path with model's parameters and buffers as its initializers."""
+    proto = onnx.load(path)
+    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    for init in proto.graph.initializer:
+        if init.name in state:
+            init.CopyFrom(onnx.numpy_helper.from_array(state[init.name], init.name))
+    onnx.save(proto, out_path)
+
+
+def export(name, model, x, target):
+    model.train()
+    for opset in (13, 17):
+        path = os.path.join(OUT, f"{name}_train_opset{opset}.onnx")
+        torch.onnx.export(copy.deepcopy(model), x, path, opset_version=opset, input_names=["input"],
+                          output_names=["output"], training=torch.onnx.TrainingMode.TRAINING,
+                          do_constant_folding=False, dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        # Tracing ran a training forward, which moved the running statistics: the file gets the model's own.
+        with_weights(path, model, path)
+    stepped = copy.deepcopy(model)
+    opt = torch.optim.SGD(stepped.parameters(), lr=0.1)
+    F.cross_entropy(stepped(x), target).backward()
+    opt.step()
+    with_weights(os.path.join(OUT, f"{name}_train_opset17.onnx"), stepped, os.path.join(OUT, f"{name}_step.onnx"))
+    np.save(os.path.join(OUT, f"{name}_input.npy"), x.numpy())
+    np.save(os.path.join(OUT, f"{name}_target.npy"), target.numpy())
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    export("cnn", Cnn(), torch.randn(6, 1, 12, 12), torch.randint(0, 5, (6,)))
+    tokens = torch.randint(1, 30, (5, 6))
+    tokens[0, 4:] = 0
+    tokens[3, 2:] = 0
+    export("encoder", Encoder(), tokens, torch.randint(0, 4, (5,)))
+    export("mlp", mlp(), torch.randn(7, 1, 4, 4), torch.randint(0, 3, (7,)))
