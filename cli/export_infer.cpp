@@ -5,6 +5,7 @@
 #include "neurite/error.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/engine.h"
+#include "neurite/engine/graph_module.h"
 #include "neurite/engine/trace.h"
 #include "neurite/train/checkpoint.h"
 
@@ -24,7 +25,9 @@ autograd::Tensor example_input(const train::Checkpoint& c) {
 engine::Graph graph_of_checkpoint(const std::string& path) {
   const train::Checkpoint c = train::load_checkpoint(path);
   auto model = train::build_model(c);
-  engine::Graph g = engine::trace(*model, example_input(c));
+  // An imported graph goes back as itself, under its own names; a zoo model is traced.
+  auto* imported = dynamic_cast<engine::GraphModule*>(model.get());
+  engine::Graph g = imported != nullptr ? imported->exported() : engine::trace(*model, example_input(c));
   g.metadata["neurite.model"] = c.model;
   return g;
 }

@@ -1,4 +1,4 @@
-// neurite train: trains a zoo model on a data spec, from scratch, from a base
+// neurite train: trains a zoo model or an ONNX file's graph on a data spec, from scratch, from a base
 // checkpoint (--init, transfer learning) or from an interrupted run (--resume).
 #include <fmt/format.h>
 
@@ -12,6 +12,8 @@
 #include "cli/commands.h"
 #include "neurite/error.h"
 #include "neurite/data/readers.h"
+#include "neurite/engine/graph_module.h"
+#include "neurite/engine/onnx.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/models.h"
 #include "neurite/optim/by_name.h"
@@ -51,7 +53,9 @@ struct TrainFlag {
 const std::vector<TrainFlag>& train_flags() {
   using A = TrainArgs;
   static const std::vector<TrainFlag> flags = {
-      {"--model", &A::model, "Model: mlp, cnn, resnet20/32/56, mobilenet, vit-tiny, transformer", "model"},
+      {"--model", &A::model,
+       "Model: mlp, cnn, resnet20/32/56, mobilenet, vit-tiny, transformer, or FILE.onnx (e.g. exported by PyTorch)",
+       "model"},
       {"--data", &A::data, "Training data: fashion-mnist, mnist-digits, idx:PREFIX, folder:DIR, h5:FILE, cifar10:DIR",
        "data"},
       {"--val-data", &A::val_data, "Validation data (default: the data's test split, else 10% held out)", "val_data"},
@@ -65,7 +69,8 @@ const std::vector<TrainFlag>& train_flags() {
       {"--warmup-epochs", &A::warmup_epochs, "Linear warm-up before the cosine decay", "warmup_epochs"},
       {"--clip-grad-norm", &A::clip_grad_norm, "Clip gradients to this global norm (0: off)", "clip_grad_norm"},
       {"--init", &A::init, "Base checkpoint to start from (transfer learning)", "init"},
-      {"--num-classes", &A::num_classes, "Classes (default: from the data)", "num_classes"},
+      {"--num-classes", &A::num_classes,
+       "Classes (default: from the data); for FILE.onnx, another number replaces its classifier", "num_classes"},
       {"--threads", &A::threads, "Threads (0: all cores)"},
       {"--seed", &A::seed, "Seed of initialisation, shuffling and dropout", "seed", true},
       {"--resume", &A::resume, "Continue the interrupted run in DIR"},
@@ -104,6 +109,41 @@ void init_from(layers::Module& model, const std::string& path) {
   fmt::print(stderr, "init: {} of {} tensors from {}\n", r.loaded.size(), r.model_tensors, path);
 }
 
+// An ONNX file as the model: its GraphModule (on --resume, the run's own copy
+// of the graph, so the folder is self-contained), with its classifier
+// replaced when --num-classes asks for another number of classes.
+std::shared_ptr<layers::UnaryModule> graph_model(const TrainArgs& a, const autograd::Shape& example, int64_t data_classes,
+                                                 train::Checkpoint& tmpl) {
+  engine::Graph g;
+  const fs::path saved = fs::path(a.resume) / "checkpoint.h5";
+  if (!a.resume.empty() && fs::is_regular_file(saved)) {
+    const train::Checkpoint c = train::load_checkpoint(saved.string());
+    g = c.graph.empty() ? engine::load_onnx(a.model) : engine::from_onnx(c.graph, saved.string());
+  } else {
+    g = engine::load_onnx(a.model);
+  }
+  check<ValueError>(g.inputs.size() == 1, "--model {}: the graph has {} inputs; train feeds one", a.model, g.inputs.size());
+  const autograd::Shape& input = g.inputs[0].shape;
+  bool fits = input.size() == example.size() + 1;
+  for (size_t k = 0; fits && k < example.size(); ++k) fits = input[k + 1] < 0 || input[k + 1] == example[k];
+  check<ShapeError>(fits, "--model {}: input '{}' is {}, the data's examples are {} (after the batch)", a.model,
+                    g.inputs[0].name, autograd::to_string(input), autograd::to_string(example));
+  auto model = std::make_shared<engine::GraphModule>(std::move(g));
+  const int64_t classes = a.num_classes > 0 ? a.num_classes : data_classes;
+  if (model->num_classes() != classes) {
+    check<ValueError>(a.num_classes > 0,
+                      "--model {} has {} outputs, the data {} classes: pass --num-classes {} to replace its classifier",
+                      a.model, model->num_classes(), data_classes, data_classes);
+    fmt::print(stderr, "train: classifier of {} replaced: {} -> {} classes, re-initialised\n", a.model,
+               model->num_classes(), classes);
+    model->replace_classifier(classes);
+  }
+  tmpl.graph = engine::to_onnx(model->graph());
+  return model;
+}
+
+bool is_onnx(const std::string& model) { return model.ends_with(".onnx"); }
+
 void run(CLI::App& cmd, TrainArgs a) {
   if (!a.resume.empty()) fill_from_saved(cmd, a, a.resume);
   check<ValueError>(!a.model.empty(), "train: --model is required (or --resume DIR)");
@@ -118,7 +158,7 @@ void run(CLI::App& cmd, TrainArgs a) {
       fmt::print(stderr, "recipe: {} sets {} epochs\n", a.recipe, a.epochs);
     }
   }
-  if (a.optimizer.empty()) a.optimizer = layers::models::model_defaults(a.model).optimizer;
+  if (a.optimizer.empty()) a.optimizer = is_onnx(a.model) ? "sgd" : layers::models::model_defaults(a.model).optimizer;
   check<ValueError>(optim::is_optimizer_name(a.optimizer), "--optimizer is '{}', expected sgd, adam or adamw",
                     a.optimizer);
   const optim::Hyperparameters defaults = optim::default_hyperparameters(a.optimizer);
@@ -151,7 +191,8 @@ void run(CLI::App& cmd, TrainArgs a) {
                   .num_classes = a.num_classes > 0 ? a.num_classes : train_set->num_classes()};
   tmpl.optimizer = a.optimizer;
   layers::manual_seed(a.seed);
-  auto model = layers::models::make_model(a.model, tmpl.options);
+  auto model = is_onnx(a.model) ? graph_model(a, shape, train_set->num_classes(), tmpl)
+                                : layers::models::make_model(a.model, tmpl.options);
   if (!a.init.empty() && a.resume.empty()) init_from(*model, a.init);
 
   auto optimizer = optim::make_optimizer(

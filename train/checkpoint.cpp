@@ -1,4 +1,6 @@
 #include "neurite/train/checkpoint.h"
+#include "neurite/engine/graph_module.h"
+#include "neurite/engine/onnx.h"
 
 #include <hdf5.h>
 
@@ -37,6 +39,29 @@ void write_tensor(hid_t parent, const std::string& name, const Tensor& t, const 
   Handle set(H5Dcreate2(parent, name.c_str(), type, space.id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
   check<IoError>(set.id >= 0 && H5Dwrite(set.id, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.bytes()) >= 0,
                  "{}: cannot write '{}'", path, name);
+}
+
+// Bytes (a serialised ONNX graph) as a 1-D uint8 dataset.
+void write_bytes(hid_t parent, const std::string& name, const std::string& bytes, const std::string& path) {
+  const hsize_t size = bytes.size();
+  Handle space(H5Screate_simple(1, &size, nullptr), H5Sclose);
+  Handle set(H5Dcreate2(parent, name.c_str(), H5T_NATIVE_UCHAR, space.id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+             H5Dclose);
+  check<IoError>(set.id >= 0 && H5Dwrite(set.id, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0,
+                 "{}: cannot write '{}'", path, name);
+}
+
+std::string read_bytes(hid_t parent, const std::string& name, const std::string& path) {
+  Handle set(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), H5Dclose);
+  check<FormatError>(set.id >= 0, "{}: cannot open dataset '{}'", path, name);
+  Handle space(H5Dget_space(set.id), H5Sclose);
+  hsize_t size = 0;
+  check<FormatError>(H5Sget_simple_extent_ndims(space.id) == 1 && H5Sget_simple_extent_dims(space.id, &size, nullptr) == 1,
+                     "{}: dataset '{}' is not a byte string", path, name);
+  std::string bytes(size, '\0');
+  check<FormatError>(H5Dread(set.id, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0,
+                     "{}: cannot read dataset '{}'", path, name);
+  return bytes;
 }
 
 Tensor read_tensor(hid_t parent, const std::string& name, const std::string& path) {
@@ -110,6 +135,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& c) {
     write_attribute(file.id, "step", std::to_string(c.step));
     write_attribute(file.id, "rng_state", std::to_string(c.rng_state));
     write_attribute(file.id, "recipe", c.recipe);
+    if (!c.graph.empty()) write_bytes(file.id, "graph", c.graph, temporary);
     Handle model(H5Gcreate2(file.id, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
     for (const auto& [name, t] : c.state) {
       Handle group(H5Gcreate2(model.id, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
@@ -148,6 +174,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   } catch (const std::exception& e) {
     throw FormatError(fmt::format("{}: malformed checkpoint attributes: {}", path, e.what()));
   }
+  if (H5Lexists(file.id, "graph", H5P_DEFAULT) > 0) c.graph = read_bytes(file.id, "graph", path);
   check<FormatError>(H5Lexists(file.id, "model", H5P_DEFAULT) > 0, "{}: no /model group", path);
   Handle model(H5Gopen2(file.id, "model", H5P_DEFAULT), H5Gclose);
   for (const std::string& name : members(model.id)) {
@@ -172,7 +199,9 @@ void capture_model(const layers::Module& model, Checkpoint& c) {
 }
 
 std::shared_ptr<layers::UnaryModule> build_model(const Checkpoint& c) {
-  auto model = layers::models::make_model(c.model, c.options);
+  std::shared_ptr<layers::UnaryModule> model =
+      c.graph.empty() ? layers::models::make_model(c.model, c.options)
+                      : std::make_shared<engine::GraphModule>(engine::from_onnx(c.graph, c.model));
   layers::restore_quantizers(*model, c.state);
   model->load_state_dict(c.state);
   for (const auto& [name, p] : model->named_parameters())

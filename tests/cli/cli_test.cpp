@@ -100,6 +100,51 @@ TEST(Cli, TrainResumeEvalAndInfo) {
   EXPECT_NE(r.out.find("init: classifier.4.weight is [3,128]"), std::string::npos) << r.out;
 }
 
+TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
+  // A ResNet-style CNN PyTorch exported in training mode (5 classes, 1x12x12;
+  // tests/golden/make_train_golden.py), copied so that the run must keep its own graph.
+  const fs::path dir = temp_dir("cli_onnx");
+  const std::string train = write_bands(dir, 120, 11), val = write_bands(dir, 60, 12);
+  const fs::path model = dir / "cnn.onnx";
+  fs::copy_file(fs::path(NEURITE_SOURCE_DIR) / "tests/golden/train/cnn_train_opset17.onnx", model);
+  const std::string run = (dir / "run").string();
+  Result r = neurite_cli("train --model " + model.string() + " --data h5:" + train + " --out " + run);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("has 5 outputs, the data 3 classes: pass --num-classes 3"), std::string::npos) << r.out;
+  // A recipe naming PyTorch's parameters prunes them as it would in SparseML.
+  std::ofstream(dir / "gmp.yaml") << R"(modifiers:
+  - !EpochRangeModifier {start_epoch: 0, end_epoch: 3}
+  - !GMPruningModifier {params: ["conv1.weight", "re:conv2.*weight"], init_sparsity: 0.2, final_sparsity: 0.7,
+                        start_epoch: 0, end_epoch: 2, update_frequency: 0.5}
+)";
+  r = neurite_cli("train --model " + model.string() + " --num-classes 3 --data h5:" + train + " --val-data h5:" + val +
+                  " --epochs 2 --batch-size 20 --lr 0.05 --threads 2 --recipe " + (dir / "gmp.yaml").string() +
+                  " --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("classifier of " + model.string() + " replaced: 5 -> 3 classes"), std::string::npos) << r.out;
+  fs::remove(model);
+  r = neurite_cli("train --resume " + run + " --epochs 3");  // the folder holds the graph
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("eval --checkpoint " + run + "/checkpoint.h5 --data h5:" + val + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_GT(nlohmann::json::parse(r.out)["top1"].get<double>(), 0.9) << r.out;
+  // Back to ONNX: the same names, the zeros kept, and ONNX Runtime computes what `infer` does.
+  const std::string exported = (dir / "trained.onnx").string();
+  r = neurite_cli("export --checkpoint " + run + "/checkpoint.h5 --out " + exported);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const neurite::engine::Graph g = neurite::engine::load_onnx(exported);
+  EXPECT_EQ(g.initializers.at("fc.weight").shape(), (neurite::autograd::Shape{3, 144}));
+  const Tensor& conv1 = g.initializers.at("conv1.weight");
+  EXPECT_NEAR(std::count(conv1.data<float>(), conv1.data<float>() + conv1.numel(), 0.0f) / double(conv1.numel()), 0.7, 0.02);
+  const Tensor x = Tensor::rand({4, 1, 12, 12}, 5);
+  neurite::autograd::save_npy((dir / "x.npy").string(), x);
+  r = neurite_cli("infer " + exported + " --input " + (dir / "x.npy").string() + " --output " + (dir / "y.npy").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const Tensor ours = neurite::autograd::load_npy((dir / "y.npy").string());
+  const Tensor ort = neurite::testing::run_onnxruntime(exported, x, dir);
+  for (int64_t i = 0; i < ours.numel(); ++i) EXPECT_NEAR(ours.data<float>()[i], ort.data<float>()[i], 1e-4);
+}
+
 TEST(Cli, TrainWithARecipePrunesAndRecipeCheckPlans) {
   const fs::path dir = temp_dir("cli_recipe");
   const std::string train = write_bands(dir, 120, 3);

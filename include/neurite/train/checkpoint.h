@@ -23,7 +23,8 @@ namespace neurite::train {
 using autograd::Tensor;
 
 struct Checkpoint {
-  std::string model;  // zoo name
+  std::string model;  // zoo name, or the ONNX file a GraphModule came from
+  std::string graph;  // that model's graph (serialised ONNX, weights as placeholders): the run folder is self-contained
   layers::models::ModelOptions options;
   layers::StateDict state;               // parameters and buffers
   std::map<std::string, Tensor> masks;   // by parameter name
@@ -42,7 +43,8 @@ Checkpoint load_checkpoint(const std::string& path);
 
 // The module's parameters, buffers and masks into checkpoint.state/masks.
 void capture_model(const layers::Module& model, Checkpoint& checkpoint);
-// Builds checkpoint.model with its options and loads weights and masks (strict).
+// Builds checkpoint.model with its options (or the GraphModule of
+// checkpoint.graph) and loads weights and masks (strict).
 std::shared_ptr<layers::UnaryModule> build_model(const Checkpoint& checkpoint);
 
 }  // namespace neurite::train
