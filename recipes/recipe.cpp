@@ -31,31 +31,42 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-// Markdown recipes keep their YAML between the first two '---' lines; the
-// YAML keeps its line numbers.
-std::string yaml_part(const std::string& text) {
+// A fence of a Markdown recipe card: a line of '---' or '+++' (spaces around allowed).
+bool is_fence(const std::string& line) {
+  const size_t first = line.find_first_not_of(" \t\r");
+  if (first == std::string::npos || (line.compare(first, 3, "---") != 0 && line.compare(first, 3, "+++") != 0)) return false;
+  return line.find_first_not_of(line[first] == '-' ? "- \t\r" : "+ \t\r", first) == std::string::npos;
+}
+
+// A Markdown recipe card (a .md file, or text that opens with a fence) keeps
+// its YAML in the first block between two fences, wherever it starts, as
+// SparseML reads cards (a title, a comment or a license may come first; the
+// Markdown after is documentation). The YAML keeps its line numbers: every
+// other line becomes blank. Other files are YAML as they are.
+std::string yaml_part(const std::string& text, const std::string& file) {
+  std::vector<std::string> lines;
   std::istringstream in(text);
-  std::string line, out;
-  int fences = 0;
-  bool markdown = false;
-  int number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (number == 1 && line.rfind("---", 0) == 0 && line.find_first_not_of("- \t\r") == std::string::npos) {
-      markdown = true;
-      fences = 1;
-      out += "\n";
-      continue;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  size_t first_text = 0;
+  while (first_text < lines.size() && lines[first_text].find_first_not_of(" \t\r") == std::string::npos) ++first_text;
+  const bool markdown = file.ends_with(".md") || (first_text < lines.size() && is_fence(lines[first_text]));
+  if (!markdown) return text;
+  size_t open = 0;
+  while (open < lines.size() && !is_fence(lines[open])) ++open;
+  check<FormatError>(open < lines.size(), "{}: a Markdown recipe card needs its YAML between two '---' lines", file);
+  std::string out;
+  bool inside = false, done = false;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (i == open) {
+      inside = true;
+    } else if (inside && !done && is_fence(lines[i])) {
+      done = true;
+    } else if (inside && !done) {
+      out += lines[i];
     }
-    if (markdown && fences == 1 && line.rfind("---", 0) == 0 &&
-        line.find_first_not_of("- \t\r") == std::string::npos) {
-      fences = 2;
-      out += "\n";
-      continue;
-    }
-    out += (markdown && fences == 2) ? "\n" : line + "\n";
+    out += "\n";
   }
-  return markdown ? out : text;
+  return out;
 }
 
 bool is_modifier_list_key(const std::string& key) { return key.find("modifiers") != std::string::npos; }
@@ -104,7 +115,7 @@ Recipe Recipe::parse(const std::string& text, const std::string& file,
                      const std::map<std::string, std::string>& overrides) {
   YAML::Node root;
   try {
-    root = YAML::Load(yaml_part(text));
+    root = YAML::Load(yaml_part(text, file));
   } catch (const YAML::Exception& e) {
     throw FormatError(fmt::format("{}:{}: malformed YAML: {}", file, e.mark.line + 1, e.msg));
   }

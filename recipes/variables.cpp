@@ -41,4 +41,18 @@ double Variables::resolve(const std::string& raw, int line, const std::string& f
       fmt::format("{}:{}: {} is '{}', expected a number, eval(...) or a variable", file_, line, field, raw));
 }
 
+std::string Variables::text(const std::string& raw, int line, const std::string& field) const {
+  if (raw.rfind("eval(", 0) != 0 || raw.back() != ')') return raw;
+  std::string expr = raw.substr(5, raw.size() - 6);
+  expr.erase(0, expr.find_first_not_of(" \t"));
+  expr.erase(expr.find_last_not_of(" \t") + 1);
+  if (expr.size() >= 2 && (expr.front() == '\'' || expr.front() == '"') && expr.back() == expr.front())
+    return expr.substr(1, expr.size() - 2);
+  if (auto it = raw_.find(expr); it != raw_.end()) {
+    check<ValueError>(it->second.first != raw, "{}:{}: {}: variable '{}' refers to itself", file_, line, field, expr);
+    return text(it->second.first, it->second.second, field);
+  }
+  return fmt::format("{}", resolve(raw, line, field));
+}
+
 }  // namespace neurite::recipes::detail

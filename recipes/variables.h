@@ -26,6 +26,13 @@ class Variables {
     return resolve(raw, line, field, resolving);
   }
 
+  // A scalar as text: eval(NAME) gives variable NAME's value (itself
+  // resolved, so a variable may hold eval(...) of another), eval('text') the
+  // text, eval(EXPR) of numbers the number written out; anything else is
+  // the text as written. SparseML's tutorial recipes write
+  // `inter_func: eval(inter_func)` with `inter_func: cubic` at the top.
+  std::string text(const std::string& raw, int line, const std::string& field) const;
+
  private:
   double number(const std::string& name, std::vector<std::string>& resolving) const;
 

@@ -1,6 +1,9 @@
 #include "recipes/modifiers/field_reader.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <map>
 
 namespace neurite::recipes::detail {
 
@@ -18,12 +21,32 @@ FieldReader::FieldReader(const YAML::Node& node, const FieldSet& fields, const V
   if (node_.IsMap())
     for (const auto& kv : node_) {
       const std::string key = kv.first.as<std::string>();
+      if (fields.count(key) == 0 && legacy_field(key)) continue;
       check<ValueError>(fields.count(key) > 0, "{}:{}: {} has no field '{}' (its fields: {})", file_,
                         line_of(kv.first), type_, key, fmt::join(fields, ", "));
     }
   else
     check<ValueError>(node_.IsNull(), "{}: {} must be a mapping of fields", where_, type_);
   read_window();
+}
+
+// Fields that SparseML 0.x recipes carry and later versions dropped, with the
+// value that meant what the modifier does now: accepted at that value, so
+// old published recipes run, and refused by name at any other.
+bool FieldReader::legacy_field(const std::string& key) const {
+  static const std::map<std::string, std::string> kOldDefaults = {
+      {"phased", "false"},            // GMPruningModifier: phased pruning (on/off cycles)
+      {"score_type", "magnitude"},    // GMPruningModifier: movement or other scores
+      {"constant_logging", "false"},  // SetLearningRateModifier, LearningRateModifier: logging every step
+  };
+  auto it = kOldDefaults.find(key);
+  if (it == kOldDefaults.end()) return false;
+  std::string value = text(key);
+  std::transform(value.begin(), value.end(), value.begin(), [](unsigned char c) { return std::tolower(c); });
+  check<ValueError>(value == it->second,
+                    "{}: {} has {}: '{}', a field of SparseML 0.x that Neurite accepts only at its old default '{}'",
+                    at(key), type_, key, text(key), it->second);
+  return true;
 }
 
 void FieldReader::read_window() {
@@ -83,7 +106,7 @@ double FieldReader::sparsity(double value, const std::string& key) const {
 std::string FieldReader::text(const std::string& key) const {
   const YAML::Node v = node_[key];
   check<ValueError>(v.IsScalar(), "{}: {} must be a string", at(key), key);
-  return v.as<std::string>();
+  return vars_.text(v.as<std::string>(), line_of(v), key);
 }
 
 bool FieldReader::boolean_or(const std::string& key, bool fallback) const {

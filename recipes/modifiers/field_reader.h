@@ -68,6 +68,7 @@ class FieldReader {
 
  private:
   int64_t integer(const std::string& key, int64_t minimum) const;
+  bool legacy_field(const std::string& key) const;
   void read_window();
 
   YAML::Node node_;  // a handle: read only through const methods, which never insert keys

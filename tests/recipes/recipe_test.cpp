@@ -147,6 +147,48 @@ Text after the front matter is documentation.
   EXPECT_TRUE(r.sets_learning_rate());
 }
 
+TEST(Recipe, CardsAsPublishedTextVariablesAndOldFieldsLoadAsSparseMLLoadsThem) {
+  // A card that opens with a comment and a title: the YAML is the first block between fences.
+  const Recipe card = Recipe::parse(R"(<!-- Licensed under the Apache License -->
+# ResNet-50 pruned to 95 %
+
+Some prose before the recipe.
+---
+inter_func: cubic
+mask_type: "[1,4]"
+num_epochs: 2
+modifiers:
+  - !EpochRangeModifier {start_epoch: 0, end_epoch: eval(num_epochs)}
+  - !GMPruningModifier {params: __ALL_PRUNABLE__, init_sparsity: 0.05, final_sparsity: 0.9, start_epoch: 0,
+                        end_epoch: 1, update_frequency: 0.5, inter_func: eval(inter_func),
+                        mask_type: eval(mask_type), phased: False, score_type: magnitude}
+  - !SetLearningRateModifier {learning_rate: 0.01, start_epoch: 0, constant_logging: false}
+---
+## Usage
+```yaml
+---
+not: [a recipe
+```
+)",
+                                    "card.md");
+  ASSERT_EQ(card.modifiers.size(), 3u);
+  EXPECT_EQ(card.modifiers[1]->where, "card.md:11");  // line numbers of the file
+  const SparsityRamp* ramp = card.modifiers[1]->sparsity_ramp();
+  ASSERT_NE(ramp, nullptr);
+  EXPECT_EQ(ramp->inter_func, pruning::Interpolation::cubic);
+  EXPECT_EQ(ramp->mask_type.str(), "1x4");  // eval() of a variable holding text
+  // Old fields at any other value than their old default are refused by name.
+  testing::expect_error<Error>(
+      [] {
+        Recipe::parse("modifiers:\n  - !GMPruningModifier {params: __ALL__, final_sparsity: 0.5, start_epoch: 0,\n"
+                      "      end_epoch: 2, phased: true}\n",
+                      "old.yaml");
+      },
+      {"old.yaml:3", "phased", "old default 'false'"});
+  // A card without fences is refused, naming it.
+  testing::expect_error<Error>([] { Recipe::parse("# only prose\n", "empty.md"); }, {"empty.md", "'---'"});
+}
+
 void expect_error(const std::string& yaml, const std::string& message) {
   testing::expect_error<Error>([&] { Recipe::parse(yaml, "recipe.yaml"); }, {message});
 }
