@@ -130,7 +130,14 @@ std::shared_ptr<layers::UnaryModule> graph_model(const TrainArgs& a, const autog
                     g.inputs[0].name, autograd::to_string(input), autograd::to_string(example));
   auto model = std::make_shared<engine::GraphModule>(std::move(g));
   const int64_t classes = a.num_classes > 0 ? a.num_classes : data_classes;
-  if (model->num_classes() != classes) {
+  // A graph that does not end in a Linear classifier trains as it is; only --num-classes needs one.
+  std::optional<int64_t> outputs;
+  try {
+    outputs = model->num_classes();
+  } catch (const ValueError& e) {
+    check<ValueError>(a.num_classes == 0, "--num-classes {}: {}: {}", a.num_classes, a.model, e.what());
+  }
+  if (outputs && *outputs != classes) {
     check<ValueError>(a.num_classes > 0,
                       "--model {} has {} outputs, the data {} classes: pass --num-classes {} to replace its classifier",
                       a.model, model->num_classes(), data_classes, data_classes);
