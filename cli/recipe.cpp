@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "neurite/engine/graph_module.h"
+#include "neurite/engine/onnx.h"
 #include "neurite/error.h"
 #include "neurite/layers/models.h"
 #include "neurite/recipes/manager.h"
@@ -33,14 +35,19 @@ void add_recipe(CLI::App& app) {
   recipe->require_subcommand(1);
   CLI::App* cmd = recipe->add_subcommand("check", "Read a recipe and print its plan: windows and sparsity updates");
   cmd->add_option("FILE", a->file, "Recipe (YAML or Markdown)")->required();
-  cmd->add_option("--model", a->model, "Check the recipe's selectors against this zoo model");
+  cmd->add_option("--model", a->model, "Check the recipe's selectors against this zoo model or ONNX file");
   cmd->add_option("--steps-per-epoch", a->steps_per_epoch, "Steps per epoch of the planned run")->capture_default_str();
   cmd->add_option("--recipe-var", a->vars, "Override a recipe variable: name=value (repeatable)");
   cmd->add_flag("--json", a->json, "Print {\"modifiers\": [{\"type\", \"start_epoch\", \"end_epoch\", \"updates\"}]}");
   cmd->callback([a] {
     const recipes::Recipe r = recipes::Recipe::load(a->file, parse_recipe_vars(a->vars));
     if (!a->model.empty()) {
-      auto model = layers::models::make_model(a->model);
+      std::shared_ptr<layers::Module> model;
+      if (a->model.ends_with(".onnx")) {
+        model = std::make_shared<engine::GraphModule>(engine::load_onnx(a->model));
+      } else {
+        model = layers::models::make_model(a->model);
+      }
       for (const auto& m : r.modifiers)
         if (const auto selectors = m->selectors(); !selectors.empty()) try {
             pruning::select(*model, selectors);

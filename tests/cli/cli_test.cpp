@@ -117,6 +117,12 @@ TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   - !GMPruningModifier {params: ["conv1.weight", "re:conv2.*weight"], init_sparsity: 0.2, final_sparsity: 0.7,
                         start_epoch: 0, end_epoch: 2, update_frequency: 0.5}
 )";
+  r = neurite_cli("recipe check " + (dir / "gmp.yaml").string() + " --model " + model.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  std::ofstream(dir / "typo.yaml") << "modifiers:\n  - !ConstantPruningModifier {params: [conv9.weight], start_epoch: 0}\n";
+  r = neurite_cli("recipe check " + (dir / "typo.yaml").string() + " --model " + model.string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("conv9.weight"), std::string::npos) << r.out;
   r = neurite_cli("train --model " + model.string() + " --num-classes 3 --data h5:" + train + " --val-data h5:" + val +
                   " --epochs 2 --batch-size 20 --lr 0.05 --threads 2 --recipe " + (dir / "gmp.yaml").string() +
                   " --out " + run);
