@@ -53,6 +53,7 @@ constexpr int kMany = 1 << 20;  // Concat takes any number of inputs
 
 // In OpKind order; the static_assert below keeps the two in step.
 constexpr std::array<OpInfo, kOpCount> kOps{{
+    {OpKind::abs, "abs", "Abs", 1, 1, 1, detail::unary_shape},
     {OpKind::add, "add", "Add", 2, 2, 1, detail::binary_shape},
     {OpKind::average_pool, "average_pool", "AveragePool", 1, 1, 1, detail::pool_shape},
     {OpKind::batch_norm, "batch_norm", "BatchNormalization", 5, 5, 5, detail::batch_norm_shape},
@@ -74,10 +75,15 @@ constexpr std::array<OpInfo, kOpCount> kOps{{
     {OpKind::gelu, "gelu", "Gelu", 1, 1, 1, detail::unary_shape},  // opset 20; fusion writes it (engine/fusion.cpp)
     {OpKind::gemm, "gemm", "Gemm", 2, 3, 1, detail::gemm_shape},
     {OpKind::global_average_pool, "global_average_pool", "GlobalAveragePool", 1, 1, 1, detail::global_average_pool_shape},
+    {OpKind::hard_sigmoid, "hard_sigmoid", "HardSigmoid", 1, 1, 1, detail::unary_shape},
+    {OpKind::hard_swish, "hard_swish", "HardSwish", 1, 1, 1, detail::unary_shape},
     {OpKind::identity, "identity", "Identity", 1, 1, 1, detail::unary_shape},
     {OpKind::layer_norm, "layer_norm", "LayerNormalization", 2, 3, 3, detail::layer_norm_shape},
+    {OpKind::leaky_relu, "leaky_relu", "LeakyRelu", 1, 1, 1, detail::unary_shape},
     {OpKind::matmul, "matmul", "MatMul", 2, 2, 1, detail::matmul_shape},
+    {OpKind::max, "max", "Max", 1, kMany, 1, detail::variadic_shape},
     {OpKind::max_pool, "max_pool", "MaxPool", 1, 1, 1, detail::pool_shape},
+    {OpKind::min, "min", "Min", 1, kMany, 1, detail::variadic_shape},
     {OpKind::mul, "mul", "Mul", 2, 2, 1, detail::binary_shape},
     {OpKind::neg, "neg", "Neg", 1, 1, 1, detail::unary_shape},
     {OpKind::logical_not, "logical_not", "Not", 1, 1, 1, detail::unary_shape},

@@ -92,6 +92,8 @@ bool has_gradient(OpKind op) {
     case OpKind::average_pool: case OpKind::global_average_pool: case OpKind::flatten: case OpKind::reshape:
     case OpKind::squeeze: case OpKind::unsqueeze: case OpKind::transpose: case OpKind::concat: case OpKind::gather:
     case OpKind::slice: case OpKind::expand: case OpKind::where: case OpKind::reduce_mean: case OpKind::dropout:
+    case OpKind::abs: case OpKind::leaky_relu: case OpKind::hard_sigmoid: case OpKind::hard_swish: case OpKind::max:
+    case OpKind::min:
       return true;
     default: return false;
   }
@@ -202,6 +204,22 @@ std::vector<Variable> run_differentiable(const Node& n, const std::vector<Variab
     case OpKind::gelu: {
       const bool tanh_form = n.has("approximate") && std::get<std::string>(n.attributes.at("approximate")) == "tanh";
       return one(gelu(in[0], tanh_form ? autograd::GeluApproximation::tanh : autograd::GeluApproximation::none));
+    }
+    case OpKind::abs: return one(abs(in[0]));
+    case OpKind::leaky_relu: {
+      const auto alpha = static_cast<float>(n.real("alpha", 0.01));
+      return one(add(relu(in[0]), mul(relu(neg(in[0])), -alpha)));
+    }
+    case OpKind::hard_sigmoid: {
+      const auto alpha = static_cast<float>(n.real("alpha", 0.2)), beta = static_cast<float>(n.real("beta", 0.5));
+      return one(clamp(add(mul(in[0], alpha), beta), 0.0f, 1.0f));
+    }
+    case OpKind::hard_swish: return one(mul(in[0], clamp(add(mul(in[0], 1.0f / 6.0f), 0.5f), 0.0f, 1.0f)));
+    case OpKind::max:
+    case OpKind::min: {
+      Variable y = in[0];
+      for (size_t k = 1; k < in.size(); ++k) y = n.op == OpKind::max ? maximum(y, in[k]) : minimum(y, in[k]);
+      return one(y);
     }
     case OpKind::identity: return one(in[0]);
     case OpKind::cast:

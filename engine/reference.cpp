@@ -323,6 +323,28 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
     case OpKind::exp: return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) { return std::exp(v[0]); }));
     case OpKind::neg: return one(map_broadcast(n, {in[0]}, in[0].dtype(), [](auto& v) { return -v[0]; }));
     case OpKind::reciprocal: return one(map_broadcast(n, {in[0]}, Dtype::f32, [](auto& v) { return 1.0 / v[0]; }));
+    case OpKind::abs: return one(map_broadcast(n, {in[0]}, in[0].dtype(), [](auto& v) { return std::abs(v[0]); }));
+    case OpKind::leaky_relu: {
+      const double alpha = n.real("alpha", 0.01);
+      return one(map_broadcast(n, {in[0]}, Dtype::f32, [alpha](auto& v) { return v[0] >= 0 ? v[0] : alpha * v[0]; }));
+    }
+    case OpKind::hard_sigmoid: {
+      const double alpha = n.real("alpha", 0.2), beta = n.real("beta", 0.5);
+      return one(map_broadcast(n, {in[0]}, Dtype::f32,
+                               [alpha, beta](auto& v) { return std::clamp(alpha * v[0] + beta, 0.0, 1.0); }));
+    }
+    case OpKind::hard_swish:
+      return one(map_broadcast(n, {in[0]}, Dtype::f32,
+                               [](auto& v) { return v[0] * std::clamp(v[0] / 6.0 + 0.5, 0.0, 1.0); }));
+    case OpKind::max:
+    case OpKind::min: {  // any number of inputs, broadcast together
+      Tensor y = in[0];
+      for (size_t k = 1; k < in.size(); ++k)
+        y = map_broadcast(n, {y, in[k]}, in[0].dtype(), [larger = n.op == OpKind::max](auto& v) {
+          return larger ? std::max(v[0], v[1]) : std::min(v[0], v[1]);
+        });
+      return one(y);
+    }
     case OpKind::logical_not:
       return one(map_broadcast(n, {in[0]}, Dtype::i64, [](auto& v) { return v[0] != 0 ? 0.0 : 1.0; }));
     case OpKind::clip: {  // bounds: optional inputs 1 and 2 (scalars)

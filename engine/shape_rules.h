@@ -54,6 +54,7 @@ struct ShapeContext {
 };
 
 std::vector<ValueInfo> binary_shape(const ShapeContext& c);
+std::vector<ValueInfo> variadic_shape(const ShapeContext& c);  // Max, Min: every input broadcast
 std::vector<ValueInfo> equal_shape(const ShapeContext& c);
 std::vector<ValueInfo> where_shape(const ShapeContext& c);
 std::vector<ValueInfo> unary_shape(const ShapeContext& c);

@@ -70,6 +70,12 @@ std::vector<ValueInfo> binary_shape(const ShapeContext& c) {
   return {like(c.input(0), broadcast(c, c.shape(0), c.shape(1)))};
 }
 
+std::vector<ValueInfo> variadic_shape(const ShapeContext& c) {
+  Shape out = c.shape(0);
+  for (size_t k = 1; k < c.in.size(); ++k) out = broadcast(c, out, c.shape(k));
+  return {like(c.input(0), out)};
+}
+
 std::vector<ValueInfo> equal_shape(const ShapeContext& c) {
   return {{"", DataType::boolean, broadcast(c, c.shape(0), c.shape(1))}};
 }

@@ -31,10 +31,10 @@ using autograd::Shape;
 using autograd::Tensor;
 
 enum class OpKind : uint8_t {
-  add, average_pool, batch_norm, cast, clip, concat, constant, constant_of_shape, conv, dequantize_linear, div, dropout,
-  equal, erf, exp, expand, flatten, gather, gelu, gemm, global_average_pool, identity, layer_norm, matmul, max_pool, mul,
-  neg, logical_not, pow, quantize_linear, range, reciprocal, reduce_mean, relu, reshape, shape, sigmoid, slice, softmax,
-  sqrt, squeeze, sub, tanh, transpose, unsqueeze, where,
+  abs, add, average_pool, batch_norm, cast, clip, concat, constant, constant_of_shape, conv, dequantize_linear, div,
+  dropout, equal, erf, exp, expand, flatten, gather, gelu, gemm, global_average_pool, hard_sigmoid, hard_swish, identity,
+  layer_norm, leaky_relu, matmul, max, max_pool, min, mul, neg, logical_not, pow, quantize_linear, range, reciprocal,
+  reduce_mean, relu, reshape, shape, sigmoid, slice, softmax, sqrt, squeeze, sub, tanh, transpose, unsqueeze, where,
 };
 constexpr size_t kOpCount = static_cast<size_t>(OpKind::where) + 1;
 
