@@ -127,6 +127,74 @@ TEST(GraphModule, ReplacingTheClassifierKeepsItsNames) {
   EXPECT_NO_THROW(checked.infer_shapes());
 }
 
+// d loss / d w for loss = sum(output * probe) of a graph run by the reference
+// executor, by central differences on each weight element.
+Tensor numeric_gradient(const Graph& g, const std::string& weight, const Tensor& x, const Tensor& probe) {
+  Tensor grad = Tensor::zeros(g.initializers.at(weight).shape());
+  auto loss = [&](float delta, int64_t i) {
+    Graph h = g;
+    Tensor w = h.initializers.at(weight).clone();
+    w.data<float>()[i] += delta;
+    h.initializers[weight] = w;
+    const Tensor y = run_reference(h, {{"input", x}}).at("output");
+    double sum = 0;
+    for (int64_t k = 0; k < y.numel(); ++k) sum += double(y.data<float>()[k]) * probe.data<float>()[k];
+    return sum;
+  };
+  constexpr float kStep = 1e-2f;
+  for (int64_t i = 0; i < grad.numel(); ++i)
+    grad.data<float>()[i] = static_cast<float>((loss(kStep, i) - loss(-kStep, i)) / (2 * kStep));
+  return grad;
+}
+
+// Every op GraphModule differentiates, after a Gemm whose weight trains: its
+// gradient against central differences of the reference executor.
+TEST(GraphModule, EveryDifferentiableOpMatchesCentralDifferences) {
+  struct Case {
+    OpKind op;
+    std::map<std::string, Attribute> attributes;
+    bool second_weight = false;  // a binary op: its other operand is a trained (2, 3) weight too
+  };
+  const std::vector<Case> cases = {
+      {OpKind::relu, {}}, {OpKind::sigmoid, {}}, {OpKind::tanh, {}}, {OpKind::exp, {}}, {OpKind::erf, {}},
+      {OpKind::neg, {}}, {OpKind::abs, {}}, {OpKind::leaky_relu, {{"alpha", 0.1}}},
+      {OpKind::hard_sigmoid, {{"alpha", 0.3}, {"beta", 0.4}}}, {OpKind::hard_swish, {}},
+      {OpKind::softmax, {{"axis", int64_t{1}}}}, {OpKind::gelu, {}}, {OpKind::identity, {}},
+      {OpKind::transpose, {{"perm", std::vector<int64_t>{1, 0}}}}, {OpKind::add, {}, true}, {OpKind::sub, {}, true},
+      {OpKind::mul, {}, true}, {OpKind::max, {}, true}, {OpKind::min, {}, true},
+  };
+  const Tensor x = Tensor::randn({2, 4}, 31);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(op_info(c.op).onnx));
+    Graph g;
+    g.inputs.push_back({"input", DataType::float32, {-1, 4}});
+    g.initializers.emplace("fc.weight", Tensor::randn({3, 4}, 32));
+    g.nodes.push_back({.op = OpKind::gemm, .name = "fc", .inputs = {"input", "fc.weight"}, .outputs = {"h"},
+                       .attributes = {{"transB", int64_t{1}}}});
+    std::vector<std::string> inputs = {"h"};
+    if (c.second_weight) {
+      g.initializers.emplace("other", Tensor::randn({2, 3}, 33));
+      inputs.push_back("other");
+    }
+    g.nodes.push_back({.op = c.op, .name = "op", .inputs = inputs, .outputs = {"output"}, .attributes = c.attributes});
+    g.outputs.push_back({"output"});
+    GraphModule m(g);
+    m.train();
+    const Variable y = m.forward(Variable(x));
+    const Tensor probe = Tensor::randn(y.shape(), 34);
+    Variable loss = autograd::sum(autograd::mul(y, Variable(probe)));
+    loss.backward();
+    for (const auto& [name, p] : m.named_parameters()) {
+      SCOPED_TRACE(name);
+      const Tensor want = numeric_gradient(g, name, x, probe);
+      const Tensor got = p->value().grad();
+      ASSERT_TRUE(got.defined());
+      for (int64_t i = 0; i < want.numel(); ++i)
+        EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], 2e-2 * (1.0 + std::abs(want.data<float>()[i])));
+    }
+  }
+}
+
 TEST(GraphModule, AWeightThroughAnOpWithoutGradientIsRefusedNamingTheNode) {
   Graph g;
   g.inputs.push_back({"input", DataType::float32, {-1, 4}});
