@@ -13,6 +13,7 @@
 namespace neurite::cli {
 
 void add_train(CLI::App& app);
+void add_analyze(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_info(CLI::App& app);
 void add_bench_train(CLI::App& app);

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   neurite::cli::add_train(app);
   neurite::cli::add_eval(app);
+  neurite::cli::add_analyze(app);
   neurite::cli::add_info(app);
   neurite::cli::add_prune(app);
   neurite::cli::add_quantize(app);

@@ -134,12 +134,35 @@ TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   r = neurite_cli("eval --checkpoint " + run + "/checkpoint.h5 --data h5:" + val + " --json");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_GT(nlohmann::json::parse(r.out)["top1"].get<double>(), 0.9) << r.out;
+  // Sensitivity per layer, and a recipe that spends a budget of 60 % where it costs least.
+  const std::string generated = (dir / "generated.yaml").string();
+  r = neurite_cli("analyze --model " + run + "/checkpoint.h5 --data h5:" + val + " --batches 2 --batch-size 30 " +
+                  "--sparsities 0.5,0.9 --out " + (dir / "analysis").string() + " --write-recipe " + generated +
+                  " --target-sparsity 0.6 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto analysis = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+  EXPECT_EQ(analysis["examples"], 60);
+  ASSERT_EQ(analysis["layers"].size(), 4u);  // stem.0, conv1, conv2, fc: PyTorch's names
+  EXPECT_EQ(analysis["layers"][1]["name"], "conv1.weight");
+  EXPECT_EQ(analysis["layers"][1]["loss_change"].size(), 2u);
+  EXPECT_TRUE(fs::exists(dir / "analysis" / "sensitivity.svg"));
+  double pruned = 0, total = 0;
+  for (const auto& l : analysis["layers"]) {
+    pruned += analysis["recipe"]["final_sparsity"][l["name"].get<std::string>()].get<double>() * l["numel"].get<double>();
+    total += l["numel"].get<double>();
+  }
+  EXPECT_GE(pruned / total, 0.6);
+  r = neurite_cli("analyze --model " + run + "/checkpoint.h5 --data h5:" + val + " --write-recipe x.yaml");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--target-sparsity"), std::string::npos) << r.out;
   // Back to ONNX: the same names, the zeros kept, and ONNX Runtime computes what `infer` does.
   const std::string exported = (dir / "trained.onnx").string();
   r = neurite_cli("export --checkpoint " + run + "/checkpoint.h5 --out " + exported);
   ASSERT_EQ(r.code, 0) << r.out;
   const neurite::engine::Graph g = neurite::engine::load_onnx(exported);
   EXPECT_EQ(g.initializers.at("fc.weight").shape(), (neurite::autograd::Shape{3, 144}));
+  r = neurite_cli("recipe check " + generated + " --model " + exported);  // the written recipe selects real names
+  EXPECT_EQ(r.code, 0) << r.out;
   const Tensor& conv1 = g.initializers.at("conv1.weight");
   EXPECT_NEAR(std::count(conv1.data<float>(), conv1.data<float>() + conv1.numel(), 0.0f) / double(conv1.numel()), 0.7, 0.02);
   const Tensor x = Tensor::rand({4, 1, 12, 12}, 5);

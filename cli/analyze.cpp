@@ -1,0 +1,201 @@
+// neurite analyze: per-layer pruning sensitivity of a model (a checkpoint or
+// an ONNX file), and a recipe that spends a sparsity budget where it costs
+// the least loss.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "neurite/data/readers.h"
+#include "neurite/engine/graph_module.h"
+#include "neurite/engine/onnx.h"
+#include "neurite/error.h"
+#include "neurite/pruning/pruning.h"
+#include "neurite/train/checkpoint.h"
+#include "neurite/train/plot.h"
+#include "neurite/train/trainer.h"
+
+namespace neurite::cli {
+
+namespace fs = std::filesystem;
+using autograd::Tensor;
+
+namespace {
+
+struct LayerSensitivity {
+  std::string name;
+  int64_t numel = 0;
+  std::vector<double> loss_change, top1_change;  // per sparsity, against the unpruned model
+};
+
+// Each layer's sparsity from `sparsities` (or 0) that reaches `target` of all
+// analysed weights with the least summed loss change: for a price λ per
+// pruned weight each layer takes its cheapest option, and λ is bisected until
+// the budget is met.
+std::vector<double> allocate(const std::vector<LayerSensitivity>& layers, const std::vector<double>& sparsities,
+                             double target) {
+  int64_t total = 0;
+  for (const auto& l : layers) total += l.numel;
+  auto choose = [&](double price) {
+    std::vector<double> pick;
+    for (const auto& l : layers) {
+      double best = 0, best_cost = 0;
+      for (size_t k = 0; k < sparsities.size(); ++k) {
+        const double cost = std::max(l.loss_change[k], 0.0) - price * sparsities[k] * static_cast<double>(l.numel);
+        if (cost < best_cost) best = sparsities[k], best_cost = cost;
+      }
+      pick.push_back(best);
+    }
+    return pick;
+  };
+  auto reached = [&](const std::vector<double>& pick) {
+    double pruned = 0;
+    for (size_t i = 0; i < layers.size(); ++i) pruned += pick[i] * static_cast<double>(layers[i].numel);
+    return pruned / static_cast<double>(total);
+  };
+  double lo = 0, hi = 1;
+  while (reached(choose(hi)) < target && hi < 1e12) hi *= 2;
+  for (int i = 0; i < 100; ++i) {
+    const double mid = (lo + hi) / 2;
+    (reached(choose(mid)) >= target ? hi : lo) = mid;
+  }
+  return choose(hi);
+}
+
+// A SparseML recipe: gradual magnitude pruning with one modifier per final sparsity.
+std::string recipe_text(const std::vector<LayerSensitivity>& layers, const std::vector<double>& pick, double target,
+                        const std::string& model) {
+  std::map<double, std::vector<std::string>> groups;
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (pick[i] > 0) groups[pick[i]].push_back(layers[i].name);
+  std::string out = fmt::format(
+      "# Gradual magnitude pruning of {} to {:.0f} % of its analysed weights, written by\n"
+      "# `neurite analyze --write-recipe`: each layer's final sparsity is the one its measured\n"
+      "# sensitivity makes cheapest for the budget. Train with\n"
+      "#   neurite train --model MODEL --init BASE --recipe THIS --out DIR\n"
+      "version: 1.1.0\n\nnum_epochs: 8\ninit_lr: 0.05\nfinal_lr: 0.0005\npruning_end: eval(num_epochs * 0.75)\n\n"
+      "training_modifiers:\n"
+      "  - !EpochRangeModifier\n    start_epoch: 0.0\n    end_epoch: eval(num_epochs)\n\n"
+      "  - !LearningRateFunctionModifier\n    lr_func: cosine\n    init_lr: eval(init_lr)\n"
+      "    final_lr: eval(final_lr)\n    start_epoch: 0.0\n    end_epoch: eval(num_epochs)\n\npruning_modifiers:\n",
+      model, 100 * target);
+  for (const auto& [sparsity, names] : groups) {
+    out += "  - !GMPruningModifier\n    params:\n";
+    for (const auto& n : names) out += fmt::format("      - \"{}\"\n", n);
+    out += fmt::format(
+        "    init_sparsity: 0.05\n    final_sparsity: {}\n    start_epoch: 0.0\n    end_epoch: eval(pruning_end)\n"
+        "    update_frequency: 0.5\n    inter_func: cubic\n    mask_type: unstructured\n    leave_enabled: true\n\n",
+        sparsity);
+  }
+  return out;
+}
+
+}  // namespace
+
+void add_analyze(CLI::App& app) {
+  struct Args {
+    std::string model, data, out = "analysis", write_recipe;
+    std::vector<double> sparsities{0.5, 0.7, 0.8, 0.9, 0.95};
+    int64_t batches = 8, batch_size = 128;
+    double target_sparsity = -1;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("analyze", "Per-layer pruning sensitivity; --write-recipe spends a sparsity budget");
+  cmd->add_option("--model", a->model, "Checkpoint (.h5) or ONNX file (.onnx)")->required();
+  cmd->add_option("--data", a->data, "Data whose validation split measures the loss (as train's --data)")->required();
+  cmd->add_option("--sparsities", a->sparsities, "Sparsities each layer is pruned to, alone")->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--batches", a->batches, "Validation batches per measurement")->capture_default_str();
+  cmd->add_option("--batch-size", a->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--out", a->out, "Folder for analysis.json and sensitivity.svg")->capture_default_str();
+  cmd->add_option("--write-recipe", a->write_recipe, "Write a GMP recipe reaching --target-sparsity here");
+  cmd->add_option("--target-sparsity", a->target_sparsity, "Fraction of the analysed weights to prune, in (0, 1)");
+  cmd->add_flag("--json", a->json, "Print analysis.json");
+  cmd->callback([a] {
+    check<ValueError>(a->write_recipe.empty() || (a->target_sparsity > 0 && a->target_sparsity < 1),
+                      "--write-recipe needs --target-sparsity in (0, 1), got {}", a->target_sparsity);
+    for (double s : a->sparsities)
+      check<ValueError>(s > 0 && s < 1, "--sparsities: {} is not in (0, 1)", s);
+    check<ValueError>(a->batches >= 1 && a->batch_size >= 1, "--batches and --batch-size must be positive");
+    std::shared_ptr<layers::UnaryModule> model;
+    if (a->model.ends_with(".onnx")) {
+      model = std::make_shared<engine::GraphModule>(engine::load_onnx(a->model));
+    } else {
+      model = train::build_model(train::load_checkpoint(a->model));
+    }
+    const data::DataSplits splits = data::open_data(a->data);
+    std::shared_ptr<const data::Dataset> val = splits.test ? splits.test : splits.train;
+    std::vector<int64_t> first(static_cast<size_t>(std::min(val->size(), a->batches * a->batch_size)));
+    std::iota(first.begin(), first.end(), 0);
+    const auto subset = std::make_shared<data::Subset>(val, first);
+    const train::Evaluation base = train::evaluate(*model, *subset, a->batch_size);
+    fmt::print(stderr, "analyze: {} on {} examples of {}: loss {:.4f}, top-1 {:.2f}%\n", a->model, subset->size(),
+               a->data, base.loss, 100 * base.top1);
+
+    std::vector<LayerSensitivity> layers;
+    const auto names = pruning::select(*model, {"__ALL_PRUNABLE__"});
+    const auto params = model->named_parameters();
+    for (size_t i = 0; i < names.size(); ++i) {
+      const auto& name = names[i];
+      auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == name; });
+      layers::Parameter& p = *it->second;
+      const Tensor kept = p.value().data().clone();
+      const Tensor mask = p.has_mask() ? p.mask().clone() : Tensor();
+      LayerSensitivity l{name, p.numel(), {}, {}};
+      for (double s : a->sparsities) {
+        pruning::prune(*model, {name}, s, {}, false);
+        const train::Evaluation e = train::evaluate(*model, *subset, a->batch_size);
+        l.loss_change.push_back(e.loss - base.loss);
+        l.top1_change.push_back(e.top1 - base.top1);
+        p.set_mask(mask);  // back as it was: the old mask (or none) and the old values
+        model->load_state_dict(layers::StateDict{{name, kept}}, false);
+      }
+      fmt::print(stderr, "analyze: [{}/{}] {}\n", i + 1, names.size(), name);
+      layers.push_back(std::move(l));
+    }
+
+    nlohmann::json out{{"model", a->model}, {"data", a->data}, {"examples", subset->size()},
+                       {"loss", base.loss}, {"top1", base.top1}, {"sparsities", a->sparsities}};
+    out["layers"] = nlohmann::json::array();
+    for (const auto& l : layers)
+      out["layers"].push_back({{"name", l.name}, {"numel", l.numel}, {"loss_change", l.loss_change},
+                               {"top1_change", l.top1_change}});
+    if (!a->write_recipe.empty()) {
+      const std::vector<double> pick = allocate(layers, a->sparsities, a->target_sparsity);
+      std::ofstream(a->write_recipe) << recipe_text(layers, pick, a->target_sparsity, a->model);
+      nlohmann::json chosen = nlohmann::json::object();
+      for (size_t i = 0; i < layers.size(); ++i) chosen[layers[i].name] = pick[i];
+      out["recipe"] = {{"path", a->write_recipe}, {"target_sparsity", a->target_sparsity}, {"final_sparsity", chosen}};
+    }
+    fs::create_directories(a->out);
+    std::ofstream(fs::path(a->out) / "analysis.json") << out.dump(2) << "\n";
+    train::LineChart chart{.title = "loss change when one layer is pruned alone", .x_label = "sparsity",
+                           .y_label = "validation loss change"};
+    for (const auto& l : layers) chart.series.push_back({l.name, a->sparsities, l.loss_change});
+    train::write_svg(chart, (fs::path(a->out) / "sensitivity.svg").string());
+    if (a->json) {
+      std::cout << out.dump(2) << "\n";
+      return;
+    }
+    fmt::print("{:<40} {:>10}", "layer", "numel");
+    for (double s : a->sparsities) fmt::print(" {:>9}", fmt::format("Δloss@{:g}", s));
+    fmt::print("\n");
+    for (const auto& l : layers) {
+      fmt::print("{:<40} {:>10}", l.name, l.numel);
+      for (double d : l.loss_change) fmt::print(" {:>9.4f}", d);
+      fmt::print("\n");
+    }
+    if (!a->write_recipe.empty())
+      fmt::print("recipe for {:.0f} % -> {}\n", 100 * a->target_sparsity, a->write_recipe);
+    fmt::print("-> {}/analysis.json, {}/sensitivity.svg\n", a->out, a->out);
+  });
+}
+
+}  // namespace neurite::cli
