@@ -13,7 +13,9 @@
 
 #include "cli/commands.h"
 #include "neurite/data/readers.h"
+#include "neurite/engine/engine.h"
 #include "neurite/engine/graph_module.h"
+#include "neurite/engine/trace.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/error.h"
 #include "neurite/pruning/pruning.h"
@@ -32,7 +34,34 @@ struct LayerSensitivity {
   std::string name;
   int64_t numel = 0;
   std::vector<double> loss_change, top1_change;  // per sparsity, against the unpruned model
+  double dense_ms = 0;                             // its step in the engine, unpruned
+  std::vector<double> engine_ms;                   // per sparsity
 };
+
+// The model as the engine runs it: an imported graph as itself, a zoo model traced.
+engine::Graph graph_of(layers::UnaryModule& model, const Tensor& example) {
+  if (auto* imported = dynamic_cast<engine::GraphModule*>(&model)) return imported->exported();
+  return engine::trace(model, example);
+}
+
+// Each weight's engine step time (ms per batch) in layer mode: the step of
+// the node that reads the weight. Weights whose node was folded away are absent.
+std::map<std::string, double> engine_times(layers::UnaryModule& model, const Tensor& example,
+                                           const std::vector<std::string>& weights, int64_t batch, double seconds) {
+  model.eval();
+  engine::Graph g = graph_of(model, example);
+  std::map<std::string, std::string> node_of;  // weight -> node name
+  for (const engine::Node& n : g.nodes)
+    for (const std::string& in : n.inputs)
+      if (std::find(weights.begin(), weights.end(), in) != weights.end() && !node_of.count(in)) node_of[in] = n.name;
+  engine::Engine e = engine::compile(std::move(g), {.batch = batch, .mode = engine::Mode::layers});
+  const engine::BenchResult r = engine::benchmark(e, {.time_s = seconds, .warmup_s = seconds / 3, .profile = true});
+  std::map<std::string, double> out;
+  for (const auto& [weight, node] : node_of)
+    for (const engine::ProfileEntry& p : r.profile)
+      if (p.name.starts_with(node + " [")) out[weight] = p.total_ms;  // "node [kernel]"
+  return out;
+}
 
 // Each layer's sparsity from `sparsities` (or 0) that reaches `target` of all
 // analysed weights with the least summed loss change: for a price λ per
@@ -102,7 +131,8 @@ void add_analyze(CLI::App& app) {
   struct Args {
     std::string model, data, out = "analysis", write_recipe;
     std::vector<double> sparsities{0.5, 0.7, 0.8, 0.9, 0.95};
-    int64_t batches = 8, batch_size = 128;
+    int64_t batches = 8, batch_size = 128, engine_batch = 64;
+    double engine_seconds = 0.3;
     double target_sparsity = -1;
     bool json = false;
   };
@@ -114,6 +144,9 @@ void add_analyze(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--batches", a->batches, "Validation batches per measurement")->capture_default_str();
   cmd->add_option("--batch-size", a->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--engine-batch", a->engine_batch, "Batch of the engine timings (0: no timings)")
+      ->capture_default_str();
+  cmd->add_option("--engine-seconds", a->engine_seconds, "Seconds each engine timing runs")->capture_default_str();
   cmd->add_option("--out", a->out, "Folder for analysis.json and sensitivity.svg")->capture_default_str();
   cmd->add_option("--write-recipe", a->write_recipe, "Write a GMP recipe reaching --target-sparsity here");
   cmd->add_option("--target-sparsity", a->target_sparsity, "Fraction of the analysed weights to prune, in (0, 1)");
@@ -141,6 +174,15 @@ void add_analyze(CLI::App& app) {
 
     std::vector<LayerSensitivity> layers;
     const auto names = pruning::select(*model, {"__ALL_PRUNABLE__"});
+    Tensor example = subset->get(0).input;
+    {
+      autograd::Shape s = example.shape();
+      s.insert(s.begin(), 1);
+      example = example.reshape(s);
+    }
+    const bool timed = a->engine_batch > 0;
+    std::map<std::string, double> dense_ms;
+    if (timed) dense_ms = engine_times(*model, example, names, a->engine_batch, a->engine_seconds);
     const auto params = model->named_parameters();
     for (size_t i = 0; i < names.size(); ++i) {
       const auto& name = names[i];
@@ -148,12 +190,16 @@ void add_analyze(CLI::App& app) {
       layers::Parameter& p = *it->second;
       const Tensor kept = p.value().data().clone();
       const Tensor mask = p.has_mask() ? p.mask().clone() : Tensor();
-      LayerSensitivity l{name, p.numel(), {}, {}};
+      LayerSensitivity l{name, p.numel(), {}, {}, dense_ms.count(name) ? dense_ms.at(name) : 0.0, {}};
       for (double s : a->sparsities) {
         pruning::prune(*model, {name}, s, {}, false);
         const train::Evaluation e = train::evaluate(*model, *subset, a->batch_size);
         l.loss_change.push_back(e.loss - base.loss);
         l.top1_change.push_back(e.top1 - base.top1);
+        if (timed) {
+          const auto times = engine_times(*model, example, {name}, a->engine_batch, a->engine_seconds);
+          l.engine_ms.push_back(times.count(name) ? times.at(name) : 0.0);
+        }
         p.set_mask(mask);  // back as it was: the old mask (or none) and the old values
         model->load_state_dict(layers::StateDict{{name, kept}}, false);
       }
@@ -166,7 +212,9 @@ void add_analyze(CLI::App& app) {
     out["layers"] = nlohmann::json::array();
     for (const auto& l : layers)
       out["layers"].push_back({{"name", l.name}, {"numel", l.numel}, {"loss_change", l.loss_change},
-                               {"top1_change", l.top1_change}});
+                               {"top1_change", l.top1_change}, {"engine_dense_ms", l.dense_ms},
+                               {"engine_ms", l.engine_ms}});
+    if (timed) out["engine_batch"] = a->engine_batch;
     if (!a->write_recipe.empty()) {
       const std::vector<double> pick = allocate(layers, a->sparsities, a->target_sparsity);
       std::ofstream(a->write_recipe) << recipe_text(layers, pick, a->target_sparsity, a->model);
@@ -179,7 +227,18 @@ void add_analyze(CLI::App& app) {
     train::LineChart chart{.title = "loss change when one layer is pruned alone", .x_label = "sparsity",
                            .y_label = "validation loss change"};
     for (const auto& l : layers) chart.series.push_back({l.name, a->sparsities, l.loss_change});
-    train::write_svg(chart, (fs::path(a->out) / "sensitivity.svg").string());
+    std::vector<train::LineChart> charts{chart};
+    if (timed) {
+      train::LineChart speed{.title = fmt::format("engine speed-up of the layer (batch {})", a->engine_batch),
+                             .x_label = "sparsity", .y_label = "dense ms / pruned ms"};
+      for (const auto& l : layers) {
+        std::vector<double> up;
+        for (double ms : l.engine_ms) up.push_back(ms > 0 ? l.dense_ms / ms : 0.0);
+        speed.series.push_back({l.name, a->sparsities, up});
+      }
+      charts.push_back(speed);
+    }
+    train::write_svg(charts, (fs::path(a->out) / "sensitivity.svg").string());
     if (a->json) {
       std::cout << out.dump(2) << "\n";
       return;
@@ -191,6 +250,16 @@ void add_analyze(CLI::App& app) {
       fmt::print("{:<40} {:>10}", l.name, l.numel);
       for (double d : l.loss_change) fmt::print(" {:>9.4f}", d);
       fmt::print("\n");
+    }
+    if (timed) {
+      fmt::print("\n{:<40} {:>10}", fmt::format("engine ms (batch {})", a->engine_batch), "dense");
+      for (double s : a->sparsities) fmt::print(" {:>9}", fmt::format("@{:g}", s));
+      fmt::print("\n");
+      for (const auto& l : layers) {
+        fmt::print("{:<40} {:>10.3f}", l.name, l.dense_ms);
+        for (double ms : l.engine_ms) fmt::print(" {:>9.3f}", ms);
+        fmt::print("\n");
+      }
     }
     if (!a->write_recipe.empty())
       fmt::print("recipe for {:.0f} % -> {}\n", 100 * a->target_sparsity, a->write_recipe);

@@ -145,6 +145,8 @@ TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   ASSERT_EQ(analysis["layers"].size(), 4u);  // stem.0, conv1, conv2, fc: PyTorch's names
   EXPECT_EQ(analysis["layers"][1]["name"], "conv1.weight");
   EXPECT_EQ(analysis["layers"][1]["loss_change"].size(), 2u);
+  EXPECT_EQ(analysis["layers"][1]["engine_ms"].size(), 2u);  // the layer's engine step, timed at each sparsity
+  EXPECT_GT(analysis["layers"][1]["engine_dense_ms"].get<double>(), 0.0);
   EXPECT_TRUE(fs::exists(dir / "analysis" / "sensitivity.svg"));
   double pruned = 0, total = 0;
   for (const auto& l : analysis["layers"]) {
