@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <numeric>
 #include <nlohmann/json.hpp>
@@ -63,48 +64,54 @@ std::map<std::string, double> engine_times(layers::UnaryModule& model, const Ten
   return out;
 }
 
-// Each layer's sparsity from `sparsities` (or 0) that reaches `target` of all
-// analysed weights with the least summed loss change: for a price λ per
-// pruned weight each layer takes its cheapest option, and λ is bisected until
-// the budget is met.
+// Each layer's sparsity from `sparsities` (or 0) so that the summed `gain`
+// (pruned weights, or engine ms saved) reaches `needed` with the least summed
+// loss change: at a price λ per unit of gain each layer takes its cheapest
+// option, and λ is bisected until the budget is met. ValueError when even
+// the sparsest options fall short, naming what they reach.
 std::vector<double> allocate(const std::vector<LayerSensitivity>& layers, const std::vector<double>& sparsities,
-                             double target) {
-  int64_t total = 0;
-  for (const auto& l : layers) total += l.numel;
-  auto choose = [&](double price) {
+                             const std::function<double(const LayerSensitivity&, size_t)>& gain, double needed,
+                             const std::string& goal) {
+  auto choose = [&](double price, double* gained) {
     std::vector<double> pick;
+    *gained = 0;
     for (const auto& l : layers) {
-      double best = 0, best_cost = 0;
+      double best = 0, best_cost = 0, best_gain = 0;
       for (size_t k = 0; k < sparsities.size(); ++k) {
-        const double cost = std::max(l.loss_change[k], 0.0) - price * sparsities[k] * static_cast<double>(l.numel);
-        if (cost < best_cost) best = sparsities[k], best_cost = cost;
+        const double cost = std::max(l.loss_change[k], 0.0) - price * gain(l, k);
+        if (cost < best_cost) best = sparsities[k], best_cost = cost, best_gain = gain(l, k);
       }
       pick.push_back(best);
+      *gained += best_gain;
     }
     return pick;
   };
-  auto reached = [&](const std::vector<double>& pick) {
-    double pruned = 0;
-    for (size_t i = 0; i < layers.size(); ++i) pruned += pick[i] * static_cast<double>(layers[i].numel);
-    return pruned / static_cast<double>(total);
-  };
-  double lo = 0, hi = 1;
-  while (reached(choose(hi)) < target && hi < 1e12) hi *= 2;
-  for (int i = 0; i < 100; ++i) {
-    const double mid = (lo + hi) / 2;
-    (reached(choose(mid)) >= target ? hi : lo) = mid;
+  double gained = 0, most = 0;
+  for (const auto& l : layers) {
+    double g = 0;
+    for (size_t k = 0; k < sparsities.size(); ++k) g = std::max(g, gain(l, k));
+    most += g;
   }
-  return choose(hi);
+  check<ValueError>(most >= needed, "{} is out of reach: the sparsest choices give {:.3g} of the {:.3g} needed", goal,
+                    most, needed);
+  double lo = 0, hi = 1;
+  while ((choose(hi, &gained), gained) < needed && hi < 1e15) hi *= 2;
+  for (int i = 0; i < 200; ++i) {
+    const double mid = (lo + hi) / 2;
+    choose(mid, &gained);
+    (gained >= needed ? hi : lo) = mid;
+  }
+  return choose(hi, &gained);
 }
 
 // A SparseML recipe: gradual magnitude pruning with one modifier per final sparsity.
-std::string recipe_text(const std::vector<LayerSensitivity>& layers, const std::vector<double>& pick, double target,
-                        const std::string& model) {
+std::string recipe_text(const std::vector<LayerSensitivity>& layers, const std::vector<double>& pick,
+                        const std::string& goal, const std::string& model) {
   std::map<double, std::vector<std::string>> groups;
   for (size_t i = 0; i < layers.size(); ++i)
     if (pick[i] > 0) groups[pick[i]].push_back(layers[i].name);
   std::string out = fmt::format(
-      "# Gradual magnitude pruning of {} to {:.0f} % of its analysed weights, written by\n"
+      "# Gradual magnitude pruning of {} for {}, written by\n"
       "# `neurite analyze --write-recipe`: each layer's final sparsity is the one its measured\n"
       "# sensitivity makes cheapest for the budget. Train with\n"
       "#   neurite train --model MODEL --init BASE --recipe THIS --out DIR\n"
@@ -113,7 +120,7 @@ std::string recipe_text(const std::vector<LayerSensitivity>& layers, const std::
       "  - !EpochRangeModifier\n    start_epoch: 0.0\n    end_epoch: eval(num_epochs)\n\n"
       "  - !LearningRateFunctionModifier\n    lr_func: cosine\n    init_lr: eval(init_lr)\n"
       "    final_lr: eval(final_lr)\n    start_epoch: 0.0\n    end_epoch: eval(num_epochs)\n\npruning_modifiers:\n",
-      model, 100 * target);
+      model, goal);
   for (const auto& [sparsity, names] : groups) {
     out += "  - !GMPruningModifier\n    params:\n";
     for (const auto& n : names) out += fmt::format("      - \"{}\"\n", n);
@@ -133,7 +140,7 @@ void add_analyze(CLI::App& app) {
     std::vector<double> sparsities{0.5, 0.7, 0.8, 0.9, 0.95};
     int64_t batches = 8, batch_size = 128, engine_batch = 64;
     double engine_seconds = 0.3;
-    double target_sparsity = -1;
+    double target_sparsity = -1, target_speedup = -1;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
@@ -150,10 +157,17 @@ void add_analyze(CLI::App& app) {
   cmd->add_option("--out", a->out, "Folder for analysis.json and sensitivity.svg")->capture_default_str();
   cmd->add_option("--write-recipe", a->write_recipe, "Write a GMP recipe reaching --target-sparsity here");
   cmd->add_option("--target-sparsity", a->target_sparsity, "Fraction of the analysed weights to prune, in (0, 1)");
+  cmd->add_option("--target-speedup", a->target_speedup,
+                  "Or: engine speed-up of the analysed layers' steps to reach (> 1), from the measured times");
   cmd->add_flag("--json", a->json, "Print analysis.json");
   cmd->callback([a] {
-    check<ValueError>(a->write_recipe.empty() || (a->target_sparsity > 0 && a->target_sparsity < 1),
-                      "--write-recipe needs --target-sparsity in (0, 1), got {}", a->target_sparsity);
+    const bool by_speed = a->target_speedup > 0;
+    check<ValueError>(a->write_recipe.empty() || by_speed || (a->target_sparsity > 0 && a->target_sparsity < 1),
+                      "--write-recipe needs --target-sparsity in (0, 1) or --target-speedup, got {}",
+                      a->target_sparsity);
+    check<ValueError>(!by_speed || (a->target_speedup > 1 && a->engine_batch > 0 && a->target_sparsity < 0),
+                      "--target-speedup is {}: it must exceed 1, needs the engine timings (--engine-batch > 0) "
+                      "and replaces --target-sparsity", a->target_speedup);
     for (double s : a->sparsities)
       check<ValueError>(s > 0 && s < 1, "--sparsities: {} is not in (0, 1)", s);
     check<ValueError>(a->batches >= 1 && a->batch_size >= 1, "--batches and --batch-size must be positive");
@@ -216,11 +230,32 @@ void add_analyze(CLI::App& app) {
                                {"engine_ms", l.engine_ms}});
     if (timed) out["engine_batch"] = a->engine_batch;
     if (!a->write_recipe.empty()) {
-      const std::vector<double> pick = allocate(layers, a->sparsities, a->target_sparsity);
-      std::ofstream(a->write_recipe) << recipe_text(layers, pick, a->target_sparsity, a->model);
+      std::vector<double> pick;
+      std::string goal;
+      if (by_speed) {  // time saved per layer; the budget: dense / (dense - saved) >= X
+        double dense = 0;
+        for (const auto& l : layers) dense += l.dense_ms;
+        goal = fmt::format("a {:g}x engine speed-up of its analysed layers", a->target_speedup);
+        pick = allocate(
+            layers, a->sparsities,
+            [](const LayerSensitivity& l, size_t k) { return std::max(0.0, l.dense_ms - l.engine_ms[k]); },
+            dense * (1 - 1 / a->target_speedup),
+            fmt::format("--target-speedup {:g} (ms per batch saved)", a->target_speedup));
+      } else {
+        int64_t total = 0;
+        for (const auto& l : layers) total += l.numel;
+        goal = fmt::format("{:g} % of its analysed weights", 100 * a->target_sparsity);
+        pick = allocate(
+            layers, a->sparsities,
+            [&](const LayerSensitivity& l, size_t k) { return a->sparsities[k] * static_cast<double>(l.numel); },
+            a->target_sparsity * static_cast<double>(total), "--target-sparsity (weights pruned)");
+      }
+      std::ofstream(a->write_recipe) << recipe_text(layers, pick, goal, a->model);
       nlohmann::json chosen = nlohmann::json::object();
       for (size_t i = 0; i < layers.size(); ++i) chosen[layers[i].name] = pick[i];
-      out["recipe"] = {{"path", a->write_recipe}, {"target_sparsity", a->target_sparsity}, {"final_sparsity", chosen}};
+      out["recipe"] = {{"path", a->write_recipe}, {"goal", goal}, {"final_sparsity", chosen}};
+      if (!by_speed) out["recipe"]["target_sparsity"] = a->target_sparsity;
+      if (by_speed) out["recipe"]["target_speedup"] = a->target_speedup;
     }
     fs::create_directories(a->out);
     std::ofstream(fs::path(a->out) / "analysis.json") << out.dump(2) << "\n";
@@ -262,7 +297,7 @@ void add_analyze(CLI::App& app) {
       }
     }
     if (!a->write_recipe.empty())
-      fmt::print("recipe for {:.0f} % -> {}\n", 100 * a->target_sparsity, a->write_recipe);
+      fmt::print("recipe -> {}\n", a->write_recipe);
     fmt::print("-> {}/analysis.json, {}/sensitivity.svg\n", a->out, a->out);
   });
 }

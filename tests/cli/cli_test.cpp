@@ -157,6 +157,10 @@ TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   r = neurite_cli("analyze --model " + run + "/checkpoint.h5 --data h5:" + val + " --write-recipe x.yaml");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("--target-sparsity"), std::string::npos) << r.out;
+  r = neurite_cli("analyze --model " + run + "/checkpoint.h5 --data h5:" + val +
+                  " --engine-batch 0 --write-recipe x.yaml --target-speedup 2");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("needs the engine timings"), std::string::npos) << r.out;
   // Back to ONNX: the same names, the zeros kept, and ONNX Runtime computes what `infer` does.
   const std::string exported = (dir / "trained.onnx").string();
   r = neurite_cli("export --checkpoint " + run + "/checkpoint.h5 --out " + exported);
