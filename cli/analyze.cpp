@@ -104,6 +104,22 @@ std::vector<double> allocate(const std::vector<LayerSensitivity>& layers, const 
   return choose(hi, &gained);
 }
 
+// One row per layer: its name, a first column, then a value per sparsity.
+template <typename Row>
+void print_table(const std::string& title, const std::string& first, const std::string& prefix,
+                 const std::vector<double>& sparsities, const std::vector<LayerSensitivity>& layers, Row row,
+                 int decimals) {
+  fmt::print("{:<40} {:>10}", title, first);
+  for (double s : sparsities) fmt::print(" {:>9}", fmt::format("{}{:g}", prefix, s));
+  fmt::print("\n");
+  for (const auto& l : layers) {
+    const auto [head, values] = row(l);
+    fmt::print("{:<40} {:>10}", l.name, head);
+    for (double v : values) fmt::print(" {:>9.{}f}", v, decimals);
+    fmt::print("\n");
+  }
+}
+
 // A SparseML recipe: gradual magnitude pruning with one modifier per final sparsity.
 std::string recipe_text(const std::vector<LayerSensitivity>& layers, const std::vector<double>& pick,
                         const std::string& goal, const std::string& model) {
@@ -278,23 +294,13 @@ void add_analyze(CLI::App& app) {
       std::cout << out.dump(2) << "\n";
       return;
     }
-    fmt::print("{:<40} {:>10}", "layer", "numel");
-    for (double s : a->sparsities) fmt::print(" {:>9}", fmt::format("Δloss@{:g}", s));
-    fmt::print("\n");
-    for (const auto& l : layers) {
-      fmt::print("{:<40} {:>10}", l.name, l.numel);
-      for (double d : l.loss_change) fmt::print(" {:>9.4f}", d);
-      fmt::print("\n");
-    }
+    print_table("layer", "numel", "Δloss@", a->sparsities, layers, [](const LayerSensitivity& l) {
+      return std::pair{fmt::format("{}", l.numel), l.loss_change};
+    }, 4);
     if (timed) {
-      fmt::print("\n{:<40} {:>10}", fmt::format("engine ms (batch {})", a->engine_batch), "dense");
-      for (double s : a->sparsities) fmt::print(" {:>9}", fmt::format("@{:g}", s));
       fmt::print("\n");
-      for (const auto& l : layers) {
-        fmt::print("{:<40} {:>10.3f}", l.name, l.dense_ms);
-        for (double ms : l.engine_ms) fmt::print(" {:>9.3f}", ms);
-        fmt::print("\n");
-      }
+      print_table(fmt::format("engine ms (batch {})", a->engine_batch), "dense", "@", a->sparsities, layers,
+                  [](const LayerSensitivity& l) { return std::pair{fmt::format("{:.3f}", l.dense_ms), l.engine_ms}; }, 3);
     }
     if (!a->write_recipe.empty())
       fmt::print("recipe -> {}\n", a->write_recipe);
