@@ -152,31 +152,6 @@ Variable matmul_numpy(const Node& n, Variable a, Variable b) {
   return reshape(y, s);
 }
 
-autograd::Pool2dOptions pool_options(const Node& n) {
-  const auto kernel = n.integers("kernel_shape");
-  const auto strides = n.integers("strides", {1, 1});
-  const auto pads = n.integers("pads", {0, 0, 0, 0});
-  check<ValueError>(kernel.size() == 2 && strides.size() == 2 && pads.size() == 4 && pads[0] == pads[2] &&
-                        pads[1] == pads[3] && n.integer("ceil_mode", 0) == 0,
-                    "{}: training runs 2-D pooling with symmetric pads and ceil_mode 0", where(n));
-  return {.kernel_h = kernel[0], .kernel_w = kernel[1], .stride_h = strides[0], .stride_w = strides[1],
-          .pad_h = pads[0], .pad_w = pads[1], .count_include_pad = n.integer("count_include_pad", 0) != 0};
-}
-
-autograd::Conv2dOptions conv_options(const Node& n, int64_t spatial) {
-  check<ValueError>(spatial == 2, "{}: training runs 2-D convolutions, this one has {} spatial dimensions", where(n),
-                    spatial);
-  const auto strides = n.integers("strides", {1, 1}), dilations = n.integers("dilations", {1, 1});
-  const auto pads = n.integers("pads", {0, 0, 0, 0});
-  const std::string auto_pad = n.has("auto_pad") ? std::get<std::string>(n.attributes.at("auto_pad")) : "NOTSET";
-  check<ValueError>((auto_pad == "NOTSET" || auto_pad == "VALID") && pads.size() == 4 && pads[0] == pads[2] &&
-                        pads[1] == pads[3],
-                    "{}: training runs convolutions with symmetric pads (pads {}, auto_pad {})", where(n),
-                    autograd::to_string(pads), auto_pad);
-  return {.stride_h = strides[0], .stride_w = strides[1], .pad_h = pads[0], .pad_w = pads[1],
-          .dilation_h = dilations[0], .dilation_w = dilations[1], .groups = n.integer("group", 1)};
-}
-
 // Node n on the autograd ops, for inputs of which some carry a gradient.
 std::vector<Variable> run_differentiable(const Node& n, const std::vector<Variable>& in) {
   auto arg = [&](size_t i) { return i < in.size() ? in[i] : Variable(); };
@@ -236,15 +211,15 @@ std::vector<Variable> run_differentiable(const Node& n, const std::vector<Variab
       if (arg(2).defined()) y = add(y, mul(in[2], static_cast<float>(n.real("beta", 1.0))));
       return one(y);
     }
-    case OpKind::conv: return one(conv2d(in[0], in[1], arg(2), conv_options(n, in[0].dim() - 2)));
+    case OpKind::conv: return one(detail::conv(n, in[0], in[1], arg(2)));
     case OpKind::layer_norm: {
       const Shape& x = in[0].shape();
       const int64_t axis = detail::axis_of(n, n.integer("axis", -1), in[0].dim());
       return one(layer_norm(in[0], Shape(x.begin() + axis, x.end()), arg(1), arg(2),
                             static_cast<float>(n.real("epsilon", 1e-5))));
     }
-    case OpKind::max_pool: return one(max_pool2d(in[0], pool_options(n)));
-    case OpKind::average_pool: return one(avg_pool2d(in[0], pool_options(n)));
+    case OpKind::max_pool:
+    case OpKind::average_pool: return one(detail::pool(n, in[0]));
     case OpKind::global_average_pool: {
       std::vector<int64_t> axes(static_cast<size_t>(in[0].dim() - 2));
       std::iota(axes.begin(), axes.end(), 2);

@@ -271,7 +271,13 @@ std::unique_ptr<Step> lower_pool(Lowering& l, const Node& n) {
   const ValueInfo& x = g.values.at(n.inputs[0]);
   const Shape& ys = g.values.at(n.outputs[0]).shape;
   if (x.type != DataType::float32 || x.shape.size() != 4 || n.outputs.size() != 1) return nullptr;
-  if (n.integer("ceil_mode", 0) != 0 || n.integers("dilations", {1, 1}) != std::vector<int64_t>{1, 1}) return nullptr;
+  // The kernel clips windows to the input: right for the windows ceil_mode adds
+  // but when an average counts its pads (then PyTorch counts the pads, not the
+  // cells past them); the reference executor runs that case.
+  const bool include_pad = n.integer("count_include_pad", 0) != 0;
+  if ((n.integer("ceil_mode", 0) != 0 && n.op == OpKind::average_pool && include_pad) ||
+      n.integers("dilations", {1, 1}) != std::vector<int64_t>{1, 1})
+    return nullptr;
   if (n.has("auto_pad") && std::get<std::string>(n.attributes.at("auto_pad")) != "NOTSET") return nullptr;
   const auto kernel = n.integers("kernel_shape"), strides = n.integers("strides", {1, 1});
   const auto pads = n.integers("pads", {0, 0, 0, 0});
@@ -283,7 +289,7 @@ std::unique_ptr<Step> lower_pool(Lowering& l, const Node& n) {
                .pad_right = pads[3], .out_h = ys[2], .out_w = ys[3]};
   step->units = x.shape[0];
   step->is_max = n.op == OpKind::max_pool;
-  step->include_pad = n.integer("count_include_pad", 0) != 0;
+  step->include_pad = include_pad;
   step->inputs = {l.id(n.inputs[0])};
   step->outputs = {l.id(n.outputs[0])};
   step->sliceable = x.shape[0] == l.plan.batch;

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <set>
@@ -52,87 +51,6 @@ Tensor arithmetic(const Node& n, const Tensor& a, const Tensor& b) {
     }
   });
 }
-
-// ONNX pads [x1_begin, x2_begin, ..., x1_end, x2_end, ...] over the spatial dims.
-std::vector<int64_t> pads_of(const Node& n, size_t spatial) {
-  const auto pads = n.integers("pads", std::vector<int64_t>(2 * spatial, 0));
-  check<ShapeError>(pads.size() == 2 * spatial, "{}: pads {} for {} spatial dimensions", where(n), to_string(pads),
-                    spatial);
-  const std::string auto_pad = n.attributes.count("auto_pad") ? std::get<std::string>(n.attributes.at("auto_pad")) : "";
-  check<ValueError>(auto_pad.empty() || auto_pad == "NOTSET" || auto_pad == "VALID", "{}: auto_pad {} is not supported",
-                    where(n), auto_pad);
-  return pads;
-}
-
-// x (N, C, H, W) with `pads` (top, left, bottom, right) of `value` around it.
-Tensor pad2d(const Tensor& x, const std::vector<int64_t>& pads, float value) {
-  const int64_t nc = x.size(0) * x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t oh = h + pads[0] + pads[2], ow = w + pads[1] + pads[3];
-  Tensor y = Tensor::full({x.size(0), x.size(1), oh, ow}, value);
-  const float* px = x.data<float>();
-  float* py = y.data<float>();
-  for (int64_t p = 0; p < nc; ++p)
-    for (int64_t i = 0; i < h; ++i)
-      std::memcpy(py + (p * oh + i + pads[0]) * ow + pads[1], px + (p * h + i) * w, sizeof(float) * w);
-  return y;
-}
-
-// 1-D inputs (N, C, L) run as 2-D with H = 1; returns the rank-4 view and the pads as 2-D.
-Tensor as_2d(const Node& n, const Tensor& x, std::vector<int64_t>& pads) {
-  check<ShapeError>(x.dim() == 3 || x.dim() == 4, "{}: input {} must be 1-D or 2-D (N, C, ...)", where(n),
-                    to_string(x.shape()));
-  if (x.dim() == 4) return x;
-  pads = {0, pads[0], 0, pads[1]};
-  return x.reshape({x.size(0), x.size(1), 1, x.size(2)});
-}
-std::vector<int64_t> as_2d_list(std::vector<int64_t> v, int64_t fill) {
-  if (v.size() == 1) v.insert(v.begin(), fill);
-  return v;
-}
-Tensor from_2d(const Tensor& y, int64_t rank) { return rank == 4 ? y : y.reshape({y.size(0), y.size(1), y.size(3)}); }
-
-bool symmetric(const std::vector<int64_t>& p) { return p[0] == p[2] && p[1] == p[3]; }
-
-Tensor conv(const Node& n, const Tensor& x0, const Tensor& w0, const Tensor& b) {
-  std::vector<int64_t> pads = pads_of(n, x0.dim() - 2);
-  const Tensor x = as_2d(n, x0, pads);
-  const Tensor w = w0.dim() == 3 ? w0.reshape({w0.size(0), w0.size(1), 1, w0.size(2)}) : w0;
-  const auto strides = as_2d_list(n.integers("strides", std::vector<int64_t>(x0.dim() - 2, 1)), 1);
-  const auto dilations = as_2d_list(n.integers("dilations", std::vector<int64_t>(x0.dim() - 2, 1)), 1);
-  const Tensor padded = symmetric(pads) ? x : pad2d(x, pads, 0.0f);
-  const int64_t ph = symmetric(pads) ? pads[0] : 0, pw = symmetric(pads) ? pads[1] : 0;
-  const Tensor y = conv2d(var(padded), var(w), b.defined() ? var(b) : Variable(),
-                          {.stride_h = strides[0], .stride_w = strides[1], .pad_h = ph, .pad_w = pw,
-                           .dilation_h = dilations[0], .dilation_w = dilations[1], .groups = n.integer("group", 1)})
-                       .data();
-  return from_2d(y, x0.dim());
-}
-
-Tensor pool(const Node& n, const Tensor& x0) {
-  const bool is_max = n.op == OpKind::max_pool;
-  std::vector<int64_t> pads = pads_of(n, x0.dim() - 2);
-  const Tensor x = as_2d(n, x0, pads);
-  const auto kernel = as_2d_list(n.integers("kernel_shape"), 1);
-  const auto strides = as_2d_list(n.integers("strides", std::vector<int64_t>(x0.dim() - 2, 1)), 1);
-  check<ValueError>(n.integer("ceil_mode", 0) == 0 && n.integers("dilations", {1, 1}) == std::vector<int64_t>{1, 1} &&
-                        kernel.size() == 2,
-                    "{}: ceil_mode, dilations and pooling over more than 2 dimensions are not supported", where(n));
-  const bool include_pad = n.integer("count_include_pad", 0) != 0;
-  // Asymmetric padding: pad explicitly (max: -inf; average: zeros counted only if include_pad).
-  if (!symmetric(pads)) {
-    check<ValueError>(is_max || include_pad, "{}: asymmetric pads {} with count_include_pad 0 are not supported",
-                      where(n), to_string(pads));
-    const Tensor padded = pad2d(x, pads, is_max ? -INFINITY : 0.0f);
-    autograd::Pool2dOptions o{.kernel_h = kernel[0], .kernel_w = kernel[1], .stride_h = strides[0],
-                              .stride_w = strides[1], .pad_h = 0, .pad_w = 0, .count_include_pad = true};
-    return from_2d((is_max ? max_pool2d(var(padded), o) : avg_pool2d(var(padded), o)).data(), x0.dim());
-  }
-  autograd::Pool2dOptions o{.kernel_h = kernel[0], .kernel_w = kernel[1], .stride_h = strides[0],
-                            .stride_w = strides[1], .pad_h = pads[0], .pad_w = pads[1],
-                            .count_include_pad = include_pad};
-  return from_2d((is_max ? max_pool2d(var(x), o) : avg_pool2d(var(x), o)).data(), x0.dim());
-}
-
 
 // numpy matmul: 1-D operands gain a dimension that is dropped again; batch dimensions broadcast.
 Tensor matmul_numpy(const Node& n, Tensor a, Tensor b) {
@@ -388,7 +306,7 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
       if (arg(2).defined()) y = add(y, mul(var(in[2]), static_cast<float>(n.real("beta", 1.0))));
       return one(y.data());
     }
-    case OpKind::conv: return one(conv(n, in[0], in[1], arg(2)));
+    case OpKind::conv: return one(conv(n, var(in[0]), var(in[1]), arg(2).defined() ? var(arg(2)) : Variable()).data());
     case OpKind::batch_norm: {
       Tensor mean = in[3], var_ = in[4];
       const auto eps = static_cast<float>(n.real("epsilon", 1e-5));
@@ -411,7 +329,7 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
       return {y, mu.data(), inv_std.data()};
     }
     case OpKind::max_pool:
-    case OpKind::average_pool: return one(pool(n, in[0]));
+    case OpKind::average_pool: return one(pool(n, var(in[0])).data());
     case OpKind::global_average_pool: {
       std::vector<int64_t> axes(static_cast<size_t>(in[0].dim() - 2));
       std::iota(axes.begin(), axes.end(), 2);

@@ -85,4 +85,9 @@ std::vector<ValueInfo> constant_shape(const ShapeContext& c);
 std::vector<ValueInfo> constant_of_shape_shape(const ShapeContext& c);
 std::vector<ValueInfo> expand_shape(const ShapeContext& c);
 
+// A pooled or convolved dimension's output extent (ceil_mode as PyTorch and
+// ONNX define it), -1 when the window does not fit.
+int64_t pooled_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin, int64_t pad_end, int64_t dilation,
+                      bool ceil_mode);
+
 }  // namespace neurite::engine::detail

@@ -34,13 +34,13 @@ Shape broadcast(const ShapeContext& c, const Shape& a, const Shape& b) {
 }
 
 // Output side of a pooled or convolved dimension.
-int64_t window_out(const ShapeContext& c, int64_t in, int64_t kernel, int64_t stride, int64_t pad_sum, int64_t dilation,
-                   bool ceil_mode) {
+int64_t window_out(const ShapeContext& c, int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
+                   int64_t pad_end, int64_t dilation, bool ceil_mode) {
   if (in < 0) return -1;
-  const int64_t span = dilation * (kernel - 1) + 1, room = in + pad_sum - span;
-  check<ShapeError>(room >= 0 && stride >= 1, "{}: a window of {} does not fit an input of {} with padding {}",
-                    c.where(), span, in, pad_sum);
-  return (ceil_mode ? (room + stride - 1) / stride : room / stride) + 1;
+  const int64_t out = detail::pooled_extent(in, kernel, stride, pad_begin, pad_end, dilation, ceil_mode);
+  check<ShapeError>(out > 0, "{}: a window of {} (stride {}, dilation {}) does not fit an input of {} with pads {}, {}",
+                    c.where(), kernel, stride, dilation, in, pad_begin, pad_end);
+  return out;
 }
 
 Shape windowed(const ShapeContext& c, const Shape& x, const std::vector<int64_t>& kernel, int64_t channels) {
@@ -56,7 +56,7 @@ Shape windowed(const ShapeContext& c, const Shape& x, const std::vector<int64_t>
   const bool ceil_mode = c.node.integer("ceil_mode", 0) != 0;
   Shape out{x[0], channels};
   for (size_t k = 0; k < spatial; ++k)
-    out.push_back(window_out(c, x[2 + k], kernel[k], strides[k], pads[k] + pads[k + spatial], dilations[k], ceil_mode));
+    out.push_back(window_out(c, x[2 + k], kernel[k], strides[k], pads[k], pads[k + spatial], dilations[k], ceil_mode));
   return out;
 }
 
@@ -65,6 +65,17 @@ ValueInfo like(const ValueInfo& v, Shape shape) { return {"", v.type, std::move(
 }  // namespace
 
 namespace detail {
+
+int64_t pooled_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin, int64_t pad_end, int64_t dilation,
+                      bool ceil_mode) {
+  const int64_t span = dilation * (kernel - 1) + 1, room = in + pad_begin + pad_end - span;
+  if (room < 0 || stride < 1) return -1;
+  int64_t out = (ceil_mode ? (room + stride - 1) / stride : room / stride) + 1;
+  // ceil_mode: a last window that would start in the end padding is dropped (PyTorch's and ONNX's rule).
+  if (ceil_mode && (out - 1) * stride >= in + pad_begin) --out;
+  return out;
+}
+
 
 std::vector<ValueInfo> binary_shape(const ShapeContext& c) {
   return {like(c.input(0), broadcast(c, c.shape(0), c.shape(1)))};

@@ -6,6 +6,7 @@
 
 #include "neurite/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/engine/engine.h"
 #include "neurite/engine/reference.h"
 #include "support/expect_error.h"
 #include "tests/engine/sample_graphs.h"
@@ -40,6 +41,46 @@ TEST(ReferenceExecutor, RejectsInputsThatDoNotFit) {
   testing::expect_error<ShapeError>([&] { run_reference(g, {}); }, {"input 'x' is not given"});
   testing::expect_error<ShapeError>([&] { run_reference(g, {{"x", Tensor::zeros({2, 4, 32, 32})}}); },
                                     {"'x' is [2,4,32,32]", "[-1,3,32,32]"});
+}
+
+// ceil_mode pooling: the windows it adds count neither the padding past the
+// input nor, without count_include_pad, the pads. Values from PyTorch 1.13
+// (F.max_pool2d / F.avg_pool2d, kernel 3, stride 2, padding 1, ceil_mode=True).
+TEST(ReferenceExecutor, CeilModePoolingGivesPyTorchsValues) {
+  Tensor x = Tensor::zeros({1, 1, 6, 6});
+  for (int64_t i = 0; i < 36; ++i) x.data<float>()[i] = 0.5f * static_cast<float>(i) - 3.0f;
+  struct Case {
+    OpKind op;
+    int64_t include_pad;
+    std::vector<float> want;
+  };
+  const std::vector<Case> cases = {
+      {OpKind::max_pool, 0, {0.5, 1.5, 2.5, 2.5, 6.5, 7.5, 8.5, 8.5, 12.5, 13.5, 14.5, 14.5, 12.5, 13.5, 14.5, 14.5}},
+      {OpKind::average_pool, 1, {-0.5555556, -0.3333333, 0.3333333, 0.3333333, 2.1666667, 4.0, 5.0, 2.75, 6.1666665,
+                                 10.0, 11.0, 5.75, 4.0833335, 6.5, 7.0, 3.625}},
+      {OpKind::average_pool, 0, {-1.25, -0.5, 0.5, 1.0, 3.25, 4.0, 5.0, 5.5, 9.25, 10.0, 11.0, 11.5, 12.25, 13.0, 14.0,
+                                 14.5}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(fmt::format("{} count_include_pad {}", op_info(c.op).onnx, c.include_pad));
+    Graph g;
+    g.inputs.push_back({"x", DataType::float32, {1, 1, 6, 6}});
+    g.nodes.push_back({.op = c.op, .name = "pool", .inputs = {"x"}, .outputs = {"y"},
+                       .attributes = {{"kernel_shape", std::vector<int64_t>{3, 3}},
+                                      {"strides", std::vector<int64_t>{2, 2}},
+                                      {"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"ceil_mode", int64_t{1}},
+                                      {"count_include_pad", c.include_pad}}});
+    g.outputs.push_back({"y"});
+    const Tensor ref = run_reference(g, {{"x", x}}).at("y");
+    Engine e = compile(g, {.batch = 1});
+    const Tensor ran = e.run({{"x", x}}).at("y");
+    ASSERT_EQ(ref.shape(), (Shape{1, 1, 4, 4}));
+    ASSERT_EQ(ran.shape(), ref.shape());
+    for (int64_t i = 0; i < 16; ++i) {
+      EXPECT_NEAR(ref.data<float>()[i], c.want[i], 1e-5) << i;
+      EXPECT_NEAR(ran.data<float>()[i], c.want[i], 1e-5) << i;
+    }
+  }
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ import onnx.numpy_helper
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torchvision
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train")
 torch.manual_seed(0)
@@ -77,6 +78,64 @@ class Encoder(nn.Module):
         return self.head(x.mean(1))
 
 
+def _no_dropout(model):
+    """Dropout's ratio set to 0 everywhere, so that the step is deterministic."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    return model
+
+
+class ResNet18(torchvision.models.resnet.ResNet):
+    """torchvision's ResNet-18 graph (BasicBlocks [2, 2, 2, 2], 7x7 stem, max
+    pooling, downsample shortcuts) at 1/8 of its widths, so that the file stays
+    small; module and parameter names are torchvision's."""
+
+    def __init__(self, classes=10):
+        super().__init__(torchvision.models.resnet.BasicBlock, [2, 2, 2, 2], num_classes=classes)
+        self.conv1 = nn.Conv2d(3, 8, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(64, classes)
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
+        if planes == 64:
+            self.inplanes = 8
+        return super()._make_layer(block, planes // 8, blocks, stride, dilate)
+
+
+def squeezenet(classes=10):
+    """torchvision's SqueezeNet 1.1 graph (Fire modules, max pooling with
+    ceil_mode, a convolutional classifier) at 1/4 of its widths."""
+    Fire = torchvision.models.squeezenet.Fire
+    model = torchvision.models.squeezenet1_1(num_classes=classes)
+    model.features = nn.Sequential(
+        nn.Conv2d(3, 16, kernel_size=3, stride=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+        Fire(16, 4, 16, 16), Fire(32, 4, 16, 16), nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+        Fire(32, 8, 32, 32), Fire(64, 8, 32, 32), nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+        Fire(64, 12, 48, 48), Fire(96, 12, 48, 48), Fire(96, 16, 64, 64), Fire(128, 16, 64, 64))
+    model.classifier[1] = nn.Conv2d(128, classes, kernel_size=1)
+    return model
+
+
+def transformer(vocab=30, d=16, classes=4):
+    """torch's nn.TransformerEncoder (post-norm, ReLU feed-forward, a key
+    padding mask from id 0) over embedded tokens, mean-pooled into a head."""
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, d)
+            layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, num_layers=2)
+            self.head = nn.Linear(d, classes)
+
+        def forward(self, tokens):
+            return self.head(self.encoder(self.embed(tokens), src_key_padding_mask=tokens == 0).mean(1))
+
+    return Model()
+
+
 def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Dropout(0.0), nn.Linear(12, 3))
 
@@ -117,3 +176,16 @@ if __name__ == "__main__":
     tokens[3, 2:] = 0
     export("encoder", Encoder(), tokens, torch.randint(0, 4, (5,)))
     export("mlp", mlp(), torch.randn(7, 1, 4, 4), torch.randint(0, 3, (7,)))
+    # torchvision's architectures at small widths, on (4, 3, 32, 32)
+    images, labels = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    export("resnet18", ResNet18(), images, labels)
+    # MobileNetV2 at 32x32 reaches 1x1 with 4 values per BatchNorm channel: its gradients there are ill-conditioned
+    # (PyTorch's own float32 and float64 steps differ by 0.06); at 64x64 they agree to 4e-5.
+    export("mobilenet_v2", _no_dropout(torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.25)),
+           torch.randn(4, 3, 64, 64), labels)
+    export("mobilenet_v3_small",
+           _no_dropout(torchvision.models.mobilenet_v3_small(num_classes=10, width_mult=0.25)), images, labels)
+    export("squeezenet", _no_dropout(squeezenet()), images, labels)
+    export("shufflenet_v2", torchvision.models.ShuffleNetV2([2, 2, 2], [8, 16, 32, 64, 128], num_classes=10),
+           images, labels)
+    export("transformer", transformer(), tokens, torch.randint(0, 4, (5,)))
