@@ -73,7 +73,7 @@ bool weight_slot(const Node& n, size_t slot) {
 // constants "onnx::Op_N"), all finite (a -inf attention mask is not), read by
 // an op with a gradient (a Transpose of a Linear's weight, an Add of a bias,
 // a positional embedding) and not a scalar.
-bool learned_operand(const Node& n, const std::string& name, const Tensor& t);
+bool learned_operand(const Node& n, size_t slot, const std::string& name, const Tensor& t);
 
 std::string prefix_of(const std::string& weight_name) {
   constexpr std::string_view kWeight = ".weight";
@@ -83,6 +83,7 @@ std::string prefix_of(const std::string& weight_name) {
 // The ops that pass gradients to their float inputs (with the conditions
 // GraphModule::check_differentiable adds).
 bool has_gradient(OpKind op) {
+  if (is_reduction(op)) return true;
   switch (op) {
     case OpKind::add: case OpKind::sub: case OpKind::mul: case OpKind::div: case OpKind::pow:
     case OpKind::relu: case OpKind::sigmoid: case OpKind::tanh: case OpKind::sqrt: case OpKind::exp:
@@ -91,21 +92,25 @@ bool has_gradient(OpKind op) {
     case OpKind::conv: case OpKind::batch_norm: case OpKind::layer_norm: case OpKind::max_pool:
     case OpKind::average_pool: case OpKind::global_average_pool: case OpKind::flatten: case OpKind::reshape:
     case OpKind::squeeze: case OpKind::unsqueeze: case OpKind::transpose: case OpKind::concat: case OpKind::gather:
-    case OpKind::slice: case OpKind::expand: case OpKind::where: case OpKind::reduce_mean: case OpKind::dropout:
+    case OpKind::slice: case OpKind::expand: case OpKind::where: case OpKind::dropout:
     case OpKind::abs: case OpKind::leaky_relu: case OpKind::hard_sigmoid: case OpKind::hard_swish: case OpKind::max:
-    case OpKind::min:
+    case OpKind::min: case OpKind::pad: case OpKind::resize:
       return true;
     default: return false;
   }
 }
 
-bool learned_operand(const Node& n, const std::string& name, const Tensor& t) {
-  return has_gradient(n.op) && n.op != OpKind::batch_norm && t.numel() > 1 && !made_up_name(name) && all_finite(t);
+bool learned_operand(const Node& n, size_t slot, const std::string& name, const Tensor& t) {
+  // Pad's, Resize's and Clip's other float inputs (value, roi, scales, bounds) are settings, not data.
+  const bool data_slot = slot == 0 || (n.op != OpKind::pad && n.op != OpKind::resize && n.op != OpKind::clip);
+  return has_gradient(n.op) && n.op != OpKind::batch_norm && data_slot && t.numel() > 1 && !made_up_name(name) &&
+         all_finite(t);
 }
 
 // Ops whose outputs carry no gradient whatever their inputs (shapes, comparisons).
 bool stops_gradient(const Node& n) {
   return n.op == OpKind::shape || n.op == OpKind::equal || n.op == OpKind::logical_not ||
+         n.op == OpKind::logical_and || n.op == OpKind::logical_or || n.op == OpKind::logical_xor ||
          n.op == OpKind::constant_of_shape || (n.op == OpKind::cast && n.integer("to", 1) != 1);
 }
 
@@ -158,6 +163,8 @@ std::vector<Variable> run_differentiable(const Node& n, const std::vector<Variab
   auto one = [](Variable v) { return std::vector<Variable>{std::move(v)}; };
   // The shape the reference executor gives this node's output (movement ops).
   auto reference_shape = [&] { return detail::run_node(n, data_of(in))[0].shape(); };
+  if (is_reduction(n.op))
+    return one(detail::reduce(n, in[0], arg(1).defined() ? detail::ints_of(in[1].data()) : n.integers("axes")));
   switch (n.op) {
     case OpKind::add: return one(add(in[0], in[1]));
     case OpKind::sub: return one(sub(in[0], in[1]));
@@ -272,15 +279,16 @@ std::vector<Variable> run_differentiable(const Node& n, const std::vector<Variab
     }
     case OpKind::expand: return one(expand(in[0], reference_shape()));
     case OpKind::where: return one(where(in[0].data(), in[1], in[2]));
-    case OpKind::reduce_mean: {
-      std::vector<int64_t> axes =
-          arg(1).defined() ? detail::ints_of(in[1].data()) : n.integers("axes", std::vector<int64_t>{});
-      if (axes.empty()) {
-        axes.resize(static_cast<size_t>(in[0].dim()));
-        std::iota(axes.begin(), axes.end(), 0);
-      }
-      for (int64_t& a : axes) a = detail::axis_of(n, a, in[0].dim());
-      return one(mean(in[0], axes, n.integer("keepdims", 1) != 0));
+    case OpKind::pad: {
+      const float value = arg(2).defined() && arg(2).numel() > 0 ? scalar_input(n, in, 2, 0.0f) : 0.0f;
+      return one(detail::pad(n, in[0], detail::ints_of(in[1].data()), value,
+                             arg(3).defined() ? detail::ints_of(in[3].data()) : std::vector<int64_t>{}));
+    }
+    case OpKind::resize: {
+      std::vector<float> scales;
+      if (arg(2).defined())
+        for (int64_t k = 0; k < in[2].numel(); ++k) scales.push_back(static_cast<float>(detail::element(in[2].data(), k)));
+      return one(detail::resize(n, in[0], scales, arg(3).defined() ? detail::ints_of(in[3].data()) : Shape{}));
     }
     default: break;
   }
@@ -307,7 +315,7 @@ GraphModule::GraphModule(Graph graph) : graph_(std::move(graph)) {
       const Tensor& t = graph_.initializers.at(name);
       if (n.op == OpKind::batch_norm && (slot == 3 || slot == 4)) {
         add_buffer(name, t);
-      } else if (weight_slot(n, slot) || learned_operand(n, name, t)) {
+      } else if (weight_slot(n, slot) || learned_operand(n, slot, name, t)) {
         add_parameter(name, t);
       } else {
         continue;

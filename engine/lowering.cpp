@@ -63,6 +63,19 @@ bool slice_separable(const SliceContext& c) {
   return axes != nullptr && !touches_batch_axis(axes->data<int64_t>(), axes->numel(), c.in_rank);
 }
 bool has_rank(const SliceContext& c) { return c.in_rank >= 1; }  // Squeeze, Unsqueeze
+// Pad: constant pads, none on the batch axis.
+bool pad_separable(const SliceContext& c) {
+  const Tensor* pads = c.constant(1);
+  if (pads == nullptr || c.constant(3) != nullptr || (c.n.inputs.size() > 3 && !c.n.inputs[3].empty())) return false;
+  return pads->numel() == 2 * static_cast<int64_t>(c.in_rank) && pads->data<int64_t>()[0] == 0 &&
+         pads->data<int64_t>()[c.in_rank] == 0;
+}
+// Resize: sizes (rewritten per slice), or constant scales that keep the batch axis.
+bool resize_separable(const SliceContext& c) {
+  if (c.n.inputs.size() > 3 && !c.n.inputs[3].empty()) return true;
+  const Tensor* scales = c.constant(2);
+  return scales != nullptr && scales->numel() > 0 && scales->data<float>()[0] == 1.0f;
+}
 
 using LowerFn = std::unique_ptr<Step> (*)(Lowering&, const Node&);
 using SeparableFn = bool (*)(const SliceContext&);
@@ -70,12 +83,13 @@ using SeparableFn = bool (*)(const SliceContext&);
 // Per op kind: its kernel lowering (null: the reference executor's node
 // step), whether a node of it may run on a slice of the batch, whether a
 // batch-shaped constant input lines up with the slice (elementwise ops),
-// whether its inputs may differ in rank from its output, and whether its
-// input 1 is a shape to rewrite per slice.
+// whether its inputs may differ in rank from its output, and which input (if
+// any) is the output's shape, to rewrite per slice.
 struct Lowerer {
   LowerFn lower = nullptr;
   SeparableFn separable = always;
-  bool aligns_constants = false, changes_rank = false, shape_input = false;
+  bool aligns_constants = false, changes_rank = false;
+  int shape_input = -1;
 };
 
 constexpr std::array<Lowerer, kOpCount> make_table() {
@@ -102,8 +116,13 @@ constexpr std::array<Lowerer, kOpCount> make_table() {
   at(OpKind::concat) = {.lower = lower_concat, .separable = concat_axis_not_batch, .aligns_constants = true};
   at(OpKind::flatten) = {.separable = flatten_axis_not_batch, .changes_rank = true};
   at(OpKind::gather) = {.lower = lower_gather, .separable = gather_separable};
-  at(OpKind::reshape) = {.changes_rank = true, .shape_input = true};
-  at(OpKind::expand) = {.lower = lower_elementwise, .shape_input = true};
+  at(OpKind::reshape) = {.changes_rank = true, .shape_input = 1};
+  at(OpKind::expand) = {.lower = lower_elementwise, .shape_input = 1};
+  at(OpKind::resize) = {.separable = resize_separable, .shape_input = 3};
+  at(OpKind::pad).separable = pad_separable;
+  for (size_t op = 0; op < kOpCount; ++op)  // the reductions without a kernel run sliced when off the batch axis
+    if (is_reduction(static_cast<OpKind>(op)) && static_cast<OpKind>(op) != OpKind::reduce_mean)
+      t[op] = {.separable = reduce_separable, .changes_rank = true};
   at(OpKind::quantize_linear) = {.lower = lower_fake_quantize, .separable = qdq_separable};
   at(OpKind::dequantize_linear).separable = qdq_separable;
   at(OpKind::squeeze) = {.separable = has_rank, .changes_rank = true};
@@ -133,7 +152,7 @@ bool sliceable(const Lowering& l, const Node& n, NodeStep& s) {
     if (batch_rows(shape, B) < 0 || (shape.size() != rank && !rule.changes_rank)) return false;
     s.sliced[k] = true;
   }
-  if (rule.shape_input) s.shape_input = 1;
+  s.shape_input = rule.shape_input;
   return rule.separable({.l = l, .n = n, .in_rank = l.g.values.at(n.inputs[0]).shape.size()});
 }
 

@@ -170,15 +170,31 @@ Tensor cast(const Node& n, const Tensor& x) {
   }
 }
 
-Tensor reduce_mean(const Node& n, const Tensor& x, const std::vector<Tensor>& in) {
-  std::vector<int64_t> axes = axes_of(n, in, 1);
-  const bool keep = n.integer("keepdims", 1) != 0;
-  if (axes.empty()) {
-    axes.resize(static_cast<size_t>(x.dim()));
-    std::iota(axes.begin(), axes.end(), 0);
+// A Reduce* node: floats on the autograd ops GraphModule trains with; int64
+// (shape arithmetic) exactly, in a loop over int64.
+Tensor reduce_values(const Node& n, const Tensor& x, const std::vector<Tensor>& in) {
+  const std::vector<int64_t> axes = axes_of(n, in, 1);
+  if (x.dtype() == Dtype::f32) return detail::reduce(n, var(x), axes).data();
+  check<ValueError>(x.dtype() == Dtype::i64 && (n.op == OpKind::reduce_sum || n.op == OpKind::reduce_prod ||
+                                                n.op == OpKind::reduce_max || n.op == OpKind::reduce_min),
+                    "{}: {} of {} values is not supported", where(n), op_info(n.op).onnx, autograd::to_string(x.dtype()));
+  if (axes.empty() && n.integer("noop_with_empty_axes", 0) != 0) return x;
+  const std::vector<int64_t> reduced = reduced_axes(n, axes, x.dim());
+  Shape kept = x.shape(), out;
+  for (int64_t a : reduced) kept[a] = 1;
+  for (int64_t k = 0; k < x.dim(); ++k)
+    if (n.integer("keepdims", 1) != 0 || !std::binary_search(reduced.begin(), reduced.end(), k)) out.push_back(kept[k]);
+  const int64_t start = n.op == OpKind::reduce_sum ? 0 : n.op == OpKind::reduce_prod ? 1
+                        : n.op == OpKind::reduce_max ? std::numeric_limits<int64_t>::min()
+                                                     : std::numeric_limits<int64_t>::max();
+  std::vector<int64_t> acc(static_cast<size_t>(autograd::numel(kept)), start);
+  const std::vector<int64_t> into = broadcast_index(kept, x.shape());  // each element's reduced slot
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    int64_t& r = acc[into[i]];
+    const int64_t v = x.data<int64_t>()[i];
+    r = n.op == OpKind::reduce_sum ? r + v : n.op == OpKind::reduce_prod ? r * v : n.op == OpKind::reduce_max ? std::max(r, v) : std::min(r, v);
   }
-  for (int64_t& a : axes) a = axis_of(n, a, x.dim());
-  return mean(var(as_float(x)), axes, keep).data();
+  return int_tensor(acc, out);
 }
 
 // ONNX's training mode of BatchNormalization: training_mode = 1 (opset 14+),
@@ -227,6 +243,7 @@ std::vector<Tensor> batch_norm_training(const Node& n, const std::vector<Tensor>
 std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& in) {
   auto arg = [&](size_t i) { return i < in.size() ? in[i] : Tensor(); };
   auto one = [](Tensor t) { return std::vector<Tensor>{std::move(t)}; };
+  if (is_reduction(n.op)) return one(reduce_values(n, in[0], in));
   switch (n.op) {
     case OpKind::add:
     case OpKind::sub:
@@ -357,7 +374,22 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
       if (parts.empty()) parts.push_back(in[0]);
       return one(Tensor::concat(parts, n.integer("axis", 0)));
     }
-    case OpKind::reduce_mean: return one(reduce_mean(n, in[0], in));
+    case OpKind::pad: {
+      check<ValueError>(in[0].dtype() == Dtype::f32, "{}: Pad of {} values is not supported", where(n),
+                        to_string(in[0].dtype()));
+      const float value = arg(2).defined() && arg(2).numel() > 0 ? static_cast<float>(element(in[2], 0)) : 0.0f;
+      return one(pad(n, var(in[0]), ints_of(in[1]), value, arg(3).defined() ? ints_of(in[3]) : std::vector<int64_t>{})
+                     .data());
+    }
+    case OpKind::resize: {
+      check<ValueError>(in[0].dtype() == Dtype::f32, "{}: Resize of {} values is not supported", where(n),
+                        to_string(in[0].dtype()));
+      std::vector<float> scales;
+      if (arg(2).defined())
+        for (int64_t k = 0; k < in[2].numel(); ++k) scales.push_back(static_cast<float>(element(in[2], k)));
+      const Shape sizes = arg(3).defined() ? ints_of(in[3]) : Shape{};
+      return one(resize(n, var(in[0]), scales, sizes).data());
+    }
     case OpKind::gather: return one(gather(n, in[0], in[1]));
     case OpKind::slice: return one(slice(n, in[0], in));
     case OpKind::squeeze: return one(squeeze(n, in[0], axes_of(n, in, 1)));
@@ -386,6 +418,13 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
       const Dtype type = in[1].dtype();
       return one(map_broadcast(n, {in[0], in[1], in[2]}, type, [](auto& v) { return v[0] != 0 ? v[1] : v[2]; }));
     }
+    case OpKind::logical_and:
+    case OpKind::logical_or:
+    case OpKind::logical_xor:
+      return one(map_broadcast(n, {in[0], in[1]}, Dtype::i64, [op = n.op](auto& v) {
+        const bool a = v[0] != 0, b = v[1] != 0;
+        return double(op == OpKind::logical_and ? a && b : op == OpKind::logical_or ? a || b : a != b);
+      }));
     case OpKind::equal:
       return one(map_broadcast(n, {in[0], in[1]}, Dtype::i64, [](auto& v) { return v[0] == v[1] ? 1.0 : 0.0; }));
     case OpKind::cast: return one(cast(n, in[0]));

@@ -75,7 +75,9 @@ std::vector<ValueInfo> flatten_shape(const ShapeContext& c);
 std::vector<ValueInfo> reshape_shape(const ShapeContext& c);
 std::vector<ValueInfo> transpose_shape(const ShapeContext& c);
 std::vector<ValueInfo> concat_shape(const ShapeContext& c);
-std::vector<ValueInfo> reduce_mean_shape(const ShapeContext& c);
+std::vector<ValueInfo> reduce_shape(const ShapeContext& c);  // every Reduce*
+std::vector<ValueInfo> pad_shape(const ShapeContext& c);
+std::vector<ValueInfo> resize_shape(const ShapeContext& c);
 std::vector<ValueInfo> gather_shape(const ShapeContext& c);
 std::vector<ValueInfo> slice_shape(const ShapeContext& c);
 std::vector<ValueInfo> squeeze_shape(const ShapeContext& c);

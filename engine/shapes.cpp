@@ -329,10 +329,11 @@ std::vector<ValueInfo> concat_shape(const ShapeContext& c) {
   return {like(c.input(0), out)};
 }
 
-std::vector<ValueInfo> reduce_mean_shape(const ShapeContext& c) {
+std::vector<ValueInfo> reduce_shape(const ShapeContext& c) {
   const Node& n = c.node;
   const Shape& x = c.shape(0);
   Shape axes = c.given(1) ? c.constant_ints(1) : n.integers("axes");
+  if (axes.empty() && n.integer("noop_with_empty_axes", 0) != 0) return {c.input(0)};
   std::vector<bool> reduced(x.size(), axes.empty());
   for (int64_t a : axes) reduced[c.axis(a, x.size())] = true;
   const bool keep = n.integer("keepdims", 1) != 0;
@@ -340,6 +341,49 @@ std::vector<ValueInfo> reduce_mean_shape(const ShapeContext& c) {
   for (size_t k = 0; k < x.size(); ++k)
     if (!reduced[k]) out.push_back(x[k]);
     else if (keep) out.push_back(1);
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> pad_shape(const ShapeContext& c) {
+  const Shape& x = c.shape(0);
+  const Tensor* pads = c.graph.constant(c.node.inputs[1]);
+  if (pads == nullptr) return {like(c.input(0), Shape(x.size(), -1))};  // pads computed at run time
+  const std::vector<int64_t> p = c.constant_ints(1);
+  std::vector<int64_t> axes(x.size());
+  std::iota(axes.begin(), axes.end(), 0);
+  if (c.given(3)) axes = c.constant_ints(3);
+  check<ShapeError>(p.size() == 2 * axes.size(), "{}: {} pads for {} axes", c.where(), p.size(), axes.size());
+  Shape out = x;
+  for (size_t k = 0; k < axes.size(); ++k) {
+    const int64_t a = c.axis(axes[k], x.size());
+    if (out[a] < 0) continue;
+    out[a] += p[k] + p[k + axes.size()];
+    check<ShapeError>(out[a] >= 0, "{}: pads {} and {} remove more than the {} elements of axis {}", c.where(), p[k],
+                      p[k + axes.size()], x[a], a);
+  }
+  return {like(c.input(0), out)};
+}
+
+std::vector<ValueInfo> resize_shape(const ShapeContext& c) {
+  const Shape& x = c.shape(0);
+  auto constant = [&](size_t i) { return c.given(i) ? c.graph.constant(c.node.inputs[i]) : nullptr; };
+  const bool has_sizes = c.given(3), has_scales = c.given(2) && (constant(2) == nullptr || constant(2)->numel() > 0);
+  check<ShapeError>(has_sizes != has_scales, "{}: give one of scales and sizes", c.where());
+  check<ValueError>(!c.node.has("axes"), "{}: the attribute 'axes' is not supported", c.where());
+  Shape out(x.size(), -1);
+  if (has_sizes) {
+    if (constant(3) == nullptr) return {like(c.input(0), out)};
+    out = c.constant_ints(3);
+  } else {
+    const Tensor* scales = constant(2);
+    if (scales == nullptr) return {like(c.input(0), out)};
+    check<ShapeError>(scales->dtype() == autograd::Dtype::f32 && scales->numel() == static_cast<int64_t>(x.size()),
+                      "{}: scales must be {} floats", c.where(), x.size());
+    for (size_t k = 0; k < x.size(); ++k)
+      out[k] = x[k] < 0 ? -1 : static_cast<int64_t>(std::floor(x[k] * double(scales->data<float>()[k])));
+  }
+  check<ShapeError>(out.size() == x.size(), "{}: sizes {} for an input of rank {}", c.where(), to_string(out),
+                    x.size());
   return {like(c.input(0), out)};
 }
 

@@ -224,7 +224,7 @@ class NodeStep : public Step {
  public:
   Node node;
   std::vector<bool> sliced;      // per input: batch-major, cut to the slice
-  int shape_input = -1;          // Reshape / Expand: the shape input, rewritten per slice
+  int shape_input = -1;          // Reshape, Expand, Resize: the output's shape, rewritten per slice
   Shape out_shape;               // of output 0
 
   void run(Values& v, int) override;

@@ -12,6 +12,7 @@
 #include "neurite/engine/graph_module.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/reference.h"
+#include "engine/reference_values.h"
 #include "neurite/error.h"
 #include "neurite/layers/layers.h"
 #include "neurite/pruning/pruning.h"
@@ -90,7 +91,7 @@ TEST_P(TrainedExport, ItsEvalExportRunsInTheEngineAndOnnxRuntimeAsTheModule) {
 INSTANTIATE_TEST_SUITE_P(PyTorch, TrainedExport,
                          ::testing::ValuesIn([] {
                            std::vector<std::string> names;
-                           for (const char* model : {"cnn", "encoder", "mlp", "resnet18", "mobilenet_v2",
+                           for (const char* model : {"cnn", "encoder", "mlp", "dense", "resnet18", "mobilenet_v2",
                                                      "mobilenet_v3_small", "squeezenet", "shufflenet_v2", "transformer"})
                              for (const char* opset : {"13", "17"})
                                names.push_back(std::string(model) + "_train_opset" + opset);
@@ -182,6 +183,11 @@ TEST(GraphModule, EveryDifferentiableOpMatchesCentralDifferences) {
     OpKind op;
     std::map<std::string, Attribute> attributes;
     bool second_weight = false;  // a binary op: its other operand is a trained (2, 3) weight too
+    std::vector<std::pair<std::string, Tensor>> settings = {};  // constant inputs after the data
+  };
+  auto ints = [](std::vector<int64_t> v) { return detail::int_tensor(v); };
+  auto reduce = [&](OpKind op, bool keep) {
+    return Case{op, {{"keepdims", int64_t{keep}}}, false, {{"axes", ints({1})}}};
   };
   const std::vector<Case> cases = {
       {OpKind::relu, {}}, {OpKind::sigmoid, {}}, {OpKind::tanh, {}}, {OpKind::exp, {}}, {OpKind::erf, {}},
@@ -190,6 +196,20 @@ TEST(GraphModule, EveryDifferentiableOpMatchesCentralDifferences) {
       {OpKind::softmax, {{"axis", int64_t{1}}}}, {OpKind::gelu, {}}, {OpKind::identity, {}},
       {OpKind::transpose, {{"perm", std::vector<int64_t>{1, 0}}}}, {OpKind::add, {}, true}, {OpKind::sub, {}, true},
       {OpKind::mul, {}, true}, {OpKind::max, {}, true}, {OpKind::min, {}, true},
+      // ReduceSum takes its axes as an input at opset 13, the others as an attribute (both forms are read)
+      reduce(OpKind::reduce_sum, true), reduce(OpKind::reduce_mean, false), reduce(OpKind::reduce_max, false),
+      reduce(OpKind::reduce_min, true), reduce(OpKind::reduce_prod, false), reduce(OpKind::reduce_l1, true),
+      reduce(OpKind::reduce_l2, false), reduce(OpKind::reduce_sum_square, true), reduce(OpKind::reduce_log_sum_exp, false),
+      {OpKind::reduce_max, {{"axes", std::vector<int64_t>{0, 1}}, {"keepdims", int64_t{0}}}},
+      {OpKind::pad, {{"mode", std::string("reflect")}}, false, {{"pads", ints({1, 1, 0, 2})}}},
+      {OpKind::pad, {{"mode", std::string("edge")}}, false, {{"pads", ints({0, 2, 1, 0})}}},
+      {OpKind::pad, {}, false, {{"pads", ints({1, -1, 0, 1})}, {"value", Tensor::full({}, 0.5f)}}},
+      {OpKind::resize, {{"mode", std::string("linear")}}, false,
+       {{"", Tensor()}, {"", Tensor()}, {"sizes", ints({3, 5})}}},
+      {OpKind::resize, {{"mode", std::string("linear")}, {"coordinate_transformation_mode", std::string("align_corners")}},
+       false, {{"", Tensor()}, {"scales", Tensor::full({2}, 2.0f)}}},
+      {OpKind::resize, {{"coordinate_transformation_mode", std::string("asymmetric")}, {"nearest_mode", std::string("floor")}},
+       false, {{"", Tensor()}, {"scales", Tensor::full({2}, 2.0f)}}},
   };
   const Tensor x = Tensor::randn({2, 4}, 31);
   for (const Case& c : cases) {
@@ -203,6 +223,10 @@ TEST(GraphModule, EveryDifferentiableOpMatchesCentralDifferences) {
     if (c.second_weight) {
       g.initializers.emplace("other", Tensor::randn({2, 3}, 33));
       inputs.push_back("other");
+    }
+    for (const auto& [name, value] : c.settings) {
+      if (!name.empty()) g.initializers.emplace(name, value);
+      inputs.push_back(name);
     }
     g.nodes.push_back({.op = c.op, .name = "op", .inputs = inputs, .outputs = {"output"}, .attributes = c.attributes});
     g.outputs.push_back({"output"});

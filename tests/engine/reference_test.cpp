@@ -83,5 +83,26 @@ TEST(ReferenceExecutor, CeilModePoolingGivesPyTorchsValues) {
   }
 }
 
+// ONNX's node tests of And, Or and Xor are at opset 7, outside the opsets the
+// importer reads: their truth tables here, broadcast (2, 2) against (2, 1).
+TEST(ReferenceExecutor, LogicalOpsBroadcastTheirTruthTables) {
+  Tensor a = Tensor::zeros({2, 2}, autograd::Dtype::i64), b = Tensor::zeros({2, 1}, autograd::Dtype::i64);
+  const int64_t av[] = {0, 1, 0, 1}, bv[] = {0, 1};
+  std::copy(av, av + 4, a.data<int64_t>());
+  std::copy(bv, bv + 2, b.data<int64_t>());
+  const std::map<OpKind, std::vector<int64_t>> want = {{OpKind::logical_and, {0, 0, 0, 1}},
+                                                        {OpKind::logical_or, {0, 1, 1, 1}},
+                                                        {OpKind::logical_xor, {0, 1, 1, 0}}};
+  for (const auto& [op, values] : want) {
+    Graph g;
+    g.inputs = {{"a", DataType::boolean, {2, 2}}, {"b", DataType::boolean, {2, 1}}};
+    g.nodes.push_back({.op = op, .name = "logic", .inputs = {"a", "b"}, .outputs = {"y"}, .attributes = {}});
+    g.outputs.push_back({"y"});
+    const Tensor y = run_reference(g, {{"a", a}, {"b", b}}).at("y");
+    ASSERT_EQ(y.shape(), (Shape{2, 2}));
+    for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(y.data<int64_t>()[i], values[i]) << op_info(op).onnx << " " << i;
+  }
+}
+
 }  // namespace
 }  // namespace neurite::engine

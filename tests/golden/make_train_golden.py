@@ -136,6 +136,29 @@ def transformer(vocab=30, d=16, classes=4):
     return Model()
 
 
+class Dense(nn.Module):
+    """The ops of dense-prediction and pooling heads: reflection and
+    replication padding, nearest and bilinear upsampling, LeakyReLU, SiLU, and
+    reductions (max, log-sum-exp, L2 norm, product, sum) into a linear head."""
+
+    def __init__(self, classes=5):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 4, 3)
+        self.conv2 = nn.Conv2d(4, 4, 3, stride=2)
+        self.fuse = nn.Conv2d(8, 4, 1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x):
+        y = F.leaky_relu(self.conv1(F.pad(x, (1, 1, 1, 1), mode="reflect")), 0.1)
+        down = F.silu(self.conv2(F.pad(y, (0, 1, 0, 1), mode="replicate")))
+        up = torch.cat([F.interpolate(down, scale_factor=2, mode="nearest"),
+                        F.interpolate(down, size=y.shape[-2:], mode="bilinear", align_corners=False)[..., :8, :8]], 1)
+        z = self.fuse(up)
+        stats = [z.amax(dim=(2, 3)), torch.logsumexp(z.flatten(2), 2), z.norm(dim=(2, 3)),
+                 torch.tanh(z[..., :2, :2]).prod(3).sum(2)]
+        return self.fc(torch.cat(stats, 1))
+
+
 def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Dropout(0.0), nn.Linear(12, 3))
 
@@ -176,13 +199,13 @@ if __name__ == "__main__":
     tokens[3, 2:] = 0
     export("encoder", Encoder(), tokens, torch.randint(0, 4, (5,)))
     export("mlp", mlp(), torch.randn(7, 1, 4, 4), torch.randint(0, 3, (7,)))
-    # torchvision's architectures at small widths, on (4, 3, 32, 32)
-    images, labels = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    export("dense", Dense(), torch.randn(3, 2, 8, 8), torch.randint(0, 5, (3,)))
+    # torchvision's architectures at small widths, on (4, 3, 64, 64): at 32x32 their last stages reach 1x1, where
+    # BatchNormalization sees 4 values per channel and the gradients are ill-conditioned (PyTorch's own float32 and
+    # float64 steps of MobileNetV2 differ by 0.06); at 64x64 they agree to 4e-5.
+    images, labels = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
     export("resnet18", ResNet18(), images, labels)
-    # MobileNetV2 at 32x32 reaches 1x1 with 4 values per BatchNorm channel: its gradients there are ill-conditioned
-    # (PyTorch's own float32 and float64 steps differ by 0.06); at 64x64 they agree to 4e-5.
-    export("mobilenet_v2", _no_dropout(torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.25)),
-           torch.randn(4, 3, 64, 64), labels)
+    export("mobilenet_v2", _no_dropout(torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.25)), images, labels)
     export("mobilenet_v3_small",
            _no_dropout(torchvision.models.mobilenet_v3_small(num_classes=10, width_mult=0.25)), images, labels)
     export("squeezenet", _no_dropout(squeezenet()), images, labels)

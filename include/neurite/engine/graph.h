@@ -33,8 +33,10 @@ using autograd::Tensor;
 enum class OpKind : uint8_t {
   abs, add, average_pool, batch_norm, cast, clip, concat, constant, constant_of_shape, conv, dequantize_linear, div,
   dropout, equal, erf, exp, expand, flatten, gather, gelu, gemm, global_average_pool, hard_sigmoid, hard_swish, identity,
-  layer_norm, leaky_relu, matmul, max, max_pool, min, mul, neg, logical_not, pow, quantize_linear, range, reciprocal,
-  reduce_mean, relu, reshape, shape, sigmoid, slice, softmax, sqrt, squeeze, sub, tanh, transpose, unsqueeze, where,
+  layer_norm, leaky_relu, matmul, max, max_pool, min, mul, neg, logical_and, logical_not, logical_or, logical_xor, pad,
+  pow, quantize_linear, range, reciprocal, reduce_l1, reduce_l2, reduce_log_sum, reduce_log_sum_exp, reduce_max,
+  reduce_mean, reduce_min, reduce_prod, reduce_sum, reduce_sum_square, relu, reshape, resize, shape, sigmoid, slice,
+  softmax, sqrt, squeeze, sub, tanh, transpose, unsqueeze, where,
 };
 constexpr size_t kOpCount = static_cast<size_t>(OpKind::where) + 1;
 
@@ -73,6 +75,8 @@ struct OpInfo {
 const OpInfo& op_info(OpKind op);
 std::span<const OpInfo> all_ops();
 std::optional<OpKind> op_from_onnx(std::string_view onnx_name);
+// ReduceL1, ReduceL2, ..., ReduceSumSquare: one input and axes (an input or an attribute).
+constexpr bool is_reduction(OpKind op) { return op >= OpKind::reduce_l1 && op <= OpKind::reduce_sum_square; }
 
 using Attribute = std::variant<int64_t, double, std::string, std::vector<int64_t>, std::vector<double>, Tensor>;
 
