@@ -160,7 +160,7 @@ void run(CLI::App& cmd, TrainArgs a) {
   std::optional<recipes::Recipe> recipe;
   if (!a.recipe.empty()) {
     recipe = recipes::Recipe::load(a.recipe, parse_recipe_vars(a.recipe_vars));
-    if (auto length = recipe->epochs()) {  // the recipe sets the run's length (EpochRangeModifier)
+    if (auto length = recipe->epochs()) {  // the recipe sets the run's length (its latest modifier end)
       a.epochs = static_cast<int64_t>(std::ceil(*length));
       fmt::print(stderr, "recipe: {} sets {} epochs\n", a.recipe, a.epochs);
     }

@@ -251,8 +251,9 @@ std::vector<std::string> select(const layers::Module& model, const std::vector<s
       } catch (const std::regex_error& e) {
         throw ValueError(fmt::format("selector '{}' is not a valid regular expression: {}", selector, e.what()));
       }
+      // As SparseML (Python's re.match): the pattern must match at the start of the name, not all of it.
       for (const auto& name : all)
-        if (std::regex_match(name, re)) hits.push_back(name);
+        if (std::regex_search(name, re, std::regex_constants::match_continuous)) hits.push_back(name);
     } else if (std::find(all.begin(), all.end(), selector) != all.end()) {
       hits.push_back(selector);
     }

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -81,6 +82,39 @@ Window placed(Window w, double offset) {
   return w;
 }
 
+// A scope's variable from its YAML value: a scalar as written, a list of
+// scalars as its flow text ("[1, 4]", which eval(NAME) hands to fields such as
+// mask_type); false for anything else.
+bool set_variable(Variables& vars, const std::string& name, const YAML::Node& value) {
+  if (value.IsScalar()) {
+    vars.set(name, value.as<std::string>(), line_of(value));
+    return true;
+  }
+  if (!value.IsSequence() || is_modifier_list_key(name)) return false;
+  std::vector<std::string> items;
+  for (const auto& item : value) {
+    if (!item.IsScalar()) return false;
+    items.push_back(item.as<std::string>());
+  }
+  vars.set(name, fmt::format("[{}]", fmt::join(items, ", ")), line_of(value));
+  return true;
+}
+
+// SparseML's overrides reach modifier fields too: `name` replaces the field
+// of that name in every modifier of `scope`. Whether any was replaced.
+bool override_fields(YAML::Node scope, const std::string& name, const std::string& value) {
+  bool replaced = false;
+  for (auto kv : scope) {
+    if (!is_modifier_list_key(kv.first.as<std::string>()) || !kv.second.IsSequence()) continue;
+    for (auto item : kv.second)
+      if (item.IsMap() && item[name]) {
+        item[name] = value;
+        replaced = true;
+      }
+  }
+  return replaced;
+}
+
 // Reads the modifier lists of one scope (the file or a stage).
 void read_scope(const YAML::Node& scope, const Variables& vars, const std::string& file, double offset,
                 std::vector<std::shared_ptr<const Modifier>>& out) {
@@ -95,7 +129,7 @@ void read_scope(const YAML::Node& scope, const Variables& vars, const std::strin
       check<ValueError>(!tag.empty() && tag != "?",
                         "{}: a modifier must be tagged with its class, e.g. - !GMPruningModifier", where);
       const ModifierType& type = detail::modifier_type(tag, where);
-      const FieldReader fields(item, type.fields, vars, file, tag, where);
+      const FieldReader fields(item, type.fields, type.ignored, vars, file, tag, where);
       std::unique_ptr<Modifier> m = type.parse(fields);
       m->type = tag;
       m->where = where;
@@ -125,8 +159,8 @@ Recipe Recipe::parse(const std::string& text, const std::string& file,
   bool has_list = false;
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
-    if (kv.second.IsScalar()) globals.set(key, kv.second.as<std::string>(), line_of(kv.second));
-    else if (is_modifier_list_key(key)) has_list = true;
+    if (set_variable(globals, key, kv.second)) continue;
+    if (is_modifier_list_key(key)) has_list = true;
     else if (kv.second.IsMap()) {
       bool stage = false;
       for (const auto& inner : kv.second) stage = stage || is_modifier_list_key(inner.first.as<std::string>());
@@ -142,14 +176,19 @@ Recipe Recipe::parse(const std::string& text, const std::string& file,
       }
   };
   apply_overrides(globals);
+  // An override that names no variable names modifier fields (SparseML's rule).
+  for (const auto& [name, value] : overrides) {
+    bool replaced = override_fields(root, name, value);
+    for (auto& [stage, node] : stages) replaced = override_fields(node, name, value) || replaced;
+    if (replaced) used.insert(name);
+  }
   Recipe r{file, text, {}};
   read_scope(root, globals, file, 0, r.modifiers);
   // Stages start where the top-level modifiers end (0 when none of them has an end).
   double offset = r.epochs().value_or(0);
   for (const auto& [name, node] : stages) {
     Variables vars = globals;
-    for (const auto& kv : node)
-      if (kv.second.IsScalar()) vars.set(kv.first.as<std::string>(), kv.second.as<std::string>(), line_of(kv.second));
+    for (const auto& kv : node) set_variable(vars, kv.first.as<std::string>(), kv.second);
     apply_overrides(vars);
     std::vector<std::shared_ptr<const Modifier>> stage_modifiers;
     read_scope(node, vars, file, offset, stage_modifiers);
@@ -160,17 +199,18 @@ Recipe Recipe::parse(const std::string& text, const std::string& file,
   }
   check<ValueError>(has_list || !stages.empty(), "{}: no modifiers found", file);
   for (const auto& [name, value] : overrides)
-    check<ValueError>(used.count(name) > 0, "--recipe-var {}: {} has no variable '{}'", name, file, name);
+    check<ValueError>(used.count(name) > 0, "--recipe-var {}: {} has no variable or modifier field '{}'", name, file,
+                      name);
   return r;
 }
 
+// As SparseML's max_epochs: the latest whole epoch any modifier reaches (its
+// end rounded up, or its start rounded down), EpochRangeModifier's included.
 std::optional<double> Recipe::epochs() const {
   std::optional<double> latest;
-  for (const auto& m : modifiers)
-    if (auto length = m->run_length()) return length;
   for (const auto& m : modifiers) {
-    const double end = std::max(m->window.end_epoch, m->window.start_epoch);
-    if (end >= 0) latest = std::max(latest.value_or(0), end);
+    if (m->window.start_epoch >= 0) latest = std::max(latest.value_or(0), std::floor(m->window.start_epoch));
+    if (m->window.end_epoch >= 0) latest = std::max(latest.value_or(0), std::ceil(m->window.end_epoch));
   }
   return latest;
 }

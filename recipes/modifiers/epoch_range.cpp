@@ -1,5 +1,5 @@
-// EpochRangeModifier: sets the run's length to its end_epoch (over --epochs);
-// it does nothing while training.
+// EpochRangeModifier: does nothing while training; its end_epoch counts
+// towards the run's length (Recipe::epochs) as every modifier's does.
 #include "recipes/modifiers/registry.h"
 
 namespace neurite::recipes::detail {
@@ -8,7 +8,6 @@ namespace {
 class EpochRange final : public Modifier {
  public:
   std::unique_ptr<ModifierRun> start(layers::Module&, optim::Optimizer&, int64_t) const override { return nullptr; }
-  std::optional<double> run_length() const override { return window.end_epoch; }
 };
 
 }  // namespace

@@ -15,13 +15,14 @@ FieldSet join(std::initializer_list<FieldSet> parts) {
 
 int line_of(const YAML::Node& node) { return node.Mark().line + 1; }
 
-FieldReader::FieldReader(const YAML::Node& node, const FieldSet& fields, const Variables& vars,
-                         const std::string& file, const std::string& type, const std::string& where)
-    : node_(node), vars_(vars), file_(file), type_(type), where_(where) {
+FieldReader::FieldReader(const YAML::Node& node, const FieldSet& fields, const FieldSet& ignored,
+                         const Variables& vars, const std::string& file, const std::string& type,
+                         const std::string& where)
+    : node_(node), ignored_(ignored), vars_(vars), file_(file), type_(type), where_(where) {
   if (node_.IsMap())
     for (const auto& kv : node_) {
       const std::string key = kv.first.as<std::string>();
-      if (fields.count(key) == 0 && legacy_field(key)) continue;
+      if (ignored_.count(key) != 0 || (fields.count(key) == 0 && legacy_field(key))) continue;
       check<ValueError>(fields.count(key) > 0, "{}:{}: {} has no field '{}' (its fields: {})", file_,
                         line_of(kv.first), type_, key, fmt::join(fields, ", "));
     }
@@ -95,6 +96,29 @@ double FieldReader::non_negative(const std::string& key) const {
   require(key);
   const double v = number(key);
   check<ValueError>(v >= 0, "{}: {} is {}, expected a value >= 0", at(key), key, v);
+  return v;
+}
+
+std::vector<int64_t> FieldReader::param_groups() const {
+  std::vector<int64_t> out;
+  if (!has("param_groups") || node_["param_groups"].IsNull()) return out;
+  const YAML::Node list = node_["param_groups"];
+  check<ValueError>(list.IsSequence(), "{}: param_groups must be a list of optimizer group indices",
+                    at("param_groups"));
+  for (const auto& item : list) {
+    const double v = number(item, "param_groups");
+    check<ValueError>(v >= 0 && v == std::floor(v), "{}: param_groups has {}, expected group indices",
+                      at("param_groups"), v);
+    out.push_back(static_cast<int64_t>(v));
+  }
+  return out;
+}
+
+double FieldReader::learning_rate(const std::string& key, bool zero_allowed) const {
+  require(key);
+  const double v = number(key);
+  check<ValueError>((zero_allowed ? v >= 0 : v > 0) && v <= 1, "{}: {} is {}, expected a learning rate in {}0, 1]",
+                    at(key), key, v, zero_allowed ? "[" : "(");
   return v;
 }
 

@@ -9,6 +9,7 @@
 
 #include "neurite/optim/optimizer.h"
 #include "neurite/optim/schedule.h"
+#include "recipes/modifiers/modifier_run.h"
 #include "recipes/modifiers/registry.h"
 
 namespace neurite::recipes::detail {
@@ -18,21 +19,21 @@ using optim::Schedule;
 
 class ScheduledRun final : public ModifierRun {
  public:
-  ScheduledRun(const UpdateClock& clock, Schedule learning_rate, optim::Optimizer& optimizer)
-      : clock_(clock), learning_rate_(std::move(learning_rate)), optimizer_(optimizer) {}
+  ScheduledRun(const UpdateClock& clock, Schedule learning_rate, std::vector<optim::ParamGroup*> groups)
+      : clock_(clock), learning_rate_(std::move(learning_rate)), groups_(std::move(groups)) {}
 
   void before_step(double epoch) override {
     if (!clock_.contains(epoch)) return;
     // An epoch a rounding error short of the start counts as the start.
     const double lr = learning_rate_.factor(std::max(0.0, epoch - clock_.start()));
-    for (auto& g : optimizer_.param_groups()) g.lr = lr;
+    for (auto* g : groups_) g->lr = lr;
   }
   void skip_step(double) override {}  // the next step sets the rate from the epoch alone
 
  private:
   const UpdateClock clock_;
   const Schedule learning_rate_;
-  optim::Optimizer& optimizer_;
+  std::vector<optim::ParamGroup*> groups_;
 };
 
 class ScheduledLearningRate : public Modifier {
@@ -40,22 +41,27 @@ class ScheduledLearningRate : public Modifier {
   std::unique_ptr<ModifierRun> start(layers::Module&, optim::Optimizer& optimizer,
                                      int64_t steps_per_epoch) const override {
     const UpdateClock clock(window, steps_per_epoch);
-    return std::make_unique<ScheduledRun>(clock, learning_rate(clock), optimizer);
+    return std::make_unique<ScheduledRun>(clock, learning_rate(clock), chosen_groups(optimizer, groups_, *this));
   }
   bool sets_learning_rate() const override { return true; }
 
  protected:
+  explicit ScheduledLearningRate(const FieldReader& f) : groups_(f.param_groups()) {}
   // The rate over the epochs since the start of `clock`.
   virtual Schedule learning_rate(const UpdateClock& clock) const = 0;
+
+ private:
+  std::vector<int64_t> groups_;  // param_groups; empty: every group
 };
 
 // lr_func: linear, cosine or cyclic_linear from init_lr to final_lr.
 class LearningRateFunction final : public ScheduledLearningRate {
  public:
   explicit LearningRateFunction(const FieldReader& f)
-      : function_(read_function(f)),
-        init_lr_(f.non_negative("init_lr")),
-        final_lr_(f.non_negative("final_lr")),
+      : ScheduledLearningRate(f),
+        function_(read_function(f)),
+        init_lr_(f.learning_rate("init_lr", true)),
+        final_lr_(f.learning_rate("final_lr", true)),
         cycle_epochs_(f.number_or("cycle_epochs", 1.0)) {
     f.require_end();
     check<ValueError>(cycle_epochs_ > 0, "{}: cycle_epochs is {}, expected > 0", f.at("cycle_epochs"), cycle_epochs_);
@@ -116,6 +122,10 @@ class Kwargs {
     check<ValueError>(v > 0, "{}: lr_kwargs.{} is {}, expected > 0", where_, key, v);
     return v;
   }
+  template <typename... Args>
+  void check_that(bool ok, fmt::format_string<Args...> message, Args&&... args) const {
+    check<ValueError>(ok, "{}: lr_kwargs: {}", where_, fmt::format(message, std::forward<Args>(args)...));
+  }
   double period_multiple(const std::string& key) const {
     const double v = number(key, 1);
     check<ValueError>(v >= 1, "{}: lr_kwargs.{} is {}, expected >= 1", where_, key, v);
@@ -127,32 +137,43 @@ class Kwargs {
   std::map<std::string, std::vector<double>> values_;
 };
 
-// lr_class: a PyTorch scheduler, with its lr_kwargs in epochs.
+// lr_class: a PyTorch scheduler, with its lr_kwargs in epochs, as SparseML
+// reads them: each class needs the lr_kwargs it lists (gamma has no default),
+// ExponentialLR is StepLR with step_size 1, MultiStepLR's milestones are
+// epochs of the run inside the window, and CosineAnnealingWarmRestarts takes
+// SparseML's names lr_min and cycle_epochs (for eta_min and T_0).
 struct LrClass {
-  std::string required;  // the lr_kwargs entry it cannot do without
-  std::function<Schedule(const Kwargs&, double init_lr)> schedule;
+  std::vector<std::string> required;  // the lr_kwargs entries it cannot do without
+  std::function<Schedule(const Kwargs&, double init_lr, const Window&)> schedule;
 };
 
 const std::map<std::string, LrClass>& lr_classes() {
   static const std::map<std::string, LrClass> classes = {
       {"StepLR",
-       {"step_size",
-        [](const Kwargs& kw, double lr) {
-          return Schedule::step(kw.period("step_size", 1), kw.number("gamma", 0.1)).rescaled(0, lr);
+       {{"gamma", "step_size"},
+        [](const Kwargs& kw, double lr, const Window&) {
+          return Schedule::step(kw.period("step_size", 1), kw.number("gamma", 0)).rescaled(0, lr);
         }}},
       {"MultiStepLR",
-       {"milestones",
-        [](const Kwargs& kw, double lr) {
-          return Schedule::multistep(kw.list("milestones"), kw.number("gamma", 0.1)).rescaled(0, lr);
+       {{"gamma", "milestones"},
+        [](const Kwargs& kw, double lr, const Window& w) {
+          const double start = std::max(0.0, w.start_epoch);
+          std::vector<double> since_start;
+          for (double m : kw.list("milestones")) {
+            kw.check_that(m > start && (w.end_epoch < 0 || m < w.end_epoch),
+                          "milestone {} is not inside the window ({}, {})", m, start, w.end_epoch);
+            since_start.push_back(m - start);
+          }
+          return Schedule::multistep(since_start, kw.number("gamma", 0)).rescaled(0, lr);
         }}},
       {"ExponentialLR",
-       {"gamma",
-        [](const Kwargs& kw, double lr) { return Schedule::exponential(kw.number("gamma", 0.1)).rescaled(0, lr); }}},
+       {{"gamma"},
+        [](const Kwargs& kw, double lr, const Window&) { return Schedule::step(1, kw.number("gamma", 0)).rescaled(0, lr); }}},
       {"CosineAnnealingWarmRestarts",
-       {"T_0",
-        [](const Kwargs& kw, double lr) {
-          return Schedule::cosine_restarts(kw.period("T_0", 1), kw.period_multiple("T_mult"))
-              .rescaled(kw.number("eta_min", 0), lr);
+       {{"lr_min", "cycle_epochs"},
+        [](const Kwargs& kw, double lr, const Window&) {
+          return Schedule::cosine_restarts(kw.period("cycle_epochs", 1), kw.period_multiple("T_mult"))
+              .rescaled(kw.number("lr_min", 0), lr);
         }}},
   };
   return classes;
@@ -160,7 +181,7 @@ const std::map<std::string, LrClass>& lr_classes() {
 
 class LearningRateClass final : public ScheduledLearningRate {
  public:
-  explicit LearningRateClass(const FieldReader& f) : learning_rate_(read(f)) {}
+  explicit LearningRateClass(const FieldReader& f) : ScheduledLearningRate(f), learning_rate_(read(f)) {}
 
  private:
   static Schedule read(const FieldReader& f) {
@@ -168,11 +189,12 @@ class LearningRateClass final : public ScheduledLearningRate {
     const auto it = lr_classes().find(name);
     check<ValueError>(it != lr_classes().end(), "{}: lr_class is '{}', expected one of: {}", f.at("lr_class"), name,
                       fmt::join(std::views::keys(lr_classes()), ", "));
-    const double init_lr = f.non_negative("init_lr");
+    const double init_lr = f.learning_rate("init_lr");
     const Kwargs kwargs(f);
     const LrClass& lr_class = it->second;
-    check<ValueError>(kwargs.has(lr_class.required), "{}: {} needs lr_kwargs.{}", f.where(), name, lr_class.required);
-    return lr_class.schedule(kwargs, init_lr);
+    for (const std::string& key : lr_class.required)
+      check<ValueError>(kwargs.has(key), "{}: {} needs lr_kwargs.{}", f.where(), name, key);
+    return lr_class.schedule(kwargs, init_lr, f.window());
   }
   Schedule learning_rate(const UpdateClock&) const override { return learning_rate_; }
 
@@ -183,14 +205,16 @@ class LearningRateClass final : public ScheduledLearningRate {
 
 ModifierType learning_rate_function_modifier() {
   return {"LearningRateFunctionModifier",
-          join({kWindowFields, {"lr_func", "init_lr", "final_lr", "cycle_epochs", "update_frequency", "log_types"}}),
+          join({kWindowFields,
+                {"lr_func", "init_lr", "final_lr", "cycle_epochs", "update_frequency", "param_groups", "log_types"}}),
           [](const FieldReader& f) { return std::make_unique<LearningRateFunction>(f); }};
 }
 
 ModifierType learning_rate_modifier() {
   return {"LearningRateModifier",
           join({kWindowFields,
-                {"lr_class", "lr_kwargs", "init_lr", "update_frequency", "constant_logging", "log_types"}}),
+                {"lr_class", "lr_kwargs", "init_lr", "update_frequency", "constant_logging", "param_groups",
+                 "log_types"}}),
           [](const FieldReader& f) { return std::make_unique<LearningRateClass>(f); }};
 }
 

@@ -75,13 +75,21 @@ class PruningRun final : public ClockedRun {
 class MagnitudePruning final : public Modifier {
  public:
   MagnitudePruning(const FieldReader& f, const TagTraits& traits) {
+    f.require("final_sparsity");
+    const bool by_mapping = f.node("final_sparsity").IsMap();
+    const bool empty_params = f.has("params") && f.node("params").IsSequence() && f.node("params").size() == 0;
     if (traits.param_groups && f.has("param_groups") && !f.has("params")) {
       for (const auto& group : f.node("param_groups"))
         for (const auto& name : group) params_.push_back(name.as<std::string>());
+    } else if (by_mapping) {
+      // As SparseML: the mapping names the parameters, and params stays [] (or absent).
+      check<ValueError>(!f.has("params") || empty_params,
+                        "{}: params must be [] when final_sparsity maps sparsities to parameters", f.at("params"));
+    } else if (empty_params) {
+      params_ = {"__ALL_PRUNABLE__"};  // SparseML reads params: [] as every prunable weight
     } else {
       params_ = f.selectors("params");
     }
-    f.require("final_sparsity");
     SparsityRamp& ramp = settings_.ramp;
     if (f.has("init_sparsity") && f.node("init_sparsity").IsScalar() &&
         f.node("init_sparsity").as<std::string>() == "__FROM_PARAM__")
@@ -91,6 +99,12 @@ class MagnitudePruning final : public Modifier {
     read_final_sparsity(f);
     settings_.leave_enabled = f.boolean_or("leave_enabled", true);
     settings_.global = traits.always_global || f.boolean_or("global_sparsity", false);
+    check<ValueError>(!settings_.global || final_by_selector_.empty() ||
+                          std::ranges::all_of(final_by_selector_,
+                                              [&](const auto& kv) { return kv.second == settings_.ramp.final_sparsity; }),
+                      "{}: global pruning ranks all selected weights together, so final_sparsity cannot differ "
+                      "between them",
+                      f.at("final_sparsity"));
     if (f.has("inter_func"))
       ramp.inter_func = f.located("inter_func", [&] { return pruning::parse_interpolation(f.text("inter_func")); });
     const std::string mask = mask_text(f, traits);

@@ -42,4 +42,19 @@ NamedParameters select_parameters(const layers::Module& model, const std::vector
   return out;
 }
 
+std::vector<optim::ParamGroup*> chosen_groups(optim::Optimizer& optimizer, const std::vector<int64_t>& indices,
+                                              const Modifier& modifier) {
+  auto& groups = optimizer.param_groups();
+  std::vector<optim::ParamGroup*> out;
+  if (indices.empty())
+    for (auto& g : groups) out.push_back(&g);
+  for (int64_t i : indices) {
+    check<ValueError>(i >= 0 && i < static_cast<int64_t>(groups.size()),
+                      "{}: {}: param_groups names group {}, the optimizer has {}", modifier.where, modifier.type, i,
+                      groups.size());
+    out.push_back(&groups[static_cast<size_t>(i)]);
+  }
+  return out;
+}
+
 }  // namespace neurite::recipes::detail

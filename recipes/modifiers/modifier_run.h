@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "neurite/layers/module.h"
+#include "neurite/optim/optimizer.h"
 #include "neurite/recipes/modifier.h"
 
 namespace neurite::recipes::detail {
@@ -39,5 +40,11 @@ using NamedParameters = std::vector<std::pair<std::string, layers::ParameterPtr>
 // `strict`, when it is skipped.
 NamedParameters select_parameters(const layers::Module& model, const std::vector<std::string>& selectors,
                                   const Modifier& modifier, bool strict = true);
+
+// The optimizer's groups a modifier sets: those `indices` name (SparseML's
+// param_groups), or all when it names none; ValueError naming the modifier
+// for an index the optimizer does not have.
+std::vector<optim::ParamGroup*> chosen_groups(optim::Optimizer& optimizer, const std::vector<int64_t>& indices,
+                                              const Modifier& modifier);
 
 }  // namespace neurite::recipes::detail

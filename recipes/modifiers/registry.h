@@ -17,6 +17,7 @@ struct ModifierType {
   std::string tag;  // e.g. "GMPruningModifier"
   FieldSet fields;  // any other field is an error
   std::function<std::unique_ptr<Modifier>(const FieldReader&)> parse;
+  FieldSet ignored = {};  // fields SparseML writes when it saves a recipe and then ignores
 };
 
 // The type tagged `tag`; ValueError naming `where` for an unknown tag or a

@@ -223,6 +223,10 @@ TEST(Select, SelectorsAndTheirErrors) {
   testing::expect_error<ValueError>(
       [&] { select(*resnet, {"layer9.conv.weight"}); },
       {"selector 'layer9.conv.weight' matches no parameter; the parameters are: conv1.weight, bn1.weight"});
+  // re: patterns match at the start of a name, as Python's re.match: SparseML's AC/DC card selects with these.
+  EXPECT_EQ(select(*resnet, {"re:.*conv*"}), select(*resnet, {"re:.*conv.*"}));
+  EXPECT_EQ(select(*resnet, {"re:fc"}), (std::vector<std::string>{"fc.weight", "fc.bias"}));
+  EXPECT_THROW(select(*resnet, {"re:weight"}), ValueError);  // "weight" ends names, starts none
   EXPECT_THROW(select(*resnet, {"re:(("}), ValueError);
   auto transformer = layers::models::make_model("transformer", {.seq_len = 8});
   for (const auto& name : select(*transformer, {"__ALL_PRUNABLE__"}))

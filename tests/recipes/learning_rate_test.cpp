@@ -46,13 +46,13 @@ std::vector<Case> cases() {
        1, 9, [](double t) { return 0.2 * std::pow(0.5, std::floor(t / 2 + kTolerance)); }},
       {"!LearningRateModifier {lr_class: MultiStepLR, lr_kwargs: {milestones: [3.5, 1], gamma: 0.3}, init_lr: 1.0, "
        "start_epoch: 0.25, end_epoch: 8}",
-       0.25, 8,
-       [](double t) { return std::pow(0.3, (1 <= t + kTolerance) + (3.5 <= t + kTolerance)); }},
+       0.25, 8,  // milestones are epochs of the run, as in SparseML: 1 and 3.5 are 0.75 and 3.25 into the window
+       [](double t) { return std::pow(0.3, (0.75 <= t + kTolerance) + (3.25 <= t + kTolerance)); }},
       {"!LearningRateModifier {lr_class: ExponentialLR, lr_kwargs: {gamma: 0.9}, init_lr: 0.1, start_epoch: 0, "
        "end_epoch: 6}",
        0, 6, [](double t) { return 0.1 * std::pow(0.9, std::floor(t + kTolerance)); }},
-      {"!LearningRateModifier {lr_class: CosineAnnealingWarmRestarts, lr_kwargs: {T_0: 1.5, T_mult: 2, "
-       "eta_min: 0.001}, init_lr: 0.1, start_epoch: 0, end_epoch: 12}",
+      {"!LearningRateModifier {lr_class: CosineAnnealingWarmRestarts, lr_kwargs: {cycle_epochs: 1.5, T_mult: 2, "
+       "lr_min: 0.001}, init_lr: 0.1, start_epoch: 0, end_epoch: 12}",
        0, 12,
        [](double t) {
          double period = 1.5;

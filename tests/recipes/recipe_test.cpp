@@ -189,6 +189,54 @@ not: [a recipe
   testing::expect_error<Error>([] { Recipe::parse("# only prose\n", "empty.md"); }, {"empty.md", "'---'"});
 }
 
+void expect_error(const std::string& yaml, const std::string& message);
+
+// SparseML's loader rules, rule by rule, each as SparseML applies it.
+TEST(Recipe, SparseMLLoaderRules) {
+  // What SparseML writes when it saves a recipe loads: SetLearningRateModifier's end_epoch (ignored) and
+  // constant_logging; the run is as long as the latest modifier end, rounded up (max_epochs).
+  const Recipe saved = Recipe::parse(R"(modifiers:
+  - !SetLearningRateModifier {learning_rate: 0.01, start_epoch: 0.0, end_epoch: -1.0, constant_logging: False}
+  - !EpochRangeModifier {start_epoch: 0, end_epoch: 10}
+  - !LearningRateFunctionModifier {lr_func: linear, init_lr: 0.01, final_lr: 0.001, start_epoch: 1, end_epoch: 12.5,
+                                   param_groups: [0]}
+)",
+                                     "saved.yaml");
+  EXPECT_EQ(saved.epochs(), 13.0);
+  EXPECT_EQ(saved.modifiers[0]->window.end_epoch, -1);
+  // A list variable handed to a field by eval(); an override that names a modifier field sets that field.
+  const std::string gmp = R"(mt: [1, 4]
+modifiers:
+  - !GMPruningModifier {params: [], init_sparsity: 0.05, final_sparsity: 0.8, start_epoch: 0, end_epoch: 3,
+                        update_frequency: 1, mask_type: eval(mt)}
+)";
+  const Recipe listed = Recipe::parse(gmp, "gmp.yaml", {{"final_sparsity", "0.6"}});
+  EXPECT_EQ(listed.modifiers[0]->sparsity_ramp()->mask_type.str(), "1x4");
+  EXPECT_DOUBLE_EQ(listed.modifiers[0]->sparsity_ramp()->final_sparsity, 0.6);
+  EXPECT_EQ(listed.modifiers[0]->selectors(), std::vector<std::string>{"__ALL_PRUNABLE__"});  // params: []
+  // Refused as SparseML refuses them.
+  const std::string lr = "modifiers:\n  - !LearningRateModifier {start_epoch: 2, end_epoch: 8, ";
+  expect_error(lr + "lr_class: StepLR, lr_kwargs: {step_size: 2}, init_lr: 0.1}\n", "StepLR needs lr_kwargs.gamma");
+  expect_error(lr + "lr_class: MultiStepLR, lr_kwargs: {milestones: [1, 5], gamma: 0.1}, init_lr: 0.1}\n",
+               "milestone 1 is not inside the window (2, 8)");
+  expect_error(lr + "lr_class: CosineAnnealingWarmRestarts, lr_kwargs: {T_0: 2}, init_lr: 0.1}\n",
+               "needs lr_kwargs.lr_min");
+  expect_error(lr + "lr_class: ExponentialLR, lr_kwargs: {gamma: 0.9}, init_lr: 1.5}\n",
+               "init_lr is 1.5, expected a learning rate in (0, 1]");
+  expect_error("modifiers:\n  - !GMPruningModifier {params: [fc.weight], final_sparsity: {0.9: [fc.weight]}, "
+               "start_epoch: 0, end_epoch: 2, update_frequency: 1}\n",
+               "params must be [] when final_sparsity maps");
+  expect_error("modifiers:\n  - !GMPruningModifier {params: [], final_sparsity: {0.9: [a], 0.8: [b]}, "
+               "global_sparsity: true, start_epoch: 0, end_epoch: 2, update_frequency: 1}\n",
+               "final_sparsity cannot differ");
+  // param_groups chooses the optimizer's groups; one it does not have is refused when the run starts.
+  auto model = layers::models::make_model("mlp", {.image_size = 4});
+  optim::Sgd sgd({{.params = model->parameters(), .lr = 0.5}});
+  const Recipe groups = Recipe::parse(
+      "modifiers:\n  - !SetLearningRateModifier {learning_rate: 0.01, start_epoch: 0, param_groups: [3]}\n", "g.yaml");
+  testing::expect_error<ValueError>([&] { Manager(groups, *model, sgd, 4); }, {"g.yaml:2", "param_groups names group 3"});
+}
+
 void expect_error(const std::string& yaml, const std::string& message) {
   testing::expect_error<Error>([&] { Recipe::parse(yaml, "recipe.yaml"); }, {message});
 }
@@ -226,12 +274,12 @@ TEST(Recipe, EachModifierTypeNamesTheLineAndFieldOfABadValue) {
   const Case cases[] = {
       {"EpochRangeModifier", "end_epoch: nope", "start_epoch: 0",
        "end_epoch is 'nope', expected a number, eval(...) or a variable"},
-      {"SetLearningRateModifier", "learning_rate: -1", "start_epoch: 0", "learning_rate is -1, expected a value >= 0"},
+      {"SetLearningRateModifier", "learning_rate: -1", "start_epoch: 0", "learning_rate is -1, expected a learning rate in (0, 1]"},
       {"SetWeightDecayModifier", "weight_decay: -0.5", "start_epoch: 0", "weight_decay is -0.5, expected a value >= 0"},
       {"LearningRateFunctionModifier", "lr_func: tanh", "init_lr: 0.1",
        "lr_func is 'tanh', expected linear, cosine or cyclic_linear"},
-      {"LearningRateModifier", "lr_kwargs: {step_size: 0}", "init_lr: 0.1", "lr_kwargs.step_size is 0, expected > 0"},
-      {"LearningRateModifier", "lr_kwargs: {T_0: 2, T_mult: 0.5}",
+      {"LearningRateModifier", "lr_kwargs: {step_size: 0, gamma: 0.5}", "init_lr: 0.1", "lr_kwargs.step_size is 0, expected > 0"},
+      {"LearningRateModifier", "lr_kwargs: {cycle_epochs: 2, lr_min: 0, T_mult: 0.5}",
        "lr_class: CosineAnnealingWarmRestarts\n    init_lr: 1", "lr_kwargs.T_mult is 0.5, expected >= 1"},
       {"GMPruningModifier", "inter_func: quartic", "params: __ALL__\n    final_sparsity: 0.5", "inter_func 'quartic'"},
       {"MagnitudePruningModifier", "mask_type: triangle", "params: __ALL__\n    final_sparsity: 0.5",
@@ -268,7 +316,7 @@ TEST(Manager, GradualPruningReachesItsTargetsAndMasksOnlyGrow) {
   optim::Sgd sgd({{.params = model->parameters(), .lr = 0.1}});
   const Recipe r = Recipe::parse(R"(modifiers:
   - !GMPruningModifier
-    params: ["re:[13]\\.weight"]
+    params: []
     final_sparsity: {0.9: ["1.weight"], 0.7: ["3.weight"]}
     start_epoch: 0
     end_epoch: 2

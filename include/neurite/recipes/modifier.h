@@ -85,7 +85,6 @@ class Modifier {
   virtual std::unique_ptr<ModifierRun> start(layers::Module& model, optim::Optimizer& optimizer,
                                              int64_t steps_per_epoch) const = 0;
   virtual bool sets_learning_rate() const { return false; }
-  virtual std::optional<double> run_length() const { return {}; }  // epochs, if it sets the run's length
   virtual std::vector<std::string> selectors() const { return {}; }  // the parameters it acts on
   virtual const SparsityRamp* sparsity_ramp() const { return nullptr; }  // gradual pruning only
 

@@ -29,8 +29,9 @@ struct Recipe {
   static Recipe parse(const std::string& text, const std::string& file,
                       const std::map<std::string, std::string>& overrides = {});
 
-  // The run's length: EpochRangeModifier's end, else the latest end of any
-  // modifier, else nullopt.
+  // The run's length in whole epochs, as SparseML's max_epochs: the latest
+  // end (rounded up) or start (rounded down) of any modifier, EpochRange's
+  // included; nullopt when none has one.
   std::optional<double> epochs() const;
   bool sets_learning_rate() const;
 };
