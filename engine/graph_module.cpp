@@ -10,6 +10,7 @@
 #include <numeric>
 #include <set>
 
+#include "engine/qdq.h"
 #include "engine/reference_ops.h"
 #include "engine/reference_values.h"
 #include "neurite/autograd/ops.h"
@@ -94,15 +95,18 @@ bool has_gradient(OpKind op) {
     case OpKind::squeeze: case OpKind::unsqueeze: case OpKind::transpose: case OpKind::concat: case OpKind::gather:
     case OpKind::slice: case OpKind::expand: case OpKind::where: case OpKind::dropout:
     case OpKind::abs: case OpKind::leaky_relu: case OpKind::hard_sigmoid: case OpKind::hard_swish: case OpKind::max:
-    case OpKind::min: case OpKind::pad: case OpKind::resize:
+    case OpKind::min: case OpKind::pad: case OpKind::resize: case OpKind::quantize_linear:
+    case OpKind::dequantize_linear:
       return true;
     default: return false;
   }
 }
 
 bool learned_operand(const Node& n, size_t slot, const std::string& name, const Tensor& t) {
-  // Pad's, Resize's and Clip's other float inputs (value, roi, scales, bounds) are settings, not data.
-  const bool data_slot = slot == 0 || (n.op != OpKind::pad && n.op != OpKind::resize && n.op != OpKind::clip);
+  // The other float inputs of Pad, Resize, Clip, QuantizeLinear and DequantizeLinear (value, roi, scales,
+  // bounds, grids) are settings, not data.
+  const bool data_slot = slot == 0 || (n.op != OpKind::pad && n.op != OpKind::resize && n.op != OpKind::clip &&
+                                       n.op != OpKind::quantize_linear && n.op != OpKind::dequantize_linear);
   return has_gradient(n.op) && n.op != OpKind::batch_norm && data_slot && t.numel() > 1 && !made_up_name(name) &&
          all_finite(t);
 }
@@ -157,6 +161,36 @@ Variable matmul_numpy(const Node& n, Variable a, Variable b) {
   return reshape(y, s);
 }
 
+// QuantizeLinear and DequantizeLinear as quantisation-aware training runs
+// them: the quantised values travel as floats holding integers, QuantizeLinear
+// passes the straight-through gradient (1/scale where x lands inside the
+// grid, 0 where it clamps, as PyTorch's fake quantisation) and
+// DequantizeLinear multiplies it by scale. Their composition is a fake
+// quantiser with its gradient.
+Variable qdq_differentiable(const Node& n, const std::vector<Variable>& in) {
+  const Tensor zero_point = in.size() > 2 && in[2].defined() ? in[2].data() : Tensor();
+  const Dtype type = zero_point.defined() ? zero_point.dtype() : Dtype::u8;
+  const detail::QdqGrids g = detail::qdq_grids(n, in[1].data(), zero_point, in[0].shape(), type);
+  // Scale and zero point shaped to broadcast along the grids' axis.
+  Shape s(static_cast<size_t>(in[0].dim()), 1);
+  if (g.axis >= 0) s[static_cast<size_t>(g.axis)] = static_cast<int64_t>(g.grids.size());
+  Tensor scale = Tensor::zeros(g.axis >= 0 ? s : Shape{}), zero = Tensor::zeros(scale.shape());
+  for (size_t k = 0; k < g.grids.size(); ++k) {
+    scale.data<float>()[k] = g.grids[k].scale;
+    zero.data<float>()[k] = static_cast<float>(g.grids[k].zero_point);
+  }
+  if (n.op == OpKind::dequantize_linear) return mul(sub(in[0], Variable(zero)), Variable(scale));
+  Tensor inverse = scale.clone();
+  for (int64_t k = 0; k < inverse.numel(); ++k) inverse.data<float>()[k] = 1.0f / inverse.data<float>()[k];
+  const Variable v = add(mul(in[0], Variable(inverse)), Variable(zero));
+  Tensor to_grid = v.data().clone();  // the rounding, added as a constant: its gradient passes straight
+  for (int64_t k = 0; k < to_grid.numel(); ++k) {
+    const float x = to_grid.data<float>()[k];
+    to_grid.data<float>()[k] = std::nearbyint(x) - x;  // half to even, ONNX's rounding
+  }
+  return clamp(add(v, Variable(to_grid)), static_cast<float>(g.grids[0].qmin), static_cast<float>(g.grids[0].qmax));
+}
+
 // Node n on the autograd ops, for inputs of which some carry a gradient.
 std::vector<Variable> run_differentiable(const Node& n, const std::vector<Variable>& in) {
   auto arg = [&](size_t i) { return i < in.size() ? in[i] : Variable(); };
@@ -204,6 +238,8 @@ std::vector<Variable> run_differentiable(const Node& n, const std::vector<Variab
       return one(y);
     }
     case OpKind::identity: return one(in[0]);
+    case OpKind::quantize_linear:
+    case OpKind::dequantize_linear: return one(qdq_differentiable(n, in));
     case OpKind::cast:
       check<ValueError>(n.integer("to", 1) == 1, "{}: a cast of a weight to another type than float has no gradient",
                         where(n));
@@ -504,7 +540,8 @@ std::map<std::string, Variable> GraphModule::run(const std::map<std::string, Var
       const float p = n.has("ratio") ? static_cast<float>(n.real("ratio", 0.5)) : scalar_input(n, in, 1, 0.5f);
       out.push_back(dropout(in[0], p, training, layers::next_seed()));
       out.push_back(Variable(Tensor::ones(in[0].shape(), Dtype::i64)));
-    } else if (training && needs_grad(in) && !stops_gradient(n)) {
+    } else if ((training && needs_grad(in) && !stops_gradient(n)) ||
+               (n.op == OpKind::dequantize_linear && in[0].data().dtype() == Dtype::f32)) {  // a trained Quantize's
       out = run_differentiable(n, in);
     } else {
       for (Tensor& t : detail::run_node(n, data_of(in))) out.push_back(Variable(t));
