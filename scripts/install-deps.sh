@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Neurite needs to build, test and run its demo.
 # Installs only what is missing, so a machine that has them all does nothing.
-# `install-deps.sh --bench` adds the anchors the benchmarks compare against.
+# `install-deps.sh --bench` adds the anchors the benchmarks compare against,
+# and what the scripts in tests/golden/ need to write the golden files again.
 set -euo pipefail
 
 packages=(
@@ -17,7 +18,8 @@ packages=(
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 # PyTorch is the speed anchor of bench/; without OpenBLAS Debian's PyTorch falls
 # back to the reference BLAS and runs matmul 20-80x slower, no fair comparison.
-[ "${1:-}" = "--bench" ] && packages+=(python3-torch libopenblas0-openmp)
+# torchvision's models are exported by tests/golden/make_train_golden.py.
+[ "${1:-}" = "--bench" ] && packages+=(python3-torch libopenblas0-openmp python3-torchvision)
 
 missing=()
 for p in "${packages[@]}"; do
