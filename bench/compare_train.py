@@ -78,7 +78,7 @@ def pytorch_in_own_process(name):
 
 
 def neurite_step(name, *flags):
-    out = subprocess.run([os.path.join(args.build, "neurite"), "bench-train", "--model", name, "--threads",
+    out = subprocess.run([os.path.join(args.build, "neurite"), "bench-train", name, "--threads",
                           str(args.threads), "--steps", str(args.steps), "--json", *flags],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)

@@ -161,7 +161,7 @@ void add_analyze(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("analyze", "Per-layer pruning sensitivity; --write-recipe spends a sparsity budget");
-  cmd->add_option("--model", a->model, "Checkpoint (.h5) or ONNX file (.onnx)")->required();
+  add_model_argument(cmd, a->model, "Checkpoint (.h5) or ONNX file (.onnx)", "--model");
   cmd->add_option("--data", a->data, "Data whose validation split measures the loss (as train's --data)")->required();
   cmd->add_option("--sparsities", a->sparsities, "Sparsities each layer is pruned to, alone")->delimiter(',')
       ->capture_default_str();

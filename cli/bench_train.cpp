@@ -45,7 +45,7 @@ void add_bench_train(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench-train", "Time training steps of a model on synthetic data");
-  cmd->add_option("--model", a->model, "Zoo model")->required();
+  add_model_argument(cmd, a->model, "Zoo model", "--model");
   cmd->add_option("--batch-size", a->batch_size, "Batch size (default: 256 mlp, 128 conv nets, 32 transformer)");
   cmd->add_option("--steps", a->steps, "Timed steps")->capture_default_str();
   cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();

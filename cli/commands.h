@@ -30,6 +30,12 @@ std::map<std::string, std::string> parse_recipe_vars(const std::vector<std::stri
 // The graph of a model file: an ONNX file (.onnx) or a checkpoint, traced.
 engine::Graph load_model_graph(const std::string& path);
 
+// Every command's first argument, the model: positional (`neurite eval
+// MODEL ...`). `alias` names it too: "--model" for commands that always took
+// it so, or "--checkpoint", kept for one release with a note on stderr that it
+// is deprecated. Missing, it is a usage error (exit 2).
+void add_model_argument(CLI::App* cmd, std::string& target, const std::string& help, const std::string& alias);
+
 // Applies --threads (0: all cores).
 void set_threads(int threads);
 // The kernel policy: the environment's defaults (NEURITE_SPARSE_KERNELS,

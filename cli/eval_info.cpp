@@ -1,19 +1,55 @@
-// neurite eval (top-1 and loss of a checkpoint on data) and neurite info (per
-// parameter shape, size and sparsity of a checkpoint).
+// neurite eval (top-1 and loss of a checkpoint or ONNX model on data) and
+// neurite info (inputs, outputs, and per-parameter shape, size and sparsity).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <iostream>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "neurite/kernels/sparse.h"
 #include "neurite/error.h"
 #include "neurite/data/readers.h"
+#include "neurite/engine/engine.h"
 #include "neurite/engine/onnx.h"
+#include "neurite/pruning/pruning.h"
 #include "neurite/train/trainer.h"
 
 namespace neurite::cli {
+
+namespace {
+
+// Top-1 and loss of an ONNX model's first output as logits, run by the engine
+// (one compiled engine per batch size: the full one and the last, shorter).
+train::Evaluation evaluate_onnx(const std::string& path, const data::Dataset& set, int64_t batch_size, int threads) {
+  const engine::Graph g = engine::load_onnx(path);
+  check<ValueError>(g.inputs.size() == 1, "eval: {} has {} inputs; eval feeds one", path, g.inputs.size());
+  const autograd::Shape example = set.input_shape();
+  const autograd::Shape& input = g.inputs[0].shape;
+  bool fits = input.size() == example.size() + 1;
+  for (size_t k = 0; fits && k < example.size(); ++k) fits = input[k + 1] < 0 || input[k + 1] == example[k];
+  check<ShapeError>(fits, "eval: {}: input '{}' is {}, the data's examples are {} (after the batch)", path,
+                    g.inputs[0].name, autograd::to_string(input), autograd::to_string(example));
+  std::map<int64_t, engine::Engine> engines;
+  return train::evaluate(
+      [&](const autograd::Tensor& x) {
+        auto it = engines.find(x.size(0));
+        if (it == engines.end()) {
+          autograd::Shape shape = x.shape();
+          it = engines
+                   .emplace(x.size(0), engine::compile(g, {.batch = x.size(0),
+                                                           .input_shapes = {{g.inputs[0].name, shape}},
+                                                           .threads = threads, .kernels = kernel_policy(false)}))
+                   .first;
+        }
+        return it->second.run({{g.inputs[0].name, x}}).at(g.outputs[0].name);
+      },
+      set, batch_size);
+}
+
+}  // namespace
 
 void add_eval(CLI::App& app) {
   struct Args {
@@ -23,14 +59,25 @@ void add_eval(CLI::App& app) {
     bool json = false;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("eval", "Top-1 accuracy and loss of a checkpoint (on the data's test split if it has one)");
-  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint (.h5)")->required();
+  CLI::App* cmd = app.add_subcommand("eval", "Top-1 accuracy and loss of a checkpoint or ONNX model (on the data's test split if it has one)");
+  add_model_argument(cmd, a->checkpoint, "Checkpoint (.h5) or ONNX model (.onnx)", "--checkpoint");
   cmd->add_option("--data", a->data, "Data spec")->required();
   cmd->add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
   cmd->add_flag("--json", a->json, "Print {\"top1\", \"loss\", \"examples\"}");
   cmd->callback([a] {
     set_threads(a->threads);
+    const auto report = [&](const train::Evaluation& e) {
+      if (a->json)
+        std::cout << nlohmann::json{{"top1", e.top1}, {"loss", e.loss}, {"examples", e.examples}}.dump() << "\n";
+      else
+        fmt::print("top-1 {:.2f}%  loss {:.4f}  ({} examples)\n", 100 * e.top1, e.loss, e.examples);
+    };
+    if (a->checkpoint.ends_with(".onnx")) {  // the file one deploys, in the engine that runs it
+      const data::DataSplits splits = data::open_data(a->data);
+      report(evaluate_onnx(a->checkpoint, splits.test ? *splits.test : *splits.train, a->batch_size, a->threads));
+      return;
+    }
     const train::Checkpoint c = train::load_checkpoint(a->checkpoint);
     auto model = train::build_model(c);
     const data::DataSplits splits = data::open_data(a->data);
@@ -41,35 +88,46 @@ void add_eval(CLI::App& app) {
                       autograd::to_string(set.input_shape()), c.model, autograd::to_string(want));
     check<ValueError>(set.num_classes() <= c.options.num_classes, "eval: {} has {} classes, the model predicts {}",
                       a->data, set.num_classes(), c.options.num_classes);
-    const train::Evaluation e = train::evaluate(*model, set, a->batch_size);
-    if (a->json)
-      std::cout << nlohmann::json{{"top1", e.top1}, {"loss", e.loss}, {"examples", e.examples}}.dump() << "\n";
-    else
-      fmt::print("top-1 {:.2f}%  loss {:.4f}  ({} examples)\n", 100 * e.top1, e.loss, e.examples);
+    report(train::evaluate(*model, set, a->batch_size));
   });
 }
 
 namespace {
-// One row per parameter (shape, numel, nonzeros, sparsity), and their total.
+
+// One row per parameter (shape, numel, nonzeros, sparsity, whether prunable),
+// and the total over the prunable weights: the one figure of total sparsity.
 nlohmann::json parameter_rows(const std::vector<std::pair<std::string, autograd::Tensor>>& tensors,
-                              nlohmann::json& total) {
+                              const std::set<std::string>& prunable, nlohmann::json& total) {
   nlohmann::json rows = nlohmann::json::array();
-  int64_t numel = 0, nonzeros = 0;
+  int64_t numel = 0, nonzeros = 0, parameters = 0;
   for (const auto& [name, t] : tensors) {
     const int64_t nz = kernels::count_nonzero(t.data<float>(), t.numel());
+    const bool weight = prunable.count(name) != 0;
     rows.push_back({{"name", name},
                     {"shape", t.shape()},
                     {"numel", t.numel()},
                     {"nonzeros", nz},
+                    {"prunable", weight},
                     {"sparsity", t.numel() > 0 ? 1.0 - static_cast<double>(nz) / static_cast<double>(t.numel()) : 0.0}});
+    parameters += t.numel();
+    if (!weight) continue;
     numel += t.numel();
     nonzeros += nz;
   }
+  total["parameters"] = parameters;
   total["numel"] = numel;
   total["nonzeros"] = nonzeros;
   total["sparsity"] = numel > 0 ? 1.0 - static_cast<double>(nonzeros) / static_cast<double>(numel) : 0.0;
   return rows;
 }
+
+nlohmann::json values_json(const std::vector<engine::ValueInfo>& values) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& v : values)
+    out.push_back({{"name", v.name}, {"type", engine::to_string(v.type)}, {"shape", v.shape}});
+  return out;
+}
+
 }  // namespace
 
 void add_info(CLI::App& app) {
@@ -79,17 +137,23 @@ void add_info(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
-      "info", "Parameters of a checkpoint or ONNX model: shape, size, nonzeros, sparsity (and, for ONNX, op support)");
-  cmd->add_option("MODEL", a->model, "Checkpoint (.h5) or ONNX model (.onnx)")->required();
-  cmd->add_flag("--json", a->json, "Print {\"parameters\": [...], \"total\": {...}}");
+      "info", "A checkpoint's or ONNX model's inputs, outputs and parameters (shape, size, sparsity), and op support");
+  add_model_argument(cmd, a->model, "Checkpoint (.h5) or ONNX model (.onnx)", "--checkpoint");
+  cmd->add_flag("--json", a->json,
+                "Print {\"inputs\", \"outputs\", \"parameters\": [...], \"total\": {...}}");
   cmd->callback([a] {
     std::vector<std::pair<std::string, autograd::Tensor>> tensors;
+    std::set<std::string> prunable;
+    std::vector<engine::ValueInfo> inputs, outputs;
     nlohmann::json total;
     std::string heading;
     if (a->model.ends_with(".onnx")) {
       const engine::OnnxSummary s = engine::summarize_onnx(a->model);
       for (const auto& [name, t] : s.initializers)
         if (t.dtype() == autograd::Dtype::f32 && t.dim() >= 1) tensors.emplace_back(name, t);
+      prunable = s.weights;
+      inputs = s.inputs;
+      outputs = s.outputs;
       total = {{"model", a->model},
                {"opset", s.opset},
                {"nodes", s.nodes},
@@ -100,25 +164,37 @@ void add_info(CLI::App& app) {
                             s.supported_nodes, 100.0 * total["supported_fraction"].get<double>(),
                             s.unsupported.empty() ? "" : fmt::format("; not supported: {}", fmt::join(s.unsupported, ", ")));
     } else {
+      const engine::Graph g = load_model_graph(a->model);  // the checkpoint's model, as export writes it
       const train::Checkpoint c = train::load_checkpoint(a->model);
       auto model = train::build_model(c);
       for (const auto& [name, p] : model->named_parameters()) tensors.emplace_back(name, p->value().data());
+      for (const auto& name : pruning::linear_conv_and_attention_weights(*model)) prunable.insert(name);
+      inputs = g.inputs;
+      outputs = g.outputs;
       total = {{"model", c.model}, {"epoch", c.epoch}};
       heading = fmt::format("{} (epoch {}): {}", c.model, c.epoch, a->model);
     }
-    const nlohmann::json rows = parameter_rows(tensors, total);
+    const nlohmann::json rows = parameter_rows(tensors, prunable, total);
     if (a->json) {
-      std::cout << nlohmann::json{{"parameters", rows}, {"total", total}}.dump(2) << "\n";
+      std::cout << nlohmann::json{{"inputs", values_json(inputs)}, {"outputs", values_json(outputs)},
+                                  {"parameters", rows}, {"total", total}}
+                       .dump(2)
+                << "\n";
       return;
     }
     fmt::print("{}\n", heading);
+    for (const auto& [kind, values] : {std::pair{"input", &inputs}, std::pair{"output", &outputs}})
+      for (const auto& v : *values)
+        fmt::print("{:<7} {:<32} {:<8} {}\n", kind, v.name, engine::to_string(v.type), autograd::to_string(v.shape));
     fmt::print("{:<40} {:>18} {:>10} {:>10} {:>9}\n", "parameter", "shape", "numel", "nonzeros", "sparsity");
-    for (const auto& r : rows)
-      fmt::print("{:<40} {:>18} {:>10} {:>10} {:>8.1f}%\n", r["name"].get<std::string>(),
+    for (const auto& r : rows)  // biases, norms and embeddings: no sparsity figure, they are not pruned
+      fmt::print("{:<40} {:>18} {:>10} {:>10} {:>9}\n", r["name"].get<std::string>(),
                  autograd::to_string(r["shape"].get<autograd::Shape>()), r["numel"].get<int64_t>(),
-                 r["nonzeros"].get<int64_t>(), 100 * r["sparsity"].get<double>());
-    fmt::print("{:<40} {:>18} {:>10} {:>10} {:>8.1f}%\n", "total", "", total["numel"].get<int64_t>(),
+                 r["nonzeros"].get<int64_t>(),
+                 r["prunable"].get<bool>() ? fmt::format("{:.1f}%", 100 * r["sparsity"].get<double>()) : "-");
+    fmt::print("{:<40} {:>18} {:>10} {:>10} {:>8.1f}%\n", "prunable weights", "", total["numel"].get<int64_t>(),
                total["nonzeros"].get<int64_t>(), 100 * total["sparsity"].get<double>());
+    fmt::print("{} parameters in all\n", total["parameters"].get<int64_t>());
   });
 }
 

@@ -43,7 +43,7 @@ void add_export(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("export", "Write a checkpoint's model as ONNX (dynamic batch, masks applied)");
-  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint (.h5)")->required();
+  add_model_argument(cmd, a->checkpoint, "Checkpoint (.h5)", "--checkpoint");
   cmd->add_option("--out", a->out, "ONNX file to write")->required();
   cmd->add_option("--opset", a->opset, "ONNX opset, 13 to 17")->capture_default_str();
   cmd->callback([a] {
@@ -65,7 +65,7 @@ void add_infer(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("infer", "Run a model (.onnx or checkpoint) on a NumPy input, write its output");
   cmd->add_option("MODEL", a->model, "ONNX model (.onnx) or checkpoint (.h5)")->required();
   cmd->add_option("--input", a->input, "Input batch (.npy, float32 or int64)")->required();
-  cmd->add_option("--output", a->output, "Output to write (.npy, float32)")->required();
+  cmd->add_option("--out,--output", a->output, "Output to write (.npy, float32)")->required();
   cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
   cmd->add_option("--mode", a->mode, "Engine execution: columns or layers")->capture_default_str();
   cmd->callback([a] {

@@ -46,7 +46,7 @@ void add_quantize(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("quantize", "One-shot 8-bit quantisation of a checkpoint, calibrated on data");
-  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint to quantise (.h5)")->required();
+  add_model_argument(cmd, a->checkpoint, "Checkpoint to quantise (.h5)", "--checkpoint");
   cmd->add_option("--data", a->data, "Data spec: calibration on its training split, top-1 on its test split")->required();
   cmd->add_option("--calibration-batches", a->calibration_batches, "Training batches the observers see")
       ->capture_default_str();

@@ -35,6 +35,7 @@ struct TrainArgs {
   double lr = 0, weight_decay = -1, momentum = 0.9, warmup_epochs = 0, clip_grad_norm = 0;
   int threads = 0;
   uint64_t seed = 0;
+  bool overwrite = false;
 };
 
 // Each flag once: its storage, help, whether help shows the default, and its
@@ -153,7 +154,7 @@ bool is_onnx(const std::string& model) { return model.ends_with(".onnx"); }
 
 void run(CLI::App& cmd, TrainArgs a) {
   if (!a.resume.empty()) fill_from_saved(cmd, a, a.resume);
-  check<ValueError>(!a.model.empty(), "train: --model is required (or --resume DIR)");
+  check<ValueError>(!a.model.empty(), "train: MODEL is required (or --resume DIR)");
   check<ValueError>(!a.data.empty(), "train: --data is required (or --resume DIR)");
   check<ValueError>(!a.out.empty(), "train: --out is required");
   set_threads(a.threads);
@@ -221,6 +222,11 @@ void run(CLI::App& cmd, TrainArgs a) {
     callback = std::make_unique<train::RecipeCallback>(*manager);
   }
 
+  // A folder that holds anything is an earlier run, or someone's files: only --overwrite replaces them.
+  check<ValueError>(!a.resume.empty() || a.overwrite || !fs::is_directory(a.out) || fs::is_empty(a.out),
+                    "train: --out {} is not empty (an earlier run?): pass --overwrite to replace it, or --resume {} "
+                    "to continue it",
+                    a.out, a.out);
   fs::create_directories(a.out);
   std::ofstream(fs::path(a.out) / "args.json") << to_json(a).dump(2) << "\n";
   train::Trainer trainer(model, *optimizer, recipe_sets_lr ? nullptr : &scheduler, loader, val_set,
@@ -248,10 +254,13 @@ void add_train(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train a model (from scratch, --init CKPT, or --resume DIR)");
   for (const TrainFlag& f : train_flags()) {
-    CLI::Option* option = std::visit([&](auto member) { return cmd->add_option(f.name, (*args).*member, f.help); },
+    // The model is positional, as in every command, and --model names it too.
+    const std::string name = std::string(f.name) == "--model" ? "MODEL,--model" : f.name;
+    CLI::Option* option = std::visit([&](auto member) { return cmd->add_option(name, (*args).*member, f.help); },
                                      f.member);
     if (f.show_default) option->capture_default_str();
   }
+  cmd->add_flag("--overwrite", args->overwrite, "Write into a non-empty --out folder, replacing its run");
   cmd->callback([cmd, args] { run(*cmd, *args); });
 }
 

@@ -15,6 +15,7 @@
 
 #include "neurite/error.h"
 #include "neurite/engine/reference.h"
+#include "neurite/version.h"
 
 namespace neurite::engine {
 
@@ -218,6 +219,7 @@ std::string to_onnx(const Graph& input_graph, const OnnxExportOptions& options) 
   onnx::ModelProto model;
   model.set_ir_version(kIrVersion);
   model.set_producer_name("neurite");
+  model.set_producer_version(kVersion);
   auto* opset = model.add_opset_import();
   opset->set_domain("");
   opset->set_version(options.opset);
@@ -344,6 +346,15 @@ OnnxSummary summarize_onnx(const std::string& path) {
   out.unsupported = unsupported_nodes(g);
   out.supported_nodes = out.nodes - static_cast<int64_t>(out.unsupported.size());
   read_interface(g, path, out);
+  for (const auto& n : g.node()) {
+    const bool weighted = n.op_type() == "Conv" || n.op_type() == "Gemm" || n.op_type() == "MatMul";
+    for (int k = 0; weighted && k < std::min(n.input_size(), 2); ++k) {
+      if (k == 0 && n.op_type() != "MatMul") continue;  // Conv and Gemm: the weight is input 1
+      const auto it = out.initializers.find(n.input(k));
+      if (it != out.initializers.end() && it->second.dtype() == autograd::Dtype::f32 && it->second.dim() >= 2)
+        out.weights.insert(n.input(k));
+    }
+  }
   return out;
 }
 

@@ -288,6 +288,17 @@ void prune(layers::Module& model, const std::vector<std::string>& names, double 
   for (size_t i = 0; i < params.size(); ++i) params[i]->set_mask(masks[i]);
 }
 
+double total_sparsity(const layers::Module& model) {
+  const std::vector<std::string> names = linear_conv_and_attention_weights(model);
+  double zeros = 0, total = 0;
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) continue;
+    zeros += sparsity_of(p->value().data()) * static_cast<double>(p->numel());
+    total += static_cast<double>(p->numel());
+  }
+  return total > 0 ? zeros / total : 0.0;
+}
+
 double sparsity_of(const Tensor& t) {
   if (t.numel() == 0) return 0;
   const float* p = t.data<float>();

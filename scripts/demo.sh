@@ -15,7 +15,7 @@ mkdir -p "$work"
 start=$(date +%s)
 
 seconds_of() { sed -n 's/.*"seconds": \([0-9.]*\).*/\1/p' "$1/summary.json" | head -1; }
-top1_of() { "$neurite" eval --checkpoint "$1/checkpoint.h5" --data mnist-digits --json --threads "$threads" |
+top1_of() { "$neurite" eval "$1/checkpoint.h5" --data mnist-digits --json --threads "$threads" |
   sed -n 's/.*"top1":\([0-9.e-]*\).*/\1/p'; }
 sparsity_of() { "$neurite" info "$1/checkpoint.h5" --json | tr -d ' \n' |
   sed -n 's/.*"total":{[^}]*"sparsity":\([0-9.e-]*\).*/\1/p'; }
@@ -25,22 +25,22 @@ if [ -f "$work/base/summary.json" ]; then
 else
   echo "== base: pretraining cnn on Fashion-MNIST (3 epochs)"
   rm -rf "$work/base"
-  "$neurite" train --model cnn --data fashion-mnist --epochs 3 --batch-size 128 --threads "$threads" --out "$work/base"
+  "$neurite" train cnn --data fashion-mnist --epochs 3 --batch-size 128 --threads "$threads" --out "$work/base"
 fi
 
 echo "== dense transfer to MNIST digits (5 epochs)"
 rm -rf "$work/dense"
-"$neurite" train --model cnn --data mnist-digits --init "$work/base/checkpoint.h5" --epochs 5 --batch-size 64 \
+"$neurite" train cnn --data mnist-digits --init "$work/base/checkpoint.h5" --epochs 5 --batch-size 64 \
   --lr 0.02 --threads "$threads" --out "$work/dense"
 
 echo "== sparse transfer to MNIST digits (recipes/library/gmp90_transfer.yaml)"
 rm -rf "$work/sparse"
-"$neurite" train --model cnn --data mnist-digits --init "$work/base/checkpoint.h5" --batch-size 64 \
+"$neurite" train cnn --data mnist-digits --init "$work/base/checkpoint.h5" --batch-size 64 \
   --recipe recipes/library/gmp90_transfer.yaml --threads "$threads" --out "$work/sparse"
 
 echo "== sparse INT8 transfer to MNIST digits (recipes/library/gmp90_quant_transfer.yaml)"
 rm -rf "$work/sparse-int8"
-"$neurite" train --model cnn --data mnist-digits --init "$work/base/checkpoint.h5" --batch-size 64 \
+"$neurite" train cnn --data mnist-digits --init "$work/base/checkpoint.h5" --batch-size 64 \
   --recipe recipes/library/gmp90_quant_transfer.yaml --threads "$threads" --out "$work/sparse-int8"
 
 echo
@@ -50,7 +50,7 @@ echo
 echo "== export to ONNX and benchmark in the engine (batch $bench_batch, columns and layer mode)"
 declare -A columns layers
 for run in dense sparse sparse-int8; do
-  "$neurite" export --checkpoint "$work/$run/checkpoint.h5" --out "$work/$run/model.onnx"
+  "$neurite" export "$work/$run/checkpoint.h5" --out "$work/$run/model.onnx"
   for mode in columns layers; do
     ips=$("$neurite" bench "$work/$run/model.onnx" --batch-size "$bench_batch" --threads "$threads" --time 3 \
       --mode "$mode" --json | sed -n 's/.*"items_per_sec":\([0-9.e+-]*\).*/\1/p')

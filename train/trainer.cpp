@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "neurite/error.h"
+#include "neurite/pruning/pruning.h"
 #include "neurite/layers/quantize.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/layers/init.h"
@@ -42,9 +43,8 @@ nlohmann::json to_json(const EpochMetrics& m) {
 }
 }  // namespace
 
-Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, int64_t batch_size) {
-  const bool was_training = model.is_training();
-  model.eval();
+Evaluation evaluate(const std::function<autograd::Tensor(const autograd::Tensor&)>& logits_of,
+                    const data::Dataset& dataset, int64_t batch_size) {
   autograd::NoGradGuard no_grad;
   data::DataLoader loader(std::shared_ptr<const data::Dataset>(&dataset, [](const data::Dataset*) {}),
                           {.batch_size = batch_size, .shuffle = false});
@@ -53,28 +53,26 @@ Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, in
   int64_t hits = 0;
   auto epoch = loader.epoch(0);
   while (auto batch = epoch.next()) {
-    const Variable logits = model.forward(Variable(batch->inputs));
+    const autograd::Tensor logits = logits_of(batch->inputs);
     const int64_t n = batch->targets.numel();
-    loss_sum += autograd::cross_entropy(logits, batch->targets).data().item() * static_cast<double>(n);
-    hits += correct(logits.data(), batch->targets);
+    loss_sum += autograd::cross_entropy(Variable(logits), batch->targets).data().item() * static_cast<double>(n);
+    hits += correct(logits, batch->targets);
     out.examples += n;
   }
-  model.train(was_training);
   out.loss = loss_sum / static_cast<double>(out.examples);
   out.top1 = static_cast<double>(hits) / static_cast<double>(out.examples);
   return out;
 }
 
-double weight_sparsity(const layers::Module& model) {
-  int64_t zeros = 0, total = 0;
-  for (const auto& [name, p] : model.named_parameters()) {
-    if (p->shape().size() < 2) continue;
-    const float* w = p->value().data().data<float>();
-    for (int64_t i = 0; i < p->numel(); ++i) zeros += w[i] == 0.0f;
-    total += p->numel();
-  }
-  return total > 0 ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0;
+Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, int64_t batch_size) {
+  const bool was_training = model.is_training();
+  model.eval();
+  const Evaluation out =
+      evaluate([&](const autograd::Tensor& x) { return model.forward(Variable(x)).data(); }, dataset, batch_size);
+  model.train(was_training);
+  return out;
 }
+
 
 Trainer::Trainer(std::shared_ptr<layers::UnaryModule> model, optim::Optimizer& optimizer,
                  optim::LrScheduler* scheduler, const data::DataLoader& train,
@@ -213,7 +211,7 @@ Summary Trainer::fit() {
     ++epoch_;
     m.epoch = epoch_;
     m.seconds = seconds_since(epoch_start);
-    m.sparsity = weight_sparsity(*model_);
+    m.sparsity = pruning::total_sparsity(*model_);
     save(m);
     summary_.epochs.push_back(m);
     log(fmt::format("epoch {}/{}  lr {:.4g}  train loss {:.4f}  val loss {:.4f}  val top-1 {:.2f}%  sparsity {:.1f}%  "

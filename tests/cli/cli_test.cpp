@@ -18,6 +18,7 @@
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/trace.h"
 #include "neurite/layers/models.h"
+#include "neurite/version.h"
 #include "tests/engine/runtimes.h"
 
 namespace {
@@ -58,7 +59,7 @@ TEST(Cli, TrainResumeEvalAndInfo) {
   const fs::path dir = temp_dir("cli_train");
   const std::string train = write_bands(dir, 120, 1), val = write_bands(dir, 60, 7);
   const std::string run = (dir / "run").string();
-  Result r = neurite_cli("train --model cnn --data h5:" + train + " --val-data h5:" + val +
+  Result r = neurite_cli("train cnn --data h5:" + train + " --val-data h5:" + val +
                          " --epochs 2 --batch-size 20 --lr 0.05 --threads 2 --out " + run);
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* file : {"checkpoint.h5", "metrics.jsonl", "summary.json", "args.json"})
@@ -70,7 +71,7 @@ TEST(Cli, TrainResumeEvalAndInfo) {
   const auto summary = nlohmann::json::parse(std::ifstream(fs::path(run) / "summary.json"));
   EXPECT_EQ(summary["epochs"], 3);
 
-  r = neurite_cli("eval --checkpoint " + run + "/checkpoint.h5 --data h5:" + val + " --json");
+  r = neurite_cli("eval " + run + "/checkpoint.h5 --data h5:" + val + " --json");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto eval = nlohmann::json::parse(r.out);
   EXPECT_GT(eval["top1"].get<double>(), 0.9) << r.out;
@@ -81,23 +82,69 @@ TEST(Cli, TrainResumeEvalAndInfo) {
   const auto info = nlohmann::json::parse(r.out);
   EXPECT_EQ(info["parameters"][0]["name"], "features.0.weight");
   EXPECT_EQ(info["parameters"][0]["shape"], (std::vector<int64_t>{32, 1, 3, 3}));
-  for (const char* key : {"name", "shape", "numel", "nonzeros", "sparsity"})
+  for (const char* key : {"name", "shape", "numel", "nonzeros", "sparsity", "prunable"})
     EXPECT_TRUE(info["parameters"][0].contains(key)) << key;
-  EXPECT_EQ(info["total"]["numel"], 93155);  // cnn for 12x12 images, 3 classes
+  EXPECT_EQ(info["total"]["parameters"], 93155);  // cnn for 12x12 images, 3 classes
+  EXPECT_EQ(info["total"]["numel"], 92832);       // its Conv and Linear weights: what total sparsity counts
+  EXPECT_EQ(info["parameters"][1]["prunable"], false);  // a BatchNorm weight
+  EXPECT_EQ(info["inputs"][0]["shape"], (std::vector<int64_t>{-1, 1, 12, 12}));
+  EXPECT_EQ(info["outputs"][0]["type"], "float32");
 
-  r = neurite_cli("prune --checkpoint " + run + "/checkpoint.h5 --sparsity 0.8 --mask-type 4x1 --out " + run +
-                  "/pruned.h5");
+  // prune reports the prunable weights' sparsity and, given data, what it cost in top-1.
+  r = neurite_cli("prune " + run + "/checkpoint.h5 --sparsity 0.8 --mask-type 4x1 --data h5:" + val + " --out " + run +
+                  "/pruned.h5 --json");
   ASSERT_EQ(r.code, 0) << r.out;
+  const auto pruning = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(pruning["sparsity"].get<double>(), 0.8, 0.02);
+  EXPECT_DOUBLE_EQ(pruning["top1_before"].get<double>(), eval["top1"].get<double>());
+  EXPECT_TRUE(pruning.contains("top1_after"));
   r = neurite_cli("info " + run + "/pruned.h5 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto pruned = nlohmann::json::parse(r.out)["parameters"];
   EXPECT_NEAR(pruned[0]["sparsity"].get<double>(), 0.8, 0.05);  // features.0.weight, per-tensor 4x1 blocks
   EXPECT_EQ(pruned[1]["sparsity"].get<double>(), 0.0);          // its BatchNorm weight is not prunable
 
-  r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 1 --batch-size 20 --num-classes 5 --init " + run +
+  r = neurite_cli("train cnn --data h5:" + train + " --epochs 1 --batch-size 20 --num-classes 5 --init " + run +
                   "/checkpoint.h5 --out " + (dir / "transfer").string());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("init: classifier.4.weight is [3,128]"), std::string::npos) << r.out;
+}
+
+// One convention: the model first, --out for what a command writes, usage
+// errors exit 2 with the nearest valid spelling, failures exit 1, and a run
+// folder is not replaced without --overwrite.
+TEST(Cli, OneConventionForEveryCommand) {
+  const fs::path dir = temp_dir("cli_convention");
+  const std::string train = write_bands(dir, 40, 21);
+  const std::string run = (dir / "run").string();
+  Result r = neurite_cli("train cnn --data h5:" + train + " --epochs 1 --batch-size 20 --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("train cnn --data h5:" + train + " --epochs 1 --batch-size 20 --out " + run);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("is not empty (an earlier run?): pass --overwrite"), std::string::npos) << r.out;
+  r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 1 --batch-size 20 --overwrite --out " + run);
+  EXPECT_EQ(r.code, 0) << r.out;
+  // --checkpoint still names the model, for one release, with a note.
+  r = neurite_cli("eval --checkpoint " + run + "/checkpoint.h5 --data h5:" + train + " --json");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("note: --checkpoint is deprecated"), std::string::npos) << r.out;
+  const struct {
+    std::string args, message;
+  } usage[] = {
+      {"trian cnn", "unknown command 'trian'; did you mean 'train'?"},
+      {"train cnn --epoch 3", "train: unknown option --epoch; did you mean --epochs?"},
+      {"eval --data h5:" + train, "eval: MODEL is required"},
+      {"export --out x.onnx", "export: MODEL is required"},
+  };
+  for (const auto& u : usage) {
+    r = neurite_cli(u.args);
+    EXPECT_EQ(r.code, 2) << u.args << ": " << r.out;
+    EXPECT_NE(r.out.find(u.message), std::string::npos) << u.args << ": " << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  }
+  r = neurite_cli("--version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find(std::string("neurite ") + neurite::kVersion), std::string::npos) << r.out;
 }
 
 TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
@@ -108,7 +155,7 @@ TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   const fs::path model = dir / "cnn.onnx";
   fs::copy_file(fs::path(NEURITE_SOURCE_DIR) / "tests/golden/train/cnn_train_opset17.onnx", model);
   const std::string run = (dir / "run").string();
-  Result r = neurite_cli("train --model " + model.string() + " --data h5:" + train + " --out " + run);
+  Result r = neurite_cli("train " + model.string() + " --data h5:" + train + " --out " + run);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("has 5 outputs, the data 3 classes: pass --num-classes 3"), std::string::npos) << r.out;
   // A recipe naming PyTorch's parameters prunes them as it would in SparseML.
@@ -123,7 +170,7 @@ TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   r = neurite_cli("recipe check " + (dir / "typo.yaml").string() + " --model " + model.string());
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("conv9.weight"), std::string::npos) << r.out;
-  r = neurite_cli("train --model " + model.string() + " --num-classes 3 --data h5:" + train + " --val-data h5:" + val +
+  r = neurite_cli("train " + model.string() + " --num-classes 3 --data h5:" + train + " --val-data h5:" + val +
                   " --epochs 2 --batch-size 20 --lr 0.05 --threads 2 --recipe " + (dir / "gmp.yaml").string() +
                   " --out " + run);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -131,12 +178,13 @@ TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   fs::remove(model);
   r = neurite_cli("train --resume " + run + " --epochs 3");  // the folder holds the graph
   ASSERT_EQ(r.code, 0) << r.out;
-  r = neurite_cli("eval --checkpoint " + run + "/checkpoint.h5 --data h5:" + val + " --json");
+  r = neurite_cli("eval " + run + "/checkpoint.h5 --data h5:" + val + " --json");
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_GT(nlohmann::json::parse(r.out)["top1"].get<double>(), 0.9) << r.out;
+  const auto trained = nlohmann::json::parse(r.out);
+  EXPECT_GT(trained["top1"].get<double>(), 0.9) << r.out;
   // Sensitivity per layer, and a recipe that spends a budget of 60 % where it costs least.
   const std::string generated = (dir / "generated.yaml").string();
-  r = neurite_cli("analyze --model " + run + "/checkpoint.h5 --data h5:" + val + " --batches 2 --batch-size 30 " +
+  r = neurite_cli("analyze " + run + "/checkpoint.h5 --data h5:" + val + " --batches 2 --batch-size 30 " +
                   "--sparsities 0.5,0.9 --out " + (dir / "analysis").string() + " --write-recipe " + generated +
                   " --target-sparsity 0.6 --json");
   ASSERT_EQ(r.code, 0) << r.out;
@@ -154,16 +202,16 @@ TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
     total += l["numel"].get<double>();
   }
   EXPECT_GE(pruned / total, 0.6);
-  r = neurite_cli("analyze --model " + run + "/checkpoint.h5 --data h5:" + val + " --write-recipe x.yaml");
+  r = neurite_cli("analyze " + run + "/checkpoint.h5 --data h5:" + val + " --write-recipe x.yaml");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("--target-sparsity"), std::string::npos) << r.out;
-  r = neurite_cli("analyze --model " + run + "/checkpoint.h5 --data h5:" + val +
+  r = neurite_cli("analyze " + run + "/checkpoint.h5 --data h5:" + val +
                   " --engine-batch 0 --write-recipe x.yaml --target-speedup 2");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("needs the engine timings"), std::string::npos) << r.out;
   // Back to ONNX: the same names, the zeros kept, and ONNX Runtime computes what `infer` does.
   const std::string exported = (dir / "trained.onnx").string();
-  r = neurite_cli("export --checkpoint " + run + "/checkpoint.h5 --out " + exported);
+  r = neurite_cli("export " + run + "/checkpoint.h5 --out " + exported);
   ASSERT_EQ(r.code, 0) << r.out;
   const neurite::engine::Graph g = neurite::engine::load_onnx(exported);
   EXPECT_EQ(g.initializers.at("fc.weight").shape(), (neurite::autograd::Shape{3, 144}));
@@ -173,7 +221,13 @@ TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   EXPECT_NEAR(std::count(conv1.data<float>(), conv1.data<float>() + conv1.numel(), 0.0f) / double(conv1.numel()), 0.7, 0.02);
   const Tensor x = Tensor::rand({4, 1, 12, 12}, 5);
   neurite::autograd::save_npy((dir / "x.npy").string(), x);
-  r = neurite_cli("infer " + exported + " --input " + (dir / "x.npy").string() + " --output " + (dir / "y.npy").string());
+  // The exported file, as deployed: eval runs it in the engine, with the checkpoint's top-1 and loss.
+  r = neurite_cli("eval " + exported + " --data h5:" + val + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto deployed = nlohmann::json::parse(r.out);
+  EXPECT_DOUBLE_EQ(deployed["top1"].get<double>(), trained["top1"].get<double>());
+  EXPECT_NEAR(deployed["loss"].get<double>(), trained["loss"].get<double>(), 1e-4);
+  r = neurite_cli("infer " + exported + " --input " + (dir / "x.npy").string() + " --out " + (dir / "y.npy").string());
   ASSERT_EQ(r.code, 0) << r.out;
   const Tensor ours = neurite::autograd::load_npy((dir / "y.npy").string());
   const Tensor ort = neurite::testing::run_onnxruntime(exported, x, dir);
@@ -199,7 +253,7 @@ modifiers:
   EXPECT_EQ(planned[2]["updates"].size(), 5u);  // epochs 0, 0.5, 1, 1.5 and the end at 2
   EXPECT_DOUBLE_EQ(planned[2]["updates"].back()["sparsity"].get<double>(), 0.8);
 
-  r = neurite_cli("train --model cnn --data h5:" + train + " --batch-size 20 --recipe " + recipe +
+  r = neurite_cli("train cnn --data h5:" + train + " --batch-size 20 --recipe " + recipe +
                   " --recipe-var num_epochs=3 --out " + run);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("sets 3 epochs"), std::string::npos) << r.out;
@@ -246,7 +300,7 @@ TEST(Cli, BenchTrainPrintsJson) {
                              "unstructured", 4, 4}}) {
     SCOPED_TRACE(c.env + " " + c.flags);
     const auto start = std::chrono::steady_clock::now();
-    const Result r = neurite_cli("bench-train --model cnn --image-size 12 --steps 3 --warmup 1 --json " + c.flags, c.env);
+    const Result r = neurite_cli("bench-train cnn --image-size 12 --steps 3 --warmup 1 --json " + c.flags, c.env);
     const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
@@ -277,7 +331,7 @@ TEST(Cli, BenchTrainPrintsJson) {
 // the same ones; at 90 % sparsity every pruned layer is sparse, at 50 % none.
 TEST(Cli, DeterministicRunsPickTheSameKernels) {
   auto sparse_layers = [](double sparsity) {
-    const Result r = neurite_cli("bench-train --model cnn --image-size 12 --batch-size 8 --steps 1 --warmup 0 "
+    const Result r = neurite_cli("bench-train cnn --image-size 12 --batch-size 8 --steps 1 --warmup 0 "
                                  "--deterministic --json --sparsity " + std::to_string(sparsity));
     EXPECT_EQ(r.code, 0) << r.out;
     return nlohmann::json::parse(r.out)["sparse_layers"].get<std::vector<std::string>>();
@@ -320,15 +374,15 @@ TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
   const fs::path dir = temp_dir("cli_errors");
   std::ofstream(dir / "junk.h5") << "junk";
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"eval --checkpoint " + (dir / "none.h5").string() + " --data fashion-mnist", "no such checkpoint"},
+      {"eval " + (dir / "none.h5").string() + " --data fashion-mnist", "no such checkpoint"},
       {"info " + (dir / "junk.h5").string(), "not an HDF5 file"},
-      {"train --model resnet21 --data fashion-mnist --out " + dir.string(), "unknown model 'resnet21'"},
-      {"train --model cnn --data imagenet --out " + dir.string(), "unknown data spec 'imagenet'"},
-      {"train --model cnn --data fashion-mnist --optimizer lion --out " + dir.string(), "--optimizer is 'lion'"},
+      {"train resnet21 --data fashion-mnist --out " + dir.string(), "unknown model 'resnet21'"},
+      {"train cnn --data imagenet --out " + dir.string(), "unknown data spec 'imagenet'"},
+      {"train cnn --data fashion-mnist --optimizer lion --out " + dir.string(), "--optimizer is 'lion'"},
       {"train --resume " + (dir / "nothing").string(), "no args.json"},
-      {"bench-train --model mlp --steps 0", "--steps 0 must be >= 1"},
-      {"prune --checkpoint " + (dir / "none.h5").string() + " --sparsity 0.5 --out x.h5", "no such checkpoint"},
-      {"train --model cnn --epochs many", "--epochs"},
+      {"bench-train mlp --steps 0", "--steps 0 must be >= 1"},
+      {"prune " + (dir / "none.h5").string() + " --sparsity 0.5 --out x.h5", "no such checkpoint"},
+      {"train cnn --epochs many", "--epochs"},
       {"frobnicate", "frobnicate"},
   };
   for (const auto& [args, message] : cases) {
@@ -342,9 +396,9 @@ TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
 // A cnn trained on the bands in `train` (`options`: epochs, lr) into `run`,
 // then pruned to 90 %: run/pruned.h5.
 std::string pruned_cnn(const std::string& train, const std::string& run, const std::string& options) {
-  Result r = neurite_cli("train --model cnn --data h5:" + train + " --batch-size 20 " + options + " --out " + run);
+  Result r = neurite_cli("train cnn --data h5:" + train + " --batch-size 20 " + options + " --out " + run);
   EXPECT_EQ(r.code, 0) << r.out;
-  r = neurite_cli("prune --checkpoint " + run + "/checkpoint.h5 --sparsity 0.9 --out " + run + "/pruned.h5");
+  r = neurite_cli("prune " + run + "/checkpoint.h5 --sparsity 0.9 --out " + run + "/pruned.h5");
   EXPECT_EQ(r.code, 0) << r.out;
   return run + "/pruned.h5";
 }
@@ -357,7 +411,7 @@ TEST(Cli, QuantizeCalibratesKeepsTheZerosAndExportsQdq) {
   pruned_cnn(train, run, "--epochs 2 --lr 0.05");
   const std::string q = run + "/q.h5";
   Result r;
-  r = neurite_cli("quantize --checkpoint " + run + "/pruned.h5 --data h5:" + train +
+  r = neurite_cli("quantize " + run + "/pruned.h5 --data h5:" + train +
                   " --calibration-batches 4 --batch-size 16 --json --out " + q);
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
@@ -370,7 +424,7 @@ TEST(Cli, QuantizeCalibratesKeepsTheZerosAndExportsQdq) {
   EXPECT_NEAR(nlohmann::json::parse(r.out)["parameters"][0]["sparsity"].get<double>(), 0.9, 0.01);
 
   const std::string onnx = (dir / "q.onnx").string(), x = (dir / "x.npy").string();
-  r = neurite_cli("export --checkpoint " + q + " --out " + onnx);
+  r = neurite_cli("export " + q + " --out " + onnx);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(neurite::testing::onnx_checker_accepts({onnx}));
   const auto graph = neurite::engine::load_onnx(onnx);
@@ -387,10 +441,10 @@ TEST(Cli, QuantizeCalibratesKeepsTheZerosAndExportsQdq) {
   }
   for (int64_t i = 0; i < 15; ++i) EXPECT_NEAR(outputs[1].data<float>()[i], outputs[0].data<float>()[i], 1e-4);
 
-  r = neurite_cli("quantize --checkpoint " + q + " --data h5:" + train + " --out " + run + "/qq.h5");
+  r = neurite_cli("quantize " + q + " --data h5:" + train + " --out " + run + "/qq.h5");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("is quantised already"), std::string::npos) << r.out;
-  r = neurite_cli("quantize --checkpoint " + run + "/pruned.h5 --data h5:" + train +
+  r = neurite_cli("quantize " + run + "/pruned.h5 --data h5:" + train +
                   " --recipe " NEURITE_SOURCE_DIR "/recipes/library/gmp90_transfer.yaml --out " + run + "/qq.h5");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("quantize runs QuantizationModifiers only"), std::string::npos) << r.out;
@@ -401,9 +455,9 @@ TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
   const std::string train = write_bands(dir, 40, 11), run = (dir / "run").string();
   const std::string ckpt = pruned_cnn(train, run, "--epochs 1"), onnx17 = (dir / "m17.onnx").string(),
                     onnx13 = (dir / "m13.onnx").string();
-  Result r = neurite_cli("export --checkpoint " + ckpt + " --out " + onnx17);
+  Result r = neurite_cli("export " + ckpt + " --out " + onnx17);
   ASSERT_EQ(r.code, 0) << r.out;
-  r = neurite_cli("export --checkpoint " + ckpt + " --out " + onnx13 + " --opset 13");
+  r = neurite_cli("export " + ckpt + " --out " + onnx13 + " --opset 13");
   ASSERT_EQ(r.code, 0) << r.out;
   r = neurite_cli("info " + onnx17 + " --json");
   ASSERT_EQ(r.code, 0) << r.out;
@@ -494,8 +548,8 @@ TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
       {"bench " + (dir / "half.onnx").string(), "half.onnx"},
       {"infer " + onnx17 + " --input " + (dir / "ids.npy").string() + to, "'input' is int64, the graph expects float32"},
       {"infer " + onnx17 + " --input " + (dir / "none.npy").string() + to, "none.npy"},
-      {"export --checkpoint " + ckpt + " --out " + onnx17 + " --opset 12", "--opset is 12"},
-      {"export --checkpoint " + (dir / "none.h5").string() + " --out " + onnx17, "no such checkpoint"},
+      {"export " + ckpt + " --out " + onnx17 + " --opset 12", "--opset is 12"},
+      {"export " + (dir / "none.h5").string() + " --out " + onnx17, "no such checkpoint"},
   };
   for (const auto& [args, message] : cases) {
     r = neurite_cli(args);

@@ -10,6 +10,7 @@
 #include "neurite/layers/layers.h"
 #include "neurite/layers/models.h"
 #include "neurite/layers/quantize.h"
+#include "neurite/pruning/pruning.h"
 #include "neurite/recipes/manager.h"
 #include "neurite/train/recipe_callback.h"
 #include "neurite/train/trainer.h"
@@ -178,7 +179,7 @@ TEST(Manager, ResumingMidRecipeContinuesTheSchedule) {
 )",
                                       "r.yaml");
   const auto runs = whole_and_resumed(recipe, "recipes");
-  EXPECT_NEAR(train::weight_sparsity(*runs.resumed->model), 0.8, 0.01);
+  EXPECT_NEAR(pruning::total_sparsity(*runs.resumed->model), 0.8, 0.01);
 }
 
 // Overrides by class name win over name prefixes; the longest prefix wins
@@ -241,7 +242,7 @@ TEST(Manager, QuantizationAwareTrainingResumesBitExactAndKeepsTheZeros) {
     EXPECT_TRUE(fq->observed()) << name;
     EXPECT_EQ(name.find("classifier"), std::string::npos) << name << " is ignored";
   }
-  EXPECT_NEAR(train::weight_sparsity(*a->model), 0.7, 0.01);
+  EXPECT_NEAR(pruning::total_sparsity(*a->model), 0.7, 0.01);
   // conv_bn_relus fusing (the default): each convolution trains with its batch norm folded.
   const auto conv = std::dynamic_pointer_cast<layers::Conv2d>(a->model->named_children()[0].second->named_children()[0].second);
   ASSERT_TRUE(conv);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,10 @@ struct OnnxSummary {
   std::vector<std::string> unsupported;  // "OpType (node name)" for each node outside the IR
   std::map<std::string, Tensor> initializers;
   std::vector<ValueInfo> inputs, outputs;
+  // The prunable weights: float initializers of rank >= 2 that a Conv or Gemm
+  // reads as its weight or a MatMul multiplies by (what __ALL_PRUNABLE__
+  // selects in a trained model).
+  std::set<std::string> weights;
 };
 OnnxSummary summarize_onnx(const std::string& path);
 

@@ -67,5 +67,9 @@ void prune(layers::Module& model, const std::vector<std::string>& names, double 
 
 // The fraction of zeros in a tensor.
 double sparsity_of(const Tensor& t);
+// A model's total sparsity, the one figure every report gives: the fraction
+// of zeros over the weights of its products (linear_conv_and_attention_weights;
+// biases, norms and embeddings are not counted).
+double total_sparsity(const layers::Module& model);
 
 }  // namespace neurite::pruning

@@ -27,6 +27,9 @@ struct Evaluation {
 
 // Cross-entropy loss and top-1 accuracy of `model` (in eval mode, no graph).
 Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, int64_t batch_size = 256);
+// The same of any function from a batch of inputs to its logits (an inference engine's run).
+Evaluation evaluate(const std::function<autograd::Tensor(const autograd::Tensor&)>& logits_of,
+                    const data::Dataset& dataset, int64_t batch_size = 256);
 
 // Hooks for what drives a run from outside the loop (recipes, pruning).
 class Callback {
@@ -90,8 +93,5 @@ class Trainer {
   Summary summary_;
 };
 
-// The fraction of zeros over all weights of the model's parameters with
-// more than one dimension (the prunable ones).
-double weight_sparsity(const layers::Module& model);
 
 }  // namespace neurite::train
