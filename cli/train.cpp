@@ -152,6 +152,8 @@ std::shared_ptr<layers::UnaryModule> graph_model(const TrainArgs& a, const autog
 
 bool is_onnx(const std::string& model) { return model.ends_with(".onnx"); }
 
+std::string epochs_text(int64_t n) { return fmt::format("{} epoch{}", n, n == 1 ? "" : "s"); }
+
 void run(CLI::App& cmd, TrainArgs a) {
   if (!a.resume.empty()) fill_from_saved(cmd, a, a.resume);
   check<ValueError>(!a.model.empty(), "train: MODEL is required (or --resume DIR)");
@@ -163,7 +165,7 @@ void run(CLI::App& cmd, TrainArgs a) {
     recipe = recipes::Recipe::load(a.recipe, parse_recipe_vars(a.recipe_vars));
     if (auto length = recipe->epochs()) {  // the recipe sets the run's length (its latest modifier end)
       a.epochs = static_cast<int64_t>(std::ceil(*length));
-      fmt::print(stderr, "recipe: {} sets {} epochs\n", a.recipe, a.epochs);
+      fmt::print(stderr, "recipe: {} sets {}\n", a.recipe, epochs_text(a.epochs));
     }
   }
   if (a.optimizer.empty()) a.optimizer = is_onnx(a.model) ? "sgd" : layers::models::model_defaults(a.model).optimizer;
@@ -240,8 +242,8 @@ void run(CLI::App& cmd, TrainArgs a) {
     if (manager) manager->fast_forward(trainer.step());
   }
   if (callback) trainer.add_callback(callback.get());
-  fmt::print(stderr, "train: {} ({} parameters) on {} ({} examples, validating on {}), {} epochs, {} lr {}\n", a.model,
-             model->parameter_count(), a.data, train_set->size(), val_set->size(), a.epochs, a.optimizer, a.lr);
+  fmt::print(stderr, "train: {} ({} parameters) on {} ({} examples, validating on {}), {}, {} lr {}\n", a.model,
+             model->parameter_count(), a.data, train_set->size(), val_set->size(), epochs_text(a.epochs), a.optimizer, a.lr);
   const train::Summary s = trainer.fit();
   if (!s.epochs.empty())
     fmt::print("{}: val top-1 {:.2f}%  val loss {:.4f}  {:.0f}s  -> {}\n", a.model, 100 * s.epochs.back().val_top1,

@@ -25,6 +25,14 @@ using Clock = std::chrono::steady_clock;
 namespace {
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
+// "42s", "3m05s", "1h12m".
+std::string duration_text(double seconds) {
+  const auto s = static_cast<int64_t>(std::lround(std::max(0.0, seconds)));
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
+}
+
 // Correct predictions of logits (N, C) against targets (N).
 int64_t correct(const Tensor& logits, const Tensor& targets) {
   const int64_t n = logits.size(0), c = logits.size(1);
@@ -136,9 +144,22 @@ double Trainer::train_epoch() {
     loss_sum += value * static_cast<double>(batch->targets.numel());
     seen += batch->targets.numel();
     ++b;
-    log(fmt::format("epoch {}/{}  batch {}/{}  loss {:.4f}  {:.0f} samples/s", epoch_ + 1, options_.epochs, b, batches,
-                    loss_sum / static_cast<double>(seen), static_cast<double>(seen) / seconds_since(start)),
-        true);
+    // Progress: redrawn a few times a second on a terminal; elsewhere (a log
+    // file) a plain line every half minute, the epoch's own line closing it.
+    const auto now = Clock::now();
+    const bool due = now - last_progress_ >= (terminal_ ? std::chrono::milliseconds(250) : std::chrono::seconds(30));
+    if ((terminal_ && (due || b == batches)) || (!terminal_ && due && b < batches)) {
+      last_progress_ = now;
+      const double elapsed = seconds_since(start), per_batch = elapsed / static_cast<double>(b);
+      const double left = per_batch * static_cast<double>(batches - b) +
+                          per_batch * static_cast<double>(batches * (options_.epochs - epoch_ - 1));
+      const double done = (static_cast<double>(epoch_) + static_cast<double>(b) / static_cast<double>(batches)) /
+                          static_cast<double>(options_.epochs);
+      log(fmt::format("epoch {}/{}  batch {}/{}  {:.0f}%  loss {:.4f}  {:.0f} samples/s  ETA {}", epoch_ + 1,
+                      options_.epochs, b, batches, 100 * done, loss_sum / static_cast<double>(seen),
+                      static_cast<double>(seen) / elapsed, duration_text(left)),
+          terminal_);
+    }
   }
   return loss_sum / static_cast<double>(seen);
 }

@@ -9,6 +9,7 @@
 //   train::Summary s = trainer.fit();
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -90,6 +91,7 @@ class Trainer {
   std::vector<Callback*> callbacks_;
   int64_t epoch_ = 0, step_ = 0;
   bool terminal_;
+  std::chrono::steady_clock::time_point last_progress_{};  // the last progress line's time
   Summary summary_;
 };
 
