@@ -13,7 +13,8 @@ namespace neurite::train {
 
 namespace {
 
-constexpr double kWidth = 480, kHeight = 320, kLeft = 60, kRight = 20, kTop = 36, kBottom = 46;
+// A chart's box; the legend sits below the x axis, clear of the lines.
+constexpr double kWidth = 480, kHeight = 340, kLeft = 64, kRight = 20, kTop = 36, kBottom = 72;
 constexpr const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
 
 std::string escape(const std::string& text) {
@@ -35,7 +36,7 @@ double tick_step(double span) {
   return 10 * power;
 }
 
-std::string chart_svg(const LineChart& chart, double offset_x) {
+std::string chart_svg(const LineChart& chart, double offset_x, double offset_y) {
   double x0 = std::numeric_limits<double>::max(), x1 = -x0, y0 = x0, y1 = -x0;
   for (const auto& s : chart.series)
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
@@ -50,11 +51,11 @@ std::string chart_svg(const LineChart& chart, double offset_x) {
   y0 -= pad, y1 += pad;
   const double plot_w = kWidth - kLeft - kRight, plot_h = kHeight - kTop - kBottom;
   auto px = [&](double x) { return offset_x + kLeft + (x - x0) / (x1 - x0) * plot_w; };
-  auto py = [&](double y) { return kTop + (1 - (y - y0) / (y1 - y0)) * plot_h; };
+  auto py = [&](double y) { return offset_y + kTop + (1 - (y - y0) / (y1 - y0)) * plot_h; };
   std::string svg = fmt::format(
-      "<text x='{:.1f}' y='20' font-size='14' text-anchor='middle' font-weight='bold'>{}</text>\n"
+      "<text x='{:.1f}' y='{:.1f}' font-size='14' text-anchor='middle' font-weight='bold'>{}</text>\n"
       "<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='none' stroke='#888'/>\n",
-      offset_x + kWidth / 2, escape(chart.title), offset_x + kLeft, kTop, plot_w, plot_h);
+      offset_x + kWidth / 2, offset_y + 20, escape(chart.title), offset_x + kLeft, offset_y + kTop, plot_w, plot_h);
   const double ys = tick_step(y1 - y0);
   for (double t = std::ceil(y0 / ys) * ys; t <= y1; t += ys)
     svg += fmt::format(
@@ -64,14 +65,15 @@ std::string chart_svg(const LineChart& chart, double offset_x) {
         std::abs(t) < 1e-9 * ys ? 0.0 : t);  // no "-0" from rounding
   const double xs = std::max(tick_step(x1 - x0), x1 - x0 < 10 ? 1.0 : 0.0);
   for (double t = std::ceil(x0 / xs) * xs; t <= x1 + 1e-9; t += xs)
-    svg += fmt::format("<text x='{:.1f}' y='{:.1f}' font-size='11' text-anchor='middle'>{:.4g}</text>\n", px(t),
-                       kTop + plot_h + 16, t);
+    svg += fmt::format("<line x1='{0:.1f}' x2='{0:.1f}' y1='{1:.1f}' y2='{2:.1f}' stroke='#888'/>"
+                       "<text x='{0:.1f}' y='{3:.1f}' font-size='11' text-anchor='middle'>{4:.4g}</text>\n",
+                       px(t), offset_y + kTop + plot_h, offset_y + kTop + plot_h + 4, offset_y + kTop + plot_h + 16, t);
   svg += fmt::format("<text x='{:.1f}' y='{:.1f}' font-size='12' text-anchor='middle'>{}</text>\n",
-                     offset_x + kLeft + plot_w / 2, kHeight - 8, escape(chart.x_label));
+                     offset_x + kLeft + plot_w / 2, offset_y + kTop + plot_h + 32, escape(chart.x_label));
   svg += fmt::format(
       "<text x='{0:.1f}' y='{1:.1f}' font-size='12' text-anchor='middle' transform='rotate(-90 {0:.1f} {1:.1f})'>"
       "{2}</text>\n",
-      offset_x + 16, kTop + plot_h / 2, escape(chart.y_label));
+      offset_x + 16, offset_y + kTop + plot_h / 2, escape(chart.y_label));
   for (size_t k = 0; k < chart.series.size(); ++k) {
     const Series& s = chart.series[k];
     const char* colour = kColours[k % std::size(kColours)];
@@ -79,11 +81,12 @@ std::string chart_svg(const LineChart& chart, double offset_x) {
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i)
       if (std::isfinite(s.y[i])) points += fmt::format("{:.1f},{:.1f} ", px(s.x[i]), py(s.y[i]));
     svg += fmt::format("<polyline fill='none' stroke='{}' stroke-width='2' points='{}'/>\n", colour, points);
+    // The legend: one row below the axis label, entries side by side.
+    const double lx = offset_x + kLeft + 130.0 * static_cast<double>(k), ly = offset_y + kHeight - 18;
     svg += fmt::format(
         "<rect x='{:.1f}' y='{:.1f}' width='10' height='10' fill='{}'/><text x='{:.1f}' y='{:.1f}' "
         "font-size='11'>{}</text>\n",
-        offset_x + kLeft + 8, kTop + 8 + 16.0 * static_cast<double>(k), colour, offset_x + kLeft + 22,
-        kTop + 17 + 16.0 * static_cast<double>(k), escape(s.name));
+        lx, ly - 9, colour, lx + 14, ly, escape(s.name));
   }
   return svg;
 }
@@ -93,11 +96,14 @@ std::string chart_svg(const LineChart& chart, double offset_x) {
 void write_svg(const std::vector<LineChart>& charts, const std::string& path) {
   std::ofstream out(path);
   check<IoError>(out.good(), "{}: cannot write", path);
+  // Two charts to a row.
+  const size_t columns = std::min<size_t>(2, std::max<size_t>(1, charts.size())), rows = (charts.size() + 1) / 2;
   out << fmt::format(
       "<svg xmlns='http://www.w3.org/2000/svg' width='{:.0f}' height='{:.0f}' font-family='sans-serif'>\n"
       "<rect width='100%' height='100%' fill='white'/>\n",
-      kWidth * static_cast<double>(charts.size()), kHeight);
-  for (size_t i = 0; i < charts.size(); ++i) out << chart_svg(charts[i], kWidth * static_cast<double>(i));
+      kWidth * static_cast<double>(columns), kHeight * static_cast<double>(std::max<size_t>(1, rows)));
+  for (size_t i = 0; i < charts.size(); ++i)
+    out << chart_svg(charts[i], kWidth * static_cast<double>(i % 2), kHeight * static_cast<double>(i / 2));
   out << "</svg>\n";
 }
 
@@ -105,7 +111,7 @@ void write_svg(const LineChart& chart, const std::string& path) { write_svg(std:
 
 void write_svg(const BarChart& chart, const std::string& path) {
   constexpr double kLabel = 260, kBar = 320, kRow = 18;
-  const double height = kTop + kRow * static_cast<double>(chart.labels.size()) + 30;
+  const double height = kTop + kRow * static_cast<double>(chart.labels.size()) + 44;
   std::ofstream out(path);
   check<IoError>(out.good(), "{}: cannot write", path);
   out << fmt::format(
@@ -113,6 +119,18 @@ void write_svg(const BarChart& chart, const std::string& path) {
       "<rect width='100%' height='100%' fill='white'/>\n"
       "<text x='{:.0f}' y='20' font-size='14' text-anchor='middle' font-weight='bold'>{}</text>\n",
       kLabel + kBar + 80, height, (kLabel + kBar + 80) / 2, escape(chart.title));
+  // A value axis along the bottom, with grid lines through the bars.
+  const double bottom = kTop + kRow * static_cast<double>(chart.labels.size());
+  if (chart.max > 0) {
+    const double step = tick_step(chart.max);
+    for (double t = 0; t <= chart.max * (1 + 1e-9); t += step) {
+      const double x = kLabel + t / chart.max * kBar;
+      out << fmt::format(
+          "<line x1='{0:.1f}' x2='{0:.1f}' y1='{1:.1f}' y2='{2:.1f}' stroke='#ddd'/>"
+          "<text x='{0:.1f}' y='{3:.1f}' font-size='10' text-anchor='middle'>{4:.3g}</text>\n",
+          x, kTop, bottom + 3, bottom + 14, t);
+    }
+  }
   for (size_t i = 0; i < chart.labels.size() && i < chart.values.size(); ++i) {
     const double y = kTop + kRow * static_cast<double>(i), v = chart.values[i];
     const double w = chart.max > 0 ? std::clamp(v / chart.max, 0.0, 1.0) * kBar : 0;

@@ -182,7 +182,8 @@ void Trainer::save(const EpochMetrics& m) {
 // DIR/curves.svg: losses and top-1 per epoch, from metrics.jsonl (so a resumed
 // run plots its whole history).
 void Trainer::plot_curves() {
-  Series train_loss{"train loss", {}, {}}, val_loss{"val loss", {}, {}}, top1{"val top-1 %", {}, {}};
+  Series train_loss{"train loss", {}, {}}, val_loss{"val loss", {}, {}}, top1{"val top-1 %", {}, {}},
+      lr{"learning rate", {}, {}}, sparsity{"sparsity %", {}, {}};
   std::ifstream in(fs::path(options_.out_dir) / "metrics.jsonl");
   std::string line;
   while (std::getline(in, line)) {
@@ -190,26 +191,26 @@ void Trainer::plot_curves() {
     if (j.is_discarded()) continue;
     const double e = j.value("epoch", 0.0);
     for (auto [series, key, scale] : {std::tuple{&train_loss, "train_loss", 1.0}, {&val_loss, "val_loss", 1.0},
-                                      {&top1, "val_top1", 100.0}}) {
+                                      {&top1, "val_top1", 100.0}, {&lr, "lr", 1.0}, {&sparsity, "sparsity", 100.0}}) {
       series->x.push_back(e);
       series->y.push_back(scale * j.value(key, 0.0));
     }
   }
   const std::string title = options_.checkpoint_template.model;
   write_svg({LineChart{title + ": loss", "epoch", "cross-entropy", {train_loss, val_loss}},
-             LineChart{title + ": validation top-1", "epoch", "%", {top1}}},
+             LineChart{title + ": validation top-1", "epoch", "%", {top1}},
+             LineChart{title + ": learning rate", "epoch", "rate", {lr}},
+             LineChart{title + ": sparsity of the prunable weights", "epoch", "%", {sparsity}}},
             (fs::path(options_.out_dir) / "curves.svg").string());
   // DIR/sparsity.svg once anything is pruned: the sparsity of each weight tensor.
   BarChart bars{title + ": sparsity per layer", "fraction of zero weights", {}, {}, 1.0};
   bool pruned = false;
+  const std::vector<std::string> weights = pruning::linear_conv_and_attention_weights(*model_);
   for (const auto& [name, p] : model_->named_parameters()) {
-    if (p->shape().size() < 2) continue;
+    if (std::find(weights.begin(), weights.end(), name) == weights.end()) continue;
     pruned = pruned || p->has_mask();
-    int64_t zeros = 0;
-    const float* w = p->value().data().data<float>();
-    for (int64_t i = 0; i < p->numel(); ++i) zeros += w[i] == 0.0f;
     bars.labels.push_back(name);
-    bars.values.push_back(static_cast<double>(zeros) / static_cast<double>(p->numel()));
+    bars.values.push_back(pruning::sparsity_of(p->value().data()));
   }
   if (pruned) write_svg(bars, (fs::path(options_.out_dir) / "sparsity.svg").string());
 }
