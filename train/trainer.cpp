@@ -161,6 +161,11 @@ double Trainer::train_epoch() {
           terminal_);
     }
   }
+  // The run ends here: what the recipe planned for this last moment (the final
+  // update of a ramp that ends with the run) happens before the last
+  // evaluation and checkpoint, though no step follows it.
+  if (epoch_ + 1 == options_.epochs)
+    for (Callback* c : callbacks_) c->before_step(static_cast<double>(options_.epochs), step_);
   return loss_sum / static_cast<double>(seen);
 }
 

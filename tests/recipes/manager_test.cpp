@@ -182,6 +182,21 @@ TEST(Manager, ResumingMidRecipeContinuesTheSchedule) {
   EXPECT_NEAR(pruning::total_sparsity(*runs.resumed->model), 0.8, 0.01);
 }
 
+// No step follows the last one: a ramp that ends with the run still makes its
+// final update before the last evaluation and checkpoint, as recipe check plans.
+TEST(Manager, ARampThatEndsWithTheRunReachesItsFinalSparsity) {
+  const Recipe recipe = Recipe::parse(R"(modifiers:
+  - !GMPruningModifier {params: __ALL_PRUNABLE__, init_sparsity: 0.05, final_sparsity: 0.5, start_epoch: 0,
+                        end_epoch: 2, update_frequency: 0.3}
+)",
+                                      "end.yaml");
+  const auto dir = testing::temp_dir("ramp_end");
+  auto run = recipe_run(dir.string(), 2, recipe, bands(80));
+  run->trainer->fit();
+  EXPECT_NEAR(pruning::total_sparsity(*run->model), 0.5, 0.005);
+  EXPECT_EQ(train::load_checkpoint((dir / "checkpoint.h5").string()).masks.size(), 4u);  // saved after the update
+}
+
 // Overrides by class name win over name prefixes; the longest prefix wins
 // among those; ignore skips a whole subtree by name, or a class.
 TEST(Modifiers, QuantizationSchemesOverridesAndIgnoreMatchAsSparseMLs) {
