@@ -49,6 +49,11 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, c
         "Conv2d: {} input and {} output channels must divide into {} groups", in_channels, out_channels, o.groups);
 }
 
+void Conv2d::fold_for_quantization(std::shared_ptr<BatchNorm2d> bn) {
+  if (folded_bn_ == nullptr) register_buffer("folds_batch_norm", Tensor::ones({}, Dtype::i64));
+  folded_bn_ = std::move(bn);
+}
+
 Variable Conv2d::forward(const Variable& x) {
   const Variable b = bias != nullptr ? bias->value() : Variable();
   if (quantized() && folded_bn_ != nullptr) {

@@ -6,6 +6,7 @@
 
 #include "neurite/autograd/ops.h"
 #include "neurite/error.h"
+#include "neurite/layers/layers.h"
 
 namespace neurite::layers {
 
@@ -174,6 +175,18 @@ void restore_quantizers(Module& model, const StateDict& state) {
                            .per_channel = at("axis").data<int64_t>()[0] >= 0,
                            .averaging_constant = at("averaging_constant").data<float>()[0]};
       layer->attach(slot, std::make_shared<FakeQuantize>(args, at("scale").numel()));
+    }
+  });
+  // Convolutions that trained with the next batch norm folded in (their
+  // weight grids are measured on the folded weight) fold it again.
+  visit(model, "", [&](Module& m, const std::string& name) {
+    const auto children = m.named_children();
+    for (size_t i = 0; i + 1 < children.size(); ++i) {
+      const std::string conv_name = (name.empty() ? "" : name + ".") + children[i].first;
+      auto conv = std::dynamic_pointer_cast<Conv2d>(children[i].second);
+      auto bn = std::dynamic_pointer_cast<BatchNorm2d>(children[i + 1].second);
+      if (conv && bn && !conv->folds_batch_norm() && state.contains(conv_name + ".folds_batch_norm"))
+        conv->fold_for_quantization(bn);
     }
   });
 }

@@ -116,6 +116,7 @@ std::shared_ptr<data::TensorDataset> bands(int64_t n) {
 }
 
 struct RecipeRun {
+  std::string dir;  // its run folder
   std::shared_ptr<layers::UnaryModule> model;
   std::unique_ptr<optim::Sgd> sgd;
   std::unique_ptr<data::DataLoader> loader;
@@ -127,6 +128,7 @@ struct RecipeRun {
 std::unique_ptr<RecipeRun> recipe_run(const std::string& dir, int64_t epochs, const Recipe& recipe,
                                       std::shared_ptr<data::TensorDataset> data) {
   auto r = std::make_unique<RecipeRun>();
+  r->dir = dir;
   layers::manual_seed(3);
   train::Checkpoint tmpl;
   tmpl.model = "cnn";
@@ -265,6 +267,16 @@ TEST(Manager, QuantizationAwareTrainingResumesBitExactAndKeepsTheZeros) {
   EXPECT_TRUE(std::dynamic_pointer_cast<layers::Conv2d>(c->model->named_children()[0].second->named_children()[0].second)
                   ->folds_batch_norm())
       << "linked again on resume";
+  // Loaded from the checkpoint (eval, export, infer), the model computes what the trained one does.
+  const train::Checkpoint ckpt = train::load_checkpoint(a->dir + "/checkpoint.h5");
+  auto loaded = train::build_model(ckpt);
+  a->model->eval();
+  loaded->eval();
+  autograd::NoGradGuard no_grad;
+  const Tensor x = Tensor::rand({4, 1, 8, 8}, 9);
+  const Tensor want = a->model->forward(autograd::Variable(x)).data(), got = loaded->forward(autograd::Variable(x)).data();
+  for (int64_t i = 0; i < want.numel(); ++i)
+    EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-5 * (1 + std::abs(want.data<float>()[i]))) << i;
 }
 
 }  // namespace

@@ -45,8 +45,10 @@ class Conv2d : public QuantizableLayer {
   // PyTorch's ConvBn2d: the weight is fake-quantised scaled by the norm's
   // factors gamma / sqrt(running_var + eps) and the output divided back, so
   // the quantised weight is the one inference folds the norm into. The norm
-  // still runs after (the model calls it). Not a child: no state of its own.
-  void fold_for_quantization(std::shared_ptr<BatchNorm2d> bn) { folded_bn_ = std::move(bn); }
+  // still runs after (the model calls it). Not a child: its state is a
+  // buffer `folds_batch_norm` (1), so that restore_quantizers links the norm
+  // again when a checkpoint is loaded.
+  void fold_for_quantization(std::shared_ptr<BatchNorm2d> bn);
   bool folds_batch_norm() const { return folded_bn_ != nullptr; }
   Parameter& weight;
   Parameter* bias;
