@@ -176,7 +176,7 @@ Recipe Recipe::parse(const std::string& text, const std::string& file,
       }
   };
   apply_overrides(globals);
-  // An override that names no variable names modifier fields (SparseML's rule).
+  // An override also sets every modifier field of its name (SparseML's rule), variable or not.
   for (const auto& [name, value] : overrides) {
     bool replaced = override_fields(root, name, value);
     for (auto& [stage, node] : stages) replaced = override_fields(node, name, value) || replaced;
