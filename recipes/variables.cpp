@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <regex>
 
 #include "neurite/error.h"
 #include "recipes/expression.h"
@@ -20,14 +22,27 @@ double Variables::number(const std::string& name, std::vector<std::string>& reso
   return v;
 }
 
+namespace {
+
+// A decimal literal as YAML and Python write them ("0.9", "-1", "1e-4", ".5"):
+// not hex, inf or nan, which std::stod also reads.
+bool is_decimal(const std::string& raw) {
+  static const std::regex kDecimal(R"([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)");
+  return std::regex_match(raw, kDecimal);
+}
+
+}  // namespace
+
 double Variables::resolve(const std::string& raw, int line, const std::string& field,
                           std::vector<std::string>& resolving) const {
-  try {
-    size_t used = 0;
-    const double v = std::stod(raw, &used);
-    if (used == raw.size()) return v;
-  } catch (const std::exception&) {
-  }
+  const double v = resolve_unchecked(raw, line, field, resolving);
+  check<ValueError>(std::isfinite(v), "{}:{}: {} is {}, expected a finite number", file_, line, field, v);
+  return v;
+}
+
+double Variables::resolve_unchecked(const std::string& raw, int line, const std::string& field,
+                                    std::vector<std::string>& resolving) const {
+  if (is_decimal(raw)) return std::stod(raw);
   if (raw.rfind("eval(", 0) == 0 && raw.back() == ')') {
     const std::string expr = raw.substr(5, raw.size() - 6);
     try {

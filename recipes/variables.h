@@ -35,6 +35,8 @@ class Variables {
 
  private:
   double number(const std::string& name, std::vector<std::string>& resolving) const;
+  double resolve_unchecked(const std::string& raw, int line, const std::string& field,
+                           std::vector<std::string>& resolving) const;
 
   std::string file_;
   std::map<std::string, std::pair<std::string, int>> raw_;  // name: (raw scalar, line)

@@ -226,6 +226,13 @@ modifiers:
   expect_error("modifiers:\n  - !GMPruningModifier {params: [fc.weight], final_sparsity: {0.9: [fc.weight]}, "
                "start_epoch: 0, end_epoch: 2, update_frequency: 1}\n",
                "params must be [] when final_sparsity maps");
+  // Numbers are decimal and finite, as YAML's and Python's: not inf, nan or hex.
+  expect_error("modifiers:\n  - !EpochRangeModifier {start_epoch: 0, end_epoch: inf}\n",
+               "end_epoch is 'inf', expected a number");
+  expect_error("modifiers:\n  - !EpochRangeModifier {start_epoch: 0x10, end_epoch: 20}\n",
+               "start_epoch is '0x10', expected a number");
+  expect_error("modifiers:\n  - !EpochRangeModifier {start_epoch: 0, end_epoch: eval(10 ** 400)}\n",
+               "expected a finite number");
   expect_error("modifiers:\n  - !GMPruningModifier {params: [], final_sparsity: {0.9: [a], 0.8: [b]}, "
                "global_sparsity: true, start_epoch: 0, end_epoch: 2, update_frequency: 1}\n",
                "final_sparsity cannot differ");
