@@ -152,6 +152,27 @@ std::shared_ptr<layers::UnaryModule> graph_model(const TrainArgs& a, const autog
 
 bool is_onnx(const std::string& model) { return model.ends_with(".onnx"); }
 
+// The run's files named from anywhere, so --resume works from another folder:
+// the recipe, the base checkpoint, an ONNX model and the data specs' paths.
+TrainArgs with_absolute_paths(TrainArgs a) {
+  auto absolute = [](std::string& path) {
+    if (!path.empty()) path = fs::absolute(path).lexically_normal().string();
+  };
+  auto absolute_spec = [&](std::string& spec) {  // kind:PATH; named sets (fashion-mnist) stay as they are
+    const auto colon = spec.find(':');
+    if (colon == std::string::npos) return;
+    std::string path = spec.substr(colon + 1);
+    absolute(path);
+    spec = spec.substr(0, colon + 1) + path;
+  };
+  absolute(a.recipe);
+  absolute(a.init);
+  if (is_onnx(a.model)) absolute(a.model);
+  absolute_spec(a.data);
+  absolute_spec(a.val_data);
+  return a;
+}
+
 std::string epochs_text(int64_t n) { return fmt::format("{} epoch{}", n, n == 1 ? "" : "s"); }
 
 void run(CLI::App& cmd, TrainArgs a) {
@@ -160,9 +181,20 @@ void run(CLI::App& cmd, TrainArgs a) {
   check<ValueError>(!a.data.empty(), "train: --data is required (or --resume DIR)");
   check<ValueError>(!a.out.empty(), "train: --out is required");
   set_threads(a.threads);
+  // A resumed run continues from its checkpoint, under the recipe it began
+  // with (the copy the checkpoint holds: an edited file does not change it).
+  std::optional<train::Checkpoint> resumed;
+  if (!a.resume.empty()) {
+    const fs::path ckpt = fs::path(a.resume) / "checkpoint.h5";
+    check<IoError>(fs::is_regular_file(ckpt), "--resume {}: no checkpoint.h5 yet (the run ended before epoch 1)",
+                   a.resume);
+    resumed = train::load_checkpoint(ckpt.string());
+  }
   std::optional<recipes::Recipe> recipe;
   if (!a.recipe.empty()) {
-    recipe = recipes::Recipe::load(a.recipe, parse_recipe_vars(a.recipe_vars));
+    recipe = resumed && !resumed->recipe.empty()
+                 ? recipes::Recipe::parse(resumed->recipe, a.recipe, parse_recipe_vars(a.recipe_vars))
+                 : recipes::Recipe::load(a.recipe, parse_recipe_vars(a.recipe_vars));
     if (auto length = recipe->epochs()) {  // the recipe sets the run's length (its latest modifier end)
       a.epochs = static_cast<int64_t>(std::ceil(*length));
       fmt::print(stderr, "recipe: {} sets {}\n", a.recipe, epochs_text(a.epochs));
@@ -230,15 +262,12 @@ void run(CLI::App& cmd, TrainArgs a) {
                     "to continue it",
                     a.out, a.out);
   fs::create_directories(a.out);
-  std::ofstream(fs::path(a.out) / "args.json") << to_json(a).dump(2) << "\n";
+  std::ofstream(fs::path(a.out) / "args.json") << to_json(with_absolute_paths(a)).dump(2) << "\n";
   train::Trainer trainer(model, *optimizer, recipe_sets_lr ? nullptr : &scheduler, loader, val_set,
                          {.epochs = a.epochs, .out_dir = a.out, .clip_grad_norm = a.clip_grad_norm,
                           .checkpoint_template = tmpl, .kernels = kernel_policy(false)});
-  if (!a.resume.empty()) {
-    const fs::path ckpt = fs::path(a.resume) / "checkpoint.h5";
-    check<IoError>(fs::is_regular_file(ckpt), "--resume {}: no checkpoint.h5 yet (the run ended before epoch 1)",
-                   a.resume);
-    trainer.resume(train::load_checkpoint(ckpt.string()));
+  if (resumed) {
+    trainer.resume(*resumed);
     if (manager) manager->fast_forward(trainer.step());
   }
   if (callback) trainer.add_callback(callback.get());

@@ -131,6 +131,7 @@ double Trainer::train_epoch() {
   while (auto batch = epoch.next()) {
     const double epoch_now = static_cast<double>(epoch_) + static_cast<double>(b) / static_cast<double>(batches);
     for (Callback* c : callbacks_) c->before_step(epoch_now, step_);
+    if (b == 0 && !optimizer_.param_groups().empty()) first_step_lr_ = optimizer_.param_groups()[0].lr;
     Variable loss = autograd::cross_entropy(model_->forward(Variable(batch->inputs)), batch->targets);
     optimizer_.zero_grad();
     loss.backward();
@@ -226,8 +227,8 @@ Summary Trainer::fit() {
   while (epoch_ < options_.epochs) {
     const auto epoch_start = Clock::now();
     EpochMetrics m;
-    m.lr = optimizer_.param_groups().empty() ? 0 : optimizer_.param_groups()[0].lr;
     m.train_loss = train_epoch();
+    m.lr = first_step_lr_;  // the rate of the epoch's first step, a recipe's setting included
     const double train_seconds = seconds_since(epoch_start);
     m.samples_per_sec = static_cast<double>(train_.dataset().size()) / train_seconds;
     if (val_) {

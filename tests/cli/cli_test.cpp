@@ -147,6 +147,29 @@ TEST(Cli, OneConventionForEveryCommand) {
   EXPECT_NE(r.out.find(std::string("neurite ") + neurite::kVersion), std::string::npos) << r.out;
 }
 
+// A run folder stands alone: --resume works from another folder with the
+// relative paths it began with, and under the recipe it began with (the
+// checkpoint's copy) though the file has gone; metrics.jsonl gives the rate
+// the recipe set on the epoch's first step.
+TEST(Cli, ResumeNeedsOnlyTheRunFolder) {
+  const fs::path dir = temp_dir("cli_resume_anywhere");
+  write_bands(dir, 40, 31);
+  std::ofstream(dir / "r.yaml") << "num_epochs: 1\nmodifiers:\n"
+                                   "  - !EpochRangeModifier {start_epoch: 0, end_epoch: eval(num_epochs)}\n"
+                                   "  - !SetLearningRateModifier {learning_rate: 0.02, start_epoch: 0}\n";
+  const std::string in_dir = "cd " + dir.string() + " &&";
+  Result r = neurite_cli("train cnn --data h5:bands31.h5 --batch-size 20 --recipe r.yaml --out run", in_dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream metrics(dir / "run" / "metrics.jsonl");
+  std::string line;
+  std::getline(metrics, line);
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(line)["lr"].get<double>(), 0.02) << line;
+  fs::remove(dir / "r.yaml");
+  r = neurite_cli("train --resume " + (dir / "run").string() + " --recipe-var num_epochs=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("epoch 2/2"), std::string::npos) << r.out;
+}
+
 TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   // A ResNet-style CNN PyTorch exported in training mode (5 classes, 1x12x12;
   // tests/golden/make_train_golden.py), copied so that the run must keep its own graph.

@@ -92,6 +92,7 @@ class Trainer {
   int64_t epoch_ = 0, step_ = 0;
   bool terminal_;
   std::chrono::steady_clock::time_point last_progress_{};  // the last progress line's time
+  double first_step_lr_ = 0;  // the learning rate of the current epoch's first step
   Summary summary_;
 };
 
