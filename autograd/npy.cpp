@@ -1,4 +1,4 @@
-// NumPy .npy reading and writing (format versions 1 and 2).
+// NumPy .npy reading (format versions 1, 2 and 3) and writing (version 1).
 #include <cstring>
 #include <fstream>
 #include <cctype>

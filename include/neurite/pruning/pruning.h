@@ -50,9 +50,10 @@ Interpolation parse_interpolation(const std::string& text);
 double scheduled_sparsity(double epoch, double start, double end, double init, double final, Interpolation f);
 
 // The names of the parameters matching any selector: exact names, "re:REGEX"
-// (full match), "__ALL__", "__ALL_PRUNABLE__" (every Conv and Linear weight:
-// parameters named *weight with at least 2 dimensions, except embeddings and
-// norms). A selector that matches nothing throws ValueError listing the names.
+// (matching from the start of the name, as Python's re.match), "__ALL__",
+// "__ALL_PRUNABLE__" (the weight of every Conv2d and Linear module, chosen by
+// module type). A selector that matches nothing throws ValueError listing the
+// names.
 std::vector<std::string> select(const layers::Module& model, const std::vector<std::string>& selectors);
 
 // Every Linear and Conv2d weight (as "__ALL_PRUNABLE__") and every

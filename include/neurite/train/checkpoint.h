@@ -24,7 +24,7 @@ using autograd::Tensor;
 
 struct Checkpoint {
   std::string model;  // zoo name, or the ONNX file a GraphModule came from
-  std::string graph;  // that model's graph (serialised ONNX, weights as placeholders): the run folder is self-contained
+  std::string graph;  // that model's graph (serialised ONNX, with its imported weights): the run folder is self-contained
   layers::models::ModelOptions options;
   layers::StateDict state;               // parameters and buffers
   std::map<std::string, Tensor> masks;   // by parameter name
