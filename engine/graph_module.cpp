@@ -33,12 +33,16 @@ class GraphModule::Scope : public layers::Module {
 };
 
 struct GraphModule::Bound {
-  enum class Kind { conv, gemm, matmul_add } kind;
+  // conv, gemm: the node holds the weight; matmul_add: MatMul by Wᵀ folded into
+  // an initializer, then Add of the bias; transposed_matmul: MatMul by
+  // Transpose(P.weight), then Add of the bias if there is one.
+  enum class Kind { conv, gemm, matmul_add, transposed_matmul } kind;
   std::shared_ptr<layers::UnaryModule> layer;
   std::string prefix;       // the layer's path: its weight is prefix.weight
   std::string weight_name;  // the initializer (for matmul_add: the transposed weight)
   std::string bias_name;    // "" without
-  size_t output_node;       // whose output the layer gives (the Add of matmul_add)
+  size_t output_node;       // whose output the layer gives (the Add of a bias)
+  size_t weight_reader;     // the node that reads the weight initializer (the Transpose of transposed_matmul)
 };
 
 namespace {
@@ -419,6 +423,22 @@ void GraphModule::bind_layers() {
   auto float_init = [&](const std::string& name) -> const Tensor* {
     return is_float_initializer(graph_, name) && taken.count(name) == 0 ? &graph_.initializers.at(name) : nullptr;
   };
+  std::map<std::string, size_t> producer;
+  for (size_t i = 0; i < graph_.nodes.size(); ++i)
+    for (const auto& out : graph_.nodes[i].outputs) producer[out] = i;
+  // The Transpose of a 2-D P.weight that `value` is, read by one node only.
+  auto transposed_weight = [&](const std::string& value) -> const Node* {
+    const auto it = producer.find(value);
+    if (it == producer.end() || readers[value].size() != 1) return nullptr;
+    const Node& t = graph_.nodes[it->second];
+    if (t.op != OpKind::transpose || t.inputs.empty() || readers[t.inputs[0]].size() != 1) return nullptr;
+    const Tensor* w = float_init(t.inputs[0]);
+    const auto perm = t.integers("perm");
+    return w != nullptr && w->dim() == 2 && (perm.empty() || perm == std::vector<int64_t>{1, 0}) &&
+                   !prefix_of(t.inputs[0]).empty()
+               ? &t
+               : nullptr;
+  };
   for (size_t i : order_) {
     const Node& n = graph_.nodes[i];
     const std::string bias_name = n.inputs.size() > 2 ? n.inputs[2] : "";
@@ -443,7 +463,7 @@ void GraphModule::bind_layers() {
       if (b != nullptr) state["bias"] = b->clone();
       conv->load_state_dict(state);
       add_layer(prefix, conv);
-      bound_[i] = std::make_shared<Bound>(Bound{Bound::Kind::conv, conv, prefix, n.inputs[1], bias_name, i});
+      bound_[i] = std::make_shared<Bound>(Bound{Bound::Kind::conv, conv, prefix, n.inputs[1], bias_name, i, i});
     } else if (n.op == OpKind::gemm && n.inputs.size() >= 2) {
       const Tensor* w = float_init(n.inputs[1]);
       const std::string prefix = prefix_of(n.inputs[1]);
@@ -457,7 +477,35 @@ void GraphModule::bind_layers() {
       if (b != nullptr) state["bias"] = b->clone();
       linear->load_state_dict(state);
       add_layer(prefix, linear);
-      bound_[i] = std::make_shared<Bound>(Bound{Bound::Kind::gemm, linear, prefix, n.inputs[1], bias_name, i});
+      bound_[i] = std::make_shared<Bound>(Bound{Bound::Kind::gemm, linear, prefix, n.inputs[1], bias_name, i, i});
+    } else if (n.op == OpKind::matmul && n.inputs.size() == 2 && transposed_weight(n.inputs[1]) != nullptr) {
+      // PyTorch's Linear exported without constant folding: MatMul(x, Transpose(P.weight)), then Add(P.bias).
+      const Node& t = *transposed_weight(n.inputs[1]);
+      const size_t t_index = static_cast<size_t>(&t - graph_.nodes.data());
+      const Tensor& w = graph_.initializers.at(t.inputs[0]);
+      const std::string prefix = prefix_of(t.inputs[0]);
+      std::string bias;
+      size_t output = i;
+      if (const auto& next = readers[n.outputs[0]]; next.size() == 1) {
+        const Node& add = graph_.nodes[next[0]];
+        const std::string other = add.op == OpKind::add && add.inputs.size() == 2
+                                      ? (add.inputs[0] == n.outputs[0] ? add.inputs[1] : add.inputs[0])
+                                      : "";
+        const Tensor* b = other == prefix + ".bias" ? float_init(other) : nullptr;
+        if (b != nullptr && b->dim() == 1 && b->size(0) == w.size(0)) bias = other, output = next[0];
+      }
+      auto linear = std::make_shared<layers::Linear>(w.size(1), w.size(0), !bias.empty());
+      layers::StateDict state{{"weight", w.clone()}};
+      if (!bias.empty()) state["bias"] = graph_.initializers.at(bias).clone();
+      linear->load_state_dict(state);
+      add_layer(prefix, linear);
+      bound_[i] = std::make_shared<Bound>(
+          Bound{Bound::Kind::transposed_matmul, linear, prefix, t.inputs[0], bias, output, t_index});
+      absorbed_[t_index] = i;
+      if (output != i) absorbed_[output] = i;
+      taken.insert(t.inputs[0]);
+      if (!bias.empty()) taken.insert(bias);
+      continue;
     } else if (n.op == OpKind::matmul && n.inputs.size() == 2) {
       // PyTorch's Linear on (..., in): MatMul(x, Wᵀ folded as "onnx::MatMul_N") then Add(P.bias).
       const Tensor* wt = float_init(n.inputs[1]);
@@ -474,7 +522,7 @@ void GraphModule::bind_layers() {
       auto linear = std::make_shared<layers::Linear>(wt->size(0), wt->size(1), true);
       linear->load_state_dict(layers::StateDict{{"weight", wt->transpose(0, 1)}, {"bias", b->clone()}});
       add_layer(prefix, linear);
-      bound_[i] = std::make_shared<Bound>(Bound{Bound::Kind::matmul_add, linear, prefix, n.inputs[1], bias, next[0]});
+      bound_[i] = std::make_shared<Bound>(Bound{Bound::Kind::matmul_add, linear, prefix, n.inputs[1], bias, next[0], i});
       absorbed_[next[0]] = i;
       taken.insert(bias);
     } else {
@@ -560,6 +608,64 @@ Variable GraphModule::forward(const Variable& x) {
   return run({{graph_.inputs[0].name, x}}).at(graph_.outputs[0].name);
 }
 
+namespace {
+
+// QuantizeLinear then DequantizeLinear of `in` on `fq`'s grids, named after
+// `prefix` (its initializers prefix.scale and prefix.zero_point); `axis`: the
+// grids' axis in this tensor. Returns the dequantised value's name (`out` if
+// given).
+std::string add_qdq(Graph& g, const layers::FakeQuantize& fq, std::string in, const std::string& prefix,
+                    int64_t axis, std::string out = "") {
+  const bool per_axis = fq.axis() >= 0;
+  auto [scale, zero_point] = detail::onnx_grids(fq.scale(), fq.zero_point(), fq.quant_min(), fq.quant_max(), per_axis,
+                                                "export of " + prefix);
+  g.initializers[prefix + ".scale"] = scale;
+  g.initializers[prefix + ".zero_point"] = zero_point;
+  std::map<std::string, Attribute> attributes;
+  if (per_axis) attributes["axis"] = axis;
+  if (out.empty()) out = prefix + ".dequantized";
+  g.nodes.push_back({.op = OpKind::quantize_linear, .name = prefix + ".QuantizeLinear",
+                     .inputs = {in, prefix + ".scale", prefix + ".zero_point"}, .outputs = {prefix + ".quantized"},
+                     .attributes = attributes});
+  g.nodes.push_back({.op = OpKind::dequantize_linear, .name = prefix + ".DequantizeLinear",
+                     .inputs = {prefix + ".quantized", prefix + ".scale", prefix + ".zero_point"}, .outputs = {out},
+                     .attributes = attributes});
+  return out;
+}
+
+}  // namespace
+
+// Quantisation-aware training's grids in the file, as PyTorch's QAT export
+// writes them: QuantizeLinear-DequantizeLinear pairs on each quantised
+// layer's input, weight and output.
+void GraphModule::add_quantization(Graph& g) const {
+  bool added = false;
+  for (const auto& [i, b] : bound_) {
+    const auto* q = dynamic_cast<const layers::QuantizableLayer*>(b->layer.get());
+    if (q == nullptr || !q->quantized()) continue;
+    added = true;
+    if (q->input_quant)
+      g.nodes[i].inputs[0] = add_qdq(g, *q->input_quant, g.nodes[i].inputs[0], b->prefix + ".input_quant", 1);
+    if (q->weight_quant) {  // per output channel: axis 0 of (out, in, ...), 1 of a folded MatMul weight (in, out)
+      Node& reader = g.nodes[b->weight_reader];
+      const size_t slot = static_cast<size_t>(
+          std::find(reader.inputs.begin(), reader.inputs.end(), b->weight_name) - reader.inputs.begin());
+      g.nodes[b->weight_reader].inputs[slot] = add_qdq(g, *q->weight_quant, b->weight_name,
+                                                       b->prefix + ".weight_quant",
+                                                       b->kind == Bound::Kind::matmul_add ? 1 : 0);
+    }
+    if (q->output_quant) {
+      const std::string y = g.nodes[b->output_node].outputs[0];
+      g.nodes[b->output_node].outputs[0] = y + ".float";
+      add_qdq(g, *q->output_quant, y + ".float", b->prefix + ".output_quant", 1, y);
+    }
+  }
+  if (!added) return;
+  std::vector<Node> ordered;
+  for (size_t k : g.topological_order()) ordered.push_back(std::move(g.nodes[k]));
+  g.nodes = std::move(ordered);
+}
+
 Graph GraphModule::exported() const {
   Graph g = graph_;
   // For inference: batch norms on their running statistics, dropout off (a
@@ -599,6 +705,7 @@ Graph GraphModule::exported() const {
     const auto zeros = std::count(d, d + v.numel(), 0.0f);
     g.metadata["sparsity:" + name] = fmt::format("{:.6f}", static_cast<double>(zeros) / static_cast<double>(v.numel()));
   }
+  add_quantization(g);
   return g;
 }
 

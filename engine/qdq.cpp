@@ -123,4 +123,19 @@ std::map<std::string, QuantizedWeight> quantized_weights(const Graph& g) {
   return out;
 }
 
+std::pair<Tensor, Tensor> onnx_grids(const Tensor& scale, const Tensor& zero_point, int64_t qmin, int64_t qmax,
+                                     bool per_axis, const std::string& where) {
+  check<ValueError>((qmin == -128 && qmax == 127) || (qmin == 0 && qmax == 255),
+                    "{}: grids of [{}, {}] have no QuantizeLinear; ONNX quantises to int8 [-128, 127] or uint8 [0, 255]",
+                    where, qmin, qmax);
+  const autograd::Shape shape = per_axis ? scale.shape() : autograd::Shape{};
+  Tensor zp = Tensor::empty(shape, qmin < 0 ? Dtype::i8 : Dtype::u8);
+  for (int64_t c = 0; c < zp.numel(); ++c) {
+    const int64_t v = zero_point.data<int64_t>()[c];
+    if (qmin < 0) zp.data<int8_t>()[c] = static_cast<int8_t>(v);
+    else zp.data<uint8_t>()[c] = static_cast<uint8_t>(v);
+  }
+  return {scale.reshape(shape).clone(), zp};
+}
+
 }  // namespace neurite::engine::detail

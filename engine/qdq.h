@@ -32,6 +32,13 @@ Tensor dequantize_linear(const QdqGrids& g, const Tensor& q);  // int8 or uint8 
 // DequantizeLinear(QuantizeLinear(x)) in one pass, into y (which may be x).
 void fake_quantize(const QdqGrids& g, const float* x, float* y, const Shape& shape);
 
+// ONNX's scale and zero point of a fake quantiser's grids (`scale` float32 and
+// `zero_point` int64, one per channel): scalars for one grid, vectors when
+// per_axis; the zero point int8 for qmin < 0, else uint8. ValueError naming
+// `where` for grids that are not 8-bit ([-128, 127] or [0, 255]).
+std::pair<Tensor, Tensor> onnx_grids(const Tensor& scale, const Tensor& zero_point, int64_t qmin, int64_t qmax,
+                                     bool per_axis, const std::string& where);
+
 // The same grids on the same axis: a DequantizeLinear that undoes its QuantizeLinear.
 bool same_grids(const QdqGrids& a, const QdqGrids& b);
 

@@ -1,6 +1,7 @@
 // trace(Module): the records of a forward pass (autograd/trace.h) turned into
 // graph nodes, one translation per autograd op.
 #include "neurite/engine/trace.h"
+#include "engine/qdq.h"
 
 #include <fmt/format.h>
 
@@ -169,20 +170,10 @@ class GraphBuilder {
   // QuantizeLinear then DequantizeLinear on the grids the record was given:
   // one per tensor (a scalar scale) or per index of its axis; 8-bit only.
   std::string fake_quantize(const OpRecord& r) {
-    const int64_t qmin = int_arg(r, "quant_min"), qmax = int_arg(r, "quant_max"), axis = int_arg(r, "axis");
-    check<ValueError>((qmin == -128 && qmax == 127) || (qmin == 0 && qmax == 255),
-                      "{}: grids of [{}, {}] have no QuantizeLinear; ONNX quantises to int8 [-128, 127] or uint8 [0, 255]",
-                      where(), qmin, qmax);
-    const Tensor& scale = r.inputs.at(1);
-    const Tensor& zero_point = r.inputs.at(2);
-    const autograd::Shape shape = axis < 0 ? autograd::Shape{} : scale.shape();
-    Tensor zp = Tensor::empty(shape, qmin < 0 ? Dtype::i8 : Dtype::u8);
-    for (int64_t c = 0; c < zero_point.numel(); ++c) {
-      const int64_t v = zero_point.data<int64_t>()[c];
-      if (qmin < 0) zp.data<int8_t>()[c] = static_cast<int8_t>(v);
-      else zp.data<uint8_t>()[c] = static_cast<uint8_t>(v);
-    }
-    const std::string s = constant(scale.reshape(shape).clone(), "scale"), z = constant(zp, "zero_point");
+    const int64_t axis = int_arg(r, "axis");
+    const auto [scale, zp] = detail::onnx_grids(r.inputs.at(1), r.inputs.at(2), int_arg(r, "quant_min"),
+                                                int_arg(r, "quant_max"), axis >= 0, where());
+    const std::string s = constant(scale, "scale"), z = constant(zp, "zero_point");
     std::map<std::string, Attribute> attributes;
     if (axis >= 0) attributes["axis"] = axis;
     return node(OpKind::dequantize_linear, {node(OpKind::quantize_linear, {input(0), s, z}, attributes), s, z}, attributes);

@@ -290,6 +290,47 @@ TEST(GraphModule, QuantizeDequantizeTrainsWithTheStraightThroughGradient) {
   }
 }
 
+// Quantisation-aware training of an imported graph: its export carries the
+// grids as QuantizeLinear-DequantizeLinear pairs (per-channel weights, MatMul
+// weights on their axis 1), and the engine and ONNX Runtime compute what the
+// module does.
+TEST(GraphModule, QuantizedLayersExportAsQdqPairsThatComputeTheModulesOutputs) {
+  for (const char* name : {"cnn_train_opset17", "encoder_train_opset17"}) {
+    SCOPED_TRACE(name);
+    const std::string model_name = std::string(name).substr(0, std::string(name).find("_train_opset"));
+    GraphModule model(load_onnx(kDir + name + ".onnx"));
+    std::function<void(layers::Module&)> quantize = [&](layers::Module& m) {
+      for (const auto& [n, child] : m.named_children()) {
+        if (auto* q = dynamic_cast<layers::QuantizableLayer*>(child.get()))
+          q->quantize({.weights = layers::QuantArgs{.symmetric = true, .per_channel = true}});
+        quantize(*child);
+      }
+    };
+    quantize(model);
+    const Tensor x = autograd::load_npy(kDir + model_name + "_input.npy");
+    model.train();
+    {
+      autograd::NoGradGuard no_grad;
+      model.forward(Variable(x));  // the observers see a batch
+    }
+    model.eval();
+    autograd::NoGradGuard no_grad;
+    const Tensor y = model.forward(Variable(x)).data();
+    const Graph g = model.exported();
+    const auto qdq = std::count_if(g.nodes.begin(), g.nodes.end(),
+                                   [](const Node& n) { return n.op == OpKind::quantize_linear; });
+    EXPECT_GE(qdq, 4);
+    EXPECT_LT(relative_error(run_reference(g, {{g.inputs[0].name, x}}).at(g.outputs[0].name), y), 1e-4);
+    Engine engine = compile(g, {.batch = x.shape()[0]});  // its INT8 kernels where the pairs allow
+    EXPECT_LT(relative_error(engine.run({{g.inputs[0].name, x}}).at(g.outputs[0].name), y), 1e-3);
+    const auto dir = testing::temp_dir(std::string("qdq_export_") + name);
+    save_onnx(g, (dir / "model.onnx").string());
+    // ONNX Runtime fuses the pairs into its 8-bit integer kernels, which round
+    // differently (0.2-0.4 % here); the reference executor above is exact.
+    EXPECT_LT(relative_error(testing::run_onnxruntime((dir / "model.onnx").string(), x, dir), y), 1e-2);
+  }
+}
+
 TEST(GraphModule, AWeightThroughAnOpWithoutGradientIsRefusedNamingTheNode) {
   Graph g;
   g.inputs.push_back({"input", DataType::float32, {-1, 4}});

@@ -77,6 +77,7 @@ class GraphModule : public layers::UnaryModule {
   std::shared_ptr<Layer> add_layer(const std::string& prefix, std::shared_ptr<Layer> layer);
   void bind_layers();
   void check_differentiable() const;
+  void add_quantization(Graph& g) const;
   size_t classifier_node() const;
 
   Graph graph_;
