@@ -71,7 +71,7 @@ def input_shapes(path):
 
 def ours(path, batch, threads, mode):
     r = subprocess.run([os.path.join(build, "neurite"), "bench", path, "--batch-size", str(batch), "--threads",
-                        str(threads), "--time", str(args.time), "--warmup", "0.5", "--mode", mode, "--json"],
+                        str(threads), "--time", str(args.time), "--warmup", "0.5", "--mode", mode, "--onnxruntime", "off", "--json"],
                        check=True, capture_output=True, text=True)
     return json.loads(r.stdout)
 

@@ -4,6 +4,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 
 #include "engine/plan.h"
@@ -148,6 +149,23 @@ std::vector<ProfileEntry> Engine::profile() const {
   return out;
 }
 
+BenchResult latency_summary(std::vector<double> latencies_ms, int64_t items_per_run) {
+  BenchResult r;
+  const auto n = static_cast<double>(latencies_ms.size());
+  r.iterations = static_cast<int64_t>(latencies_ms.size());
+  if (latencies_ms.empty()) return r;
+  for (double v : latencies_ms) r.mean_ms += v / n;
+  for (double v : latencies_ms) r.std_ms += (v - r.mean_ms) * (v - r.mean_ms) / n;
+  r.std_ms = std::sqrt(r.std_ms);
+  std::vector<double> sorted = latencies_ms;
+  std::sort(sorted.begin(), sorted.end());
+  auto pct = [&](double q) { return sorted[std::min(sorted.size() - 1, static_cast<size_t>(q * n))]; };
+  r.p50_ms = pct(0.5), r.p90_ms = pct(0.9), r.p99_ms = pct(0.99);
+  r.items_per_sec = static_cast<double>(items_per_run) * 1000.0 / r.mean_ms;
+  r.latencies_ms = std::move(latencies_ms);
+  return r;
+}
+
 BenchResult benchmark(Engine& engine, const BenchOptions& options) {
   check<ValueError>(options.time_s > 0 && options.warmup_s >= 0, "bench: time must be > 0 and warm-up >= 0, got {} and {}",
                     options.time_s, options.warmup_s);
@@ -166,17 +184,8 @@ BenchResult benchmark(Engine& engine, const BenchOptions& options) {
     engine.run(inputs);
     ms.push_back(ms_since(t));
   }
-  BenchResult r;
-  r.iterations = static_cast<int64_t>(ms.size());
-  for (double v : ms) r.mean_ms += v / static_cast<double>(ms.size());
-  std::vector<double> sorted = ms;
-  std::sort(sorted.begin(), sorted.end());
-  auto pct = [&](double q) {
-    return sorted[std::min(sorted.size() - 1, static_cast<size_t>(q * static_cast<double>(sorted.size())))];
-  };
-  r.p50_ms = pct(0.5), r.p90_ms = pct(0.9), r.p99_ms = pct(0.99);
   const int64_t items = p.inputs.empty() || p.inputs[0].shape.empty() ? p.batch : p.inputs[0].shape[0];
-  r.items_per_sec = static_cast<double>(items) * 1000.0 / r.mean_ms;
+  BenchResult r = latency_summary(std::move(ms), items);
   if (options.profile) {
     r.profile = engine.profile();
     for (auto& e : r.profile) e.total_ms /= static_cast<double>(r.iterations);

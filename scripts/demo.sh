@@ -53,7 +53,7 @@ for run in dense sparse sparse-int8; do
   "$neurite" export "$work/$run/checkpoint.h5" --out "$work/$run/model.onnx"
   for mode in columns layers; do
     ips=$("$neurite" bench "$work/$run/model.onnx" --batch-size "$bench_batch" --threads "$threads" --time 3 \
-      --mode "$mode" --json | sed -n 's/.*"items_per_sec":\([0-9.e+-]*\).*/\1/p')
+      --mode "$mode" --onnxruntime off --json | sed -n 's/.*"items_per_sec":\([0-9.e+-]*\).*/\1/p')
     if [ "$mode" = columns ]; then columns[$run]=$ips; else layers[$run]=$ips; fi
     printf "%s, %s mode: %.0f items/s\n" "$run" "$mode" "$ips"
   done

@@ -36,6 +36,12 @@ double tick_step(double span) {
   return 10 * power;
 }
 
+// "20000" rather than "2e+04"; "0.05" as it is.
+std::string tick_text(double t) {
+  const bool whole = std::abs(t - std::round(t)) < 1e-9 * std::max(1.0, std::abs(t));
+  return whole && std::abs(t) < 1e9 ? fmt::format("{:.0f}", std::round(t)) : fmt::format("{:.4g}", t);
+}
+
 std::string chart_svg(const LineChart& chart, double offset_x, double offset_y) {
   double x0 = std::numeric_limits<double>::max(), x1 = -x0, y0 = x0, y1 = -x0;
   for (const auto& s : chart.series)
@@ -60,14 +66,15 @@ std::string chart_svg(const LineChart& chart, double offset_x, double offset_y) 
   for (double t = std::ceil(y0 / ys) * ys; t <= y1; t += ys)
     svg += fmt::format(
         "<line x1='{0:.1f}' x2='{1:.1f}' y1='{2:.1f}' y2='{2:.1f}' stroke='#eee'/>"
-        "<text x='{3:.1f}' y='{4:.1f}' font-size='11' text-anchor='end'>{5:.4g}</text>\n",
+        "<text x='{3:.1f}' y='{4:.1f}' font-size='11' text-anchor='end'>{5}</text>\n",
         offset_x + kLeft, offset_x + kLeft + plot_w, py(t), offset_x + kLeft - 4, py(t) + 4,
-        std::abs(t) < 1e-9 * ys ? 0.0 : t);  // no "-0" from rounding
+        tick_text(std::abs(t) < 1e-9 * ys ? 0.0 : t));  // no "-0" from rounding
   const double xs = std::max(tick_step(x1 - x0), x1 - x0 < 10 ? 1.0 : 0.0);
   for (double t = std::ceil(x0 / xs) * xs; t <= x1 + 1e-9; t += xs)
     svg += fmt::format("<line x1='{0:.1f}' x2='{0:.1f}' y1='{1:.1f}' y2='{2:.1f}' stroke='#888'/>"
-                       "<text x='{0:.1f}' y='{3:.1f}' font-size='11' text-anchor='middle'>{4:.4g}</text>\n",
-                       px(t), offset_y + kTop + plot_h, offset_y + kTop + plot_h + 4, offset_y + kTop + plot_h + 16, t);
+                       "<text x='{0:.1f}' y='{3:.1f}' font-size='11' text-anchor='middle'>{4}</text>\n",
+                       px(t), offset_y + kTop + plot_h, offset_y + kTop + plot_h + 4, offset_y + kTop + plot_h + 16,
+                       tick_text(t));
   svg += fmt::format("<text x='{:.1f}' y='{:.1f}' font-size='12' text-anchor='middle'>{}</text>\n",
                      offset_x + kLeft + plot_w / 2, offset_y + kTop + plot_h + 32, escape(chart.x_label));
   svg += fmt::format(

@@ -378,7 +378,7 @@ TEST(Cli, DeterministicRunsPickTheSameKernels) {
   const std::string onnx = (dir / "cnn90.onnx").string();
   neurite::engine::save_onnx(neurite::engine::trace(*model, Tensor::zeros({1, 1, 12, 12})), onnx);
   auto kernels = [&] {
-    const Result r = neurite_cli("bench " + onnx + " --batch-size 4 --threads 2 --time 0.05 --warmup 0 --deterministic --json");
+    const Result r = neurite_cli("bench " + onnx + " --batch-size 4 --threads 2 --time 0.05 --warmup 0 --deterministic --onnxruntime off --json");
     EXPECT_EQ(r.code, 0) << r.out;
     std::vector<std::string> out;
     const auto j = nlohmann::json::parse(r.out);
@@ -388,6 +388,27 @@ TEST(Cli, DeterministicRunsPickTheSameKernels) {
   };
   const auto plan = kernels();
   EXPECT_EQ(kernels(), plan);
+  // A sweep of batch sizes, ONNX Runtime on the same file beside each row, and a chart of both.
+  const std::string chart = (dir / "speed.svg").string();
+  Result r = neurite_cli("bench " + onnx + " --batch-sizes 1,4 --threads 2 --time 0.05 --warmup 0 --onnxruntime on " +
+                         "--plot " + chart + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto sweep = nlohmann::json::parse(r.out);
+  ASSERT_EQ(sweep["runs"].size(), 2u);
+  EXPECT_EQ(sweep["runs"][1]["batch_size"], 4);
+  EXPECT_EQ(sweep["runs"][1]["inputs"]["input"], (std::vector<int64_t>{4, 1, 12, 12}));
+  EXPECT_GE(sweep["runs"][0]["latency_ms"]["std"].get<double>(), 0.0);
+  EXPECT_GT(sweep["runs"][1]["onnxruntime"]["items_per_sec"].get<double>(), 0.0);
+  EXPECT_GT(sweep["runs"][1]["speedup_vs_onnxruntime"].get<double>(), 0.0);
+  EXPECT_TRUE(fs::exists(chart));
+  // Two streams at once share the threads; their items count together.
+  r = neurite_cli("bench " + onnx + " --batch-size 2 --scenario async --streams 2 --threads 2 --time 0.05 --warmup 0 " +
+                  "--onnxruntime off --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto async = nlohmann::json::parse(r.out);
+  EXPECT_EQ(async["scenario"], "async");
+  EXPECT_EQ(async["streams"], 2);
+  EXPECT_GT(async["items_per_sec"].get<double>(), 0.0);
   int sparse = 0;
   for (const auto& k : plan) sparse += k.find("csr") != std::string::npos || k.find("4x1") != std::string::npos;
   EXPECT_GE(sparse, 2) << "90 %-sparse layers run sparse kernels: " << fmt::format("{}", fmt::join(plan, "; "));
@@ -520,7 +541,7 @@ TEST(Cli, ExportAndInferAgreeWithTheCheckpoint) {
   // neurite bench: the JSON figures, and --profile's time per step or column group.
   for (const char* mode : {"columns", "layers"}) {
     const auto start = std::chrono::steady_clock::now();
-    r = neurite_cli("bench " + onnx17 + " --batch-size 3 --threads 2 --time 0.2 --warmup 0.2 --profile --json --mode " +
+    r = neurite_cli("bench " + onnx17 + " --batch-size 3 --threads 2 --time 0.2 --warmup 0.2 --profile --onnxruntime off --json --mode " +
                     mode);
     const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     ASSERT_EQ(r.code, 0) << r.out;

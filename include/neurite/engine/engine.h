@@ -79,13 +79,16 @@ struct BenchOptions {
 
 struct BenchResult {
   double items_per_sec = 0;
-  double mean_ms = 0, p50_ms = 0, p90_ms = 0, p99_ms = 0;  // latency of one run of a batch
+  double mean_ms = 0, std_ms = 0, p50_ms = 0, p90_ms = 0, p99_ms = 0;  // latency of one run of a batch
   int64_t iterations = 0;
+  std::vector<double> latencies_ms;  // every measured run's, in order
   std::vector<ProfileEntry> profile;  // per run, when asked for
 };
 
 class Engine;
 BenchResult benchmark(Engine& engine, const BenchOptions& options);
+// Mean, standard deviation, percentiles and throughput of runs of `items_per_run` items each.
+BenchResult latency_summary(std::vector<double> latencies_ms, int64_t items_per_run);
 
 class Engine {
  public:
