@@ -18,6 +18,16 @@ neurite_find_dependency(ZLIB)
 neurite_find_dependency(yaml-cpp)
 neurite_find_dependency(Protobuf)  # before ONNX, whose targets link protobuf::libprotobuf
 neurite_find_dependency(ONNX)
+# HDF5's C library through an imported target found here, so that the
+# installed targets name no file of the machine that built them (CMake's
+# FindHDF5 would need the C language enabled in every user's project).
+if(NOT TARGET HDF5::serial)
+  find_path(HDF5_SERIAL_INCLUDE_DIR hdf5.h PATH_SUFFIXES hdf5/serial REQUIRED)
+  find_library(HDF5_SERIAL_LIBRARY NAMES hdf5_serial hdf5 PATH_SUFFIXES hdf5/serial REQUIRED)
+  add_library(HDF5::serial UNKNOWN IMPORTED)
+  set_target_properties(HDF5::serial PROPERTIES IMPORTED_LOCATION ${HDF5_SERIAL_LIBRARY}
+                                                INTERFACE_INCLUDE_DIRECTORIES ${HDF5_SERIAL_INCLUDE_DIR})
+endif()
 # Debian's dnnl CMake config insists on OpenCL, which the CPU library never
 # uses: find the library and header directly.
 if(NOT TARGET DNNL::dnnl)
