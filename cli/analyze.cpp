@@ -157,6 +157,7 @@ void add_analyze(CLI::App& app) {
     int64_t batches = 8, batch_size = 128, engine_batch = 64;
     double engine_seconds = 0.3;
     double target_sparsity = -1, target_speedup = -1;
+    int threads = 0;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
@@ -176,7 +177,9 @@ void add_analyze(CLI::App& app) {
   cmd->add_option("--target-speedup", a->target_speedup,
                   "Or: engine speed-up of the analysed layers' steps to reach (> 1), from the measured times");
   cmd->add_flag("--json", a->json, "Print analysis.json");
+  cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
   cmd->callback([a] {
+    set_threads(a->threads);
     const bool by_speed = a->target_speedup > 0;
     check<ValueError>(a->write_recipe.empty() || by_speed || (a->target_sparsity > 0 && a->target_sparsity < 1),
                       "--write-recipe needs --target-sparsity in (0, 1) or --target-speedup, got {}",

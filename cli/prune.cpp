@@ -21,6 +21,7 @@ void add_prune(CLI::App& app) {
     double sparsity = -1;
     bool global = false, json = false;
     int64_t batch_size = 256;
+    int threads = 0;
     std::vector<std::string> params{"__ALL_PRUNABLE__"};
   };
   auto a = std::make_shared<Args>();
@@ -37,7 +38,9 @@ void add_prune(CLI::App& app) {
   cmd->add_option("--out", a->out, "Pruned checkpoint (.h5)")->required();
   cmd->add_flag("--json", a->json,
                 "Print {\"layers\": [{\"name\", \"sparsity\"}], \"sparsity\", \"top1_before\", \"top1_after\"}");
+  cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
   cmd->callback([a] {
+    set_threads(a->threads);
     train::Checkpoint c = train::load_checkpoint(a->checkpoint);
     auto model = train::build_model(c);
     std::optional<data::DataSplits> splits;

@@ -271,8 +271,9 @@ void run(CLI::App& cmd, TrainArgs a) {
     if (manager) manager->fast_forward(trainer.step());
   }
   if (callback) trainer.add_callback(callback.get());
-  fmt::print(stderr, "train: {} ({} parameters) on {} ({} examples, validating on {}), {}, {} lr {}\n", a.model,
-             model->parameter_count(), a.data, train_set->size(), val_set->size(), epochs_text(a.epochs), a.optimizer, a.lr);
+  fmt::print(stderr, "train: {} ({} parameters) on {} ({} examples, validating on {}), {}, {}, {}\n", a.model,
+             model->parameter_count(), a.data, train_set->size(), val_set->size(), epochs_text(a.epochs), a.optimizer,
+             recipe_sets_lr ? "learning rate from the recipe" : fmt::format("lr {} ({} schedule)", a.lr, a.schedule));
   const train::Summary s = trainer.fit();
   if (!s.epochs.empty())
     fmt::print("{}: val top-1 {:.2f}%  val loss {:.4f}  {:.0f}s  -> {}\n", a.model, 100 * s.epochs.back().val_top1,

@@ -5,7 +5,7 @@
 // A run resumes from its checkpoint and ends with the same weights as an
 // uninterrupted one (same seed and thread count).
 //
-//   train::Trainer trainer(model, optimizer, loader, val, {.epochs = 5, .out_dir = "run"});
+//   train::Trainer trainer(model, optimizer, /*scheduler=*/nullptr, loader, val, {.epochs = 5, .out_dir = "run"});
 //   train::Summary s = trainer.fit();
 #pragma once
 
