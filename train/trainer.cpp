@@ -47,12 +47,13 @@ int64_t correct(const Tensor& logits, const Tensor& targets) {
 nlohmann::json to_json(const EpochMetrics& m) {
   return {{"epoch", m.epoch},         {"lr", m.lr},           {"train_loss", m.train_loss},
           {"val_loss", m.val_loss},   {"val_top1", m.val_top1}, {"seconds", m.seconds},
-          {"samples_per_sec", m.samples_per_sec}, {"sparsity", m.sparsity}};
+          {"samples_per_sec", m.samples_per_sec}, {"sparsity", m.sparsity}, {"metrics", m.metrics}};
 }
 }  // namespace
 
 Evaluation evaluate(const std::function<autograd::Tensor(const autograd::Tensor&)>& logits_of,
-                    const data::Dataset& dataset, int64_t batch_size) {
+                    const data::Dataset& dataset, int64_t batch_size, const LossFn& loss,
+                    const std::map<std::string, MetricFn>& metrics) {
   autograd::NoGradGuard no_grad;
   data::DataLoader loader(std::shared_ptr<const data::Dataset>(&dataset, [](const data::Dataset*) {}),
                           {.batch_size = batch_size, .shuffle = false});
@@ -63,20 +64,25 @@ Evaluation evaluate(const std::function<autograd::Tensor(const autograd::Tensor&
   while (auto batch = epoch.next()) {
     const autograd::Tensor logits = logits_of(batch->inputs);
     const int64_t n = batch->targets.numel();
-    loss_sum += autograd::cross_entropy(Variable(logits), batch->targets).data().item() * static_cast<double>(n);
+    const Variable l = loss ? loss(Variable(logits), batch->targets) : autograd::cross_entropy(Variable(logits), batch->targets);
+    loss_sum += l.data().item() * static_cast<double>(n);
     hits += correct(logits, batch->targets);
+    for (const auto& [name, metric] : metrics) out.metrics[name] += metric(logits, batch->targets) * static_cast<double>(n);
     out.examples += n;
   }
-  out.loss = loss_sum / static_cast<double>(out.examples);
-  out.top1 = static_cast<double>(hits) / static_cast<double>(out.examples);
+  const auto examples = static_cast<double>(out.examples);
+  out.loss = loss_sum / examples;
+  out.top1 = static_cast<double>(hits) / examples;
+  for (auto& [name, total] : out.metrics) total /= examples;
   return out;
 }
 
-Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, int64_t batch_size) {
+Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, int64_t batch_size, const LossFn& loss,
+                    const std::map<std::string, MetricFn>& metrics) {
   const bool was_training = model.is_training();
   model.eval();
-  const Evaluation out =
-      evaluate([&](const autograd::Tensor& x) { return model.forward(Variable(x)).data(); }, dataset, batch_size);
+  const Evaluation out = evaluate([&](const autograd::Tensor& x) { return model.forward(Variable(x)).data(); },
+                                  dataset, batch_size, loss, metrics);
   model.train(was_training);
   return out;
 }
@@ -132,7 +138,8 @@ double Trainer::train_epoch() {
     const double epoch_now = static_cast<double>(epoch_) + static_cast<double>(b) / static_cast<double>(batches);
     for (Callback* c : callbacks_) c->before_step(epoch_now, step_);
     if (b == 0 && !optimizer_.param_groups().empty()) first_step_lr_ = optimizer_.param_groups()[0].lr;
-    Variable loss = autograd::cross_entropy(model_->forward(Variable(batch->inputs)), batch->targets);
+    const Variable outputs = model_->forward(Variable(batch->inputs));
+    Variable loss = options_.loss ? options_.loss(outputs, batch->targets) : autograd::cross_entropy(outputs, batch->targets);
     optimizer_.zero_grad();
     loss.backward();
     if (options_.clip_grad_norm > 0) optim::clip_grad_norm(model_->parameters(), options_.clip_grad_norm);
@@ -144,6 +151,7 @@ double Trainer::train_epoch() {
                       step_);
     loss_sum += value * static_cast<double>(batch->targets.numel());
     seen += batch->targets.numel();
+    for (Callback* c : callbacks_) c->after_step(epoch_now, step_ - 1, value);
     ++b;
     // Progress: redrawn a few times a second on a terminal; elsewhere (a log
     // file) a plain line every half minute, the epoch's own line closing it.
@@ -179,6 +187,7 @@ void Trainer::save(const EpochMetrics& m) {
   c.step = step_;
   c.rng_state = layers::generator_state();
   save_checkpoint((fs::path(options_.out_dir) / "checkpoint.h5").string(), c);
+  for (Callback* cb : callbacks_) cb->checkpoint_saved((fs::path(options_.out_dir) / "checkpoint.h5").string());
   std::ofstream metrics(fs::path(options_.out_dir) / "metrics.jsonl", std::ios::app);
   metrics << to_json(m).dump() << "\n";
   metrics.close();
@@ -221,6 +230,33 @@ void Trainer::plot_curves() {
   if (pruned) write_svg(bars, (fs::path(options_.out_dir) / "sparsity.svg").string());
 }
 
+// The epoch's keep_best figure (or val_loss), as higher-is-better: whether it
+// is the best so far, then best.h5 is written.
+bool Trainer::track_best(const EpochMetrics& m) {
+  if (!val_ || (options_.keep_best.empty() && options_.early_stopping_patience == 0)) return false;
+  const std::string& key = options_.keep_best.empty() ? std::string("val_loss") : options_.keep_best;
+  double figure = 0;
+  if (key == "val_loss") figure = -m.val_loss;
+  else if (key == "val_top1") figure = m.val_top1;
+  else {
+    const auto it = m.metrics.find(key);
+    check<ValueError>(it != m.metrics.end(), "Trainer: keep_best '{}' is neither val_loss, val_top1 nor a metric", key);
+    figure = it->second;
+  }
+  if (best_ && figure <= *best_) {
+    ++epochs_since_best_;
+    return false;
+  }
+  best_ = figure;
+  epochs_since_best_ = 0;
+  if (!options_.keep_best.empty() && !options_.out_dir.empty()) {
+    const std::string path = (fs::path(options_.out_dir) / "best.h5").string();
+    fs::copy_file(fs::path(options_.out_dir) / "checkpoint.h5", path, fs::copy_options::overwrite_existing);
+    for (Callback* c : callbacks_) c->checkpoint_saved(path);
+  }
+  return true;
+}
+
 Summary Trainer::fit() {
   const auto start = Clock::now();
   if (!options_.out_dir.empty() && epoch_ == 0) std::ofstream(fs::path(options_.out_dir) / "metrics.jsonl", std::ios::trunc);
@@ -232,20 +268,32 @@ Summary Trainer::fit() {
     const double train_seconds = seconds_since(epoch_start);
     m.samples_per_sec = static_cast<double>(train_.dataset().size()) / train_seconds;
     if (val_) {
-      const Evaluation e = evaluate(*model_, *val_, options_.eval_batch_size);
+      const Evaluation e = evaluate(*model_, *val_, options_.eval_batch_size, options_.loss, options_.metrics);
       m.val_loss = e.loss;
       m.val_top1 = e.top1;
+      m.metrics = e.metrics;
+      for (Callback* c : callbacks_) c->evaluated(e);
     }
     ++epoch_;
     m.epoch = epoch_;
     m.seconds = seconds_since(epoch_start);
     m.sparsity = pruning::total_sparsity(*model_);
     save(m);
+    const bool improved = track_best(m);
     summary_.epochs.push_back(m);
-    log(fmt::format("epoch {}/{}  lr {:.4g}  train loss {:.4f}  val loss {:.4f}  val top-1 {:.2f}%  sparsity {:.1f}%  "
-                    "{:.1f}s ({:.0f} samples/s)",
-                    epoch_, options_.epochs, m.lr, m.train_loss, m.val_loss, 100 * m.val_top1, 100 * m.sparsity,
-                    m.seconds, m.samples_per_sec));
+    std::string extra;
+    for (const auto& [name, v] : m.metrics) extra += fmt::format("  {} {:.4g}", name, v);
+    log(fmt::format("epoch {}/{}  lr {:.4g}  train loss {:.4f}  val loss {:.4f}  val top-1 {:.2f}%{}  sparsity {:.1f}%  "
+                    "{:.1f}s ({:.0f} samples/s){}",
+                    epoch_, options_.epochs, m.lr, m.train_loss, m.val_loss, 100 * m.val_top1, extra, 100 * m.sparsity,
+                    m.seconds, m.samples_per_sec, improved && !options_.keep_best.empty() ? "  best" : ""));
+    for (Callback* c : callbacks_) c->epoch_end(m);
+    if (options_.early_stopping_patience > 0 && epochs_since_best_ >= options_.early_stopping_patience) {
+      log(fmt::format("early stop: no better {} for {} epochs", options_.keep_best.empty() ? "val_loss" : options_.keep_best,
+                      epochs_since_best_));
+      break;
+    }
+    if (stop_) break;
   }
   summary_.seconds = seconds_since(start);
   if (!options_.out_dir.empty() && !summary_.epochs.empty()) {

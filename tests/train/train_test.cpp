@@ -238,6 +238,56 @@ TEST(Trainer, ResumeRestoresMasksAndKeepsMaskedWeightsZero) {
   }
 }
 
+// The loop as a user extends it: a loss and metrics of their own, callbacks at
+// each hook, the best epoch kept, and an early stop when validation stalls.
+TEST(Trainer, TakesALossMetricsCallbacksKeepsTheBestAndStopsEarly) {
+  auto train = quadrants(64, 3), val = quadrants(32, 60);
+  const auto dir = testing::temp_dir("trainer_hooks");
+  TrainingRun r = make_run(dir.string(), 20, train, val);
+  struct Recorder : Callback {
+    int steps = 0, evaluations = 0, epochs = 0;
+    std::vector<std::string> saved;
+    double last_loss = -1;
+    void after_step(double, int64_t, double loss) override { ++steps, last_loss = loss; }
+    void evaluated(const Evaluation& e) override { evaluations += e.metrics.count("error") == 1; }
+    void checkpoint_saved(const std::string& path) override { saved.push_back(path); }
+    void epoch_end(const EpochMetrics&) override { ++epochs; }
+  } recorder;
+  int loss_calls = 0;
+  TrainerOptions options{.epochs = 20, .out_dir = dir.string(), .log = [](auto&) {}};
+  options.loss = [&](const autograd::Variable& out, const Tensor& targets) {
+    ++loss_calls;
+    return autograd::cross_entropy(out, targets, {.label_smoothing = 0.1f});
+  };
+  options.metrics["error"] = [](const Tensor& out, const Tensor& targets) {
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < targets.numel(); ++i) {
+      const float* row = out.data<float>() + i * out.size(1);
+      wrong += std::max_element(row, row + out.size(1)) - row != targets.data<int64_t>()[i];
+    }
+    return static_cast<double>(wrong) / static_cast<double>(targets.numel());
+  };
+  options.keep_best = "val_top1";
+  options.early_stopping_patience = 2;
+  Trainer trainer(r.model, *r.sgd, nullptr, *r.loader, val, options);
+  trainer.add_callback(&recorder);
+  const Summary s = trainer.fit();
+  ASSERT_LT(s.epochs.size(), 20u) << "the separable task stops improving long before 20 epochs";
+  EXPECT_EQ(recorder.epochs, static_cast<int>(s.epochs.size()));
+  EXPECT_EQ(recorder.evaluations, recorder.epochs);
+  EXPECT_EQ(recorder.steps, recorder.epochs * 4);  // 64 examples in batches of 16
+  EXPECT_GT(loss_calls, recorder.steps);  // training and validation both use the given loss
+  EXPECT_GE(recorder.last_loss, 0.0);
+  for (const auto& m : s.epochs) EXPECT_NEAR(m.metrics.at("error"), 1.0 - m.val_top1, 1e-9);
+  // best.h5 is the epoch with the best top-1; the run stopped `patience` epochs after it.
+  size_t best = 0;
+  for (size_t i = 1; i < s.epochs.size(); ++i)
+    if (s.epochs[i].val_top1 > s.epochs[best].val_top1) best = i;
+  EXPECT_EQ(s.epochs.size() - 1 - best, 2u);
+  EXPECT_EQ(load_checkpoint((dir / "best.h5").string()).epoch, s.epochs[best].epoch);
+  EXPECT_NE(std::find(recorder.saved.begin(), recorder.saved.end(), (dir / "best.h5").string()), recorder.saved.end());
+}
+
 TEST(Plot, WritesOneLinePerSeriesAndEscapesText) {
   const fs::path dir = temp_dir("train_plot");
   LineChart chart{"a <b> & c", "epoch", "loss", {{"one", {1, 2, 3}, {0.5, 0.25, 0.125}}, {"two", {1, 2}, {1, 2}}}};

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,20 +25,41 @@ namespace neurite::train {
 struct Evaluation {
   double loss = 0, top1 = 0;
   int64_t examples = 0;
+  std::map<std::string, double> metrics;  // TrainerOptions::metrics, averaged over the examples
 };
 
-// Cross-entropy loss and top-1 accuracy of `model` (in eval mode, no graph).
-Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, int64_t batch_size = 256);
+// A training loss: the model's outputs and the batch's targets to a scalar.
+using LossFn = std::function<autograd::Variable(const autograd::Variable& outputs, const autograd::Tensor& targets)>;
+// A metric of a batch, averaged over a data set's examples (weighted by batch size).
+using MetricFn = std::function<double(const autograd::Tensor& outputs, const autograd::Tensor& targets)>;
+
+// The loss (cross-entropy unless given), top-1 accuracy and `metrics` of
+// `model` (in eval mode, no graph).
+Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, int64_t batch_size = 256,
+                    const LossFn& loss = {}, const std::map<std::string, MetricFn>& metrics = {});
 // The same of any function from a batch of inputs to its logits (an inference engine's run).
 Evaluation evaluate(const std::function<autograd::Tensor(const autograd::Tensor&)>& logits_of,
-                    const data::Dataset& dataset, int64_t batch_size = 256);
+                    const data::Dataset& dataset, int64_t batch_size = 256, const LossFn& loss = {},
+                    const std::map<std::string, MetricFn>& metrics = {});
 
-// Hooks for what drives a run from outside the loop (recipes, pruning).
+struct EpochMetrics;
+
+// Hooks into the loop, for what drives a run from outside (recipes, pruning)
+// and what watches it (logging, custom checkpoints). Trainer::stop() ends the
+// run after the current epoch.
 class Callback {
  public:
   virtual ~Callback() = default;
   // Before the optimizer step `step` (counted over the run), at fractional epoch `epoch`.
   virtual void before_step(double epoch, int64_t step) {}
+  // After that step, with the batch's loss.
+  virtual void after_step(double epoch, int64_t step, double loss) {}
+  // After each validation, before the epoch's checkpoint.
+  virtual void evaluated(const Evaluation& validation) {}
+  // After a checkpoint is written (the epoch's, or best.h5), with its path.
+  virtual void checkpoint_saved(const std::string& path) {}
+  // At the end of each epoch, with its metrics as metrics.jsonl has them.
+  virtual void epoch_end(const EpochMetrics& metrics) {}
 };
 
 struct TrainerOptions {
@@ -45,6 +67,14 @@ struct TrainerOptions {
   std::string out_dir;  // empty: no files
   double clip_grad_norm = 0;  // 0: off
   int64_t eval_batch_size = 256;
+  LossFn loss;  // empty: cross-entropy of logits and int64 labels
+  std::map<std::string, MetricFn> metrics;  // computed on the validation data each epoch, beside loss and top-1
+  // Keep the best epoch's checkpoint as out_dir/best.h5, by this validation
+  // figure: "val_loss" (lower is better), "val_top1" or a metric's name (higher
+  // is better); empty: off.
+  std::string keep_best;
+  // Stop when keep_best (or val_loss) has not improved for this many epochs; 0: never.
+  int64_t early_stopping_patience = 0;
   // Progress: a line rewritten in place on a terminal, plain log lines otherwise.
   std::function<void(const std::string&)> log;  // default: stderr
   Checkpoint checkpoint_template;  // model name, options, optimizer name, recipe
@@ -56,6 +86,7 @@ struct TrainerOptions {
 struct EpochMetrics {
   int64_t epoch = 0;
   double lr = 0, train_loss = 0, val_loss = 0, val_top1 = 0, seconds = 0, samples_per_sec = 0, sparsity = 0;
+  std::map<std::string, double> metrics;  // TrainerOptions::metrics on the validation data
 };
 
 struct Summary {
@@ -71,13 +102,16 @@ class Trainer {
   void add_callback(Callback* callback) { callbacks_.push_back(callback); }
   // Restores model, masks, optimizer, epoch, step and RNG from `checkpoint`.
   void resume(const Checkpoint& checkpoint);
-  // Trains from the current epoch to options.epochs.
+  // Trains from the current epoch to options.epochs (or an early stop).
   Summary fit();
+  // Ends the run after the current epoch (from a callback).
+  void stop() { stop_ = true; }
   int64_t epoch() const { return epoch_; }
   int64_t step() const { return step_; }
 
  private:
   double train_epoch();
+  bool track_best(const EpochMetrics& metrics);
   void save(const EpochMetrics& metrics);
   void plot_curves();
   void log(const std::string& line, bool transient = false);
@@ -93,6 +127,9 @@ class Trainer {
   bool terminal_;
   std::chrono::steady_clock::time_point last_progress_{};  // the last progress line's time
   double first_step_lr_ = 0;  // the learning rate of the current epoch's first step
+  bool stop_ = false;
+  std::optional<double> best_;  // the best keep_best (or val_loss) figure so far, higher-is-better signed
+  int64_t epochs_since_best_ = 0;
   Summary summary_;
 };
 
