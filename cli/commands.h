@@ -9,6 +9,7 @@
 
 #include "neurite/engine/graph.h"
 #include "neurite/kernels/policy.h"
+#include "neurite/train/checkpoint.h"
 
 namespace neurite::cli {
 
@@ -29,6 +30,8 @@ std::map<std::string, std::string> parse_recipe_vars(const std::vector<std::stri
 
 // The graph of a model file: an ONNX file (.onnx) or a checkpoint, traced.
 engine::Graph load_model_graph(const std::string& path);
+// One example batch of a zoo checkpoint's input: images (1, C, S, S) or tokens (1, seq_len).
+autograd::Tensor example_input(const train::Checkpoint& c);
 
 // Every command's first argument, the model: positional (`neurite eval
 // MODEL ...`). `alias` names it too: "--model" for commands that always took

@@ -5,6 +5,7 @@
 
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,7 @@
 #include "neurite/data/readers.h"
 #include "neurite/engine/engine.h"
 #include "neurite/engine/onnx.h"
+#include "neurite/engine/trace.h"
 #include "neurite/pruning/pruning.h"
 #include "neurite/train/trainer.h"
 
@@ -145,6 +147,7 @@ void add_info(CLI::App& app) {
     std::vector<std::pair<std::string, autograd::Tensor>> tensors;
     std::set<std::string> prunable;
     std::vector<engine::ValueInfo> inputs, outputs;
+    std::optional<engine::ModelSummary> summary;
     nlohmann::json total;
     std::string heading;
     if (a->model.ends_with(".onnx")) {
@@ -172,14 +175,22 @@ void add_info(CLI::App& app) {
       inputs = g.inputs;
       outputs = g.outputs;
       total = {{"model", c.model}, {"epoch", c.epoch}};
+      if (c.graph.empty()) summary = engine::summarize(*model, example_input(c));  // a zoo model: per layer
       heading = fmt::format("{} (epoch {}): {}", c.model, c.epoch, a->model);
     }
     const nlohmann::json rows = parameter_rows(tensors, prunable, total);
     if (a->json) {
-      std::cout << nlohmann::json{{"inputs", values_json(inputs)}, {"outputs", values_json(outputs)},
-                                  {"parameters", rows}, {"total", total}}
-                       .dump(2)
-                << "\n";
+      nlohmann::json j{{"inputs", values_json(inputs)}, {"outputs", values_json(outputs)}, {"parameters", rows},
+                       {"total", total}};
+      if (summary) {
+        j["layers"] = nlohmann::json::array();
+        for (const auto& l : summary->layers)
+          j["layers"].push_back({{"name", l.name}, {"op", l.op}, {"output", l.output}, {"parameters", l.parameters},
+                                 {"flops", l.flops}, {"sparsity", l.sparsity}});
+        j["total"]["flops"] = summary->flops;
+        j["total"]["sparse_flops"] = summary->sparse_flops;
+      }
+      std::cout << j.dump(2) << "\n";
       return;
     }
     fmt::print("{}\n", heading);
@@ -195,6 +206,7 @@ void add_info(CLI::App& app) {
     fmt::print("{:<40} {:>18} {:>10} {:>10} {:>8.1f}%\n", "prunable weights", "", total["numel"].get<int64_t>(),
                total["nonzeros"].get<int64_t>(), 100 * total["sparsity"].get<double>());
     fmt::print("{} parameters in all\n", total["parameters"].get<int64_t>());
+    if (summary) fmt::print("\nper layer, for one example:\n{}", summary->to_string());
   });
 }
 

@@ -11,16 +11,11 @@
 
 namespace neurite::cli {
 
-namespace {
-
-// One example batch of the checkpoint's model input: images (1, C, S, S) or tokens (1, seq_len).
 autograd::Tensor example_input(const train::Checkpoint& c) {
   const auto& o = c.options;
   if (layers::models::takes_tokens(c.model)) return autograd::Tensor::randint({1, o.seq_len}, 0, 0, o.vocab_size);
   return autograd::Tensor::randn({1, o.in_channels, o.image_size, o.image_size}, 0);
 }
-
-}  // namespace
 
 engine::Graph graph_of_checkpoint(const std::string& path) {
   const train::Checkpoint c = train::load_checkpoint(path);

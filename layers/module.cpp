@@ -154,6 +154,20 @@ std::vector<std::pair<std::string, ParameterPtr>> Module::named_parameters() con
   return out;
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() const {
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+  for (const auto& [name, child] : children_) {
+    out.emplace_back(name, child);
+    for (auto& [below, m] : child->named_modules()) out.emplace_back(join(name, below), m);
+  }
+  return out;
+}
+
+void Module::apply(const std::function<void(Module&)>& f) {
+  f(*this);
+  for (auto& [name, child] : children_) child->apply(f);
+}
+
 std::vector<ParameterPtr> Module::parameters() const {
   std::vector<ParameterPtr> out;
   for (auto& [name, p] : named_parameters()) out.push_back(p);

@@ -366,5 +366,27 @@ TEST(Trace, UnequalStridesPaddingAndDilationPerAxisExportAsTheModuleRuns) {
   }
 }
 
+// summarize: every Linear of an MLP with its output shape and 2 x B x in x out
+// FLOPs, the pruned zeros counted off; named_modules and apply see every layer.
+TEST(Summary, CountsEachLayersFlopsAndSparsity) {
+  auto model = layers::models::make_model("mlp", {.image_size = 8, .num_classes = 5});
+  int linears = 0;
+  model->apply([&](layers::Module& m) { linears += dynamic_cast<layers::Linear*>(&m) != nullptr; });
+  int named = 0;
+  for (const auto& [name, m] : model->named_modules()) named += dynamic_cast<layers::Linear*>(m.get()) != nullptr;
+  EXPECT_EQ(named, linears);
+  pruning::prune(*model, pruning::select(*model, {"__ALL_PRUNABLE__"}), 0.75, {}, false);
+  const ModelSummary s = summarize(*model, Tensor::randn({3, 1, 8, 8}, 1));
+  ASSERT_EQ(static_cast<int>(s.layers.size()), linears);
+  double want = 0;
+  for (const auto& [name, p] : model->named_parameters())
+    if (p->shape().size() == 2) want += 2.0 * 3 * static_cast<double>(p->numel());
+  EXPECT_DOUBLE_EQ(s.flops, want);
+  EXPECT_NEAR(s.sparse_flops, 0.25 * want, 0.01 * want);
+  EXPECT_EQ(s.layers.back().output, (Shape{3, 5}));
+  EXPECT_EQ(s.parameters, model->parameter_count());
+  EXPECT_NE(s.to_string().find("MFLOPs"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace neurite::engine

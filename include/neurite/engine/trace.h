@@ -32,4 +32,22 @@ struct TraceOptions {
 // (train/eval) and kernel policy are restored afterwards.
 Graph trace(layers::UnaryModule& module, const Tensor& example, const TraceOptions& options = {});
 
+// A model's layers with weights (convolutions and products), from its trace
+// on `example`: output shape, parameters, multiply-adds counted as 2 FLOPs
+// each, and the weight's sparsity (the FLOPs a sparse kernel skips).
+struct LayerSummary {
+  std::string name, op;  // the layer's path (its weight's name without ".weight") and ONNX op
+  Shape output;
+  int64_t parameters = 0;
+  double flops = 0, sparsity = 0;
+};
+struct ModelSummary {
+  std::vector<LayerSummary> layers;
+  int64_t parameters = 0;  // the whole model's
+  double flops = 0;        // of those layers, dense
+  double sparse_flops = 0; // the same with every weight's zeros skipped
+  std::string to_string() const;  // a table, one row per layer, and the totals
+};
+ModelSummary summarize(layers::UnaryModule& module, const Tensor& example);
+
 }  // namespace neurite::engine

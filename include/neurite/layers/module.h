@@ -11,6 +11,7 @@
 //   for (auto& [name, p] : net.named_parameters()) fmt::print("{} {}\n", name, to_string(p->shape()));
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -96,6 +97,11 @@ class Module {
   std::vector<ParameterPtr> parameters() const;
   std::vector<std::pair<std::string, Tensor>> named_buffers() const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
+  // Every module below this one, depth first, with dotted names (as PyTorch's
+  // named_modules, without the module itself).
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules() const;
+  // Calls f on this module and every module below it, depth first (as PyTorch's apply).
+  void apply(const std::function<void(Module&)>& f);
   int64_t parameter_count() const;
 
   // train() switches dropout and batch norm to training behaviour, eval() to inference.
