@@ -1,6 +1,9 @@
 // neurite export (a checkpoint as ONNX) and neurite infer (a model on a .npy input).
 #include <fmt/format.h>
 
+#include <iostream>
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
 #include "neurite/error.h"
 #include "neurite/engine/onnx.h"
@@ -35,16 +38,28 @@ void add_export(CLI::App& app) {
   struct Args {
     std::string checkpoint, out;
     int64_t opset = 17;
+    bool json = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("export", "Write a checkpoint's model as ONNX (dynamic batch, masks applied)");
   add_model_argument(cmd, a->checkpoint, "Checkpoint (.h5)", "--checkpoint");
   cmd->add_option("--out", a->out, "ONNX file to write")->required();
   cmd->add_option("--opset", a->opset, "ONNX opset, 13 to 17")->capture_default_str();
+  cmd->add_flag("--json", a->json, "Print {\"out\", \"opset\", \"nodes\", \"initializers\", \"inputs\", \"outputs\"}");
   cmd->callback([a] {
     check<ValueError>(a->opset >= 13 && a->opset <= 17, "--opset is {}, expected 13 to 17", a->opset);
     const engine::Graph g = graph_of_checkpoint(a->checkpoint);
     engine::save_onnx(g, a->out, {.opset = a->opset});
+    if (a->json) {
+      nlohmann::json inputs = nlohmann::json::object(), outputs = nlohmann::json::object();
+      for (const auto& v : g.inputs) inputs[v.name] = v.shape;
+      for (const auto& v : g.outputs) outputs[v.name] = v.shape;
+      std::cout << nlohmann::json{{"out", a->out},          {"opset", a->opset},   {"nodes", g.nodes.size()},
+                                  {"initializers", g.initializers.size()}, {"inputs", inputs}, {"outputs", outputs}}
+                       .dump()
+                << "\n";
+      return;
+    }
     fmt::print("{}: {} nodes, {} initializers, opset {}, input {} {}\n", a->out, g.nodes.size(), g.initializers.size(),
                a->opset, g.inputs[0].name, autograd::to_string(g.inputs[0].shape));
   });
@@ -55,6 +70,7 @@ void add_infer(CLI::App& app) {
     std::string model, input, output;
     int threads = 0;
     std::string mode = "columns";
+    bool json = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("infer", "Run a model (.onnx or checkpoint) on a NumPy input, write its output");
@@ -63,6 +79,7 @@ void add_infer(CLI::App& app) {
   cmd->add_option("--out,--output", a->output, "Output to write (.npy, float32)")->required();
   cmd->add_option("--threads", a->threads, "Threads (0: all cores)");
   cmd->add_option("--mode", a->mode, "Engine execution: columns or layers")->capture_default_str();
+  cmd->add_flag("--json", a->json, "Print {\"out\", \"input_shape\", \"output\", \"output_shape\"}");
   cmd->callback([a] {
     set_threads(a->threads);
     const engine::Mode mode = engine::parse_mode(a->mode);
@@ -82,6 +99,13 @@ void add_infer(CLI::App& app) {
       throw ValueError(fmt::format("infer: {} on {}: {}", a->model, a->input, e.what()));
     }
     autograd::save_npy(a->output, y.dtype() == autograd::Dtype::f32 ? y : y.to(autograd::Dtype::f32));
+    if (a->json) {
+      std::cout << nlohmann::json{{"out", a->output}, {"input_shape", x.shape()}, {"output", g.outputs[0].name},
+                                  {"output_shape", y.shape()}}
+                       .dump()
+                << "\n";
+      return;
+    }
     fmt::print("{}: {} -> {} {}\n", a->output, autograd::to_string(x.shape()), g.outputs[0].name,
                autograd::to_string(y.shape()));
   });

@@ -115,15 +115,10 @@ std::string unknown_word(CLI::App& app, int argc, char** argv) {
 }  // namespace neurite::cli
 
 int main(int argc, char** argv) {
-  // oneDNN's OpenMP threads spin after each call and take the cores from
-  // oneTBB's workers (sparse kernels, elementwise ops): a 90 %-sparse mlp step
-  // ran 1.6x slower with them spinning, dense steps were unchanged. libgomp
-  // reads its wait policy when it loads, so set it and start again.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);  // on failure, carry on as we are
-  }
-  neurite::keep_freed_memory();
+  // OpenMP's threads wait passively (they took the cores from oneTBB's
+  // workers: a 90 %-sparse mlp step ran 1.6x slower), and freed memory stays
+  // in the heap (neurite/parallel.h).
+  neurite::init(argv);
   CLI::App app{"Neurite: train, prune and serve neural networks on CPUs"};
   app.set_version_flag("--version", fmt::format("neurite {}", neurite::kVersion));
   app.require_subcommand(0, 1);

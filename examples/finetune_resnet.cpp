@@ -26,6 +26,7 @@
 using namespace neurite;
 
 int main(int argc, char** argv) {
+  init(argv);  // OpenMP's threads wait passively; freed memory stays in the heap
   if (argc < 4) {
     std::fprintf(stderr, "usage: finetune_resnet BASE_CHECKPOINT DATA_SPEC OUT_DIR [epochs] [recipe.yaml]\n");
     return 2;

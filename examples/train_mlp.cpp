@@ -18,6 +18,7 @@ using namespace neurite;
 using autograd::Variable;
 
 int main(int argc, char** argv) {
+  init(argv);          // OpenMP's threads wait passively; freed memory stays in the heap
   const int epochs = argc > 1 ? std::atoi(argv[1]) : 3;
   set_num_threads(0);  // all cores
   layers::manual_seed(0);

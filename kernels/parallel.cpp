@@ -1,6 +1,8 @@
 #include "neurite/parallel.h"
 
 #include <malloc.h>
+#include <cstdlib>
+#include <unistd.h>
 #include <omp.h>
 #include <tbb/global_control.h>
 #include <tbb/info.h>
@@ -33,6 +35,14 @@ void keep_freed_memory() {
   // block's own size still maps it: no mmap at all, then, and no trimming.
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
+void init(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);  // on failure, carry on as we are
+  }
+  keep_freed_memory();
 }
 
 int num_threads() {
