@@ -6,12 +6,14 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <variant>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "neurite/error.h"
 #include "neurite/data/readers.h"
+#include "neurite/data/transforms.h"
 #include "neurite/engine/graph_module.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/layers/init.h"
@@ -29,7 +31,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TrainArgs {
-  std::string model, data, val_data, init, resume, out, optimizer, schedule = "cosine", recipe;
+  std::string model, data, val_data, init, resume, out, optimizer, schedule = "cosine", recipe, augment;
   std::vector<std::string> recipe_vars;
   int64_t epochs = 10, batch_size = 128, num_classes = 0;
   double lr = 0, weight_decay = -1, momentum = 0.9, warmup_epochs = 0, clip_grad_norm = 0;
@@ -60,6 +62,10 @@ const std::vector<TrainFlag>& train_flags() {
       {"--data", &A::data, "Training data: fashion-mnist, mnist-digits, idx:PREFIX, folder:DIR, h5:FILE, cifar10:DIR",
        "data"},
       {"--val-data", &A::val_data, "Validation data (default: the data's test split, else 10% held out)", "val_data"},
+      {"--augment", &A::augment,
+       "Training-time augmentation of images, comma-separated: flip (left-right, p 0.5), crop (pad by an eighth, "
+       "crop back at random)",
+       "augment"},
       {"--epochs", &A::epochs, "Epochs", "epochs", true},
       {"--batch-size", &A::batch_size, "Batch size", "batch_size", true},
       {"--lr", &A::lr, "Learning rate (default 0.05 for sgd, 1e-3 for adam/adamw)", "lr"},
@@ -175,6 +181,18 @@ TrainArgs with_absolute_paths(TrainArgs a) {
 
 std::string epochs_text(int64_t n) { return fmt::format("{} epoch{}", n, n == 1 ? "" : "s"); }
 
+// --augment flip,crop: the transforms of the training batches (validation sees the images as they are).
+std::vector<data::Transform> augmentations(const std::string& spec, const autograd::Shape& image) {
+  std::vector<data::Transform> out;
+  std::stringstream names(spec);
+  for (std::string name; std::getline(names, name, ',');) {
+    if (name == "flip") out.push_back(data::horizontal_flip());
+    else if (name == "crop") out.push_back(data::random_crop(image[1], std::max<int64_t>(1, image[1] / 8)));
+    else throw ValueError(fmt::format("--augment {}: '{}' is not an augmentation (flip, crop)", spec, name));
+  }
+  return out;
+}
+
 void run(CLI::App& cmd, TrainArgs a) {
   if (!a.resume.empty()) fill_from_saved(cmd, a, a.resume);
   check<ValueError>(!a.model.empty(), "train: MODEL is required (or --resume DIR)");
@@ -240,7 +258,8 @@ void run(CLI::App& cmd, TrainArgs a) {
   auto optimizer = optim::make_optimizer(
       a.optimizer, {{.params = model->parameters(), .lr = a.lr, .weight_decay = a.weight_decay}}, a.momentum);
 
-  data::DataLoader loader(train_set, {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed});
+  data::DataLoader loader(train_set, {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed,
+                                      .transforms = augmentations(a.augment, shape)});
   const std::map<std::string, optim::Schedule> schedules = {
       {"cosine", optim::Schedule::cosine(static_cast<double>(a.epochs), a.warmup_epochs)},
       {"constant", optim::Schedule::constant()},

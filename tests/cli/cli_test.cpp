@@ -122,8 +122,12 @@ TEST(Cli, OneConventionForEveryCommand) {
   r = neurite_cli("train cnn --data h5:" + train + " --epochs 1 --batch-size 20 --out " + run);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("is not empty (an earlier run?): pass --overwrite"), std::string::npos) << r.out;
-  r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 1 --batch-size 20 --overwrite --out " + run);
+  r = neurite_cli("train --model cnn --data h5:" + train + " --epochs 1 --batch-size 20 --overwrite --augment flip,crop " +
+                  "--out " + run);
   EXPECT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("train cnn --data h5:" + train + " --augment zoom --overwrite --out " + run);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("'zoom' is not an augmentation"), std::string::npos) << r.out;
   // --checkpoint still names the model, for one release, with a note.
   r = neurite_cli("eval --checkpoint " + run + "/checkpoint.h5 --data h5:" + train + " --json");
   EXPECT_EQ(r.code, 0) << r.out;
