@@ -181,9 +181,21 @@ TrainArgs with_absolute_paths(TrainArgs a) {
 
 std::string epochs_text(int64_t n) { return fmt::format("{} epoch{}", n, n == 1 ? "" : "s"); }
 
+// The vocabulary a token data set needs: its largest id + 1.
+int64_t vocabulary_of(const data::Dataset& set) {
+  int64_t largest = 0;
+  for (int64_t i = 0; i < set.size(); ++i) {
+    const autograd::Tensor t = set.get(i).input;
+    for (int64_t k = 0; k < t.numel(); ++k) largest = std::max(largest, t.data<int64_t>()[k]);
+  }
+  return largest + 1;
+}
+
 // --augment flip,crop: the transforms of the training batches (validation sees the images as they are).
 std::vector<data::Transform> augmentations(const std::string& spec, const autograd::Shape& image) {
   std::vector<data::Transform> out;
+  check<ValueError>(spec.empty() || image.size() == 3, "--augment {}: augmentations are for images, not token ids",
+                    spec);
   std::stringstream names(spec);
   for (std::string name; std::getline(names, name, ',');) {
     if (name == "flip") out.push_back(data::horizontal_flip());
@@ -238,17 +250,29 @@ void run(CLI::App& cmd, TrainArgs a) {
                val_set->size());
   }
   const autograd::Shape shape = train_set->input_shape();
-  check<ShapeError>(shape.size() == 3 && shape[1] == shape[2],
-                    "train: {} gives examples of shape {}, expected square (C, H, W) images", a.data,
-                    autograd::to_string(shape));
+  // Token ids (L) for sequence models (h5:FILE with an integer x), square (C, H, W) images for the rest.
+  const bool tokens = train_set->get(0).input.dtype() == autograd::Dtype::i64;
+  if (!is_onnx(a.model)) {
+    check<ShapeError>(tokens == layers::models::takes_tokens(a.model),
+                      "train: {} gives {} of shape {}, the model {} takes {}", a.data, tokens ? "token ids" : "images",
+                      autograd::to_string(shape), a.model, tokens ? "images" : "token ids (an h5 file of integer x)");
+    check<ShapeError>(tokens ? shape.size() == 1 : shape.size() == 3 && shape[1] == shape[2],
+                      "train: {} gives examples of shape {}, expected {}", a.data, autograd::to_string(shape),
+                      tokens ? "(L) token ids" : "square (C, H, W) images");
+  }
   check<ShapeError>(val_set->input_shape() == shape, "train: validation examples are {}, training examples {}",
                     autograd::to_string(val_set->input_shape()), autograd::to_string(shape));
 
   train::Checkpoint tmpl;
   tmpl.model = a.model;
-  tmpl.options = {.in_channels = shape[0],
-                  .image_size = shape[1],
-                  .num_classes = a.num_classes > 0 ? a.num_classes : train_set->num_classes()};
+  tmpl.options = {.num_classes = a.num_classes > 0 ? a.num_classes : train_set->num_classes()};
+  if (tokens) {
+    tmpl.options.seq_len = shape[0];
+    tmpl.options.vocab_size = vocabulary_of(*train_set);
+  } else if (shape.size() == 3) {
+    tmpl.options.in_channels = shape[0];
+    tmpl.options.image_size = shape[1];
+  }
   tmpl.optimizer = a.optimizer;
   layers::manual_seed(a.seed);
   auto model = is_onnx(a.model) ? graph_model(a, shape, train_set->num_classes(), tmpl)

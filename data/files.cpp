@@ -68,8 +68,13 @@ Tensor read_h5_dataset(hid_t file, const std::string& path, const char* name, bo
                        "{}: cannot read '{}'", path, name);
     return y;
   }
-  check<FormatError>(cls == H5T_FLOAT || (cls == H5T_INTEGER && H5Tget_size(type.id) == 1),
-                     "{}: '{}' must be float or uint8", path, name);
+  check<FormatError>(cls == H5T_FLOAT || cls == H5T_INTEGER, "{}: '{}' must be float or integer", path, name);
+  if (cls == H5T_INTEGER && H5Tget_size(type.id) > 1) {  // token ids (N, L), for sequence models
+    Tensor tokens = Tensor::empty(shape, Dtype::i64);
+    check<FormatError>(H5Dread(set.id, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.bytes()) >= 0,
+                       "{}: cannot read '{}'", path, name);
+    return tokens;
+  }
   Tensor x = Tensor::empty(shape);
   if (cls == H5T_FLOAT) {
     check<FormatError>(H5Dread(set.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.bytes()) >= 0,
@@ -107,7 +112,7 @@ void save_h5(const std::string& path, const Tensor& x, const Tensor& y) {
     check<IoError>(set.id >= 0 && H5Dwrite(set.id, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.bytes()) >= 0,
                    "{}: cannot write '{}'", path, name);
   };
-  write("x", x, H5T_NATIVE_FLOAT);
+  write("x", x, x.dtype() == Dtype::i64 ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT);  // token ids stay integers
   write("y", y, H5T_NATIVE_INT64);
 }
 

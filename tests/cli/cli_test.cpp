@@ -174,6 +174,31 @@ TEST(Cli, ResumeNeedsOnlyTheRunFolder) {
   EXPECT_NE(r.out.find("epoch 2/2"), std::string::npos) << r.out;
 }
 
+// Token data (an h5 file whose x holds integer ids) trains the transformer from
+// the command line; the run's length and vocabulary come from the data.
+TEST(Cli, TheTransformerTrainsOnTokenData) {
+  const fs::path dir = temp_dir("cli_tokens");
+  const int64_t n = 96, length = 12;
+  Tensor x = Tensor::randint({n, length}, 41, 1, 40), y = Tensor::zeros({n}, neurite::autograd::Dtype::i64);
+  for (int64_t i = 0; i < n; ++i) {  // class 1: the sequence holds token 7
+    y.data<int64_t>()[i] = i % 2;
+    for (int64_t k = 0; k < length; ++k)
+      if (x.data<int64_t>()[i * length + k] == 7) x.data<int64_t>()[i * length + k] = 8;
+    if (i % 2 == 1) x.data<int64_t>()[i * length + i % length] = 7;
+  }
+  const std::string data = (dir / "tokens.h5").string();
+  neurite::data::save_h5(data, x, y);
+  Result r = neurite_cli("train transformer --data h5:" + data + " --epochs 2 --batch-size 16 --threads 2 --out " +
+                         (dir / "run").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("info " + (dir / "run" / "checkpoint.h5").string() + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["inputs"][0]["shape"], (std::vector<int64_t>{-1, length}));
+  r = neurite_cli("train cnn --data h5:" + data + " --out " + (dir / "wrong").string());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("gives token ids"), std::string::npos) << r.out;
+}
+
 TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   // A ResNet-style CNN PyTorch exported in training mode (5 classes, 1x12x12;
   // tests/golden/make_train_golden.py), copied so that the run must keep its own graph.

@@ -23,8 +23,8 @@ std::shared_ptr<TensorDataset> load_idx(const std::string& prefix);
 // CIFAR-10 binary batches: records of 1 label byte + 3x32x32 image bytes.
 std::shared_ptr<TensorDataset> load_cifar10(const std::vector<std::string>& files);
 
-// HDF5 file with datasets `x` (N, ...) float32 or uint8 (scaled to [0, 1])
-// and `y` (N) integer labels.
+// HDF5 file with datasets `x` (N, ...) float32 or uint8 (scaled to [0, 1]),
+// or wider integers (token ids (N, L), read as int64), and `y` (N) integer labels.
 std::shared_ptr<TensorDataset> load_h5(const std::string& path);
 // Writes `x` and `y` as load_h5 reads them (tests and converters).
 void save_h5(const std::string& path, const Tensor& x, const Tensor& y);
