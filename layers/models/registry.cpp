@@ -19,8 +19,8 @@ struct Entry {
 const ModelDefaults kImageDefaults{};
 const ModelDefaults kCifarDefaults{.options = {.in_channels = 3, .image_size = 32}};
 
-const std::map<std::string, Entry>& registry() {
-  static const std::map<std::string, Entry> table = {
+std::map<std::string, Entry>& registry() {
+  static std::map<std::string, Entry> table = {
       {"mlp", {detail::make_mlp, {.batch_size = 256}}},
       {"cnn", {detail::make_cnn, kImageDefaults}},
       {"resnet20", {[](const ModelOptions& o) { return detail::make_resnet(20, o); }, kCifarDefaults}},
@@ -42,6 +42,14 @@ const Entry& entry(const std::string& name) {
 }  // namespace
 
 const ModelDefaults& model_defaults(const std::string& name) { return entry(name).defaults; }
+
+void register_model(const std::string& name, std::function<std::shared_ptr<UnaryModule>(const ModelOptions&)> build,
+                    ModelDefaults defaults) {
+  check<ValueError>(!name.empty() && !name.ends_with(".onnx") && build != nullptr,
+                    "register_model: '{}' needs a name (not an .onnx file) and a builder", name);
+  check<ValueError>(registry().count(name) == 0, "register_model: the model '{}' exists already", name);
+  registry().emplace(name, Entry{std::move(build), std::move(defaults)});
+}
 
 std::shared_ptr<UnaryModule> make_model(const std::string& name, const ModelOptions& options) {
   const Builder& build = entry(name).build;

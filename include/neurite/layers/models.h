@@ -13,6 +13,7 @@
 //   auto model = layers::models::make_model("resnet20", d.options);
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,12 @@ const ModelDefaults& model_defaults(const std::string& name);
 // options a model cannot take (an image too small for its strides).
 std::shared_ptr<UnaryModule> make_model(const std::string& name, const ModelOptions& options = {});
 std::vector<std::string> model_names();
+// Adds a model of one's own to the names make_model knows, and so to
+// checkpoints (train::build_model, resume, --init in programs that register
+// it): `build` makes it from ModelOptions. Register at start-up, before
+// threads; ValueError for a name already taken.
+void register_model(const std::string& name, std::function<std::shared_ptr<UnaryModule>(const ModelOptions&)> build,
+                    ModelDefaults defaults = {});
 // True for models whose input is int64 token ids rather than images.
 bool takes_tokens(const std::string& name);
 
