@@ -212,6 +212,8 @@ std::optional<double> Recipe::epochs() const {
     if (m->window.start_epoch >= 0) latest = std::max(latest.value_or(0), std::floor(m->window.start_epoch));
     if (m->window.end_epoch >= 0) latest = std::max(latest.value_or(0), std::ceil(m->window.end_epoch));
   }
+  // Modifiers that all start at 0 and never end (quantisation-aware training alone) set no length.
+  if (latest == 0.0) return std::nullopt;
   return latest;
 }
 

@@ -79,8 +79,13 @@ class MagnitudePruning final : public Modifier {
     const bool by_mapping = f.node("final_sparsity").IsMap();
     const bool empty_params = f.has("params") && f.node("params").IsSequence() && f.node("params").size() == 0;
     if (traits.param_groups && f.has("param_groups") && !f.has("params")) {
-      for (const auto& group : f.node("param_groups"))
-        for (const auto& name : group) params_.push_back(name.as<std::string>());
+      // Groups of names ([[a, b], [c]]), or one flat list of names.
+      for (const auto& group : f.node("param_groups")) {
+        if (group.IsScalar()) params_.push_back(group.as<std::string>());
+        else
+          for (const auto& name : group) params_.push_back(name.as<std::string>());
+      }
+      check<ValueError>(!params_.empty(), "{}: param_groups names no parameter", f.at("param_groups"));
     } else if (by_mapping) {
       // As SparseML: the mapping names the parameters, and params stays [] (or absent).
       check<ValueError>(!f.has("params") || empty_params,

@@ -236,6 +236,13 @@ modifiers:
   expect_error("modifiers:\n  - !GMPruningModifier {params: [], final_sparsity: {0.9: [a], 0.8: [b]}, "
                "global_sparsity: true, start_epoch: 0, end_epoch: 2, update_frequency: 1}\n",
                "final_sparsity cannot differ");
+  // A recipe whose modifiers start at 0 and never end sets no length: the run's --epochs stands.
+  EXPECT_FALSE(Recipe::parse("modifiers:\n  - !QuantizationModifier {start_epoch: 0}\n", "q.yaml").epochs());
+  // StructuredPruningModifier's param_groups: groups of names, or one flat list.
+  const Recipe flat = Recipe::parse("modifiers:\n  - !StructuredPruningModifier {param_groups: [fc.weight], "
+                                    "final_sparsity: 0.5, start_epoch: 0, end_epoch: 2, update_frequency: 1}\n",
+                                    "s.yaml");
+  EXPECT_EQ(flat.modifiers[0]->selectors(), std::vector<std::string>{"fc.weight"});
   // param_groups chooses the optimizer's groups; one it does not have is refused when the run starts.
   auto model = layers::models::make_model("mlp", {.image_size = 4});
   optim::Sgd sgd({{.params = model->parameters(), .lr = 0.5}});

@@ -31,7 +31,7 @@ struct Recipe {
 
   // The run's length in whole epochs, as SparseML's max_epochs: the latest
   // end (rounded up) or start (rounded down) of any modifier, EpochRange's
-  // included; nullopt when none has one.
+  // included; nullopt when none has one, or when that is 0.
   std::optional<double> epochs() const;
   bool sets_learning_rate() const;
 };
