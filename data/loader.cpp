@@ -29,44 +29,82 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
 }
 
 int64_t DataLoader::batches_per_epoch() const {
-  const int64_t n = dataset_->size(), b = options_.batch_size;
+  const int64_t n = options_.sampler ? static_cast<int64_t>(options_.sampler(dataset_->size(), 0).size())
+                                     : dataset_->size();
+  const int64_t b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
 DataLoader::Epoch DataLoader::epoch(int64_t epoch) const { return Epoch(*this, epoch); }
 
-Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t batch, int64_t epoch) const {
-  const int64_t begin = batch * options_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
-  Batch out;
-  out.targets = Tensor::empty({end - begin}, autograd::Dtype::i64);
-  for (int64_t i = begin; i < end; ++i) {
-    const int64_t index = order[static_cast<size_t>(i)];
-    try {
-      Example e = dataset_->get(index);
-      const uint64_t seed = autograd::detail::random_bits(options_.seed ^ (static_cast<uint64_t>(epoch) << 40),
-                                                          static_cast<uint64_t>(index));
-      for (size_t t = 0; t < options_.transforms.size(); ++t) e.input = options_.transforms[t](e.input, seed + t);
-      if (i == begin) {
-        Shape shape = e.input.shape();
-        shape.insert(shape.begin(), end - begin);
-        out.inputs = Tensor::empty(shape, e.input.dtype());
-      }
-      check<ShapeError>(e.input.nbytes() * static_cast<size_t>(end - begin) == out.inputs.nbytes(),
-                        "example is {}, the batch's first is {}", to_string(e.input.shape()),
-                        to_string(Shape(out.inputs.shape().begin() + 1, out.inputs.shape().end())));
-      std::memcpy(out.inputs.bytes() + static_cast<size_t>(i - begin) * e.input.nbytes(), e.input.bytes(),
-                  e.input.nbytes());
-      out.targets.data<int64_t>()[i - begin] = e.label;
-    } catch (const std::exception& e) {
-      throw IoError(fmt::format("data: sample {} ({}): {}", index, dataset_->source(index), e.what()));
-    }
+namespace {
+
+// Tensors of one shape stacked along a new first axis.
+Tensor stack(const std::vector<const Tensor*>& parts, const char* what) {
+  Shape shape = parts[0]->shape();
+  shape.insert(shape.begin(), static_cast<int64_t>(parts.size()));
+  Tensor out = Tensor::empty(shape, parts[0]->dtype());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    check<ShapeError>(parts[i]->shape() == parts[0]->shape() && parts[i]->dtype() == parts[0]->dtype(),
+                      "{} {} is {}, the batch's first is {}", what, i, to_string(parts[i]->shape()),
+                      to_string(parts[0]->shape()));
+    std::memcpy(out.bytes() + i * parts[0]->nbytes(), parts[i]->bytes(), parts[0]->nbytes());
   }
   return out;
 }
 
+Batch stack_examples(std::vector<Example>& examples) {
+  Batch out;
+  std::vector<const Tensor*> inputs, targets;
+  for (const Example& e : examples) {
+    inputs.push_back(&e.input);
+    if (e.target.defined()) targets.push_back(&e.target);
+  }
+  out.inputs = stack(inputs, "example");
+  if (!targets.empty()) {
+    check<ShapeError>(targets.size() == examples.size(), "some examples of the batch have tensor targets, some labels");
+    out.targets = stack(targets, "target of example");
+    return out;
+  }
+  out.targets = Tensor::empty({static_cast<int64_t>(examples.size())}, autograd::Dtype::i64);
+  for (size_t i = 0; i < examples.size(); ++i) out.targets.data<int64_t>()[i] = examples[i].label;
+  return out;
+}
+
+}  // namespace
+
+Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t batch, int64_t epoch) const {
+  const int64_t begin = batch * options_.batch_size;
+  const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
+  std::vector<Example> examples;
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t index = order[static_cast<size_t>(i)];
+    try {
+      check<ValueError>(index >= 0 && index < dataset_->size(), "the sampler gave index {} of a data set of {}", index,
+                        dataset_->size());
+      Example e = dataset_->get(index);
+      const uint64_t seed = autograd::detail::random_bits(options_.seed ^ (static_cast<uint64_t>(epoch) << 40),
+                                                          static_cast<uint64_t>(index));
+      for (size_t t = 0; t < options_.transforms.size(); ++t) e.input = options_.transforms[t](e.input, seed + t);
+      examples.push_back(std::move(e));
+    } catch (const std::exception& e) {
+      throw IoError(fmt::format("data: sample {} ({}): {}", index,
+                                index >= 0 && index < dataset_->size() ? dataset_->source(index) : "?", e.what()));
+    }
+  }
+  try {
+    return options_.collate ? options_.collate(examples) : stack_examples(examples);
+  } catch (const std::exception& e) {
+    throw IoError(fmt::format("data: batch {} of epoch {}: {}", batch, epoch, e.what()));
+  }
+}
+
 DataLoader::Epoch::Epoch(const DataLoader& loader, int64_t epoch)
     : loader_(&loader), epoch_(epoch), workers_(std::make_unique<Workers>()) {
+  if (loader.options_.sampler) {
+    order_ = loader.options_.sampler(loader.dataset_->size(), epoch);
+    return;
+  }
   order_.resize(static_cast<size_t>(loader.dataset_->size()));
   std::iota(order_.begin(), order_.end(), 0);
   if (loader.options_.shuffle) {

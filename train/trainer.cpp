@@ -34,7 +34,9 @@ std::string duration_text(double seconds) {
 }
 
 // Correct predictions of logits (N, C) against targets (N).
+// Top-1 hits of class scores against int64 labels; 0 for other targets (regression).
 int64_t correct(const Tensor& logits, const Tensor& targets) {
+  if (targets.dtype() != autograd::Dtype::i64 || logits.dim() != 2 || targets.dim() != 1) return 0;
   const int64_t n = logits.size(0), c = logits.size(1);
   int64_t hits = 0;
   for (int64_t i = 0; i < n; ++i) {

@@ -191,5 +191,48 @@ TEST(DataSpecs, FashionMnistDigitsAndUnknownSpecs) {
   EXPECT_THROW(open_data("idx:"), ValueError);
 }
 
+// Examples with tensor targets (regression), a sampler of one's own and a
+// collate of one's own, as PyTorch's DataLoader takes them.
+TEST(DataLoader, TensorTargetsSamplersAndCollate) {
+  struct Pairs : Dataset {
+    int64_t size() const override { return 10; }
+    Example get(int64_t i) const override {
+      return {.input = Tensor::full({2}, static_cast<float>(i)), .label = 0,
+              .target = Tensor::full({1}, 2.0f * static_cast<float>(i))};
+    }
+    Shape input_shape() const override { return {2}; }
+    int64_t num_classes() const override { return 0; }
+    std::string source(int64_t i) const override { return "pair " + std::to_string(i); }
+  };
+  auto pairs = std::make_shared<Pairs>();
+  DataLoaderOptions options{.batch_size = 4, .shuffle = false};
+  options.sampler = [](int64_t size, int64_t epoch) {  // the even examples, twice, epoch 1 backwards
+    std::vector<int64_t> order;
+    for (int k = 0; k < 2; ++k)
+      for (int64_t i = 0; i < size; i += 2) order.push_back(epoch == 1 ? size - 2 - i : i);
+    return order;
+  };
+  DataLoader loader(pairs, options);
+  EXPECT_EQ(loader.batches_per_epoch(), 3);  // 10 indices in batches of 4
+  auto epoch = loader.epoch(0);
+  const Batch first = *epoch.next();
+  EXPECT_EQ(first.targets.shape(), (Shape{4, 1}));
+  EXPECT_EQ(first.targets.dtype(), autograd::Dtype::f32);
+  EXPECT_EQ(first.inputs.data<float>()[2], 2.0f);     // example 2
+  EXPECT_EQ(first.targets.data<float>()[3], 12.0f);   // example 6, target 2 x 6
+  EXPECT_EQ(loader.epoch(1).next()->inputs.data<float>()[0], 8.0f);  // epoch 1 starts at example 8
+  options.collate = [](std::vector<Example>& examples) {  // inputs only, summed
+    Batch b{Tensor::zeros({1, 2}), Tensor::zeros({1})};
+    for (const auto& e : examples) b.inputs.data<float>()[0] += e.input.data<float>()[0];
+    return b;
+  };
+  DataLoader summed(pairs, options);
+  EXPECT_EQ(summed.epoch(0).next()->inputs.data<float>()[0], 0.0f + 2 + 4 + 6);
+  options.collate = nullptr;
+  options.sampler = [](int64_t, int64_t) { return std::vector<int64_t>{3, 42}; };
+  auto bad = DataLoader(pairs, options).epoch(0);
+  expect_error<IoError>([&] { bad.next(); }, {"sample 42", "the sampler gave index 42 of a data set of 10"});
+}
+
 }  // namespace
 }  // namespace neurite::data

@@ -317,6 +317,36 @@ TEST(Checkpoint, HoldsARegisteredModuleOfOnesOwn) {
   for (int64_t i = 0; i < want.numel(); ++i) EXPECT_EQ(got.data<float>()[i], want.data<float>()[i]);
 }
 
+// Regression: examples with tensor targets, trained with a loss of one's own.
+TEST(Trainer, FitsARegressionWithTensorTargets) {
+  struct Line : data::Dataset {  // y = 3 x1 - x2
+    Tensor x = Tensor::randn({64, 2}, 7);
+    int64_t size() const override { return 64; }
+    data::Example get(int64_t i) const override {
+      const float a = x.data<float>()[2 * i], b = x.data<float>()[2 * i + 1];
+      return {.input = Tensor::from_data({2}, std::vector<float>{a, b}), .label = 0,
+              .target = Tensor::full({1}, 3 * a - b)};
+    }
+    autograd::Shape input_shape() const override { return {2}; }
+    int64_t num_classes() const override { return 0; }
+    std::string source(int64_t i) const override { return std::to_string(i); }
+  };
+  auto line = std::make_shared<Line>();
+  layers::manual_seed(5);
+  auto model = std::make_shared<layers::Linear>(2, 1);
+  optim::Sgd sgd({{.params = model->parameters(), .lr = 0.1}});
+  data::DataLoader loader(line, {.batch_size = 16, .seed = 1});
+  TrainerOptions options{.epochs = 30, .log = [](auto&) {}};
+  options.loss = [](const autograd::Variable& y, const Tensor& target) {
+    return autograd::mse_loss(y, autograd::Variable(target));
+  };
+  Trainer trainer(model, sgd, nullptr, loader, line, options);
+  const Summary s = trainer.fit();
+  EXPECT_LT(s.epochs.back().val_loss, 1e-3);
+  EXPECT_NEAR(model->weight.value().data().data<float>()[0], 3.0f, 0.05f);
+  EXPECT_NEAR(model->weight.value().data().data<float>()[1], -1.0f, 0.05f);
+}
+
 TEST(Plot, WritesOneLinePerSeriesAndEscapesText) {
   const fs::path dir = temp_dir("train_plot");
   LineChart chart{"a <b> & c", "epoch", "loss", {{"one", {1, 2, 3}, {0.5, 0.25, 0.125}}, {"two", {1, 2}, {1, 2}}}};

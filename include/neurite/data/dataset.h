@@ -18,6 +18,7 @@ using autograd::Tensor;
 struct Example {
   Tensor input;  // float32 image (C, H, W) or int64 tokens (L)
   int64_t label = 0;
+  Tensor target;  // a tensor target instead of the label (regression, dense labels); undefined: the label
 };
 
 class Dataset {

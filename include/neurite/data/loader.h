@@ -18,7 +18,7 @@ namespace neurite::data {
 
 struct Batch {
   Tensor inputs;   // (B, ...) float32 or int64
-  Tensor targets;  // (B) int64
+  Tensor targets;  // (B) int64 labels, or (B, ...) the examples' tensor targets stacked
 };
 
 // A per-example transform: `seed` is fixed for (loader seed, epoch, index), so
@@ -32,6 +32,13 @@ struct DataLoaderOptions {
   uint64_t seed = 0;
   int64_t prefetch = 2;  // batches built ahead; 0 builds each on demand
   std::vector<Transform> transforms;
+  // The examples of epoch `epoch` in order, as indices into a data set of
+  // `size` (they may repeat or leave some out; the same count every epoch).
+  // Empty: every example, shuffled when `shuffle`.
+  std::function<std::vector<int64_t>(int64_t size, int64_t epoch)> sampler;
+  // Makes a batch of examples (after the transforms). Empty: inputs stacked,
+  // targets the stacked tensor targets if the examples have them, else the labels (int64).
+  std::function<Batch(std::vector<Example>& examples)> collate;
 };
 
 class DataLoader {
