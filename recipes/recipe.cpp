@@ -133,6 +133,11 @@ void read_scope(const YAML::Node& scope, const Variables& vars, const std::strin
       std::unique_ptr<Modifier> m = type.parse(fields);
       m->type = tag;
       m->where = where;
+      // A later stage starts at an epoch; its steps are not known until the run's steps per epoch are.
+      check<ValueError>(offset == 0 || (!fields.window().start_step && !fields.window().end_step),
+                        "{}: start_step and end_step are not supported in a stage after the first (its epochs count "
+                        "from the stages before it): use start_epoch and end_epoch",
+                        where);
       m->window = placed(fields.window(), offset);
       out.push_back(std::move(m));
     }

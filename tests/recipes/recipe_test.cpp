@@ -129,21 +129,21 @@ stage_one:
   modifiers:
     - !SetLearningRateModifier {learning_rate: 0.1, start_epoch: 0}
     - !EpochRangeModifier {start_epoch: 0, end_epoch: eval(warm)}
+    - !GMPruningModifier {params: ["re:.*weight"], final_sparsity: 0.5, start_step: 10, end_step: 50,
+                          update_frequency_steps: 10}
 stage_two:
   pruning_modifiers:
     - !ConstantPruningModifier {params: __ALL_PRUNABLE__, start_epoch: 0, end_epoch: 3}
-    - !GMPruningModifier {params: ["re:.*weight"], final_sparsity: 0.5, start_step: 10, end_step: 50,
-                          update_frequency_steps: 10}
 ---
 # Sparse transfer
 Text after the front matter is documentation.
 )",
                                  "r.md");
   ASSERT_EQ(r.modifiers.size(), 4u);
-  EXPECT_DOUBLE_EQ(r.modifiers[2]->window.start_epoch, 2);  // stage two starts where stage one ends
-  EXPECT_DOUBLE_EQ(r.modifiers[2]->window.end_epoch, 5);
-  EXPECT_EQ(r.modifiers[3]->window.start_step, 10);
-  EXPECT_EQ(r.modifiers[3]->where, "r.md:10");
+  EXPECT_DOUBLE_EQ(r.modifiers[3]->window.start_epoch, 2);  // stage two starts where stage one ends
+  EXPECT_DOUBLE_EQ(r.modifiers[3]->window.end_epoch, 5);
+  EXPECT_EQ(r.modifiers[2]->window.start_step, 10);  // steps count from the run's start: first stage only
+  EXPECT_EQ(r.modifiers[2]->where, "r.md:7");
   EXPECT_TRUE(r.sets_learning_rate());
 }
 
@@ -236,6 +236,10 @@ modifiers:
   expect_error("modifiers:\n  - !GMPruningModifier {params: [], final_sparsity: {0.9: [a], 0.8: [b]}, "
                "global_sparsity: true, start_epoch: 0, end_epoch: 2, update_frequency: 1}\n",
                "final_sparsity cannot differ");
+  // Steps in a later stage would land in an earlier one: refused.
+  expect_error("a:\n  modifiers:\n    - !EpochRangeModifier {start_epoch: 0, end_epoch: 2}\n"
+               "b:\n  modifiers:\n    - !ConstantPruningModifier {params: __ALL__, start_step: 3}\n",
+               "start_step and end_step are not supported in a stage after the first");
   // A recipe whose modifiers start at 0 and never end sets no length: the run's --epochs stands.
   EXPECT_FALSE(Recipe::parse("modifiers:\n  - !QuantizationModifier {start_epoch: 0}\n", "q.yaml").epochs());
   // StructuredPruningModifier's param_groups: groups of names, or one flat list.
