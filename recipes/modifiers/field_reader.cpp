@@ -35,18 +35,25 @@ FieldReader::FieldReader(const YAML::Node& node, const FieldSet& fields, const F
 // value that meant what the modifier does now: accepted at that value, so
 // old published recipes run, and refused by name at any other.
 bool FieldReader::legacy_field(const std::string& key) const {
-  static const std::map<std::string, std::string> kOldDefaults = {
-      {"phased", "false"},            // GMPruningModifier: phased pruning (on/off cycles)
-      {"score_type", "magnitude"},    // GMPruningModifier: movement or other scores
-      {"constant_logging", "false"},  // SetLearningRateModifier, LearningRateModifier: logging every step
+  struct OldField {
+    std::string default_value;
+    std::set<std::string> types;  // the modifiers that had it
+  };
+  static const std::set<std::string> kPruning = {"GMPruningModifier", "MagnitudePruningModifier",
+                                                 "GlobalMagnitudePruningModifier", "StructuredPruningModifier"};
+  static const std::map<std::string, OldField> kOldDefaults = {
+      {"phased", {"false", kPruning}},        // phased pruning (on/off cycles)
+      {"score_type", {"magnitude", kPruning}},  // movement or other scores
+      {"constant_logging",  // logging every step
+       {"false", {"SetLearningRateModifier", "LearningRateModifier", "SetWeightDecayModifier"}}},
   };
   auto it = kOldDefaults.find(key);
-  if (it == kOldDefaults.end()) return false;
+  if (it == kOldDefaults.end() || it->second.types.count(type_) == 0) return false;
   std::string value = text(key);
   std::transform(value.begin(), value.end(), value.begin(), [](unsigned char c) { return std::tolower(c); });
-  check<ValueError>(value == it->second,
+  check<ValueError>(value == it->second.default_value,
                     "{}: {} has {}: '{}', a field of SparseML 0.x that Neurite accepts only at its old default '{}'",
-                    at(key), type_, key, text(key), it->second);
+                    at(key), type_, key, text(key), it->second.default_value);
   return true;
 }
 

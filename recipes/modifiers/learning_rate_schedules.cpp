@@ -213,8 +213,7 @@ ModifierType learning_rate_function_modifier() {
 ModifierType learning_rate_modifier() {
   return {"LearningRateModifier",
           join({kWindowFields,
-                {"lr_class", "lr_kwargs", "init_lr", "update_frequency", "constant_logging", "param_groups",
-                 "log_types"}}),
+                {"lr_class", "lr_kwargs", "init_lr", "update_frequency", "param_groups", "log_types"}}),
           [](const FieldReader& f) { return std::make_unique<LearningRateClass>(f); }};
 }
 

@@ -185,6 +185,17 @@ not: [a recipe
                       "old.yaml");
       },
       {"old.yaml:3", "phased", "old default 'false'"});
+  // Each old field belongs to the modifiers that had it, at its old default on each of them.
+  testing::expect_error<Error>(
+      [] {
+        Recipe::parse("modifiers:\n  - !LearningRateModifier {lr_class: ExponentialLR, lr_kwargs: {gamma: 0.9}, "
+                      "init_lr: 0.1, start_epoch: 0, constant_logging: true}\n",
+                      "old.yaml");
+      },
+      {"constant_logging", "old default 'false'"});
+  testing::expect_error<Error>(
+      [] { Recipe::parse("modifiers:\n  - !EpochRangeModifier {start_epoch: 0, end_epoch: 1, phased: false}\n", "e.yaml"); },
+      {"has no field 'phased'"});
   // A card without fences is refused, naming it.
   testing::expect_error<Error>([] { Recipe::parse("# only prose\n", "empty.md"); }, {"empty.md", "'---'"});
 }
