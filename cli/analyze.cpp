@@ -191,12 +191,14 @@ void add_analyze(CLI::App& app) {
       check<ValueError>(s > 0 && s < 1, "--sparsities: {} is not in (0, 1)", s);
     check<ValueError>(a->batches >= 1 && a->batch_size >= 1, "--batches and --batch-size must be positive");
     std::shared_ptr<layers::UnaryModule> model;
+    train::Checkpoint c;  // an ONNX file takes its data as it comes
     if (a->model.ends_with(".onnx")) {
       model = std::make_shared<engine::GraphModule>(engine::load_onnx(a->model));
     } else {
-      model = train::build_model(train::load_checkpoint(a->model));
+      c = train::load_checkpoint(a->model);
+      model = train::build_model(c);
     }
-    const data::DataSplits splits = data::open_data(a->data);
+    const data::DataSplits splits = open_data_for(a->data, c);
     std::shared_ptr<const data::Dataset> val = splits.test ? splits.test : splits.train;
     std::vector<int64_t> first(static_cast<size_t>(std::min(val->size(), a->batches * a->batch_size)));
     std::iota(first.begin(), first.end(), 0);

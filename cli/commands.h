@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "neurite/data/dataset.h"
+#include "neurite/data/readers.h"
 #include "neurite/engine/graph.h"
 #include "neurite/kernels/policy.h"
 #include "neurite/train/checkpoint.h"
@@ -30,6 +32,12 @@ std::map<std::string, std::string> parse_recipe_vars(const std::vector<std::stri
 
 // The graph of a model file: an ONNX file (.onnx) or a checkpoint, traced.
 engine::Graph load_model_graph(const std::string& path);
+// ShapeError unless `g`'s inputs, after the batch, fit `example`'s input and
+// more_inputs in order (a dynamic size fits any); `what` leads the message.
+void check_graph_fits(const engine::Graph& g, const data::Example& example, const std::string& what);
+// The data of SPEC as checkpoint `c`'s model takes it: normalised as it
+// was trained (train --normalize), else as it comes.
+data::DataSplits open_data_for(const std::string& spec, const train::Checkpoint& c);
 // One example batch of a zoo checkpoint's input: images (1, C, S, S) or tokens (1, seq_len).
 autograd::Tensor example_input(const train::Checkpoint& c);
 

@@ -14,6 +14,7 @@
 #include "neurite/error.h"
 #include "neurite/data/readers.h"
 #include "neurite/engine/engine.h"
+#include "neurite/engine/graph_module.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/trace.h"
 #include "neurite/pruning/pruning.h"
@@ -27,26 +28,23 @@ namespace {
 // (one compiled engine per batch size: the full one and the last, shorter).
 train::Evaluation evaluate_onnx(const std::string& path, const data::Dataset& set, int64_t batch_size, int threads) {
   const engine::Graph g = engine::load_onnx(path);
-  check<ValueError>(g.inputs.size() == 1, "eval: {} has {} inputs; eval feeds one", path, g.inputs.size());
-  const autograd::Shape example = set.input_shape();
-  const autograd::Shape& input = g.inputs[0].shape;
-  bool fits = input.size() == example.size() + 1;
-  for (size_t k = 0; fits && k < example.size(); ++k) fits = input[k + 1] < 0 || input[k + 1] == example[k];
-  check<ShapeError>(fits, "eval: {}: input '{}' is {}, the data's examples are {} (after the batch)", path,
-                    g.inputs[0].name, autograd::to_string(input), autograd::to_string(example));
+  check_graph_fits(g, set.get(0), "eval: " + path);
   std::map<int64_t, engine::Engine> engines;
   return train::evaluate(
-      [&](const autograd::Tensor& x) {
-        auto it = engines.find(x.size(0));
+      [&](const std::vector<autograd::Tensor>& inputs) {
+        const int64_t batch = inputs[0].size(0);
+        std::map<std::string, autograd::Tensor> feed;
+        for (size_t i = 0; i < inputs.size(); ++i) feed[g.inputs[i].name] = inputs[i];
+        auto it = engines.find(batch);
         if (it == engines.end()) {
-          autograd::Shape shape = x.shape();
+          std::map<std::string, autograd::Shape> shapes;
+          for (const auto& [name, t] : feed) shapes[name] = t.shape();
           it = engines
-                   .emplace(x.size(0), engine::compile(g, {.batch = x.size(0),
-                                                           .input_shapes = {{g.inputs[0].name, shape}},
-                                                           .threads = threads, .kernels = kernel_policy(false)}))
+                   .emplace(batch, engine::compile(g, {.batch = batch, .input_shapes = shapes, .threads = threads,
+                                                       .kernels = kernel_policy(false)}))
                    .first;
         }
-        return it->second.run({{g.inputs[0].name, x}}).at(g.outputs[0].name);
+        return it->second.run(feed).at(g.outputs[0].name);
       },
       set, batch_size);
 }
@@ -82,12 +80,16 @@ void add_eval(CLI::App& app) {
     }
     const train::Checkpoint c = train::load_checkpoint(a->checkpoint);
     auto model = train::build_model(c);
-    const data::DataSplits splits = data::open_data(a->data);
+    const data::DataSplits splits = open_data_for(a->data, c);
     const data::Dataset& set = splits.test ? *splits.test : *splits.train;
-    const autograd::Shape want{c.options.in_channels, c.options.image_size, c.options.image_size};
-    check<ShapeError>(layers::models::takes_tokens(c.model) || set.input_shape() == want,
-                      "eval: {} gives examples of shape {}, the model {} takes {}", a->data,
-                      autograd::to_string(set.input_shape()), c.model, autograd::to_string(want));
+    if (const auto* graph = dynamic_cast<const engine::GraphModule*>(model.get())) {  // a model one brought
+      check_graph_fits(graph->graph(), set.get(0), "eval: " + a->checkpoint);
+    } else {
+      const autograd::Shape want{c.options.in_channels, c.options.image_size, c.options.image_size};
+      check<ShapeError>(layers::models::takes_tokens(c.model) || set.input_shape() == want,
+                        "eval: {} gives examples of shape {}, the model {} takes {}", a->data,
+                        autograd::to_string(set.input_shape()), c.model, autograd::to_string(want));
+    }
     check<ValueError>(set.num_classes() <= c.options.num_classes, "eval: {} has {} classes, the model predicts {}",
                       a->data, set.num_classes(), c.options.num_classes);
     report(train::evaluate(*model, set, a->batch_size));

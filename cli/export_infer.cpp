@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "neurite/error.h"
+#include "neurite/data/transforms.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/engine/engine.h"
 #include "neurite/engine/graph_module.h"
@@ -26,12 +27,36 @@ engine::Graph graph_of_checkpoint(const std::string& path) {
   // An imported graph goes back as itself, under its own names; a zoo model is traced.
   auto* imported = dynamic_cast<engine::GraphModule*>(model.get());
   engine::Graph g = imported != nullptr ? imported->exported() : engine::trace(*model, example_input(c));
+  if (!c.input_mean.empty()) engine::prepend_normalization(g, g.inputs[0].name, c.input_mean, c.input_std);
   g.metadata["neurite.model"] = c.model;
   return g;
 }
 
+data::DataSplits open_data_for(const std::string& spec, const train::Checkpoint& c) {
+  data::DataSplits splits = data::open_data(spec);
+  if (c.input_mean.empty()) return splits;
+  const data::Transform normalize = data::normalize(c.input_mean, c.input_std);
+  for (auto* split : {&splits.train, &splits.test})
+    if (*split) *split = std::make_shared<data::TransformedDataset>(*split, normalize);
+  return splits;
+}
+
 engine::Graph load_model_graph(const std::string& path) {
   return path.ends_with(".onnx") ? engine::load_onnx(path) : graph_of_checkpoint(path);
+}
+
+void check_graph_fits(const engine::Graph& g, const data::Example& example, const std::string& what) {
+  std::vector<autograd::Shape> shapes{example.input.shape()};
+  for (const autograd::Tensor& more : example.more_inputs) shapes.push_back(more.shape());
+  check<ShapeError>(g.inputs.size() == shapes.size(), "{}: the graph has {} inputs, the data's examples {}", what,
+                    g.inputs.size(), shapes.size());
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const autograd::Shape& input = g.inputs[i].shape;
+    bool fits = input.size() == shapes[i].size() + 1;
+    for (size_t k = 0; fits && k < shapes[i].size(); ++k) fits = input[k + 1] < 0 || input[k + 1] == shapes[i][k];
+    check<ShapeError>(fits, "{}: input '{}' is {}, the data's examples are {} (after the batch)", what,
+                      g.inputs[i].name, autograd::to_string(input), autograd::to_string(shapes[i]));
+  }
 }
 
 void add_export(CLI::App& app) {

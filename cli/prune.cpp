@@ -46,7 +46,7 @@ void add_prune(CLI::App& app) {
     std::optional<data::DataSplits> splits;
     std::optional<train::Evaluation> before, after;
     if (!a->data.empty()) {
-      splits = data::open_data(a->data);
+      splits = open_data_for(a->data, c);
       before = train::evaluate(*model, splits->test ? *splits->test : *splits->train, a->batch_size);
     }
     const auto names = pruning::select(*model, a->params);

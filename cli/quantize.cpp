@@ -65,7 +65,7 @@ void add_quantize(CLI::App& app) {
     train::Checkpoint c = train::load_checkpoint(a->checkpoint);
     auto model = train::build_model(c);
     check<ValueError>(layers::fake_quantizers(*model).empty(), "quantize: {} is quantised already", a->checkpoint);
-    const data::DataSplits splits = data::open_data(a->data);
+    const data::DataSplits splits = open_data_for(a->data, c);
     const data::Dataset& test = splits.test ? *splits.test : *splits.train;
     const train::Evaluation before = train::evaluate(*model, test);
     if (!a->json) fmt::print("float:     top-1 {:.2f}% ({} examples)\n", 100 * before.top1, before.examples);

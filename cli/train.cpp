@@ -1,6 +1,7 @@
 // neurite train: trains a zoo model or an ONNX file's graph on a data spec, from scratch, from a base
 // checkpoint (--init, transfer learning) or from an interrupted run (--resume).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <filesystem>
@@ -31,7 +32,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TrainArgs {
-  std::string model, data, val_data, init, resume, out, optimizer, schedule = "cosine", recipe, augment;
+  std::string model, data, val_data, init, resume, out, optimizer, schedule = "cosine", recipe, augment, normalize;
   std::vector<std::string> recipe_vars;
   int64_t epochs = 10, batch_size = 128, num_classes = 0;
   double lr = 0, weight_decay = -1, momentum = 0.9, warmup_epochs = 0, clip_grad_norm = 0;
@@ -66,6 +67,11 @@ const std::vector<TrainFlag>& train_flags() {
        "Training-time augmentation of images, comma-separated: flip (left-right, p 0.5), crop (pad by an eighth, "
        "crop back at random)",
        "augment"},
+      {"--normalize", &A::normalize,
+       "Normalise images per channel, (x - mean) / std: auto (the training data's statistics), imagenet, "
+       "M1,M2,M3/S1,S2,S3, or none; kept with the model, so eval applies it and export builds it into the ONNX file "
+       "(default: none, or --init's)",
+       "normalize"},
       {"--epochs", &A::epochs, "Epochs", "epochs", true},
       {"--batch-size", &A::batch_size, "Batch size", "batch_size", true},
       {"--lr", &A::lr, "Learning rate (default 0.05 for sgd, 1e-3 for adam/adamw)", "lr"},
@@ -119,7 +125,7 @@ void init_from(layers::Module& model, const std::string& path) {
 // An ONNX file as the model: its GraphModule (on --resume, the run's own copy
 // of the graph, so the folder is self-contained), with its classifier
 // replaced when --num-classes asks for another number of classes.
-std::shared_ptr<layers::UnaryModule> graph_model(const TrainArgs& a, const autograd::Shape& example, int64_t data_classes,
+std::shared_ptr<layers::UnaryModule> graph_model(const TrainArgs& a, const data::Example& example, int64_t data_classes,
                                                  train::Checkpoint& tmpl) {
   engine::Graph g;
   const fs::path saved = fs::path(a.resume) / "checkpoint.h5";
@@ -129,12 +135,7 @@ std::shared_ptr<layers::UnaryModule> graph_model(const TrainArgs& a, const autog
   } else {
     g = engine::load_onnx(a.model);
   }
-  check<ValueError>(g.inputs.size() == 1, "--model {}: the graph has {} inputs; train feeds one", a.model, g.inputs.size());
-  const autograd::Shape& input = g.inputs[0].shape;
-  bool fits = input.size() == example.size() + 1;
-  for (size_t k = 0; fits && k < example.size(); ++k) fits = input[k + 1] < 0 || input[k + 1] == example[k];
-  check<ShapeError>(fits, "--model {}: input '{}' is {}, the data's examples are {} (after the batch)", a.model,
-                    g.inputs[0].name, autograd::to_string(input), autograd::to_string(example));
+  check_graph_fits(g, example, "--model " + a.model);
   auto model = std::make_shared<engine::GraphModule>(std::move(g));
   const int64_t classes = a.num_classes > 0 ? a.num_classes : data_classes;
   // A graph that does not end in a Linear classifier trains as it is; only --num-classes needs one.
@@ -189,6 +190,59 @@ int64_t vocabulary_of(const data::Dataset& set) {
     for (int64_t k = 0; k < t.numel(); ++k) largest = std::max(largest, t.data<int64_t>()[k]);
   }
   return largest + 1;
+}
+
+// --normalize: the mean and deviation per channel (both empty: none). A
+// resumed run keeps its own; an --init checkpoint's apply unless overridden.
+std::pair<std::vector<float>, std::vector<float>> normalization(const TrainArgs& a, const data::Dataset& train,
+                                                               const std::optional<train::Checkpoint>& resumed) {
+  if (resumed) return {resumed->input_mean, resumed->input_std};
+  const std::string& spec = a.normalize;
+  if (spec.empty() && !a.init.empty()) {
+    const train::Checkpoint base = train::load_checkpoint(a.init);
+    return {base.input_mean, base.input_std};
+  }
+  if (spec.empty() || spec == "none") return {};
+  const autograd::Shape image = train.input_shape();
+  check<ValueError>(image.size() == 3 && train.get(0).input.dtype() == autograd::Dtype::f32,
+                    "--normalize {}: normalisation is for images, not {}", spec, autograd::to_string(image));
+  if (spec == "auto") {
+    auto stats = data::channel_statistics(train);
+    fmt::print(stderr, "normalize: mean {:.4f}, std {:.4f} per channel (from {})\n", fmt::join(stats.first, ","),
+               fmt::join(stats.second, ","), a.data);
+    return stats;
+  }
+  if (spec == "imagenet") {
+    check<ShapeError>(image[0] == 3, "--normalize imagenet: the images have {} channels, ImageNet's 3", image[0]);
+    return {{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+  }
+  const size_t slash = spec.find('/');
+  check<ValueError>(slash != std::string::npos,
+                    "--normalize {}: expected auto, imagenet, none or MEANS/STDS (e.g. 0.5,0.5,0.5/0.25,0.25,0.25)", spec);
+  auto numbers = [&](const std::string& list) {
+    std::vector<float> out;
+    std::stringstream items(list);
+    for (std::string item; std::getline(items, item, ',');) {
+      size_t used = 0;
+      float v = 0;
+      try {
+        v = std::stof(item, &used);
+      } catch (const std::exception&) {
+      }
+      check<ValueError>(used > 0 && used == item.size() && std::isfinite(v), "--normalize {}: '{}' is not a number",
+                        spec, item);
+      out.push_back(v);
+    }
+    return out;
+  };
+  std::vector<float> mean = numbers(spec.substr(0, slash)), stddev = numbers(spec.substr(slash + 1));
+  check<ValueError>(mean.size() == stddev.size() && (mean.size() == 1 || static_cast<int64_t>(mean.size()) == image[0]),
+                    "--normalize {}: {} means and {} deviations for images of {} channels", spec, mean.size(),
+                    stddev.size(), image[0]);
+  for (float d : stddev) check<ValueError>(d > 0, "--normalize {}: a deviation of {} (must be positive)", spec, d);
+  mean.resize(static_cast<size_t>(image[0]), mean[0]);  // one value: every channel
+  stddev.resize(static_cast<size_t>(image[0]), stddev[0]);
+  return {mean, stddev};
 }
 
 // --augment flip,crop: the transforms of the training batches (validation sees the images as they are).
@@ -265,6 +319,7 @@ void run(CLI::App& cmd, TrainArgs a) {
 
   train::Checkpoint tmpl;
   tmpl.model = a.model;
+  std::tie(tmpl.input_mean, tmpl.input_std) = normalization(a, *train_set, resumed);
   tmpl.options = {.num_classes = a.num_classes > 0 ? a.num_classes : train_set->num_classes()};
   if (tokens) {
     tmpl.options.seq_len = shape[0];
@@ -275,15 +330,21 @@ void run(CLI::App& cmd, TrainArgs a) {
   }
   tmpl.optimizer = a.optimizer;
   layers::manual_seed(a.seed);
-  auto model = is_onnx(a.model) ? graph_model(a, shape, train_set->num_classes(), tmpl)
+  auto model = is_onnx(a.model) ? graph_model(a, train_set->get(0), train_set->num_classes(), tmpl)
                                 : layers::models::make_model(a.model, tmpl.options);
   if (!a.init.empty() && a.resume.empty()) init_from(*model, a.init);
 
   auto optimizer = optim::make_optimizer(
       a.optimizer, {{.params = model->parameters(), .lr = a.lr, .weight_decay = a.weight_decay}}, a.momentum);
 
+  // Normalised after the augmentations, as torchvision's pipelines do (a crop pads with black, not the mean).
+  std::vector<data::Transform> transforms = augmentations(a.augment, shape);
+  if (!tmpl.input_mean.empty()) {
+    transforms.push_back(data::normalize(tmpl.input_mean, tmpl.input_std));
+    val_set = std::make_shared<data::TransformedDataset>(val_set, transforms.back());
+  }
   data::DataLoader loader(train_set, {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed,
-                                      .transforms = augmentations(a.augment, shape)});
+                                      .transforms = transforms});
   const std::map<std::string, optim::Schedule> schedules = {
       {"cosine", optim::Schedule::cosine(static_cast<double>(a.epochs), a.warmup_epochs)},
       {"constant", optim::Schedule::constant()},

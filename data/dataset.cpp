@@ -12,27 +12,43 @@ namespace neurite::data {
 using autograd::Dtype;
 using autograd::to_string;
 
-TensorDataset::TensorDataset(Tensor inputs, Tensor labels, int64_t num_classes, std::string source)
-    : inputs_(std::move(inputs)), labels_(std::move(labels)), num_classes_(num_classes), source_(std::move(source)) {
+namespace {
+// Row `index` of `rows` (N, ...).
+Tensor row(const Tensor& rows, int64_t index) {
+  Tensor x = Tensor::empty(Shape(rows.shape().begin() + 1, rows.shape().end()), rows.dtype());
+  std::memcpy(x.bytes(), rows.bytes() + static_cast<size_t>(index) * x.nbytes(), x.nbytes());
+  return x;
+}
+}  // namespace
+
+TensorDataset::TensorDataset(Tensor inputs, Tensor labels, int64_t num_classes, std::string source,
+                             std::vector<Tensor> more_inputs)
+    : inputs_(std::move(inputs)),
+      labels_(std::move(labels)),
+      more_inputs_(std::move(more_inputs)),
+      num_classes_(num_classes),
+      source_(std::move(source)) {
   check<ShapeError>(inputs_.dim() >= 1 && labels_.dim() == 1 && inputs_.size(0) == labels_.numel(),
                     "{}: {} inputs {} but {} labels", source_, inputs_.dim() >= 1 ? inputs_.size(0) : 0,
                     to_string(inputs_.shape()), labels_.numel());
+  for (size_t k = 0; k < more_inputs_.size(); ++k)
+    check<ShapeError>(more_inputs_[k].dim() >= 1 && more_inputs_[k].size(0) == labels_.numel(),
+                      "{}: input {} is {} but there are {} labels", source_, k + 2,
+                      to_string(more_inputs_[k].shape()), labels_.numel());
   check<DtypeError>(labels_.dtype() == Dtype::i64, "{}: labels must be int64", source_);
   const int64_t* y = labels_.data<int64_t>();
   for (int64_t i = 0; i < labels_.numel(); ++i)
     check<ValueError>(y[i] >= 0 && y[i] < num_classes_, "{}: label {} of example {} is outside [0, {})", source_, y[i],
                       i, num_classes_);
-  row_ = labels_.numel() > 0 ? inputs_.numel() / labels_.numel() : 0;
 }
 
 Shape TensorDataset::input_shape() const { return Shape(inputs_.shape().begin() + 1, inputs_.shape().end()); }
 
 Example TensorDataset::get(int64_t index) const {
   check<ValueError>(index >= 0 && index < size(), "{}: example {} is outside [0, {})", source_, index, size());
-  Tensor x = Tensor::empty(input_shape(), inputs_.dtype());
-  const size_t bytes = x.nbytes();
-  std::memcpy(x.bytes(), inputs_.bytes() + static_cast<size_t>(index) * bytes, bytes);
-  return {x, labels_.data<int64_t>()[index]};
+  Example e{.input = row(inputs_, index), .label = labels_.data<int64_t>()[index]};
+  for (const Tensor& more : more_inputs_) e.more_inputs.push_back(row(more, index));
+  return e;
 }
 
 Subset::Subset(std::shared_ptr<const Dataset> base, std::vector<int64_t> indices)

@@ -1,5 +1,6 @@
 // CIFAR-10 binary batches, HDF5 arrays and image folders.
 #include <hdf5.h>
+#include <fmt/format.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -96,12 +97,15 @@ std::shared_ptr<TensorDataset> load_h5(const std::string& path) {
   H5Handle file{H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
   check<FormatError>(file.id >= 0, "{}: not an HDF5 file", path);
   Tensor x = read_h5_dataset(file.id, path, "x", false), y = read_h5_dataset(file.id, path, "y", true);
+  std::vector<Tensor> more_inputs;
+  for (int k = 2; H5Lexists(file.id, fmt::format("x{}", k).c_str(), H5P_DEFAULT) > 0; ++k)
+    more_inputs.push_back(read_h5_dataset(file.id, path, fmt::format("x{}", k).c_str(), false));
   int64_t classes = 0;
   for (int64_t i = 0; i < y.numel(); ++i) classes = std::max(classes, y.data<int64_t>()[i] + 1);
-  return std::make_shared<TensorDataset>(x, y, classes, path);
+  return std::make_shared<TensorDataset>(x, y, classes, path, std::move(more_inputs));
 }
 
-void save_h5(const std::string& path, const Tensor& x, const Tensor& y) {
+void save_h5(const std::string& path, const Tensor& x, const Tensor& y, const std::vector<Tensor>& more_inputs) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   H5Handle file{H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose};
   check<IoError>(file.id >= 0, "{}: cannot create", path);
@@ -112,7 +116,11 @@ void save_h5(const std::string& path, const Tensor& x, const Tensor& y) {
     check<IoError>(set.id >= 0 && H5Dwrite(set.id, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.bytes()) >= 0,
                    "{}: cannot write '{}'", path, name);
   };
-  write("x", x, x.dtype() == Dtype::i64 ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT);  // token ids stay integers
+  auto write_input = [&](const std::string& name, const Tensor& t) {  // token ids stay integers
+    write(name.c_str(), t, t.dtype() == Dtype::i64 ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT);
+  };
+  write_input("x", x);
+  for (size_t k = 0; k < more_inputs.size(); ++k) write_input(fmt::format("x{}", k + 2), more_inputs[k]);
   write("y", y, H5T_NATIVE_INT64);
 }
 

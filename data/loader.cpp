@@ -55,12 +55,20 @@ Tensor stack(const std::vector<const Tensor*>& parts, const char* what) {
 
 Batch stack_examples(std::vector<Example>& examples) {
   Batch out;
+  const size_t more = examples[0].more_inputs.size();
   std::vector<const Tensor*> inputs, targets;
-  for (const Example& e : examples) {
+  std::vector<std::vector<const Tensor*>> more_inputs(more);
+  for (size_t i = 0; i < examples.size(); ++i) {
+    const Example& e = examples[i];
     inputs.push_back(&e.input);
     if (e.target.defined()) targets.push_back(&e.target);
+    check<ShapeError>(e.more_inputs.size() == more, "example {} has {} inputs, the batch's first {}", i,
+                      e.more_inputs.size() + 1, more + 1);
+    for (size_t k = 0; k < more; ++k) more_inputs[k].push_back(&e.more_inputs[k]);
   }
   out.inputs = stack(inputs, "example");
+  for (size_t k = 0; k < more; ++k)
+    out.more_inputs.push_back(stack(more_inputs[k], fmt::format("input {} of example", k + 2).c_str()));
   if (!targets.empty()) {
     check<ShapeError>(targets.size() == examples.size(), "some examples of the batch have tensor targets, some labels");
     out.targets = stack(targets, "target of example");
@@ -72,6 +80,12 @@ Batch stack_examples(std::vector<Example>& examples) {
 }
 
 }  // namespace
+
+std::vector<Tensor> Batch::all_inputs() const {
+  std::vector<Tensor> all{inputs};
+  all.insert(all.end(), more_inputs.begin(), more_inputs.end());
+  return all;
+}
 
 Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t batch, int64_t epoch) const {
   const int64_t begin = batch * options_.batch_size;

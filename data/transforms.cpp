@@ -1,5 +1,7 @@
 #include "neurite/data/transforms.h"
 
+#include <algorithm>
+#include <cmath>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -85,6 +87,43 @@ Transform resize(int64_t height, int64_t width) {
     }
     return y;
   };
+}
+
+Example TransformedDataset::get(int64_t index) const {
+  Example e = base_->get(index);
+  e.input = transform_(e.input, 0);
+  return e;
+}
+
+std::pair<std::vector<float>, std::vector<float>> channel_statistics(const Dataset& data, int64_t max_examples) {
+  const int64_t n = std::min(data.size(), max_examples);
+  check<ValueError>(n > 0 && max_examples > 0, "channel_statistics: no examples");
+  std::vector<double> sum, square;
+  int64_t plane = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const Tensor x = data.get(k * data.size() / n).input;
+    check_image(x, "channel_statistics");
+    if (sum.empty()) sum.assign(static_cast<size_t>(x.size(0)), 0), square = sum;
+    check<ShapeError>(static_cast<size_t>(x.size(0)) == sum.size(), "channel_statistics: {}: {} channels, the first {}",
+                      data.source(k * data.size() / n), x.size(0), sum.size());
+    plane = x.size(1) * x.size(2);
+    for (size_t c = 0; c < sum.size(); ++c)
+      for (int64_t i = 0; i < plane; ++i) {
+        const double v = x.data<float>()[static_cast<int64_t>(c) * plane + i];
+        sum[c] += v;
+        square[c] += v * v;
+      }
+  }
+  std::vector<float> mean, stddev;
+  const double count = static_cast<double>(n * plane);
+  for (size_t c = 0; c < sum.size(); ++c) {
+    const double m = sum[c] / count;
+    mean.push_back(static_cast<float>(m));
+    // A constant channel keeps a deviation of 1: it is centred, not blown up.
+    const double var = std::max(0.0, square[c] / count - m * m);
+    stddev.push_back(var > 1e-12 ? static_cast<float>(std::sqrt(var)) : 1.0f);
+  }
+  return {mean, stddev};
 }
 
 }  // namespace neurite::data

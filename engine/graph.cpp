@@ -259,4 +259,39 @@ const Tensor* Graph::constant(const std::string& name) const {
   return nullptr;
 }
 
+void prepend_normalization(Graph& g, const std::string& input, const std::vector<float>& mean,
+                           const std::vector<float>& stddev) {
+  check<ValueError>(!mean.empty() && mean.size() == stddev.size(), "normalization: {} means and {} deviations",
+                    mean.size(), stddev.size());
+  const auto it = std::find_if(g.inputs.begin(), g.inputs.end(), [&](const ValueInfo& v) { return v.name == input; });
+  check<ValueError>(it != g.inputs.end(), "normalization: the graph has no input '{}'", input);
+  check<ShapeError>(it->shape.size() >= 2 && (mean.size() == 1 || it->shape[1] < 0 ||
+                                              it->shape[1] == static_cast<int64_t>(mean.size())),
+                    "normalization: {} means for input '{}' of shape {}", mean.size(), input,
+                    autograd::to_string(it->shape));
+  for (const ValueInfo& out : g.outputs)
+    check<ValueError>(out.name != input, "normalization: input '{}' is also an output", input);
+  const std::string normalized = input + ".normalized";
+  for (Node& n : g.nodes)
+    for (std::string& name : n.inputs)
+      if (name == input) name = normalized;
+  // Shaped (C, 1, ...) to broadcast over (N, C, spatial...).
+  autograd::Shape shape(it->shape.size() - 1, 1);
+  shape[0] = static_cast<int64_t>(mean.size());
+  Tensor m = Tensor::empty(shape), inverse = Tensor::empty(shape);
+  for (size_t c = 0; c < mean.size(); ++c) {
+    m.data<float>()[c] = mean[c];
+    inverse.data<float>()[c] = 1.0f / stddev[c];  // as data::normalize computes it
+  }
+  g.initializers[input + ".normalize_mean"] = m;
+  g.initializers[input + ".normalize_inverse_std"] = inverse;
+  const std::vector<Node> front = {
+      {.op = OpKind::sub, .name = input + ".normalize_sub", .inputs = {input, input + ".normalize_mean"},
+       .outputs = {input + ".centred"}},
+      {.op = OpKind::mul, .name = input + ".normalize_mul", .inputs = {input + ".centred", input + ".normalize_inverse_std"},
+       .outputs = {normalized}}};
+  g.nodes.insert(g.nodes.begin(), front.begin(), front.end());
+  if (!g.values.empty()) g.infer_shapes();
+}
+
 }  // namespace neurite::engine

@@ -602,10 +602,20 @@ std::map<std::string, Variable> GraphModule::run(const std::map<std::string, Var
   return result;
 }
 
-Variable GraphModule::forward(const Variable& x) {
-  check<ValueError>(graph_.inputs.size() == 1, "the graph has {} inputs; forward(x) runs graphs of one (use run())",
-                    graph_.inputs.size());
-  return run({{graph_.inputs[0].name, x}}).at(graph_.outputs[0].name);
+Variable GraphModule::forward(const Variable& x) { return forward_inputs({x}); }
+
+Variable GraphModule::forward_inputs(const std::vector<Variable>& inputs) {
+  check<ValueError>(inputs.size() == graph_.inputs.size(), "the graph has {} inputs ({}), the data gives {}",
+                    graph_.inputs.size(), fmt::join(input_names(), ", "), inputs.size());
+  std::map<std::string, Variable> named;
+  for (size_t k = 0; k < inputs.size(); ++k) named[graph_.inputs[k].name] = inputs[k];
+  return run(named).at(graph_.outputs[0].name);
+}
+
+std::vector<std::string> GraphModule::input_names() const {
+  std::vector<std::string> names;
+  for (const ValueInfo& v : graph_.inputs) names.push_back(v.name);
+  return names;
 }
 
 namespace {

@@ -233,4 +233,9 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   for (auto& p : parameters()) p->apply_mask();
 }
 
+Variable UnaryModule::forward_inputs(const std::vector<Variable>& inputs) {
+  check<ValueError>(inputs.size() == 1, "the model takes one input, the data gives {}", inputs.size());
+  return forward(inputs[0]);
+}
+
 }  // namespace neurite::layers

@@ -135,6 +135,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& c) {
     write_attribute(file.id, "step", std::to_string(c.step));
     write_attribute(file.id, "rng_state", std::to_string(c.rng_state));
     write_attribute(file.id, "recipe", c.recipe);
+    if (!c.input_mean.empty())
+      write_attribute(file.id, "input_normalization",
+                      nlohmann::json{{"mean", c.input_mean}, {"std", c.input_std}}.dump());
     if (!c.graph.empty()) write_bytes(file.id, "graph", c.graph, temporary);
     Handle model(H5Gcreate2(file.id, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
     for (const auto& [name, t] : c.state) {
@@ -171,6 +174,14 @@ Checkpoint load_checkpoint(const std::string& path) {
     const auto o = nlohmann::json::parse(read_attribute(file.id, "model_options", path));
     c.options = {o.at("in_channels"), o.at("image_size"), o.at("num_classes"),
                  o.at("vocab_size"),  o.at("seq_len"),    o.at("dropout")};
+    if (H5Aexists(file.id, "input_normalization") > 0) {
+      const auto n = nlohmann::json::parse(read_attribute(file.id, "input_normalization", path));
+      c.input_mean = n.at("mean").get<std::vector<float>>();
+      c.input_std = n.at("std").get<std::vector<float>>();
+      check<FormatError>(!c.input_mean.empty() && c.input_mean.size() == c.input_std.size(),
+                         "{}: input_normalization has {} means and {} deviations", path, c.input_mean.size(),
+                         c.input_std.size());
+    }
   } catch (const std::exception& e) {
     throw FormatError(fmt::format("{}: malformed checkpoint attributes: {}", path, e.what()));
   }

@@ -46,6 +46,10 @@ int64_t correct(const Tensor& logits, const Tensor& targets) {
   return hits;
 }
 
+std::vector<Variable> variables(const std::vector<autograd::Tensor>& tensors) {
+  return {tensors.begin(), tensors.end()};
+}
+
 nlohmann::json to_json(const EpochMetrics& m) {
   return {{"epoch", m.epoch},         {"lr", m.lr},           {"train_loss", m.train_loss},
           {"val_loss", m.val_loss},   {"val_top1", m.val_top1}, {"seconds", m.seconds},
@@ -53,7 +57,7 @@ nlohmann::json to_json(const EpochMetrics& m) {
 }
 }  // namespace
 
-Evaluation evaluate(const std::function<autograd::Tensor(const autograd::Tensor&)>& logits_of,
+Evaluation evaluate(const std::function<autograd::Tensor(const std::vector<autograd::Tensor>&)>& logits_of,
                     const data::Dataset& dataset, int64_t batch_size, const LossFn& loss,
                     const std::map<std::string, MetricFn>& metrics) {
   autograd::NoGradGuard no_grad;
@@ -64,7 +68,7 @@ Evaluation evaluate(const std::function<autograd::Tensor(const autograd::Tensor&
   int64_t hits = 0;
   auto epoch = loader.epoch(0);
   while (auto batch = epoch.next()) {
-    const autograd::Tensor logits = logits_of(batch->inputs);
+    const autograd::Tensor logits = logits_of(batch->all_inputs());
     const int64_t n = batch->targets.numel();
     const Variable l = loss ? loss(Variable(logits), batch->targets) : autograd::cross_entropy(Variable(logits), batch->targets);
     loss_sum += l.data().item() * static_cast<double>(n);
@@ -83,8 +87,9 @@ Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, in
                     const std::map<std::string, MetricFn>& metrics) {
   const bool was_training = model.is_training();
   model.eval();
-  const Evaluation out = evaluate([&](const autograd::Tensor& x) { return model.forward(Variable(x)).data(); },
-                                  dataset, batch_size, loss, metrics);
+  const Evaluation out = evaluate(
+      [&](const std::vector<autograd::Tensor>& inputs) { return model.forward_inputs(variables(inputs)).data(); },
+      dataset, batch_size, loss, metrics);
   model.train(was_training);
   return out;
 }
@@ -140,7 +145,7 @@ double Trainer::train_epoch() {
     const double epoch_now = static_cast<double>(epoch_) + static_cast<double>(b) / static_cast<double>(batches);
     for (Callback* c : callbacks_) c->before_step(epoch_now, step_);
     if (b == 0 && !optimizer_.param_groups().empty()) first_step_lr_ = optimizer_.param_groups()[0].lr;
-    const Variable outputs = model_->forward(Variable(batch->inputs));
+    const Variable outputs = model_->forward_inputs(variables(batch->all_inputs()));
     Variable loss = options_.loss ? options_.loss(outputs, batch->targets) : autograd::cross_entropy(outputs, batch->targets);
     optimizer_.zero_grad();
     loss.backward();

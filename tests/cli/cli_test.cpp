@@ -199,6 +199,83 @@ TEST(Cli, TheTransformerTrainsOnTokenData) {
   EXPECT_NE(r.out.find("gives token ids"), std::string::npos) << r.out;
 }
 
+// A PyTorch export of two inputs (token ids and an attention mask, as BERT's
+// exports take them) trains on an HDF5 file holding the second as x2; its
+// checkpoint and its ONNX export evaluate alike, and data of one input is
+// refused by name.
+TEST(Cli, AModelOfTwoInputsTrainsOnDataOfTwo) {
+  const fs::path dir = temp_dir("cli_two_inputs");
+  const int64_t n = 120, length = 6;
+  Tensor ids = Tensor::randint({n, length}, 43, 1, 30), mask = Tensor::zeros({n, length});
+  Tensor y = Tensor::zeros({n}, neurite::autograd::Dtype::i64);
+  for (int64_t i = 0; i < n; ++i) {  // class 1: token 7 among the unpadded ones
+    const int64_t used = 2 + i % (length - 1);
+    y.data<int64_t>()[i] = i % 2;
+    for (int64_t k = 0; k < length; ++k) {
+      int64_t& t = ids.data<int64_t>()[i * length + k];
+      if (t == 7) t = 8;
+      if (k >= used) t = 0;
+      mask.data<float>()[i * length + k] = k < used ? 1.0f : 0.0f;
+    }
+    if (i % 2 == 1) ids.data<int64_t>()[i * length + i % used] = 7;
+  }
+  const std::string data = (dir / "pairs.h5").string(), one = (dir / "ids.h5").string();
+  neurite::data::save_h5(data, ids, y, {mask});
+  neurite::data::save_h5(one, ids, y);
+  const std::string model = std::string(NEURITE_SOURCE_DIR) + "/tests/golden/train/masked_pool_train_opset17.onnx";
+  const std::string run = (dir / "run").string();
+  Result r = neurite_cli("train " + model + " --num-classes 2 --data h5:" + data + " --epochs 6 --lr 0.5 --batch-size 12 " +
+                         "--threads 2 --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("eval " + run + "/checkpoint.h5 --data h5:" + data + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const double top1 = nlohmann::json::parse(r.out)["top1"].get<double>();
+  EXPECT_GT(top1, 0.8) << r.out;
+  r = neurite_cli("export " + run + "/checkpoint.h5 --out " + (dir / "pairs.onnx").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = neurite_cli("eval " + (dir / "pairs.onnx").string() + " --data h5:" + data + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["top1"].get<double>(), top1, 1e-9) << r.out;
+  r = neurite_cli("info " + (dir / "pairs.onnx").string() + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["inputs"][1]["name"], "attention_mask") << r.out;
+  r = neurite_cli("eval " + (dir / "pairs.onnx").string() + " --data h5:" + one);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("the graph has 2 inputs, the data's examples 1"), std::string::npos) << r.out;
+}
+
+// --normalize is kept with the model: eval of the checkpoint normalises the
+// data as training did, and the export takes raw images (its first nodes
+// normalise), so both give the same top-1 on the same raw files.
+TEST(Cli, NormalizationTravelsWithTheModel) {
+  const fs::path dir = temp_dir("cli_normalize");
+  const std::string train = write_bands(dir, 90, 21), val = write_bands(dir, 45, 22);
+  const std::string run = (dir / "run").string();
+  Result r = neurite_cli("train cnn --data h5:" + train + " --val-data h5:" + val +
+                         " --normalize auto --epochs 1 --batch-size 15 --threads 2 --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("normalize: mean 0.3"), std::string::npos) << r.out;  // 0.1 + 0.8 / 3
+  r = neurite_cli("eval " + run + "/checkpoint.h5 --data h5:" + val + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto checkpoint = nlohmann::json::parse(r.out);
+  const std::string onnx = (dir / "normalized.onnx").string();
+  ASSERT_EQ(neurite_cli("export " + run + "/checkpoint.h5 --out " + onnx).code, 0);
+  r = neurite_cli("eval " + onnx + " --data h5:" + val + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto exported = nlohmann::json::parse(r.out);
+  EXPECT_EQ(exported["top1"], checkpoint["top1"]);
+  EXPECT_NEAR(exported["loss"].get<double>(), checkpoint["loss"].get<double>(), 1e-4);
+  const neurite::engine::Graph g = neurite::engine::load_onnx(onnx);
+  EXPECT_EQ(g.nodes.at(0).op, neurite::engine::OpKind::sub);
+  EXPECT_EQ(g.nodes.at(1).op, neurite::engine::OpKind::mul);
+  for (const char* bad : {"imagenet", "0.5/0", "0.1,0.2/0.3", "x/1"}) {
+    r = neurite_cli(std::string("train cnn --data h5:") + train + " --normalize " + bad + " --epochs 1 --out " +
+                    (dir / "bad").string() + " --overwrite");
+    EXPECT_EQ(r.code, 1) << bad;
+    EXPECT_NE(r.out.find("--normalize"), std::string::npos) << r.out;
+  }
+}
+
 TEST(Cli, TrainsAPyTorchExportUnderARecipeAndExportsItBack) {
   // A ResNet-style CNN PyTorch exported in training mode (5 classes, 1x12x12;
   // tests/golden/make_train_golden.py), copied so that the run must keep its own graph.
@@ -313,7 +390,7 @@ modifiers:
   r = neurite_cli("info " + run + "/checkpoint.h5 --json");
   const auto info = nlohmann::json::parse(r.out);
   for (const auto& p : info["parameters"])
-    if (p["shape"].size() >= 2) EXPECT_NEAR(p["sparsity"].get<double>(), 0.8, 0.03) << p["name"];
+    if (p["shape"].size() >= 2) { EXPECT_NEAR(p["sparsity"].get<double>(), 0.8, 0.03) << p["name"]; }
 
   std::ofstream(dir / "bad.yaml") << "modifiers:\n  - !GMPruningModifier\n    params: __ALL__\n    final_sparsity: 2\n";
   r = neurite_cli("recipe check " + (dir / "bad.yaml").string());

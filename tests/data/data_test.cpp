@@ -95,6 +95,69 @@ TEST(Hdf5, RoundTripsAndRefusesANonHdf5File) {
   EXPECT_THROW(open_data("h5:" + (dir / "none.h5").string()), IoError);
 }
 
+// A model of two inputs (token ids and an attention mask): each input is
+// batched on its own, the HDF5 file keeps the second as x2.
+TEST(DataLoader, SeveralInputsAreEachStackedAndRoundTripThroughHdf5) {
+  Tensor ids = Tensor::empty({6, 4}, autograd::Dtype::i64), mask = Tensor::zeros({6, 4});
+  Tensor labels = Tensor::empty({6}, autograd::Dtype::i64);
+  for (int64_t i = 0; i < 24; ++i) {
+    ids.data<int64_t>()[i] = i;
+    mask.data<float>()[i] = static_cast<float>(i % 4 <= i / 4 % 4);
+  }
+  for (int64_t i = 0; i < 6; ++i) labels.data<int64_t>()[i] = i % 3;
+  const auto dir = temp_dir("data_several_inputs");
+  save_h5((dir / "pairs.h5").string(), ids, labels, {mask});
+  const auto set = load_h5((dir / "pairs.h5").string());
+  ASSERT_EQ(set->more_inputs().size(), 1u);
+  const Example e = set->get(5);
+  EXPECT_EQ(e.input.dtype(), autograd::Dtype::i64);
+  EXPECT_EQ(e.input.data<int64_t>()[3], 23);
+  ASSERT_EQ(e.more_inputs.size(), 1u);
+  EXPECT_EQ(e.more_inputs[0].dtype(), autograd::Dtype::f32);
+  for (int64_t j = 0; j < 4; ++j) EXPECT_EQ(e.more_inputs[0].data<float>()[j], mask.data<float>()[20 + j]);
+
+  DataLoader loader(set, {.batch_size = 4, .shuffle = false});
+  const Batch b = *loader.epoch(0).next();
+  EXPECT_EQ(b.inputs.shape(), (Shape{4, 4}));
+  ASSERT_EQ(b.more_inputs.size(), 1u);
+  EXPECT_EQ(b.more_inputs[0].shape(), (Shape{4, 4}));
+  EXPECT_EQ(b.more_inputs[0].data<float>()[9], mask.data<float>()[9]);  // example 2, token 1
+  EXPECT_EQ(b.all_inputs().size(), 2u);
+
+  expect_error<ShapeError>([&] { TensorDataset(ids, labels, 3, "mem", {Tensor::zeros({5, 4})}); },
+                           {"mem: input 2 is [5,4] but there are 6 labels"});
+  const DataLoaderOptions uneven{.batch_size = 2, .shuffle = false};
+  struct Uneven : TensorDataset {
+    using TensorDataset::TensorDataset;
+    Example get(int64_t index) const override {
+      Example e = TensorDataset::get(index);
+      if (index == 1) e.more_inputs.clear();
+      return e;
+    }
+  };
+  const DataLoader uneven_loader(std::make_shared<Uneven>(ids, labels, 3, "mem", std::vector<Tensor>{mask}), uneven);
+  auto bad = uneven_loader.epoch(0);
+  expect_error<IoError>([&] { bad.next(); }, {"example 1 has 1 inputs, the batch's first 2"});
+}
+
+TEST(Transforms, ChannelStatisticsAndATransformedDataset) {
+  Tensor x = Tensor::zeros({4, 2, 1, 2});  // channel 0: 0, 1, 2, 3 per example; channel 1 constant 5
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t k = 0; k < 2; ++k) {
+      x.data<float>()[i * 4 + k] = static_cast<float>(i);
+      x.data<float>()[i * 4 + 2 + k] = 5;
+    }
+  auto set = std::make_shared<TensorDataset>(x, Tensor::zeros({4}, autograd::Dtype::i64), 1, "mem");
+  const auto [mean, stddev] = channel_statistics(*set);
+  EXPECT_NEAR(mean[0], 1.5f, 1e-6);
+  EXPECT_NEAR(stddev[0], std::sqrt(1.25f), 1e-6);  // population deviation of 0..3
+  EXPECT_NEAR(mean[1], 5.0f, 1e-6);
+  EXPECT_EQ(stddev[1], 1.0f);  // constant: centred only
+  const TransformedDataset normalized(set, normalize(mean, stddev));
+  EXPECT_NEAR(normalized.get(3).input.data<float>()[0], 1.5f / std::sqrt(1.25f), 1e-6);
+  EXPECT_EQ(normalized.get(3).input.data<float>()[2], 0.0f);
+}
+
 TEST(ImageFolder, ClassesFromSubfoldersAndBrokenImagesNamedByTheLoader) {
   const fs::path dir = temp_dir("data_folder");
   for (const char* cls : {"cat", "ant"}) {
@@ -230,7 +293,8 @@ TEST(DataLoader, TensorTargetsSamplersAndCollate) {
   EXPECT_EQ(summed.epoch(0).next()->inputs.data<float>()[0], 0.0f + 2 + 4 + 6);
   options.collate = nullptr;
   options.sampler = [](int64_t, int64_t) { return std::vector<int64_t>{3, 42}; };
-  auto bad = DataLoader(pairs, options).epoch(0);
+  const DataLoader sampled(pairs, options);  // outlives its epoch
+  auto bad = sampled.epoch(0);
   expect_error<IoError>([&] { bad.next(); }, {"sample 42", "the sampler gave index 42 of a data set of 10"});
 }
 

@@ -35,16 +35,26 @@ double relative_error(const Tensor& a, const Tensor& b) {
   return worst;
 }
 
+// The batch of model `model_name`: NAME_input.npy, then NAME_input2.npy ... for a model of several inputs.
+std::vector<Tensor> golden_inputs(const std::string& model_name) {
+  std::vector<Tensor> inputs{autograd::load_npy(kDir + model_name + "_input.npy")};
+  for (int k = 2; std::filesystem::exists(kDir + model_name + "_input" + std::to_string(k) + ".npy"); ++k)
+    inputs.push_back(autograd::load_npy(kDir + model_name + "_input" + std::to_string(k) + ".npy"));
+  return inputs;
+}
+
+std::vector<Variable> variables(const std::vector<Tensor>& tensors) { return {tensors.begin(), tensors.end()}; }
+
 class TrainedExport : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TrainedExport, OneSgdStepGivesPyTorchsWeights) {
   const std::string name = GetParam();  // e.g. "cnn_train_opset13"
   const std::string model_name = name.substr(0, name.find("_train_opset"));
-  const Tensor x = autograd::load_npy(kDir + model_name + "_input.npy");
+  const std::vector<Tensor> x = golden_inputs(model_name);
   const Tensor target = autograd::load_npy(kDir + model_name + "_target.npy");
   GraphModule model(load_onnx(kDir + name + ".onnx"));
   model.train();
-  Variable loss = autograd::cross_entropy(model.forward(Variable(x)), target);
+  Variable loss = autograd::cross_entropy(model.forward_inputs(variables(x)), target);
   loss.backward();
   for (auto& [n, p] : model.named_parameters()) {
     ASSERT_TRUE(p->value().grad().defined()) << n << " got no gradient";
@@ -72,17 +82,19 @@ TEST_P(TrainedExport, OneSgdStepGivesPyTorchsWeights) {
 TEST_P(TrainedExport, ItsEvalExportRunsInTheEngineAndOnnxRuntimeAsTheModule) {
   const std::string name = GetParam();
   const std::string model_name = name.substr(0, name.find("_train_opset"));
-  const Tensor x = autograd::load_npy(kDir + model_name + "_input.npy");
+  const std::vector<Tensor> x = golden_inputs(model_name);
   GraphModule model(load_onnx(kDir + name + ".onnx"));
   model.train();
-  autograd::cross_entropy(model.forward(Variable(x)), autograd::load_npy(kDir + model_name + "_target.npy"))
+  autograd::cross_entropy(model.forward_inputs(variables(x)), autograd::load_npy(kDir + model_name + "_target.npy"))
       .backward();  // moves BatchNorm's running statistics off their initial values
   model.eval();
   autograd::NoGradGuard no_grad;
-  const Tensor y = model.forward(Variable(x)).data();
+  const Tensor y = model.forward_inputs(variables(x)).data();
   const Graph g = model.exported();
-  Engine engine = compile(g, {.batch = x.shape()[0]});
-  EXPECT_LT(relative_error(engine.run({{g.inputs[0].name, x}}).at(g.outputs[0].name), y), 1e-4);
+  Engine engine = compile(g, {.batch = x[0].shape()[0]});
+  std::map<std::string, Tensor> feed;
+  for (size_t k = 0; k < x.size(); ++k) feed[g.inputs[k].name] = x[k];
+  EXPECT_LT(relative_error(engine.run(feed).at(g.outputs[0].name), y), 1e-4);
   const auto dir = testing::temp_dir("trained_export_" + name);
   save_onnx(g, (dir / "model.onnx").string());
   EXPECT_LT(relative_error(testing::run_onnxruntime((dir / "model.onnx").string(), x, dir), y), 1e-4);
@@ -92,7 +104,8 @@ INSTANTIATE_TEST_SUITE_P(PyTorch, TrainedExport,
                          ::testing::ValuesIn([] {
                            std::vector<std::string> names;
                            for (const char* model : {"cnn", "encoder", "mlp", "dense", "resnet18", "mobilenet_v2",
-                                                     "mobilenet_v3_small", "squeezenet", "shufflenet_v2", "transformer"})
+                                                     "mobilenet_v3_small", "squeezenet", "shufflenet_v2", "transformer",
+                                                     "masked_pool"})
                              for (const char* opset : {"13", "17"})
                                names.push_back(std::string(model) + "_train_opset" + opset);
                            return names;

@@ -5,8 +5,9 @@ the parity tests of GraphModule (tests/engine/graph_module_test.cpp).
 For each model NAME at opsets 13 and 17: NAME_train_opsetK.onnx (the model
 before the step), NAME_step.onnx (the same graph with PyTorch's weights and
 running statistics after one step of SGD, lr 0.1, momentum 0, on the mean
-cross-entropy), NAME_input.npy and NAME_target.npy (the batch). Dropout's
-ratio is 0 in these files so that the step is deterministic.
+cross-entropy), NAME_input.npy and NAME_target.npy (the batch; a model of
+several inputs has its second in NAME_input2.npy, and so on). Dropout's ratio
+is 0 in these files so that the step is deterministic.
 
     /usr/bin/python3 tests/golden/make_train_golden.py   # writes tests/golden/train/
 """
@@ -159,6 +160,21 @@ class Dense(nn.Module):
         return self.fc(torch.cat(stats, 1))
 
 
+class MaskedPool(nn.Module):
+    """Two inputs, as a BERT-style export has them: token ids (N, L) and an
+    attention mask (N, L) of 1 for tokens, 0 for padding; the embeddings'
+    masked mean through a linear head."""
+
+    def __init__(self, vocab=30, d=12, classes=3):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, input_ids, attention_mask):
+        m = attention_mask.unsqueeze(-1)
+        return self.head((self.embed(input_ids) * m).sum(1) / m.sum(1).clamp(min=1))
+
+
 def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Dropout(0.0), nn.Linear(12, 3))
 
@@ -173,21 +189,25 @@ def with_weights(path, model, out_path):
     onnx.save(proto, out_path)
 
 
-def export(name, model, x, target):
+def export(name, model, x, target, input_names=("input",)):
+    """x: the input, or a tuple of the inputs (named input_names)."""
+    inputs = x if isinstance(x, tuple) else (x,)
     model.train()
     for opset in (13, 17):
         path = os.path.join(OUT, f"{name}_train_opset{opset}.onnx")
-        torch.onnx.export(copy.deepcopy(model), x, path, opset_version=opset, input_names=["input"],
+        dynamic = {n: {0: "batch"} for n in list(input_names) + ["output"]}
+        torch.onnx.export(copy.deepcopy(model), inputs, path, opset_version=opset, input_names=list(input_names),
                           output_names=["output"], training=torch.onnx.TrainingMode.TRAINING,
-                          do_constant_folding=False, dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+                          do_constant_folding=False, dynamic_axes=dynamic)
         # Tracing ran a training forward, which moved the running statistics: the file gets the model's own.
         with_weights(path, model, path)
     stepped = copy.deepcopy(model)
     opt = torch.optim.SGD(stepped.parameters(), lr=0.1)
-    F.cross_entropy(stepped(x), target).backward()
+    F.cross_entropy(stepped(*inputs), target).backward()
     opt.step()
     with_weights(os.path.join(OUT, f"{name}_train_opset17.onnx"), stepped, os.path.join(OUT, f"{name}_step.onnx"))
-    np.save(os.path.join(OUT, f"{name}_input.npy"), x.numpy())
+    for k, t in enumerate(inputs):
+        np.save(os.path.join(OUT, f"{name}_input{k + 1 if k else ''}.npy"), t.numpy())
     np.save(os.path.join(OUT, f"{name}_target.npy"), target.numpy())
 
 
@@ -212,3 +232,5 @@ if __name__ == "__main__":
     export("shufflenet_v2", torchvision.models.ShuffleNetV2([2, 2, 2], [8, 16, 32, 64, 128], num_classes=10),
            images, labels)
     export("transformer", transformer(), tokens, torch.randint(0, 4, (5,)))
+    export("masked_pool", MaskedPool(), (tokens, (tokens != 0).float()), torch.randint(0, 3, (5,)),
+           ("input_ids", "attention_mask"))

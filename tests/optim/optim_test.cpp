@@ -198,7 +198,7 @@ TEST(Optimizers, MaskedWeightsGradientsAndStateStayZero) {
       EXPECT_EQ(p->value().data().data<float>()[k], 0.0f);
       EXPECT_EQ(p->value().grad().data<float>()[k], 0.0f);
       for (const auto& [name, t] : opt->state_dict()) {
-        if (t.numel() == 20) EXPECT_EQ(t.data<float>()[k], 0.0f) << name;
+        if (t.numel() == 20) { EXPECT_EQ(t.data<float>()[k], 0.0f) << name; }
       }
     }
   }

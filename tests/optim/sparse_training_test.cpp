@@ -139,7 +139,7 @@ TEST(SparseTraining, StateDictsAreDenseAndLoadingReturnsToDense) {
   const auto state = r.model->state_dict();
   const Tensor& w = state.at(r.model->named_parameters().front().first);
   for (int64_t k = 0; k < w.numel(); ++k)
-    if (fc->mask().data<float>()[k] == 0) ASSERT_EQ(w.data<float>()[k], 0.0f);
+    if (fc->mask().data<float>()[k] == 0) { ASSERT_EQ(w.data<float>()[k], 0.0f); }
   auto changed = state;
   for (auto& [name, t] : changed) t = t.clone();
   changed.begin()->second.data<float>()[0] += 1;  // any change must land

@@ -347,6 +347,33 @@ TEST(Trainer, FitsARegressionWithTensorTargets) {
   EXPECT_NEAR(model->weight.value().data().data<float>()[1], -1.0f, 0.05f);
 }
 
+// A model of two inputs (its own forward_inputs) trains on examples with
+// more_inputs; a model of one refuses them by name.
+TEST(Trainer, TrainsAModelOfTwoInputs) {
+  const Tensor a = Tensor::randn({128, 2}, 3), b = Tensor::randn({128, 2}, 4);
+  Tensor labels = Tensor::empty({128}, autograd::Dtype::i64);
+  for (int64_t i = 0; i < 128; ++i)  // the class needs both inputs
+    labels.data<int64_t>()[i] = a.data<float>()[2 * i] + b.data<float>()[2 * i + 1] > 0;
+  auto pairs = std::make_shared<data::TensorDataset>(a, labels, 2, "pairs", std::vector<Tensor>{b});
+  struct TwoInputs : layers::UnaryModule {
+    std::shared_ptr<layers::Linear> fa = register_module("fa", std::make_shared<layers::Linear>(2, 2));
+    std::shared_ptr<layers::Linear> fb = register_module("fb", std::make_shared<layers::Linear>(2, 2));
+    autograd::Variable forward(const autograd::Variable&) override { throw ValueError("takes two inputs"); }
+    autograd::Variable forward_inputs(const std::vector<autograd::Variable>& in) override {
+      return autograd::add(fa->forward(in.at(0)), fb->forward(in.at(1)));
+    }
+  };
+  layers::manual_seed(2);
+  auto model = std::make_shared<TwoInputs>();
+  optim::Sgd sgd({{.params = model->parameters(), .lr = 0.5}});
+  data::DataLoader loader(pairs, {.batch_size = 16, .seed = 1});
+  Trainer trainer(model, sgd, nullptr, loader, pairs, {.epochs = 20, .log = [](auto&) {}});
+  EXPECT_GT(trainer.fit().epochs.back().val_top1, 0.95);
+
+  auto one = std::make_shared<layers::Linear>(2, 2);
+  testing::expect_error<ValueError>([&] { evaluate(*one, *pairs); }, {"the model takes one input, the data gives 2"});
+}
+
 TEST(Plot, WritesOneLinePerSeriesAndEscapesText) {
   const fs::path dir = temp_dir("train_plot");
   LineChart chart{"a <b> & c", "epoch", "loss", {{"one", {1, 2, 3}, {0.5, 0.25, 0.125}}, {"two", {1, 2}, {1, 2}}}};

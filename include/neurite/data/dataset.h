@@ -19,6 +19,10 @@ struct Example {
   Tensor input;  // float32 image (C, H, W) or int64 tokens (L)
   int64_t label = 0;
   Tensor target;  // a tensor target instead of the label (regression, dense labels); undefined: the label
+  // A model's further inputs, in the order of its inputs after the first (an
+  // attention mask beside the tokens, a second view): batched like `input`,
+  // passed to UnaryModule::forward_inputs. The transforms see `input` only.
+  std::vector<Tensor> more_inputs;
 };
 
 class Dataset {
@@ -33,11 +37,13 @@ class Dataset {
   virtual std::string source(int64_t index) const = 0;
 };
 
-// Examples held in memory: inputs (N, ...) float32 or int64, labels (N) int64.
+// Examples held in memory: inputs (N, ...) float32 or int64, labels (N) int64,
+// and optionally further inputs (N, ...) each, an example's more_inputs.
 class TensorDataset : public Dataset {
  public:
   // Throws ShapeError if the counts differ, ValueError for labels outside [0, num_classes).
-  TensorDataset(Tensor inputs, Tensor labels, int64_t num_classes, std::string source);
+  TensorDataset(Tensor inputs, Tensor labels, int64_t num_classes, std::string source,
+                std::vector<Tensor> more_inputs = {});
   int64_t size() const override { return labels_.numel(); }
   Example get(int64_t index) const override;
   Shape input_shape() const override;
@@ -45,10 +51,12 @@ class TensorDataset : public Dataset {
   std::string source(int64_t) const override { return source_; }
   const Tensor& inputs() const { return inputs_; }
   const Tensor& labels() const { return labels_; }
+  const std::vector<Tensor>& more_inputs() const { return more_inputs_; }
 
  private:
   Tensor inputs_, labels_;
-  int64_t num_classes_, row_;
+  std::vector<Tensor> more_inputs_;
+  int64_t num_classes_;
   std::string source_;
 };
 

@@ -19,6 +19,10 @@ namespace neurite::data {
 struct Batch {
   Tensor inputs;   // (B, ...) float32 or int64
   Tensor targets;  // (B) int64 labels, or (B, ...) the examples' tensor targets stacked
+  std::vector<Tensor> more_inputs;  // the examples' more_inputs, each stacked to (B, ...)
+
+  // inputs, then more_inputs: what a model of several inputs is given.
+  std::vector<Tensor> all_inputs() const;
 };
 
 // A per-example transform: `seed` is fixed for (loader seed, epoch, index), so
@@ -36,8 +40,9 @@ struct DataLoaderOptions {
   // `size` (they may repeat or leave some out; the same count every epoch).
   // Empty: every example, shuffled when `shuffle`.
   std::function<std::vector<int64_t>(int64_t size, int64_t epoch)> sampler;
-  // Makes a batch of examples (after the transforms). Empty: inputs stacked,
-  // targets the stacked tensor targets if the examples have them, else the labels (int64).
+  // Makes a batch of examples (after the transforms). Empty: inputs (and each
+  // of more_inputs) stacked, targets the stacked tensor targets if the
+  // examples have them, else the labels (int64).
   std::function<Batch(std::vector<Example>& examples)> collate;
 };
 

@@ -24,10 +24,13 @@ std::shared_ptr<TensorDataset> load_idx(const std::string& prefix);
 std::shared_ptr<TensorDataset> load_cifar10(const std::vector<std::string>& files);
 
 // HDF5 file with datasets `x` (N, ...) float32 or uint8 (scaled to [0, 1]),
-// or wider integers (token ids (N, L), read as int64), and `y` (N) integer labels.
+// or wider integers (token ids (N, L), read as int64), and `y` (N) integer
+// labels; a model of several inputs finds the second in `x2`, the third in
+// `x3` and so on (read as `x` is: an attention mask of int64 stays integer).
 std::shared_ptr<TensorDataset> load_h5(const std::string& path);
-// Writes `x` and `y` as load_h5 reads them (tests and converters).
-void save_h5(const std::string& path, const Tensor& x, const Tensor& y);
+// Writes `x`, `more_inputs` as x2, x3, ... and `y` as load_h5 reads them
+// (tests and converters).
+void save_h5(const std::string& path, const Tensor& x, const Tensor& y, const std::vector<Tensor>& more_inputs = {});
 
 // One subfolder per class (sorted names are the classes); images decoded with
 // OpenCV on access, as grayscale or colour after the first image and resized

@@ -119,4 +119,11 @@ class Graph {
   const Tensor* constant(const std::string& name) const;
 };
 
+// Puts (x - mean[c]) * (1 / std[c]) in front of input `input` (N, C, ...),
+// so that the graph takes images as they come where the model was trained on
+// normalised ones; the input keeps its name, the new nodes and initializers
+// are named input.normalize_*.
+void prepend_normalization(Graph& g, const std::string& input, const std::vector<float>& mean,
+                           const std::vector<float>& stddev);
+
 }  // namespace neurite::engine

@@ -48,6 +48,9 @@ class GraphModule : public layers::UnaryModule {
 
   // The graph's one input (ValueError if it has more) to its first output.
   Variable forward(const Variable& x) override;
+  // The graph's inputs in order to its first output.
+  Variable forward_inputs(const std::vector<Variable>& inputs) override;
+  std::vector<std::string> input_names() const;
   // Every graph input by name, to every output by name.
   std::map<std::string, Variable> run(const std::map<std::string, Variable>& inputs);
 

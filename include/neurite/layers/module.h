@@ -150,12 +150,17 @@ class Module {
   std::shared_ptr<detail::KernelContext> kernels_;
 };
 
-// A module with one input and one output: every layer of a Sequential and
-// every model of layers/models.
+// A module with one output, the kind the Trainer drives: every layer of a
+// Sequential and every model of layers/models take one input; a model of
+// several (tokens and an attention mask, two views) overrides forward_inputs
+// as well, and data whose examples carry more_inputs feeds it.
 class UnaryModule : public Module {
  public:
   virtual Variable forward(const Variable& x) = 0;
   Variable operator()(const Variable& x) { return forward(x); }
+  // All inputs in order; by default forward() of the one input (ValueError
+  // for more).
+  virtual Variable forward_inputs(const std::vector<Variable>& inputs);
 };
 
 }  // namespace neurite::layers

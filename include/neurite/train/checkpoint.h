@@ -3,7 +3,8 @@
 //   /model/<name>/mask             beside a pruned weight
 //   /optimizer/<group.index.name>  optimizer state (momentum, Adam moments, step)
 //   attributes on /: format, model, model_options (JSON), optimizer, epoch, step,
-//   rng_state, recipe
+//   rng_state, recipe, and input_normalization (JSON {"mean": [...], "std": [...]})
+//   when the model was trained on normalised images
 // save_checkpoint writes a temporary file beside the target and renames it,
 // so a crash never leaves a broken checkpoint.
 //
@@ -14,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "neurite/layers/models.h"
 #include "neurite/optim/optimizer.h"
@@ -34,6 +36,10 @@ struct Checkpoint {
   int64_t step = 0;   // optimizer steps taken
   uint64_t rng_state = 0;
   std::string recipe;  // the recipe text the run followed, if any
+  // Per-channel (x - mean) / std the model's images get before it (train
+  // --normalize), so that evaluation feeds it as training did and its export
+  // takes the images as they come; empty: none.
+  std::vector<float> input_mean, input_std;
 };
 
 // Throws IoError if the file cannot be written.

@@ -37,8 +37,9 @@ using MetricFn = std::function<double(const autograd::Tensor& outputs, const aut
 // `model` (in eval mode, no graph).
 Evaluation evaluate(layers::UnaryModule& model, const data::Dataset& dataset, int64_t batch_size = 256,
                     const LossFn& loss = {}, const std::map<std::string, MetricFn>& metrics = {});
-// The same of any function from a batch of inputs to its logits (an inference engine's run).
-Evaluation evaluate(const std::function<autograd::Tensor(const autograd::Tensor&)>& logits_of,
+// The same of any function from a batch's inputs (Batch::all_inputs) to its
+// logits (an inference engine's run).
+Evaluation evaluate(const std::function<autograd::Tensor(const std::vector<autograd::Tensor>&)>& logits_of,
                     const data::Dataset& dataset, int64_t batch_size = 256, const LossFn& loss = {},
                     const std::map<std::string, MetricFn>& metrics = {});
 
