@@ -428,6 +428,16 @@ std::vector<Tensor> detail::run_node(const Node& n, const std::vector<Tensor>& i
     case OpKind::equal:
       return one(map_broadcast(n, {in[0], in[1]}, Dtype::i64, [](auto& v) { return v[0] == v[1] ? 1.0 : 0.0; }));
     case OpKind::cast: return one(cast(n, in[0]));
+    case OpKind::reduce_l1:  // the reductions returned above
+    case OpKind::reduce_l2:
+    case OpKind::reduce_log_sum:
+    case OpKind::reduce_log_sum_exp:
+    case OpKind::reduce_max:
+    case OpKind::reduce_mean:
+    case OpKind::reduce_min:
+    case OpKind::reduce_prod:
+    case OpKind::reduce_sum:
+    case OpKind::reduce_sum_square: break;
   }
   throw ValueError(fmt::format("{}: the executor has no case for this op", where(n)));  // -Wswitch names a missing case
 }
