@@ -165,7 +165,9 @@ void Variable::backward() {
   backward(Tensor::ones(shape()));
 }
 
-void Variable::backward(const Tensor& grad_output) {
+void Variable::backward(const Tensor& grad_output) { backward(grad_output, nullptr); }
+
+void Variable::backward(const Tensor& grad_output, const std::function<void(const Variable& leaf)>& leaf_ready) {
   check<StateError>(requires_grad(), "backward: the result does not require a gradient (no input requires one)");
   check<StateError>(!node_->freed, "backward: the graph was already freed by an earlier backward pass");
   check<ShapeError>(grad_output.shape() == shape(), "backward: gradient of shape {} for a result of shape {}",
@@ -192,11 +194,27 @@ void Variable::backward(const Tensor& grad_output) {
     }
   }
 
+  // Uses of each leaf still to pass their gradient back, when someone waits for leaves.
+  std::unordered_map<const detail::Node*, int> uses;
+  auto is_waited_leaf = [](const Variable& v) { return v.node_ != nullptr && v.node_->requires_grad && v.node_->inputs.empty(); };
+  if (leaf_ready)
+    for (const auto& node : order)
+      for (const Variable& in : node->inputs)
+        if (is_waited_leaf(in)) ++uses[in.node_.get()];
+  auto passed = [&](detail::Node* node) {
+    if (!leaf_ready) return;
+    for (const Variable& in : node->inputs)
+      if (is_waited_leaf(in) && --uses[in.node_.get()] == 0) leaf_ready(in);
+  };
+
   flush_pending();
   add_grad(grad_output);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     detail::Node* node = it->get();
-    if (!node->grad.defined()) continue;  // no path carried a gradient here
+    if (!node->grad.defined()) {  // no path carried a gradient here
+      passed(node);
+      continue;
+    }
     Tensor grad = std::move(node->grad);
     node->grad = Tensor();
     if (g_profile != nullptr) {
@@ -206,6 +224,7 @@ void Variable::backward(const Tensor& grad_output) {
     } else {
       node->backward(grad, node->inputs);
     }
+    passed(node);
     // Free the graph behind this node: its inputs and the tensors its closure holds.
     node->backward = nullptr;
     node->inputs.clear();

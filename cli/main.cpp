@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "neurite/dist/dist.h"
 #include "neurite/error.h"
 #include "neurite/parallel.h"
 #include "neurite/version.h"
@@ -142,10 +143,10 @@ int main(int argc, char** argv) {
     const std::string unknown = neurite::cli::unknown_word(app, argc, argv);
     std::cerr << "neurite: " << (unknown.empty() ? e.what() : unknown) << "\n";
     return 2;
-  } catch (const neurite::Error& e) {
-    std::cerr << "neurite: " << e.what() << "\n";
-    return 1;
   } catch (const std::exception& e) {
+    // Under mpirun an error on one rank ends them all, naming the rank: the
+    // others would otherwise wait for it forever.
+    if (neurite::dist::Communicator::launched_by_mpi()) neurite::dist::Communicator::world()->abort(e.what(), 1);
     std::cerr << "neurite: " << e.what() << "\n";
     return 1;
   }

@@ -15,6 +15,7 @@
 #include "neurite/error.h"
 #include "neurite/data/readers.h"
 #include "neurite/data/transforms.h"
+#include "neurite/dist/dist.h"
 #include "neurite/engine/graph_module.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/layers/init.h"
@@ -39,7 +40,15 @@ struct TrainArgs {
   int threads = 0;
   uint64_t seed = 0;
   bool overwrite = false;
+  // Data-parallel (mpirun): this rank alone prints notes and writes the run's files.
+  bool lead = true;
 };
+
+// A note on stderr, from the lead rank alone.
+template <typename... Args>
+void note(const TrainArgs& a, fmt::format_string<Args...> format, Args&&... args) {
+  if (a.lead) fmt::print(stderr, format, std::forward<Args>(args)...);
+}
 
 // Each flag once: its storage, help, whether help shows the default, and its
 // key in args.json (none: not saved, so not restored by --resume). The
@@ -114,12 +123,13 @@ void fill_from_saved(CLI::App& cmd, TrainArgs& a, const std::string& dir) {
 
 // --init: the base checkpoint's weights and masks, with a line per tensor
 // that keeps its fresh initialisation.
-void init_from(layers::Module& model, const std::string& path) {
+void init_from(layers::Module& model, const TrainArgs& a) {
+  const std::string& path = a.init;
   const train::InitReport r = train::init_from_checkpoint(model, train::load_checkpoint(path), "--init " + path);
   for (const auto& t : r.reinitialised)
-    fmt::print(stderr, "init: {} is {} in {}, {} here: re-initialised\n", t.name, autograd::to_string(t.checkpoint_shape),
+    note(a, "init: {} is {} in {}, {} here: re-initialised\n", t.name, autograd::to_string(t.checkpoint_shape),
                path, autograd::to_string(t.model_shape));
-  fmt::print(stderr, "init: {} of {} tensors from {}\n", r.loaded.size(), r.model_tensors, path);
+  note(a, "init: {} of {} tensors from {}\n", r.loaded.size(), r.model_tensors, path);
 }
 
 // An ONNX file as the model: its GraphModule (on --resume, the run's own copy
@@ -149,7 +159,7 @@ std::shared_ptr<layers::UnaryModule> graph_model(const TrainArgs& a, const data:
     check<ValueError>(a.num_classes > 0,
                       "--model {} has {} outputs, the data {} classes: pass --num-classes {} to replace its classifier",
                       a.model, model->num_classes(), data_classes, data_classes);
-    fmt::print(stderr, "train: classifier of {} replaced: {} -> {} classes, re-initialised\n", a.model,
+    note(a, "train: classifier of {} replaced: {} -> {} classes, re-initialised\n", a.model,
                model->num_classes(), classes);
     model->replace_classifier(classes);
   }
@@ -208,7 +218,7 @@ std::pair<std::vector<float>, std::vector<float>> normalization(const TrainArgs&
                     "--normalize {}: normalisation is for images, not {}", spec, autograd::to_string(image));
   if (spec == "auto") {
     auto stats = data::channel_statistics(train);
-    fmt::print(stderr, "normalize: mean {:.4f}, std {:.4f} per channel (from {})\n", fmt::join(stats.first, ","),
+    note(a, "normalize: mean {:.4f}, std {:.4f} per channel (from {})\n", fmt::join(stats.first, ","),
                fmt::join(stats.second, ","), a.data);
     return stats;
   }
@@ -265,6 +275,9 @@ void run(CLI::App& cmd, TrainArgs a) {
   check<ValueError>(!a.data.empty(), "train: --data is required (or --resume DIR)");
   check<ValueError>(!a.out.empty(), "train: --out is required");
   set_threads(a.threads);
+  // Started by mpirun, each rank runs this on its share of every batch.
+  const std::shared_ptr<dist::Communicator> world = dist::Communicator::world();
+  a.lead = world->rank() == 0;
   // A resumed run continues from its checkpoint, under the recipe it began
   // with (the copy the checkpoint holds: an edited file does not change it).
   std::optional<train::Checkpoint> resumed;
@@ -281,7 +294,7 @@ void run(CLI::App& cmd, TrainArgs a) {
                  : recipes::Recipe::load(a.recipe, parse_recipe_vars(a.recipe_vars));
     if (auto length = recipe->epochs()) {  // the recipe sets the run's length (its latest modifier end)
       a.epochs = static_cast<int64_t>(std::ceil(*length));
-      fmt::print(stderr, "recipe: {} sets {}\n", a.recipe, epochs_text(a.epochs));
+      note(a, "recipe: {} sets {}\n", a.recipe, epochs_text(a.epochs));
     }
   }
   if (a.optimizer.empty()) a.optimizer = is_onnx(a.model) ? "sgd" : layers::models::model_defaults(a.model).optimizer;
@@ -300,7 +313,7 @@ void run(CLI::App& cmd, TrainArgs a) {
     auto [held_in, held_out] = data::random_split(train_set, 0.9, 0);
     train_set = held_in;
     val_set = held_out;
-    fmt::print(stderr, "data: {} has no test split: validating on a fixed 10% of it ({} examples)\n", a.data,
+    note(a, "data: {} has no test split: validating on a fixed 10% of it ({} examples)\n", a.data,
                val_set->size());
   }
   const autograd::Shape shape = train_set->input_shape();
@@ -332,7 +345,7 @@ void run(CLI::App& cmd, TrainArgs a) {
   layers::manual_seed(a.seed);
   auto model = is_onnx(a.model) ? graph_model(a, train_set->get(0), train_set->num_classes(), tmpl)
                                 : layers::models::make_model(a.model, tmpl.options);
-  if (!a.init.empty() && a.resume.empty()) init_from(*model, a.init);
+  if (!a.init.empty() && a.resume.empty()) init_from(*model, a);
 
   auto optimizer = optim::make_optimizer(
       a.optimizer, {{.params = model->parameters(), .lr = a.lr, .weight_decay = a.weight_decay}}, a.momentum);
@@ -344,7 +357,7 @@ void run(CLI::App& cmd, TrainArgs a) {
     val_set = std::make_shared<data::TransformedDataset>(val_set, transforms.back());
   }
   data::DataLoader loader(train_set, {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed,
-                                      .transforms = transforms});
+                                      .transforms = transforms, .shard = world->rank(), .shards = world->size()});
   const std::map<std::string, optim::Schedule> schedules = {
       {"cosine", optim::Schedule::cosine(static_cast<double>(a.epochs), a.warmup_epochs)},
       {"constant", optim::Schedule::constant()},
@@ -361,25 +374,38 @@ void run(CLI::App& cmd, TrainArgs a) {
   }
 
   // A folder that holds anything is an earlier run, or someone's files: only --overwrite replaces them.
-  check<ValueError>(!a.resume.empty() || a.overwrite || !fs::is_directory(a.out) || fs::is_empty(a.out),
-                    "train: --out {} is not empty (an earlier run?): pass --overwrite to replace it, or --resume {} "
-                    "to continue it",
-                    a.out, a.out);
-  fs::create_directories(a.out);
-  std::ofstream(fs::path(a.out) / "args.json") << to_json(with_absolute_paths(a)).dump(2) << "\n";
+  // The lead rank alone looks and writes (the others would see its files appear).
+  int saved_ranks = 0;
+  if (a.lead) {
+    check<ValueError>(!a.resume.empty() || a.overwrite || !fs::is_directory(a.out) || fs::is_empty(a.out),
+                      "train: --out {} is not empty (an earlier run?): pass --overwrite to replace it, or --resume {} "
+                      "to continue it",
+                      a.out, a.out);
+    const fs::path args_file = fs::path(a.out) / "args.json";
+    if (!a.resume.empty() && fs::is_regular_file(args_file))
+      saved_ranks = nlohmann::json::parse(std::ifstream(args_file)).value("ranks", 1);
+    fs::create_directories(a.out);
+    nlohmann::json saved = to_json(with_absolute_paths(a));
+    saved["ranks"] = world->size();  // not an option: what --resume reports when it changes
+    std::ofstream(args_file) << saved.dump(2) << "\n";
+  }
   train::Trainer trainer(model, *optimizer, recipe_sets_lr ? nullptr : &scheduler, loader, val_set,
                          {.epochs = a.epochs, .out_dir = a.out, .clip_grad_norm = a.clip_grad_norm,
-                          .checkpoint_template = tmpl, .kernels = kernel_policy(false)});
+                          .checkpoint_template = tmpl, .kernels = kernel_policy(false), .world = world});
   if (resumed) {
     trainer.resume(*resumed);
     if (manager) manager->fast_forward(trainer.step());
+    if (saved_ranks != 0 && saved_ranks != world->size())
+      note(a, "resume: the run trained on {} rank{} so far, goes on on {}: the same global batch of {}, shared out anew\n",
+           saved_ranks, saved_ranks == 1 ? "" : "s", world->size(), a.batch_size);
   }
   if (callback) trainer.add_callback(callback.get());
-  fmt::print(stderr, "train: {} ({} parameters) on {} ({} examples, validating on {}), {}, {}, {}\n", a.model,
-             model->parameter_count(), a.data, train_set->size(), val_set->size(), epochs_text(a.epochs), a.optimizer,
-             recipe_sets_lr ? "learning rate from the recipe" : fmt::format("lr {} ({} schedule)", a.lr, a.schedule));
+  note(a, "train: {} ({} parameters) on {} ({} examples, validating on {}), {}, {}, {}{}\n", a.model,
+       model->parameter_count(), a.data, train_set->size(), val_set->size(), epochs_text(a.epochs), a.optimizer,
+       recipe_sets_lr ? "learning rate from the recipe" : fmt::format("lr {} ({} schedule)", a.lr, a.schedule),
+       world->size() > 1 ? fmt::format(", {} ranks sharing each batch", world->size()) : "");
   const train::Summary s = trainer.fit();
-  if (!s.epochs.empty())
+  if (!s.epochs.empty() && a.lead)
     fmt::print("{}: val top-1 {:.2f}%  val loss {:.4f}  {:.0f}s  -> {}\n", a.model, 100 * s.epochs.back().val_top1,
                s.epochs.back().val_loss, s.seconds, (fs::path(a.out) / "checkpoint.h5").string());
 }

@@ -18,6 +18,9 @@ neurite_find_dependency(ZLIB)
 neurite_find_dependency(yaml-cpp)
 neurite_find_dependency(Protobuf)  # before ONNX, whose targets link protobuf::libprotobuf
 neurite_find_dependency(ONNX)
+# Open MPI's C bindings, for data-parallel training (neurite_dist); mpirun starts the ranks.
+set(MPI_CXX_SKIP_MPICXX ON)
+neurite_find_dependency(MPI)
 # HDF5's C library through an imported target found here, so that the
 # installed targets name no file of the machine that built them (CMake's
 # FindHDF5 would need the C language enabled in every user's project).

@@ -23,6 +23,11 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
     : dataset_(std::move(dataset)), options_(std::move(options)) {
   check<ValueError>(options_.batch_size >= 1, "DataLoader: batch size (was {}) must be at least 1", options_.batch_size);
   check<ValueError>(dataset_->size() > 0, "DataLoader: the dataset is empty");
+  check<ValueError>(options_.shards >= 1 && options_.shard >= 0 && options_.shard < options_.shards,
+                    "DataLoader: shard {} of {} does not exist", options_.shard, options_.shards);
+  check<ValueError>(options_.batch_size >= options_.shards,
+                    "DataLoader: a batch of {} cannot be shared by {} processes (give each at least one example)",
+                    options_.batch_size, options_.shards);
   check<ValueError>(!options_.drop_last || options_.batch_size <= dataset_->size(),
                     "DataLoader: batch size (was {}) must not be larger than the dataset size (was {}) with drop_last",
                     options_.batch_size, dataset_->size());
@@ -88,8 +93,11 @@ std::vector<Tensor> Batch::all_inputs() const {
 }
 
 Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t batch, int64_t epoch) const {
-  const int64_t begin = batch * options_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
+  const int64_t global_begin = batch * options_.batch_size;
+  const int64_t n = std::min<int64_t>(options_.batch_size, static_cast<int64_t>(order.size()) - global_begin);
+  const int64_t begin = global_begin + n * options_.shard / options_.shards;
+  const int64_t end = global_begin + n * (options_.shard + 1) / options_.shards;
+  if (begin == end) return {};  // a last batch smaller than the shards: none for this one
   std::vector<Example> examples;
   for (int64_t i = begin; i < end; ++i) {
     const int64_t index = order[static_cast<size_t>(i)];

@@ -37,6 +37,7 @@ void Parameter::set_mask(Tensor mask) {
                       to_string(shape()));
   to_dense();  // the sparse form follows the old mask
   mask_ = std::move(mask);
+  ++mask_version_;
   density_ = 1.0;
   if (mask_.defined() && numel() > 0) {
     density_ = static_cast<double>(kernels::count_nonzero(mask_.data<float>(), numel())) / static_cast<double>(numel());

@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev protobuf-compiler libprotobuf-dev libonnx-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libdnnl-dev
   dataset-fashion-mnist python3-onnx python3-numpy libonnx-testdata
+  libopenmpi-dev openmpi-bin
 )
 # Node.js runs ONNX Runtime (npm onnxruntime-node) in tests; a machine may already
 # have its own Node.js outside Debian's packages, whose npm then conflicts.

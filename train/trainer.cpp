@@ -106,11 +106,23 @@ Trainer::Trainer(std::shared_ptr<layers::UnaryModule> model, optim::Optimizer& o
       options_(std::move(options)),
       terminal_(isatty(STDERR_FILENO) != 0) {
   check<ValueError>(options_.epochs >= 1, "Trainer: epochs (was {}) must be at least 1", options_.epochs);
-  if (!options_.out_dir.empty()) fs::create_directories(options_.out_dir);
+  if (distributed()) {
+    const data::DataLoaderOptions& o = train_.options();
+    check<ValueError>(o.shards == options_.world->size() && o.shard == options_.world->rank(),
+                      "Trainer: rank {} of {} needs the loader's shard {} of {} (it has shard {} of {})",
+                      options_.world->rank(), options_.world->size(), options_.world->rank(), options_.world->size(),
+                      o.shard, o.shards);
+    options_.kernels.autotune = false;  // every rank picks the same kernels, so the gradients' layouts agree
+    reducer_ = std::make_unique<dist::GradientReducer>(model_->named_parameters(), options_.world);
+  }
+  if (!options_.out_dir.empty() && lead()) fs::create_directories(options_.out_dir);
   model_->set_kernel_policy(options_.kernels);
 }
 
+Trainer::~Trainer() = default;
+
 void Trainer::log(const std::string& line, bool transient) {
+  if (!lead()) return;
   if (options_.log) {
     if (!transient) options_.log(line);
     return;
@@ -145,19 +157,34 @@ double Trainer::train_epoch() {
     const double epoch_now = static_cast<double>(epoch_) + static_cast<double>(b) / static_cast<double>(batches);
     for (Callback* c : callbacks_) c->before_step(epoch_now, step_);
     if (b == 0 && !optimizer_.param_groups().empty()) first_step_lr_ = optimizer_.param_groups()[0].lr;
-    const Variable outputs = model_->forward_inputs(variables(batch->all_inputs()));
-    Variable loss = options_.loss ? options_.loss(outputs, batch->targets) : autograd::cross_entropy(outputs, batch->targets);
+    // Data-parallel, a rank may hold none of a short last batch: it still takes part in the exchanges.
+    const bool has_examples = batch->inputs.defined();
+    const auto examples = static_cast<double>(has_examples ? batch->targets.numel() : 0);
+    if (distributed()) dist::broadcast_buffers(*model_, *options_.world);
+    Variable loss;
+    if (has_examples) {
+      const Variable outputs = model_->forward_inputs(variables(batch->all_inputs()));
+      loss = options_.loss ? options_.loss(outputs, batch->targets) : autograd::cross_entropy(outputs, batch->targets);
+    }
+    double batch_examples = examples, batch_loss = has_examples ? examples * loss.data().item() : 0.0;
+    if (distributed()) std::tie(batch_examples, batch_loss) = options_.world->sum(batch_examples, batch_loss);
+    const double value = batch_loss / batch_examples;  // the global batch's mean loss, the same on every rank
+    check<ValueError>(std::isfinite(value), "training diverged: loss is {} at epoch {} step {}", value, epoch_ + 1,
+                      step_ + 1);
     optimizer_.zero_grad();
-    loss.backward();
+    if (distributed()) {
+      reducer_->begin_step(examples / batch_examples);
+      if (has_examples) loss.backward(Tensor::ones(loss.shape()), reducer_->leaf_ready());
+      reducer_->finish_step();
+    } else {
+      loss.backward();
+    }
     if (options_.clip_grad_norm > 0) optim::clip_grad_norm(model_->parameters(), options_.clip_grad_norm);
     optimizer_.step();
     ++step_;
     if (scheduler_ != nullptr) scheduler_->step();
-    const float value = loss.data().item();
-    check<ValueError>(std::isfinite(value), "training diverged: loss is {} at epoch {} step {}", value, epoch_ + 1,
-                      step_);
-    loss_sum += value * static_cast<double>(batch->targets.numel());
-    seen += batch->targets.numel();
+    loss_sum += batch_loss;
+    seen += static_cast<int64_t>(batch_examples);
     for (Callback* c : callbacks_) c->after_step(epoch_now, step_ - 1, value);
     ++b;
     // Progress: redrawn a few times a second on a terminal; elsewhere (a log
@@ -186,7 +213,7 @@ double Trainer::train_epoch() {
 }
 
 void Trainer::save(const EpochMetrics& m) {
-  if (options_.out_dir.empty()) return;
+  if (options_.out_dir.empty() || !lead()) return;
   Checkpoint c = options_.checkpoint_template;
   capture_model(*model_, c);
   c.optimizer_state = optimizer_.state_dict();
@@ -256,7 +283,7 @@ bool Trainer::track_best(const EpochMetrics& m) {
   }
   best_ = figure;
   epochs_since_best_ = 0;
-  if (!options_.keep_best.empty() && !options_.out_dir.empty()) {
+  if (!options_.keep_best.empty() && !options_.out_dir.empty() && lead()) {
     const std::string path = (fs::path(options_.out_dir) / "best.h5").string();
     fs::copy_file(fs::path(options_.out_dir) / "checkpoint.h5", path, fs::copy_options::overwrite_existing);
     for (Callback* c : callbacks_) c->checkpoint_saved(path);
@@ -264,9 +291,33 @@ bool Trainer::track_best(const EpochMetrics& m) {
   return true;
 }
 
+// The validation data's loss, top-1 and metrics; data-parallel, each rank
+// evaluates a contiguous share and the sums are added up.
+Evaluation Trainer::validate() {
+  if (!distributed())
+    return evaluate(*model_, *val_, options_.eval_batch_size, options_.loss, options_.metrics);
+  const int64_t n = val_->size(), ranks = options_.world->size(), rank = options_.world->rank();
+  std::vector<int64_t> share;
+  for (int64_t i = n * rank / ranks; i < n * (rank + 1) / ranks; ++i) share.push_back(i);
+  Evaluation mine;
+  if (!share.empty())
+    mine = evaluate(*model_, data::Subset(val_, share), options_.eval_batch_size, options_.loss, options_.metrics);
+  const auto count = static_cast<double>(mine.examples);
+  std::vector<double> sums = {count, mine.loss * count, mine.top1 * count};
+  for (const auto& [name, metric] : options_.metrics) sums.push_back(mine.metrics[name] * count);
+  options_.world->sum(std::span<double>(sums));
+  Evaluation all{.loss = sums[1] / sums[0], .top1 = sums[2] / sums[0], .examples = static_cast<int64_t>(sums[0])};
+  size_t k = 3;
+  for (const auto& [name, metric] : options_.metrics) all.metrics[name] = sums[k++] / sums[0];
+  return all;
+}
+
 Summary Trainer::fit() {
   const auto start = Clock::now();
-  if (!options_.out_dir.empty() && epoch_ == 0) std::ofstream(fs::path(options_.out_dir) / "metrics.jsonl", std::ios::trunc);
+  if (!options_.out_dir.empty() && epoch_ == 0 && lead())
+    std::ofstream(fs::path(options_.out_dir) / "metrics.jsonl", std::ios::trunc);
+  // Every rank starts from rank 0's weights, masks and buffers (after --init or a resume too).
+  if (distributed()) dist::broadcast_module(*model_, *options_.world);
   while (epoch_ < options_.epochs) {
     const auto epoch_start = Clock::now();
     EpochMetrics m;
@@ -275,7 +326,7 @@ Summary Trainer::fit() {
     const double train_seconds = seconds_since(epoch_start);
     m.samples_per_sec = static_cast<double>(train_.dataset().size()) / train_seconds;
     if (val_) {
-      const Evaluation e = evaluate(*model_, *val_, options_.eval_batch_size, options_.loss, options_.metrics);
+      const Evaluation e = validate();
       m.val_loss = e.loss;
       m.val_top1 = e.top1;
       m.metrics = e.metrics;
@@ -303,7 +354,7 @@ Summary Trainer::fit() {
     if (stop_) break;
   }
   summary_.seconds = seconds_since(start);
-  if (!options_.out_dir.empty() && !summary_.epochs.empty()) {
+  if (!options_.out_dir.empty() && !summary_.epochs.empty() && lead()) {
     const EpochMetrics& last = summary_.epochs.back();
     nlohmann::json s = {{"model", options_.checkpoint_template.model},
                         {"epochs", epoch_},

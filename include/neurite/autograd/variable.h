@@ -73,11 +73,18 @@ class Variable {
   // variable does not require a gradient.
   void backward();
   void backward(const Tensor& grad_output);
+  // The same, calling `leaf_ready` with each leaf that requires a gradient as
+  // soon as its gradient is final (every op that used it has passed its share
+  // back; it may have none if no path carried one): distributed training
+  // starts exchanging gradients while the backward pass goes on.
+  void backward(const Tensor& grad_output, const std::function<void(const Variable& leaf)>& leaf_ready);
 
   // The same data, cut from the graph.
   Variable detach() const;
 
   bool same(const Variable& other) const { return node_ == other.node_; }
+  // Equal for two handles of one variable (a key for maps of leaves).
+  const void* identity() const { return node_.get(); }
 
  private:
   friend struct detail::Node;

@@ -36,6 +36,12 @@ struct DataLoaderOptions {
   uint64_t seed = 0;
   int64_t prefetch = 2;  // batches built ahead; 0 builds each on demand
   std::vector<Transform> transforms;
+  // Data-parallel training: this process is shard `shard` of `shards` and
+  // takes examples [n * shard / shards, n * (shard + 1) / shards) of each
+  // batch of n (batch_size is the global batch; every shard sees the same
+  // order, the order of one process). A last batch smaller than `shards`
+  // leaves some shards an empty Batch (inputs undefined).
+  int shard = 0, shards = 1;
   // The examples of epoch `epoch` in order, as indices into a data set of
   // `size` (they may repeat or leave some out; the same count every epoch).
   // Empty: every example, shuffled when `shuffle`.

@@ -50,6 +50,8 @@ class Parameter {
   bool has_mask() const { return mask_.defined(); }
   // The kept fraction of the mask (1 without one).
   double density() const { return density_; }
+  // Counts set_mask() calls: whoever caches something of the mask sees when it changed.
+  uint64_t mask_version() const { return mask_version_; }
   // Sets the mask (same shape, 0/1) and zeroes the pruned weights; an
   // undefined mask makes the parameter dense again.
   void set_mask(Tensor mask);
@@ -73,6 +75,7 @@ class Parameter {
   mutable Variable value_;  // without data while sparse, until value() makes the dense view
   Tensor mask_;
   double density_ = 1.0;
+  uint64_t mask_version_ = 0;
   std::shared_ptr<const autograd::SparseWeight> sparse_;
   Variable values_;  // the kept values while sparse
 };

@@ -18,6 +18,7 @@
 
 #include "neurite/data/loader.h"
 #include "neurite/optim/schedule.h"
+#include "neurite/dist/dist.h"
 #include "neurite/train/checkpoint.h"
 
 namespace neurite::train {
@@ -82,6 +83,13 @@ struct TrainerOptions {
   // How pruned layers pick kernels (neurite/kernels/policy.h); set on the model
   // when the trainer is made. autotune off makes a resumed run bit-exact.
   kernels::KernelPolicy kernels;
+  // Data-parallel training (neurite/dist/dist.h): the ranks, each running
+  // this Trainer on its shard of every batch (the loader's shard and shards
+  // must be the rank and the size). Parameters start from rank 0's, gradients
+  // are averaged, batch norm's buffers follow rank 0's, validation is shared
+  // out and summed; rank 0 alone logs and writes files. Without autotuning,
+  // so that every rank picks the same kernels. Empty or one rank: this process alone.
+  std::shared_ptr<const dist::Communicator> world;
 };
 
 struct EpochMetrics {
@@ -99,6 +107,7 @@ class Trainer {
  public:
   Trainer(std::shared_ptr<layers::UnaryModule> model, optim::Optimizer& optimizer, optim::LrScheduler* scheduler,
           const data::DataLoader& train, std::shared_ptr<const data::Dataset> val, TrainerOptions options);
+  ~Trainer();
 
   void add_callback(Callback* callback) { callbacks_.push_back(callback); }
   // Restores model, masks, optimizer, epoch, step and RNG from `checkpoint`.
@@ -117,7 +126,12 @@ class Trainer {
   void plot_curves();
   void log(const std::string& line, bool transient = false);
 
+  bool distributed() const { return options_.world != nullptr && options_.world->size() > 1; }
+  bool lead() const { return options_.world == nullptr || options_.world->rank() == 0; }  // logs and writes files
+  Evaluation validate();
+
   std::shared_ptr<layers::UnaryModule> model_;
+  std::unique_ptr<dist::GradientReducer> reducer_;
   optim::Optimizer& optimizer_;
   optim::LrScheduler* scheduler_;
   const data::DataLoader& train_;
