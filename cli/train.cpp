@@ -39,7 +39,7 @@ struct TrainArgs {
   double lr = 0, weight_decay = -1, momentum = 0.9, warmup_epochs = 0, clip_grad_norm = 0;
   int threads = 0;
   uint64_t seed = 0;
-  bool overwrite = false;
+  bool overwrite = false, sync_bn = false;
   // Data-parallel (mpirun): this rank alone prints notes and writes the run's files.
   bool lead = true;
 };
@@ -56,7 +56,7 @@ void note(const TrainArgs& a, fmt::format_string<Args...> format, Args&&... args
 struct TrainFlag {
   const char* name;
   std::variant<std::string TrainArgs::*, std::vector<std::string> TrainArgs::*, int64_t TrainArgs::*,
-               double TrainArgs::*, int TrainArgs::*, uint64_t TrainArgs::*>
+               double TrainArgs::*, int TrainArgs::*, uint64_t TrainArgs::*, bool TrainArgs::*>
       member;
   const char* help;
   const char* saved_as = nullptr;
@@ -93,7 +93,10 @@ const std::vector<TrainFlag>& train_flags() {
       {"--init", &A::init, "Base checkpoint to start from (transfer learning)", "init"},
       {"--num-classes", &A::num_classes,
        "Classes (default: from the data); for FILE.onnx, another number replaces its classifier", "num_classes"},
-      {"--threads", &A::threads, "Threads (0: all cores)"},
+      {"--threads", &A::threads, "Threads (0: all cores; under mpirun, each rank's)"},
+      {"--sync-bn", &A::sync_bn,
+       "Under mpirun: batch norms normalise with the whole global batch's statistics (default: each rank's share)",
+       "sync_bn"},
       {"--seed", &A::seed, "Seed of initialisation, shuffling and dropout", "seed", true},
       {"--resume", &A::resume, "Continue the interrupted run in DIR"},
       {"--recipe", &A::recipe, "SparseML recipe (YAML or Markdown) driving pruning, LR and freezing", "recipe"},
@@ -347,6 +350,13 @@ void run(CLI::App& cmd, TrainArgs a) {
                                 : layers::models::make_model(a.model, tmpl.options);
   if (!a.init.empty() && a.resume.empty()) init_from(*model, a);
 
+  if (a.sync_bn) {
+    if (world->size() == 1)
+      note(a, "--sync-bn: one process (not started by mpirun): batch norms see the whole batch anyway\n");
+    else if (dist::synchronize_batch_norms(*model, world) == 0)
+      note(a, "--sync-bn: {} has no BatchNorm2d layer to synchronise (an imported graph's BatchNormalization nodes "
+              "normalise each rank's share): going on without\n", a.model);
+  }
   auto optimizer = optim::make_optimizer(
       a.optimizer, {{.params = model->parameters(), .lr = a.lr, .weight_decay = a.weight_decay}}, a.momentum);
 
@@ -356,7 +366,11 @@ void run(CLI::App& cmd, TrainArgs a) {
     transforms.push_back(data::normalize(tmpl.input_mean, tmpl.input_std));
     val_set = std::make_shared<data::TransformedDataset>(val_set, transforms.back());
   }
-  data::DataLoader loader(train_set, {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed,
+  // Synchronised batch norms sum across every rank in forward: a last batch too short to give each rank an example is left out.
+  const int64_t last = train_set->size() % a.batch_size;
+  const bool drop_last = a.sync_bn && world->size() > 1 && last > 0 && last < world->size();
+  if (drop_last) note(a, "--sync-bn: the last {} examples of each epoch are left out (fewer than the {} ranks)\n", last, world->size());
+  data::DataLoader loader(train_set, {.batch_size = a.batch_size, .shuffle = true, .drop_last = drop_last, .seed = a.seed,
                                       .transforms = transforms, .shard = world->rank(), .shards = world->size()});
   const std::map<std::string, optim::Schedule> schedules = {
       {"cosine", optim::Schedule::cosine(static_cast<double>(a.epochs), a.warmup_epochs)},
@@ -418,8 +432,12 @@ void add_train(CLI::App& app) {
   for (const TrainFlag& f : train_flags()) {
     // The model is positional, as in every command, and --model names it too.
     const std::string name = std::string(f.name) == "--model" ? "MODEL,--model" : f.name;
-    CLI::Option* option = std::visit([&](auto member) { return cmd->add_option(name, (*args).*member, f.help); },
-                                     f.member);
+    CLI::Option* option = std::visit(
+        [&](auto member) {
+          if constexpr (std::is_same_v<decltype(member), bool TrainArgs::*>) return cmd->add_flag(name, (*args).*member, f.help);
+          else return cmd->add_option(name, (*args).*member, f.help);
+        },
+        f.member);
     if (f.show_default) option->capture_default_str();
   }
   cmd->add_flag("--overwrite", args->overwrite, "Write into a non-empty --out folder, replacing its run");

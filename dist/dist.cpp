@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "neurite/error.h"
+#include "neurite/layers/layers.h"
 
 namespace neurite::dist {
 
@@ -134,6 +135,17 @@ void broadcast_module(layers::Module& model, const Communicator& world, int root
     world.broadcast(value.bytes(), value.nbytes(), root);
   }
   broadcast_buffers(model, world, root);
+}
+
+int64_t synchronize_batch_norms(layers::Module& model, std::shared_ptr<const Communicator> world) {
+  int64_t count = 0;
+  model.apply([&](layers::Module& m) {
+    if (auto* bn = dynamic_cast<layers::BatchNorm2d*>(&m)) {
+      bn->synchronize([world](std::span<double> values) { world->sum(values); });
+      ++count;
+    }
+  });
+  return count;
 }
 
 // ---------------------------------------------------------------------------

@@ -89,7 +89,7 @@ Variable BatchNorm2d::forward(const Variable& x) {
   const bool batch_statistics = is_training() && !frozen_;
   if (batch_statistics) ++num_batches_tracked.data<int64_t>()[0];
   return batch_norm(x, weight.value(), bias.value(), running_mean, running_var,
-                    {.training = batch_statistics, .momentum = momentum_, .eps = eps_});
+                    {.training = batch_statistics, .momentum = momentum_, .eps = eps_, .sum_across = sum_across_});
 }
 
 LayerNorm::LayerNorm(int64_t features, float eps)

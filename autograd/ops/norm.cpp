@@ -38,37 +38,52 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
                       ShapeArg{running_mean.shape()}, ShapeArg{running_var.shape()});
   }
   check<StateError>(options.training || running_mean.defined(), "batch_norm: eval mode needs running statistics");
-  check<ShapeError>(!options.training || count > 1, "batch_norm: training needs more than one value per channel, got input {}",
-                    ShapeArg{x.shape()});
+  check<ShapeError>(!options.training || count > 1 || options.sum_across,
+                    "batch_norm: training needs more than one value per channel, got input {}", ShapeArg{x.shape()});
 
   Tensor mean = Tensor::empty({channels}), invstd = Tensor::empty({channels});
   float *pm = mean.data<float>(), *pi = invstd.data<float>();
   const float* px = x.data().data<float>();
   auto plane = [&](int64_t n, int64_t c) { return (n * channels + c) * spatial; };
+  double total = static_cast<double>(count);  // values per channel, over every share of the batch
   if (options.training) {
+    // Two passes, each summed across the batch's shares when synchronised:
+    // the variance about the mean keeps its precision.
+    std::vector<double> sums(static_cast<size_t>(channels) + 1), squares(static_cast<size_t>(channels));
     tbb::parallel_for(int64_t{0}, channels, [&](int64_t c) {
-      double s = 0, ss = 0;  // two passes: the variance about the mean keeps its precision
+      double s = 0;
       for (int64_t n = 0; n < batch; ++n) {
         const float* p = px + plane(n, c);
         s += kernels::lane_sum(spatial, [p](int64_t i) { return p[i]; });
       }
-      const double mu = s / static_cast<double>(count);
+      sums[static_cast<size_t>(c)] = s;
+    });
+    sums.back() = total;
+    if (options.sum_across) options.sum_across(sums);
+    total = sums.back();
+    tbb::parallel_for(int64_t{0}, channels, [&](int64_t c) {
+      const auto m = static_cast<float>(sums[static_cast<size_t>(c)] / total);
+      double ss = 0;
       for (int64_t n = 0; n < batch; ++n) {
         const float* p = px + plane(n, c);
-        const auto m = static_cast<float>(mu);
         ss += kernels::lane_sum(spatial, [p, m](int64_t i) { return (p[i] - m) * (p[i] - m); });
       }
-      const double var = ss / static_cast<double>(count);
+      squares[static_cast<size_t>(c)] = ss;
+    });
+    if (options.sum_across) options.sum_across(squares);
+    check<ShapeError>(total > 1, "batch_norm: training needs more than one value per channel in the whole batch");
+    for (int64_t c = 0; c < channels; ++c) {
+      const double mu = sums[static_cast<size_t>(c)] / total, ss = squares[static_cast<size_t>(c)];
+      const double var = ss / total;
       pm[c] = static_cast<float>(mu);
       pi[c] = static_cast<float>(1.0 / std::sqrt(var + options.eps));
       if (running_mean.defined()) {
         float& rm = running_mean.data<float>()[c];
         float& rv = running_var.data<float>()[c];
         rm = (1 - options.momentum) * rm + options.momentum * static_cast<float>(mu);
-        rv = (1 - options.momentum) * rv +
-             options.momentum * static_cast<float>(ss / static_cast<double>(count - 1));  // unbiased
+        rv = (1 - options.momentum) * rv + options.momentum * static_cast<float>(ss / (total - 1));  // unbiased
       }
-    });
+    }
   } else {
     for (int64_t c = 0; c < channels; ++c) {
       pm[c] = running_mean.data<float>()[c];
@@ -89,6 +104,7 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
   });
 
   const bool training = options.training;
+  const auto sum_across = options.training ? options.sum_across : nullptr;
   return traced(Variable(y, {x, weight, bias}, [=](const Tensor& g, std::vector<Variable>& in) {
     const float* px = in[0].data().data<float>();
     const float* pg = g.data<float>();
@@ -108,10 +124,20 @@ Variable batch_norm(const Variable& x, const Variable& weight, const Variable& b
       sum_g[c] = static_cast<float>(sg);
       sum_gx[c] = static_cast<float>(sgx * pi[c]);
     });
+    // Synchronised, the input's gradient takes the whole batch's sums; the
+    // weight's and bias's keep this share's (the gradient exchange adds them).
+    Tensor whole = sums;
+    if (sum_across) {
+      std::vector<double> both(sum_g, sum_g + 2 * channels);
+      sum_across(both);
+      whole = Tensor::empty({2, channels});
+      for (int64_t k = 0; k < 2 * channels; ++k) whole.data<float>()[k] = static_cast<float>(both[static_cast<size_t>(k)]);
+    }
     if (in[0].requires_grad()) {
+      const float *sum_g = whole.data<float>(), *sum_gx = sum_g + channels;
       Tensor dx = Tensor::empty(in[0].shape());
       float* pd = dx.data<float>();
-      const auto m = static_cast<float>(count);
+      const auto m = static_cast<float>(total);
       tbb::parallel_for(int64_t{0}, batch * channels, [&](int64_t nc) {
         // dx = scale * (g - sum_g/m - xhat * sum_gx/m) in training, scale * g in eval:
         // per channel an affine map of (g, x), so the loop is two FMAs per element.

@@ -68,6 +68,27 @@ TrainedRun train_mlp(const std::shared_ptr<Communicator>& world, int64_t epochs,
   return r;
 }
 
+// A conv net with batch norm trained for 2 epochs (20 steps), alone or on
+// `world`'s ranks with its batch norms synchronised or not.
+std::shared_ptr<layers::UnaryModule> train_conv_bn(const std::shared_ptr<Communicator>& world, bool sync) {
+  layers::manual_seed(6);
+  auto model = std::make_shared<layers::Sequential>(std::vector<std::shared_ptr<layers::UnaryModule>>{
+      std::make_shared<layers::Conv2d>(1, 4, 3, layers::Conv2dLayerOptions{.padding = 1, .bias = false}),
+      std::make_shared<layers::BatchNorm2d>(4), std::make_shared<layers::ReLU>(), std::make_shared<layers::Flatten>(),
+      std::make_shared<layers::Linear>(4 * 8 * 8, 4)});
+  if (sync) EXPECT_EQ(synchronize_batch_norms(*model, world), 1);
+  auto data = bands();
+  optim::Sgd sgd({{.params = model->parameters(), .lr = 0.1}});
+  const bool shared = world != nullptr;
+  data::DataLoader loader(data, {.batch_size = 24, .seed = 5, .prefetch = 0, .shard = shared ? world->rank() : 0,
+                                 .shards = shared ? world->size() : 1});
+  train::TrainerOptions options{.epochs = 2, .log = [](const std::string&) {}};
+  options.kernels.autotune = false;
+  options.world = world;
+  train::Trainer(model, sgd, nullptr, loader, data, options).fit();
+  return model;
+}
+
 double worst_difference(const layers::Module& a, const layers::Module& b) {
   double worst = 0;
   const auto pa = a.named_parameters(), pb = b.named_parameters();
@@ -132,6 +153,22 @@ TEST(DataParallel, ARecipesPruningStepsGiveTheSameMasksOnEveryRankAsInOneProcess
   }
   EXPECT_EQ(masks, 3);
   EXPECT_LT(worst_difference(*alone.model, *shared.model), 1e-4);
+}
+
+// Synchronised batch norms see the whole global batch, so two ranks train
+// as one process does; each rank's own statistics give another model.
+TEST(DataParallel, SynchronisedBatchNormsTrainAsOneProcess) {
+  auto world = two_ranks();
+  const auto alone = train_conv_bn(nullptr, false);
+  const auto synchronised = train_conv_bn(world, true);
+  EXPECT_LT(worst_difference(*alone, *synchronised), 1e-5);
+  const auto a = alone->state_dict(), b = synchronised->state_dict();
+  for (const char* buffer : {"1.running_mean", "1.running_var"})
+    for (int64_t c = 0; c < 4; ++c)
+      EXPECT_NEAR(a.at(buffer).data<float>()[c], b.at(buffer).data<float>()[c], 1e-5) << buffer;
+  EXPECT_EQ(differing_from_rank_0(*synchronised, *world), 0);
+  const auto per_rank = train_conv_bn(world, false);
+  EXPECT_GT(worst_difference(*alone, *per_rank), 1e-4);  // what synchronising changes
 }
 
 // Gradients of two layers on rank-dependent data: the reducer's result is

@@ -9,6 +9,9 @@
 // elementwise ops broadcast like NumPy. "Saves" says what backward keeps alive.
 #pragma once
 
+#include <functional>
+#include <span>
+
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -106,6 +109,12 @@ struct BatchNormOptions {
   bool training = true;
   float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
   float eps = 1e-5f;
+  // Synchronised batch norm (data-parallel training): adds a vector up over
+  // every process that holds a share of the batch, in place. Training then
+  // normalises with the whole batch's statistics, and the input's gradient
+  // takes the whole batch's sums (the weight's and bias's stay this share's,
+  // for the gradient exchange to add). Empty: this process's batch alone.
+  std::function<void(std::span<double>)> sum_across;
 };
 // x (N, C, ...); weight, bias (C) or undefined. In training the batch's
 // statistics normalise x and update running_mean/running_var in place

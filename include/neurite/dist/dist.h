@@ -69,6 +69,13 @@ void broadcast_module(layers::Module& model, const Communicator& world, int root
 // each forward: the ranks' per-batch statistics never drift apart.
 void broadcast_buffers(layers::Module& model, const Communicator& world, int root = 0);
 
+// Synchronised batch norm (PyTorch's SyncBatchNorm): every BatchNorm2d of
+// `model` normalises with the statistics of the whole global batch, summed
+// across the ranks in forward and backward. Returns how many there were (0:
+// none, the model trains as it would). Every rank must then hold examples of
+// every batch.
+int64_t synchronize_batch_norms(layers::Module& model, std::shared_ptr<const Communicator> world);
+
 struct ReducerOptions {
   // Gradient bytes per bucket: a bucket's exchange starts as soon as its
   // gradients are final, while backward computes the next.

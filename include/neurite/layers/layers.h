@@ -71,6 +71,10 @@ class BatchNorm2d : public UnaryModule {
   // stops updating them (quantisation-aware training's freeze_bn_stats).
   void freeze_statistics(bool on = true) { frozen_ = on; }
   bool statistics_frozen() const { return frozen_; }
+  // Synchronised batch norm: training normalises with the statistics of the
+  // whole batch that `sum_across` adds up over the processes sharing it
+  // (autograd::BatchNormOptions; dist::synchronize_batch_norms sets it). Empty: off.
+  void synchronize(std::function<void(std::span<double>)> sum_across) { sum_across_ = std::move(sum_across); }
   Parameter& weight;
   Parameter& bias;
   Tensor& running_mean;
@@ -80,6 +84,7 @@ class BatchNorm2d : public UnaryModule {
  private:
   float eps_, momentum_;
   bool frozen_ = false;
+  std::function<void(std::span<double>)> sum_across_;
 };
 
 // Normalises over the last dimension (size `features`).
