@@ -5,9 +5,9 @@ include(CMakeFindDependencyMacro)
 # Neurite not found, as find_dependency does.
 macro(neurite_find_dependency name)
   if(CMAKE_FIND_PACKAGE_NAME)
-    find_dependency(${name})
+    find_dependency(${name} ${ARGN})
   else()
-    find_package(${name} REQUIRED)
+    find_package(${name} REQUIRED ${ARGN})
   endif()
 endmacro()
 neurite_find_dependency(TBB)
@@ -18,9 +18,11 @@ neurite_find_dependency(ZLIB)
 neurite_find_dependency(yaml-cpp)
 neurite_find_dependency(Protobuf)  # before ONNX, whose targets link protobuf::libprotobuf
 neurite_find_dependency(ONNX)
-# Open MPI's C bindings, for data-parallel training (neurite_dist); mpirun starts the ranks.
+# Open MPI, for data-parallel training (neurite_dist); mpirun starts the ranks.
+# Its C API from C++ (the CXX component, without the deprecated C++ bindings),
+# so that a C++-only project finds it too.
 set(MPI_CXX_SKIP_MPICXX ON)
-neurite_find_dependency(MPI)
+neurite_find_dependency(MPI COMPONENTS CXX)
 # HDF5's C library through an imported target found here, so that the
 # installed targets name no file of the machine that built them (CMake's
 # FindHDF5 would need the C language enabled in every user's project).
