@@ -19,41 +19,12 @@
 #include "neurite/engine/trace.h"
 #include "neurite/layers/models.h"
 #include "neurite/version.h"
+#include "tests/cli/cli_support.h"
 #include "tests/engine/runtimes.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-using neurite::testing::temp_dir;
-using neurite::autograd::Tensor;
-
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr
-};
-
-// `env`: variable assignments for the command ("NEURITE_SPARSE_KERNELS=always").
-Result neurite_cli(const std::string& args, const std::string& env = "") {
-  const std::string command = env + " " + std::string(NEURITE_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buffer;
-  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) out.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-// 3 classes of 12x12 images: class k is bright in band k.
-std::string write_bands(const fs::path& dir, int64_t n, uint64_t seed) {
-  Tensor x = Tensor::rand({n, 1, 12, 12}, seed, 0, 0.2f);
-  Tensor y = Tensor::randint({n}, seed + 1, 0, 3);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t r = 0; r < 4; ++r)
-      for (int64_t c = 0; c < 12; ++c) x.data<float>()[i * 144 + (4 * y.data<int64_t>()[i] + r) * 12 + c] += 0.8f;
-  const std::string path = (dir / ("bands" + std::to_string(seed) + ".h5")).string();
-  neurite::data::save_h5(path, x, y);
-  return path;
-}
+using namespace neurite::testing;
 
 TEST(Cli, TrainResumeEvalAndInfo) {
   const fs::path dir = temp_dir("cli_train");
