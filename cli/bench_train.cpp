@@ -1,5 +1,6 @@
 // neurite bench-train: times full training steps (forward, backward, SGD
-// step) of a zoo model on synthetic data.
+// step) of a zoo model on synthetic data; under mpirun, data-parallel steps
+// of the global batch, with the gradient exchange's share and bytes.
 #include <fmt/format.h>
 #include <malloc.h>
 
@@ -14,6 +15,7 @@
 #include "neurite/autograd/profile.h"
 #include "neurite/error.h"
 #include "neurite/autograd/ops.h"
+#include "neurite/dist/dist.h"
 #include "neurite/parallel.h"
 #include "neurite/layers/init.h"
 #include "neurite/layers/models.h"
@@ -79,16 +81,27 @@ void add_bench_train(CLI::App& app) {
     if (a->sparsity > 0)
       pruning::prune(*model, pruning::linear_conv_and_attention_weights(*model), a->sparsity,
                      pruning::MaskType::parse(a->mask_type), false);
+    // Under mpirun: each rank steps on its share of the global batch.
+    const auto world = dist::Communicator::world();
+    const bool shared = world->size() > 1;
+    check<ValueError>(batch >= world->size(), "bench-train: a batch of {} cannot be shared by {} ranks", batch,
+                      world->size());
     kernels::KernelPolicy policy = kernel_policy(a->deterministic);
     if (a->dense_kernels) policy.sparse = kernels::SparseKernels::never;
     model->set_kernel_policy(policy);
     // Peak memory counts from here: pruning's scratch is freed and handed back first.
     malloc_trim(0);
     std::ofstream("/proc/self/clear_refs") << "5";
-    const autograd::Tensor x = tokens ? autograd::Tensor::randint({batch, o.seq_len}, 1, 0, o.vocab_size)
-                                      : autograd::Tensor::randn({batch, o.in_channels, o.image_size, o.image_size}, 1);
-    const autograd::Tensor y = autograd::Tensor::randint({batch}, 2, 0, o.num_classes);
+    const int64_t local = batch * (world->rank() + 1) / world->size() - batch * world->rank() / world->size();
+    const autograd::Tensor x = tokens ? autograd::Tensor::randint({local, o.seq_len}, 1 + world->rank(), 0, o.vocab_size)
+                                      : autograd::Tensor::randn({local, o.in_channels, o.image_size, o.image_size},
+                                                                1 + world->rank());
+    const autograd::Tensor y = autograd::Tensor::randint({local}, 2 + world->rank(), 0, o.num_classes);
     optim::Sgd sgd({{.params = model->parameters(), .lr = 0.01}}, {.momentum = 0.9});
+    dist::broadcast_module(*model, *world);
+    std::optional<dist::GradientReducer> reducer;
+    if (shared) reducer.emplace(model->named_parameters(), world);
+    std::vector<double> exchange_ms;
     std::vector<double> ms;
     autograd::OpProfile profile;
     double optimizer_ms = 0;
@@ -100,7 +113,14 @@ void add_bench_train(CLI::App& app) {
         if (profiled) guard.emplace(profile);
         autograd::Variable loss = autograd::cross_entropy(model->forward(autograd::Variable(x)), y);
         sgd.zero_grad();
-        loss.backward();
+        if (shared) {
+          reducer->begin_step(static_cast<double>(local) / static_cast<double>(batch));
+          loss.backward(autograd::Tensor::ones(loss.shape()), reducer->leaf_ready());
+          reducer->finish_step();
+          if (s >= a->warmup) exchange_ms.push_back(1000 * reducer->last_step().wait_seconds);
+        } else {
+          loss.backward();
+        }
       }
       const auto before_step = std::chrono::steady_clock::now();
       sgd.step();
@@ -110,6 +130,8 @@ void add_bench_train(CLI::App& app) {
     }
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
+    std::sort(exchange_ms.begin(), exchange_ms.end());
+    const double exchange = exchange_ms.empty() ? 0.0 : exchange_ms[exchange_ms.size() / 2];
     int64_t pruned = 0;
     std::vector<std::string> sparse_layers;
     for (const auto& [name, p] : model->named_parameters()) {
@@ -131,7 +153,14 @@ void add_bench_train(CLI::App& app) {
                                 {"samples_per_sec", 1000.0 * static_cast<double>(batch) / median},
                                 {"peak_rss_mib", peak_rss_mib()},
                                 {"parameter_mib", static_cast<double>(parameter_bytes) / (1 << 20)},
-                                {"sparse_layers", sparse_layers}};
+                                {"sparse_layers", sparse_layers},
+                                {"ranks", world->size()},
+                                // the median time a step waited for the gradient exchange, after backward
+                                {"exchange_ms", exchange},
+                                {"exchange_share", exchange / median},
+                                {"exchange_values", shared ? reducer->last_step().values : 0},
+                                {"exchange_bytes", shared ? reducer->last_step().bytes_sent : 0}};
+    if (world->rank() != 0) return;  // rank 0 reports
     // Per step, the ops by total time: what dominates a step.
     std::vector<std::pair<std::string, autograd::OpTime>> ops(profile.ops.begin(), profile.ops.end());
     std::sort(ops.begin(), ops.end(), [](const auto& p, const auto& q) {
@@ -164,6 +193,11 @@ void add_bench_train(CLI::App& app) {
                a->model, batch, neurite::num_threads(), 100 * a->sparsity, a->mask_type, sparse, pruned, median,
                a->steps, out["samples_per_sec"].get<double>(), out["peak_rss_mib"].get<double>(),
                out["parameter_mib"].get<double>());
+    if (shared)
+      fmt::print("{} ranks: {:.2f} ms/step waiting for the gradient exchange ({:.1f}% of a step), {} values, "
+                 "{:.2f} MB sent per rank and step\n",
+                 world->size(), exchange, 100 * exchange / median, reducer->last_step().values,
+                 static_cast<double>(reducer->last_step().bytes_sent) / 1e6);
   });
 }
 

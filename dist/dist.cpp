@@ -9,6 +9,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "neurite/autograd/sparse.h"
 #include "neurite/error.h"
 #include "neurite/layers/layers.h"
 
@@ -159,7 +160,11 @@ struct Slot {
   // The layout: which values the parameter sends.
   bool trains = false, sparse = false;
   int64_t count = 0;            // values sent
-  std::vector<int64_t> kept;    // for a masked dense weight: the kept positions
+  std::vector<int64_t> kept;    // for a pruned weight: the kept positions, in row-major order
+  // For a weight trained in its sparse form: where each of its values goes in
+  // `kept`, so that every rank sends the same order whichever form it trains.
+  std::vector<int64_t> to_kept;
+  const void* form_seen = nullptr;
   uint64_t mask_seen = 0;  // the Parameter::mask_version() of kept and mask_sum
   int64_t mask_sum = 0;  // the mask's checksum, 0 without one
   int bucket = -1;
@@ -208,6 +213,7 @@ struct GradientReducer::State {
         s.mask_seen = p.mask_version();
         s.kept.clear();
         s.mask_sum = 0;
+        s.form_seen = nullptr;
         if (p.has_mask()) {
           const float* m = p.mask().data<float>();
           for (int64_t k = 0; k < p.numel(); ++k)
@@ -215,8 +221,9 @@ struct GradientReducer::State {
           s.mask_sum = static_cast<int64_t>(checksum(p.mask()) >> 1);
         }
       }
-      s.count = !s.trains ? 0 : s.sparse ? p.trainable().numel() : p.has_mask() ? static_cast<int64_t>(s.kept.size()) : p.numel();
-      mine.push_back(s.count * 4 + (s.sparse ? 2 : 0) + (s.trains ? 1 : 0));
+      if (s.sparse && p.sparse_form().get() != s.form_seen) map_sparse_form(s);
+      s.count = !s.trains ? 0 : p.has_mask() ? static_cast<int64_t>(s.kept.size()) : p.numel();
+      mine.push_back(s.count * 2 + (s.trains ? 1 : 0));
       mine.push_back(s.mask_sum);
     }
     if (distributed()) check_against_rank_0(mine);
@@ -246,6 +253,25 @@ struct GradientReducer::State {
     }
   }
 
+  // Where the sparse form's values sit among the kept positions: an index
+  // scattered through the form (exact in float up to 2^24 values).
+  static void map_sparse_form(Slot& s) {
+    const autograd::SparseWeight& form = *s.p->sparse_form();
+    const int64_t nnz = form.nnz();
+    check<ValueError>(nnz == static_cast<int64_t>(s.kept.size()) && nnz < (int64_t{1} << 24),
+                      "{}: its sparse form holds {} values for {} kept by its mask", s.name, nnz, s.kept.size());
+    Tensor index = Tensor::empty({nnz}), dense = Tensor::zeros(s.p->shape());
+    for (int64_t k = 0; k < nnz; ++k) index.data<float>()[k] = static_cast<float>(k + 1);
+    form.scatter(index, dense);
+    s.to_kept.assign(static_cast<size_t>(nnz), 0);
+    for (size_t j = 0; j < s.kept.size(); ++j) {
+      const auto k = static_cast<int64_t>(dense.data<float>()[s.kept[j]]) - 1;
+      check<ValueError>(k >= 0 && k < nnz, "{}: its sparse form leaves out a kept position", s.name);
+      s.to_kept[static_cast<size_t>(k)] = static_cast<int64_t>(j);
+    }
+    s.form_seen = s.p->sparse_form().get();
+  }
+
   // Every rank compares its layout and masks with rank 0's, and every rank
   // learns whether some rank differs, so that all stop together, naming the
   // first parameter at fault, rather than one stopping while the others wait.
@@ -266,8 +292,8 @@ struct GradientReducer::State {
       throw ValueError(fmt::format("the mask of {} differs between the ranks (a pruning step they did not take alike)",
                                    name));
     const int64_t a = mine[k], b = theirs[k];
-    throw ValueError(fmt::format("{} sends {} gradient values{} here, {}{} on rank 0", name, a / 4,
-                                 a & 2 ? " (sparse)" : "", b / 4, b & 2 ? " (sparse)" : ""));
+    throw ValueError(fmt::format("{} sends {} gradient values here, {} on rank 0{}", name, a / 2, b / 2,
+                                 (a & 1) != (b & 1) ? " (it is frozen on one of them)" : ""));
   }
 
   void pack(Slot& s) {
@@ -281,7 +307,9 @@ struct GradientReducer::State {
     } else {
       const float* g = v.grad().data<float>();
       const auto w = static_cast<float>(weight);
-      if (!s.sparse && !s.kept.empty())
+      if (s.sparse)
+        for (int64_t k = 0; k < s.count; ++k) out[s.to_kept[static_cast<size_t>(k)]] = g[k] * w;
+      else if (s.p->has_mask())
         for (int64_t k = 0; k < s.count; ++k) out[k] = g[s.kept[static_cast<size_t>(k)]] * w;
       else
         for (int64_t k = 0; k < s.count; ++k) out[k] = g[k] * w;
@@ -296,7 +324,9 @@ struct GradientReducer::State {
     if (!v.has_grad()) v.set_grad(Tensor::zeros(v.shape()));
     Tensor g = v.grad();  // shares the gradient's storage
     float* out = g.data<float>();
-    if (!s.sparse && !s.kept.empty()) {
+    if (s.sparse) {
+      for (int64_t k = 0; k < s.count; ++k) out[k] = in[s.to_kept[static_cast<size_t>(k)]];
+    } else if (s.p->has_mask()) {
       std::fill(out, out + g.numel(), 0.0f);
       for (int64_t k = 0; k < s.count; ++k) out[s.kept[static_cast<size_t>(k)]] = in[k];
     } else {

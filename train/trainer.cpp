@@ -112,7 +112,6 @@ Trainer::Trainer(std::shared_ptr<layers::UnaryModule> model, optim::Optimizer& o
                       "Trainer: rank {} of {} needs the loader's shard {} of {} (it has shard {} of {})",
                       options_.world->rank(), options_.world->size(), options_.world->rank(), options_.world->size(),
                       o.shard, o.shards);
-    options_.kernels.autotune = false;  // every rank picks the same kernels, so the gradients' layouts agree
     reducer_ = std::make_unique<dist::GradientReducer>(model_->named_parameters(), options_.world);
   }
   if (!options_.out_dir.empty() && lead()) fs::create_directories(options_.out_dir);

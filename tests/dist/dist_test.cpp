@@ -173,7 +173,7 @@ TEST(DataParallel, SynchronisedBatchNormsTrainAsOneProcess) {
 
 // Gradients of two layers on rank-dependent data: the reducer's result is
 // the weighted sum of both ranks' gradients, and a pruned weight sends its
-// kept values alone.
+// kept values alone, whether a rank trains it dense or in its sparse form.
 TEST(DataParallel, TheReducerSumsWeightedGradientsAndSendsOnlyKeptValues) {
   auto world = two_ranks();
   layers::manual_seed(9);
@@ -194,6 +194,9 @@ TEST(DataParallel, TheReducerSumsWeightedGradientsAndSendsOnlyKeptValues) {
     return g;
   };
   const std::vector<Tensor> g0 = gradients_on(0), g1 = gradients_on(1);
+  // Rank 1 trains the pruned weight in its sparse form, rank 0 dense and masked: the same values travel.
+  model->set_kernel_policy({.sparse = world->rank() == 1 ? kernels::SparseKernels::always : kernels::SparseKernels::never,
+                            .autotune = false});
   GradientReducer reducer(params, world, {.bucket_bytes = 1024});  // several buckets
   model->zero_grad();
   const Tensor x = Tensor::randn({8, 64}, 100 + static_cast<uint64_t>(world->rank()));
@@ -202,14 +205,20 @@ TEST(DataParallel, TheReducerSumsWeightedGradientsAndSendsOnlyKeptValues) {
   reducer.begin_step(weights[world->rank()]);
   loss.backward(Tensor::ones(loss.shape()), reducer.leaf_ready());
   reducer.finish_step();
+  EXPECT_EQ(params[0].second->is_sparse(), world->rank() == 1);
   for (size_t i = 0; i < params.size(); ++i) {
-    const Tensor& got = params[i].second->value().grad();
-    for (int64_t k = 0; k < got.numel(); ++k) {
+    layers::Parameter& p = *params[i].second;
+    Tensor want = Tensor::empty(p.shape());
+    for (int64_t k = 0; k < want.numel(); ++k) {
       const bool pruned = i == 0 && mask.data<float>()[k] == 0;
-      const float want = pruned ? 0.0f
-                                : static_cast<float>(weights[0] * g0[i].data<float>()[k] + weights[1] * g1[i].data<float>()[k]);
-      ASSERT_NEAR(got.data<float>()[k], want, 1e-6) << params[i].first << " at " << k;
+      want.data<float>()[k] =
+          pruned ? 0.0f : static_cast<float>(weights[0] * g0[i].data<float>()[k] + weights[1] * g1[i].data<float>()[k]);
     }
+    if (p.is_sparse()) want = p.sparse_form()->gather(want);  // the kept values, in the form's order
+    const Tensor& got = p.trainable().grad();
+    ASSERT_EQ(got.numel(), want.numel()) << params[i].first;
+    for (int64_t k = 0; k < got.numel(); ++k)
+      ASSERT_NEAR(got.data<float>()[k], want.data<float>()[k], 1e-6) << params[i].first << " at " << k;
   }
   // 205 kept weights of 2048, then 32 + 128 + 4 dense values.
   EXPECT_EQ(reducer.last_step().values, 205 + 32 + 128 + 4);

@@ -93,7 +93,9 @@ struct StepTraffic {
 // order that start while backward is still running. A pruned weight sends
 // only its kept values (its mask is the same on every rank: that is
 // checked, by a checksum, whenever a mask changes, and a mismatch is an error
-// naming the parameter); a weight trained in its sparse form sends its values.
+// naming the parameter). The kept values go in the same order whether a rank
+// trains the weight dense and masked or in its sparse form, so each rank's
+// kernels may be its own choice.
 class GradientReducer {
  public:
   GradientReducer(std::vector<std::pair<std::string, layers::ParameterPtr>> params,

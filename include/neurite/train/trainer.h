@@ -87,8 +87,8 @@ struct TrainerOptions {
   // this Trainer on its shard of every batch (the loader's shard and shards
   // must be the rank and the size). Parameters start from rank 0's, gradients
   // are averaged, batch norm's buffers follow rank 0's, validation is shared
-  // out and summed; rank 0 alone logs and writes files. Without autotuning,
-  // so that every rank picks the same kernels. Empty or one rank: this process alone.
+  // out and summed; rank 0 alone logs and writes files. Empty or one rank:
+  // this process alone.
   std::shared_ptr<const dist::Communicator> world;
 };
 
