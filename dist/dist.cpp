@@ -115,7 +115,22 @@ std::pair<double, double> Communicator::sum(double a, double b) const {
 
 void broadcast_buffers(layers::Module& model, const Communicator& world, int root) {
   if (world.size() == 1) return;
-  for (auto& [name, t] : model.named_buffers()) world.broadcast(t.bytes(), t.nbytes(), root);
+  // One exchange for all of them: a model has dozens of small ones.
+  std::vector<std::pair<std::string, Tensor>> buffers = model.named_buffers();
+  size_t bytes = 0;
+  for (const auto& [name, t] : buffers) bytes += t.nbytes();
+  std::vector<char> packed(bytes);
+  size_t at = 0;
+  for (const auto& [name, t] : buffers) {
+    std::memcpy(packed.data() + at, t.bytes(), t.nbytes());
+    at += t.nbytes();
+  }
+  world.broadcast(packed.data(), packed.size(), root);
+  at = 0;
+  for (auto& [name, t] : buffers) {  // the tensors share the module's storage
+    std::memcpy(t.bytes(), packed.data() + at, t.nbytes());
+    at += t.nbytes();
+  }
 }
 
 void broadcast_module(layers::Module& model, const Communicator& world, int root) {
