@@ -114,8 +114,9 @@ void add_bench_train(CLI::App& app) {
         autograd::Variable loss = autograd::cross_entropy(model->forward(autograd::Variable(x)), y);
         sgd.zero_grad();
         if (shared) {
-          reducer->begin_step(static_cast<double>(local) / static_cast<double>(batch));
-          loss.backward(autograd::Tensor::ones(loss.shape()), reducer->leaf_ready());
+          reducer->begin_step(1.0);  // backward of this rank's share of the global mean loss
+          loss.backward(autograd::Tensor::full(loss.shape(), static_cast<float>(local) / static_cast<float>(batch)),
+                        reducer->leaf_ready());
           reducer->finish_step();
           if (s >= a->warmup) exchange_ms.push_back(1000 * reducer->last_step().wait_seconds);
         } else {

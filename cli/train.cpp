@@ -390,6 +390,7 @@ void run(CLI::App& cmd, TrainArgs a) {
   // A folder that holds anything is an earlier run, or someone's files: only --overwrite replaces them.
   // The lead rank alone looks and writes (the others would see its files appear).
   int saved_ranks = 0;
+  world->barrier();  // every rank has read args.json (--resume) before the lead rewrites it
   if (a.lead) {
     check<ValueError>(!a.resume.empty() || a.overwrite || !fs::is_directory(a.out) || fs::is_empty(a.out),
                       "train: --out {} is not empty (an earlier run?): pass --overwrite to replace it, or --resume {} "

@@ -52,6 +52,8 @@ class Mpi final : public Communicator {
       int provided = 0;  // MPI is called from the main thread only; the kernels' threads never call it
       MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
       std::atexit(finalize_mpi);
+      if (provided < MPI_THREAD_FUNNELED)
+        throw StateError("dist: this MPI library cannot be called from a program with threads (MPI_THREAD_FUNNELED)");
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
@@ -179,7 +181,7 @@ struct Slot {
   // For a weight trained in its sparse form: where each of its values goes in
   // `kept`, so that every rank sends the same order whichever form it trains.
   std::vector<int64_t> to_kept;
-  const void* form_seen = nullptr;
+  std::shared_ptr<const autograd::SparseWeight> form_seen;
   uint64_t mask_seen = 0;  // the Parameter::mask_version() of kept and mask_sum
   int64_t mask_sum = 0;  // the mask's checksum, 0 without one
   int bucket = -1;
@@ -212,6 +214,7 @@ struct GradientReducer::State {
   MPI_Comm scatter_comm = MPI_COMM_NULL, gather_comm = MPI_COMM_NULL;
   size_t next_scatter = 0, next_gather = 0;
   bool in_step = false;
+  bool in_flight = false;  // exchanges started and not all waited for
 
   bool distributed() const { return world->size() > 1; }
 
@@ -228,7 +231,7 @@ struct GradientReducer::State {
         s.mask_seen = p.mask_version();
         s.kept.clear();
         s.mask_sum = 0;
-        s.form_seen = nullptr;
+        s.form_seen.reset();
         if (p.has_mask()) {
           const float* m = p.mask().data<float>();
           for (int64_t k = 0; k < p.numel(); ++k)
@@ -236,7 +239,7 @@ struct GradientReducer::State {
           s.mask_sum = static_cast<int64_t>(checksum(p.mask()) >> 1);
         }
       }
-      if (s.sparse && p.sparse_form().get() != s.form_seen) map_sparse_form(s);
+      if (s.sparse && p.sparse_form() != s.form_seen) map_sparse_form(s);
       s.count = !s.trains ? 0 : p.has_mask() ? static_cast<int64_t>(s.kept.size()) : p.numel();
       mine.push_back(s.count * 2 + (s.trains ? 1 : 0));
       mine.push_back(s.mask_sum);
@@ -258,13 +261,17 @@ struct GradientReducer::State {
       s.bucket = static_cast<int>(buckets.size() - 1);
       s.offset = static_cast<int64_t>(b.values.size());
       b.slots.push_back(static_cast<int>(i));
-      b.values.resize(b.values.size() + static_cast<size_t>(s.count));
+      // The slot's values, then 1 if this rank had a gradient for it: a
+      // parameter no rank used keeps no gradient, as in one process.
+      b.values.resize(b.values.size() + static_cast<size_t>(s.count) + 1);
       bytes += s.count * 4;
     }
     const auto ranks = static_cast<size_t>(world->size());
     for (Bucket& b : buckets) {
       b.values.resize((b.values.size() + ranks - 1) / ranks * ranks, 0.0f);
       b.chunk.resize(b.values.size() / ranks);
+      check<ValueError>(b.chunk.size() < (size_t{1} << 31), "dist: a gradient bucket of {} values is too large",
+                        b.values.size());
     }
   }
 
@@ -284,7 +291,7 @@ struct GradientReducer::State {
       check<ValueError>(k >= 0 && k < nnz, "{}: its sparse form leaves out a kept position", s.name);
       s.to_kept[static_cast<size_t>(k)] = static_cast<int64_t>(j);
     }
-    s.form_seen = s.p->sparse_form().get();
+    s.form_seen = s.p->sparse_form();
   }
 
   // Every rank compares its layout and masks with rank 0's, and every rank
@@ -317,6 +324,7 @@ struct GradientReducer::State {
     Bucket& b = buckets[static_cast<size_t>(s.bucket)];
     float* out = b.values.data() + s.offset;
     const Variable& v = s.p->trainable();
+    out[s.count] = v.has_grad() ? 1.0f : 0.0f;
     if (!v.has_grad()) {
       std::fill(out, out + s.count, 0.0f);
     } else {
@@ -336,6 +344,10 @@ struct GradientReducer::State {
     if (s.bucket < 0) return;
     const float* in = buckets[static_cast<size_t>(s.bucket)].values.data() + s.offset;
     Variable& v = s.p->trainable();
+    if (in[s.count] == 0) {  // no rank had a gradient
+      v.zero_grad();
+      return;
+    }
     if (!v.has_grad()) v.set_grad(Tensor::zeros(v.shape()));
     Tensor g = v.grad();  // shares the gradient's storage
     float* out = g.data<float>();
@@ -395,6 +407,13 @@ GradientReducer::GradientReducer(std::vector<std::pair<std::string, layers::Para
 }
 
 GradientReducer::~GradientReducer() {
+  if (state_->in_flight) {
+    // An error left exchanges running (the process is on its way to
+    // abort every rank): their buffers must outlive them, and freeing the
+    // communicators would wait for the other ranks.
+    (void)state_.release();
+    return;
+  }
   if (state_->scatter_comm != MPI_COMM_NULL) {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -423,6 +442,7 @@ void GradientReducer::begin_step(double weight) {
   for (Bucket& b : s.buckets) b.pending = static_cast<int64_t>(b.slots.size());
   s.next_scatter = s.next_gather = 0;
   s.in_step = true;
+  s.in_flight = true;
 }
 
 void GradientReducer::finish_step() {
@@ -451,6 +471,7 @@ void GradientReducer::finish_step() {
     ++s.next_gather;
   }
   for (Bucket& b : s.buckets) MPI_Wait(&b.request, MPI_STATUS_IGNORE);
+  s.in_flight = false;
   traffic_.wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto ranks = static_cast<double>(s.world->size());
   for (const Bucket& b : s.buckets) {

@@ -185,7 +185,8 @@ void Adam::update(Slot& s, int64_t step) {
   }
 }
 
-double clip_grad_norm(const std::vector<ParameterPtr>& params, double max_norm) {
+double clip_grad_norm(const std::vector<ParameterPtr>& params, double max_norm,
+                      const std::function<double(double)>& common_norm) {
   double total = 0;
   for (const auto& p : params)
     if (p->trainable().has_grad()) {
@@ -195,6 +196,7 @@ double clip_grad_norm(const std::vector<ParameterPtr>& params, double max_norm) 
       for (int64_t k = 0; k < grad.numel(); ++k) total += static_cast<double>(g[k]) * g[k];
     }
   total = std::sqrt(total);
+  if (common_norm) total = common_norm(total);
   const double scale = max_norm / (total + 1e-6);
   if (scale < 1)
     for (const auto& p : params)

@@ -14,6 +14,7 @@
 #include "neurite/layers/quantize.h"
 #include "neurite/autograd/ops.h"
 #include "neurite/layers/init.h"
+#include "neurite/layers/layers.h"
 #include "neurite/train/plot.h"
 
 namespace neurite::train {
@@ -113,6 +114,18 @@ Trainer::Trainer(std::shared_ptr<layers::UnaryModule> model, optim::Optimizer& o
                       options_.world->rank(), options_.world->size(), options_.world->rank(), options_.world->size(),
                       o.shard, o.shards);
     reducer_ = std::make_unique<dist::GradientReducer>(model_->named_parameters(), options_.world);
+    // A synchronised batch norm sums across every rank in forward: a rank
+    // without an example of a short last batch would leave the others waiting.
+    bool synchronised = false;
+    model_->apply([&](layers::Module& m) {
+      if (auto* bn = dynamic_cast<layers::BatchNorm2d*>(&m)) synchronised = synchronised || bn->synchronized();
+    });
+    const int64_t n = o.sampler ? static_cast<int64_t>(o.sampler(train_.dataset().size(), 0).size()) : train_.dataset().size();
+    const int64_t last = n % o.batch_size;
+    check<ValueError>(!synchronised || o.drop_last || last == 0 || last >= o.shards,
+                      "Trainer: the last batch of {} examples leaves some of the {} ranks none, which synchronised batch "
+                      "norms cannot go without: drop it (drop_last) or change the batch size",
+                      last, o.shards);
   }
   if (!options_.out_dir.empty() && lead()) fs::create_directories(options_.out_dir);
   model_->set_kernel_policy(options_.kernels);
@@ -172,13 +185,25 @@ double Trainer::train_epoch() {
                       step_ + 1);
     optimizer_.zero_grad();
     if (distributed()) {
-      reducer_->begin_step(examples / batch_examples);
-      if (has_examples) loss.backward(Tensor::ones(loss.shape()), reducer_->leaf_ready());
+      // Backward of this rank's share of the global mean loss: every gradient,
+      // the sums synchronised batch norms add across the ranks included, is
+      // then a gradient of the global loss, and the exchange adds them up.
+      reducer_->begin_step(1.0);
+      if (has_examples) loss.backward(Tensor::full(loss.shape(), static_cast<float>(examples / batch_examples)),
+                                      reducer_->leaf_ready());
       reducer_->finish_step();
     } else {
       loss.backward();
     }
-    if (options_.clip_grad_norm > 0) optim::clip_grad_norm(model_->parameters(), options_.clip_grad_norm);
+    if (options_.clip_grad_norm > 0) {
+      std::function<double(double)> rank_0_norm;
+      if (distributed())
+        rank_0_norm = [this](double norm) {
+          options_.world->broadcast(&norm, sizeof norm, 0);
+          return norm;
+        };
+      optim::clip_grad_norm(model_->parameters(), options_.clip_grad_norm, rank_0_norm);
+    }
     optimizer_.step();
     ++step_;
     if (scheduler_ != nullptr) scheduler_->step();
@@ -321,6 +346,9 @@ Summary Trainer::fit() {
     const auto epoch_start = Clock::now();
     EpochMetrics m;
     m.train_loss = train_epoch();
+    // The epoch's last step moved each rank's batch-norm statistics by its own
+    // share: validation and the checkpoint take rank 0's, as the next step would.
+    if (distributed()) dist::broadcast_buffers(*model_, *options_.world);
     m.lr = first_step_lr_;  // the rate of the epoch's first step, a recipe's setting included
     const double train_seconds = seconds_since(epoch_start);
     m.samples_per_sec = static_cast<double>(train_.dataset().size()) / train_seconds;

@@ -68,9 +68,11 @@ TrainedRun train_mlp(const std::shared_ptr<Communicator>& world, int64_t epochs,
   return r;
 }
 
-// A conv net with batch norm trained for 2 epochs (20 steps), alone or on
-// `world`'s ranks with its batch norms synchronised or not.
-std::shared_ptr<layers::UnaryModule> train_conv_bn(const std::shared_ptr<Communicator>& world, bool sync) {
+// A conv net with batch norm trained for 2 epochs, alone or on `world`'s
+// ranks with its batch norms synchronised or not. Batches of 25: the ranks
+// hold 12 and 13 examples, and the last batch of each epoch 7 and 8.
+std::shared_ptr<layers::UnaryModule> train_conv_bn(const std::shared_ptr<Communicator>& world, bool sync,
+                                                   int64_t batch_size = 25) {
   layers::manual_seed(6);
   auto model = std::make_shared<layers::Sequential>(std::vector<std::shared_ptr<layers::UnaryModule>>{
       std::make_shared<layers::Conv2d>(1, 4, 3, layers::Conv2dLayerOptions{.padding = 1, .bias = false}),
@@ -80,8 +82,8 @@ std::shared_ptr<layers::UnaryModule> train_conv_bn(const std::shared_ptr<Communi
   auto data = bands();
   optim::Sgd sgd({{.params = model->parameters(), .lr = 0.1}});
   const bool shared = world != nullptr;
-  data::DataLoader loader(data, {.batch_size = 24, .seed = 5, .prefetch = 0, .shard = shared ? world->rank() : 0,
-                                 .shards = shared ? world->size() : 1});
+  data::DataLoader loader(data, {.batch_size = batch_size, .seed = 5, .prefetch = 0,
+                                 .shard = shared ? world->rank() : 0, .shards = shared ? world->size() : 1});
   train::TrainerOptions options{.epochs = 2, .log = [](const std::string&) {}};
   options.kernels.autotune = false;
   options.world = world;
@@ -169,6 +171,14 @@ TEST(DataParallel, SynchronisedBatchNormsTrainAsOneProcess) {
   EXPECT_EQ(differing_from_rank_0(*synchronised, *world), 0);
   const auto per_rank = train_conv_bn(world, false);
   EXPECT_GT(worst_difference(*alone, *per_rank), 1e-4);  // what synchronising changes
+  // 240 examples in batches of 239: the last one would leave a rank without an example.
+  try {
+    train_conv_bn(world, true, 239);
+    FAIL() << "a last batch of 1 example on 2 ranks with synchronised batch norms was accepted";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("the last batch of 1 examples leaves some of the 2 ranks none"),
+              std::string::npos) << e.what();
+  }
 }
 
 // Gradients of two layers on rank-dependent data: the reducer's result is
@@ -180,6 +190,8 @@ TEST(DataParallel, TheReducerSumsWeightedGradientsAndSendsOnlyKeptValues) {
   auto model = std::make_shared<layers::Sequential>(std::vector<std::shared_ptr<layers::UnaryModule>>{
       std::make_shared<layers::Linear>(64, 32), std::make_shared<layers::ReLU>(), std::make_shared<layers::Linear>(32, 4)});
   auto params = model->named_parameters();
+  auto unused = std::make_shared<layers::Linear>(2, 2);  // no rank computes a gradient for it
+  for (auto& named : unused->named_parameters()) params.emplace_back("unused." + named.first, named.second);
   Tensor mask = Tensor::zeros({32, 64});
   for (int64_t k = 0; k < mask.numel(); k += 10) mask.data<float>()[k] = 1;  // 10 % kept
   params[0].second->set_mask(mask);
@@ -190,7 +202,7 @@ TEST(DataParallel, TheReducerSumsWeightedGradientsAndSendsOnlyKeptValues) {
     autograd::cross_entropy(model->forward(Variable(x)), Tensor::randint({8}, 200 + static_cast<uint64_t>(rank), 0, 4))
         .backward();
     std::vector<Tensor> g;
-    for (auto& [name, p] : params) g.push_back(p->value().grad().clone());
+    for (size_t i = 0; i + 2 < params.size(); ++i) g.push_back(params[i].second->value().grad().clone());
     return g;
   };
   const std::vector<Tensor> g0 = gradients_on(0), g1 = gradients_on(1);
@@ -206,7 +218,9 @@ TEST(DataParallel, TheReducerSumsWeightedGradientsAndSendsOnlyKeptValues) {
   loss.backward(Tensor::ones(loss.shape()), reducer.leaf_ready());
   reducer.finish_step();
   EXPECT_EQ(params[0].second->is_sparse(), world->rank() == 1);
-  for (size_t i = 0; i < params.size(); ++i) {
+  for (size_t i = params.size() - 2; i < params.size(); ++i)
+    EXPECT_FALSE(params[i].second->trainable().has_grad()) << params[i].first << " got a gradient nobody computed";
+  for (size_t i = 0; i + 2 < params.size(); ++i) {
     layers::Parameter& p = *params[i].second;
     Tensor want = Tensor::empty(p.shape());
     for (int64_t k = 0; k < want.numel(); ++k) {
@@ -220,8 +234,8 @@ TEST(DataParallel, TheReducerSumsWeightedGradientsAndSendsOnlyKeptValues) {
     for (int64_t k = 0; k < got.numel(); ++k)
       ASSERT_NEAR(got.data<float>()[k], want.data<float>()[k], 1e-6) << params[i].first << " at " << k;
   }
-  // 205 kept weights of 2048, then 32 + 128 + 4 dense values.
-  EXPECT_EQ(reducer.last_step().values, 205 + 32 + 128 + 4);
+  // 205 kept weights of 2048, then 32 + 128 + 4 dense values, and the unused layer's 4 + 2.
+  EXPECT_EQ(reducer.last_step().values, 205 + 32 + 128 + 4 + 6);
   EXPECT_GT(reducer.last_step().bytes_sent, 0);
 }
 

@@ -16,8 +16,9 @@
 //     Variable loss = cross_entropy(model->forward(x), y);
 //     const auto [global_examples, global_loss] = world->sum(local_examples, local_examples * loss.item())
 //     optimizer.zero_grad();
-//     reducer.begin_step(local_examples / global_examples);    // this rank's weight in the mean
-//     loss.backward(Tensor::ones({}), reducer.leaf_ready());   // buckets leave while backward runs
+//     reducer.begin_step();
+//     const float share = local_examples / global_examples;   // this rank's part of the global mean loss
+//     loss.backward(Tensor::full(loss.shape(), share), reducer.leaf_ready());   // buckets leave during backward
 //     reducer.finish_step();                                   // gradients: the global batch's mean
 //     optimizer.step();
 #pragma once
@@ -105,12 +106,15 @@ class GradientReducer {
   GradientReducer& operator=(const GradientReducer&) = delete;
 
   // Before backward, after forward (a layer may switch a weight to its sparse
-  // form in forward): `weight` is this rank's share of the global batch
-  // (local examples / global examples), so that the sum is the global mean.
-  void begin_step(double weight);
+  // form in forward). Each rank's gradient is multiplied by `weight` before
+  // the sum: 1 when backward started from the rank's share of the global loss
+  // (as above, and as synchronised batch norms need), or the share itself
+  // (local / global examples) after a backward of the local mean loss.
+  void begin_step(double weight = 1.0);
   // Pass to Variable::backward: each gradient joins its bucket as soon as it is final.
   const std::function<void(const autograd::Variable&)>& leaf_ready() const { return leaf_ready_; }
-  // Waits for every bucket; each gradient then holds the weighted sum over the ranks.
+  // Waits for every bucket; each gradient then holds the weighted sum over the
+  // ranks (a parameter no rank had a gradient for keeps none).
   void finish_step();
   const StepTraffic& last_step() const { return traffic_; }
 

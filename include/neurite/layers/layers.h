@@ -75,6 +75,7 @@ class BatchNorm2d : public UnaryModule {
   // whole batch that `sum_across` adds up over the processes sharing it
   // (autograd::BatchNormOptions; dist::synchronize_batch_norms sets it). Empty: off.
   void synchronize(std::function<void(std::span<double>)> sum_across) { sum_across_ = std::move(sum_across); }
+  bool synchronized() const { return static_cast<bool>(sum_across_); }
   Parameter& weight;
   Parameter& bias;
   Tensor& running_mean;

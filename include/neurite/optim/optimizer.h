@@ -11,6 +11,8 @@
 //   sgd.zero_grad();
 #pragma once
 
+#include <functional>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -114,6 +116,10 @@ class AdamW : public Adam {
 
 // Scales all gradients so their global L2 norm is at most max_norm; returns
 // the norm before clipping (as torch.nn.utils.clip_grad_norm_).
-double clip_grad_norm(const std::vector<ParameterPtr>& params, double max_norm);
+// `common_norm`, if given, maps the norm computed here to the one to use:
+// data-parallel ranks hold the same gradients but may add them up in another
+// order (dense or sparse forms), so they take rank 0's and clip alike.
+double clip_grad_norm(const std::vector<ParameterPtr>& params, double max_norm,
+                      const std::function<double(double)>& common_norm = {});
 
 }  // namespace neurite::optim
