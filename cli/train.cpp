@@ -273,14 +273,22 @@ std::vector<data::Transform> augmentations(const std::string& spec, const autogr
 }
 
 void run(CLI::App& cmd, TrainArgs a) {
-  if (!a.resume.empty()) fill_from_saved(cmd, a, a.resume);
+  // Started by mpirun, each rank runs this on its share of every batch.
+  const std::shared_ptr<dist::Communicator> world = dist::Communicator::world();
+  a.lead = world->rank() == 0;
+  if (!a.resume.empty()) {
+    fill_from_saved(cmd, a, a.resume);
+    // Other data on resume is allowed (more of it, a moved copy), but said.
+    const auto saved = nlohmann::json::parse(std::ifstream(fs::path(a.resume) / "args.json"));
+    const TrainArgs now = with_absolute_paths(a);
+    for (const auto& [key, value] : {std::pair{"data", now.data}, std::pair{"val_data", now.val_data}})
+      if (saved.value(key, std::string()) != value)
+        note(a, "resume: {} is {}, the run's was {}: going on with it\n", key, value, saved.value(key, std::string()));
+  }
   check<ValueError>(!a.model.empty(), "train: MODEL is required (or --resume DIR)");
   check<ValueError>(!a.data.empty(), "train: --data is required (or --resume DIR)");
   check<ValueError>(!a.out.empty(), "train: --out is required");
   set_threads(a.threads);
-  // Started by mpirun, each rank runs this on its share of every batch.
-  const std::shared_ptr<dist::Communicator> world = dist::Communicator::world();
-  a.lead = world->rank() == 0;
   // A resumed run continues from its checkpoint, under the recipe it began
   // with (the copy the checkpoint holds: an edited file does not change it).
   std::optional<train::Checkpoint> resumed;

@@ -53,6 +53,11 @@ TEST(Distributed, TwoRanksTrainAsOneAndResumeOnOne) {
   EXPECT_NE(r.out.find("trained on 2 ranks so far, goes on on 1"), std::string::npos) << r.out;
   EXPECT_NEAR(summary_of(dir / "moved")["val_loss"].get<double>(), one["val_loss"].get<double>(), 1e-5);
   EXPECT_EQ(lines_of(dir / "moved" / "metrics.jsonl"), 3);
+  EXPECT_EQ(r.out.find("resume: data"), std::string::npos) << r.out;
+  // Other data on resume goes on, and says so.
+  r = neurite_mpirun(2, "train --resume " + (dir / "two").string() + " --epochs 4 --data h5:" + val);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resume: data is h5:" + val + ", the run's was h5:" + data), std::string::npos) << r.out;
 }
 
 // The PID of rank `rank` of the neurite processes writing into `run`.

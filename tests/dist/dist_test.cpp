@@ -37,6 +37,22 @@ std::shared_ptr<data::TensorDataset> bands() {
   return std::make_shared<data::TensorDataset>(x, y, 4, "bands");
 }
 
+// Parameters (and masks) that differ in any bit from rank 0's, summed over the ranks.
+int64_t differing_from_rank_0(const layers::Module& m, const Communicator& world) {
+  double differing = 0;
+  for (const auto& [name, p] : m.named_parameters()) {
+    for (const Tensor* t : std::vector<const Tensor*>{&p->value().data(), &p->mask()}) {
+      if (!t->defined()) continue;
+      Tensor theirs = t->clone();
+      world.broadcast(theirs.bytes(), theirs.nbytes(), 0);
+      differing += std::memcmp(theirs.bytes(), t->bytes(), t->nbytes()) != 0;
+    }
+  }
+  double none = 0;
+  std::tie(differing, none) = world.sum(differing, none);
+  return static_cast<int64_t>(differing);
+}
+
 struct TrainedRun {
   std::shared_ptr<layers::UnaryModule> model;
   train::Summary summary;
@@ -56,6 +72,19 @@ TrainedRun train_mlp(const std::shared_ptr<Communicator>& world, int64_t epochs,
   options.kernels.autotune = false;
   options.world = world;
   train::Trainer trainer(r.model, *sgd, nullptr, loader, data, options);
+  // Data-parallel, after every step: the ranks' weights and masks, bit for bit.
+  struct SameBits : train::Callback {
+    const layers::Module* model = nullptr;
+    const Communicator* world = nullptr;
+    int64_t differing = 0, steps = 0;
+    void after_step(double, int64_t, double) override {
+      differing += differing_from_rank_0(*model, *world);
+      ++steps;
+    }
+  } same_bits;
+  same_bits.model = r.model.get();
+  same_bits.world = world.get();
+  if (shared) trainer.add_callback(&same_bits);
   std::unique_ptr<recipes::Manager> manager;
   std::unique_ptr<train::RecipeCallback> callback;
   if (!recipe.empty()) {
@@ -65,6 +94,10 @@ TrainedRun train_mlp(const std::shared_ptr<Communicator>& world, int64_t epochs,
     trainer.add_callback(callback.get());
   }
   r.summary = trainer.fit();
+  if (shared) {
+    EXPECT_EQ(same_bits.differing, 0) << "weights or masks differed between the ranks after some step";
+    EXPECT_EQ(same_bits.steps, 10 * epochs);
+  }
   return r;
 }
 
@@ -101,22 +134,6 @@ double worst_difference(const layers::Module& a, const layers::Module& b) {
       worst = std::max(worst, double(std::abs(x.data<float>()[k] - y.data<float>()[k])));
   }
   return worst;
-}
-
-// Parameters (and masks) that differ in any bit from rank 0's, summed over the ranks.
-int64_t differing_from_rank_0(const layers::Module& m, const Communicator& world) {
-  double differing = 0;
-  for (const auto& [name, p] : m.named_parameters()) {
-    for (const Tensor* t : std::vector<const Tensor*>{&p->value().data(), &p->mask()}) {
-      if (!t->defined()) continue;
-      Tensor theirs = t->clone();
-      world.broadcast(theirs.bytes(), theirs.nbytes(), 0);
-      differing += std::memcmp(theirs.bytes(), t->bytes(), t->nbytes()) != 0;
-    }
-  }
-  double none = 0;
-  std::tie(differing, none) = world.sum(differing, none);
-  return static_cast<int64_t>(differing);
 }
 
 TEST(DataParallel, TwoRanksTrainAsOneProcessOnTheSameGlobalBatch) {
