@@ -19,6 +19,7 @@
 #include "neurite/engine/trace.h"
 #include "neurite/engine/onnx.h"
 #include "neurite/error.h"
+#include "neurite/files.h"
 #include "neurite/pruning/pruning.h"
 #include "neurite/train/checkpoint.h"
 #include "neurite/train/plot.h"
@@ -271,7 +272,7 @@ void add_analyze(CLI::App& app) {
             [&](const LayerSensitivity& l, size_t k) { return a->sparsities[k] * static_cast<double>(l.numel); },
             a->target_sparsity * static_cast<double>(total), "--target-sparsity (weights pruned)");
       }
-      std::ofstream(a->write_recipe) << recipe_text(layers, pick, goal, a->model);
+      write_file_atomically(a->write_recipe, recipe_text(layers, pick, goal, a->model));
       nlohmann::json chosen = nlohmann::json::object();
       for (size_t i = 0; i < layers.size(); ++i) chosen[layers[i].name] = pick[i];
       out["recipe"] = {{"path", a->write_recipe}, {"goal", goal}, {"final_sparsity", chosen}};
@@ -279,7 +280,7 @@ void add_analyze(CLI::App& app) {
       if (by_speed) out["recipe"]["target_speedup"] = a->target_speedup;
     }
     fs::create_directories(a->out);
-    std::ofstream(fs::path(a->out) / "analysis.json") << out.dump(2) << "\n";
+    write_file_atomically((fs::path(a->out) / "analysis.json").string(), out.dump(2) + "\n");
     train::LineChart chart{.title = "loss change when one layer is pruned alone", .x_label = "sparsity",
                            .y_label = "validation loss change"};
     for (const auto& l : layers) chart.series.push_back({l.name, a->sparsities, l.loss_change});

@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "neurite/error.h"
+#include "neurite/files.h"
 #include "neurite/data/readers.h"
 #include "neurite/data/transforms.h"
 #include "neurite/dist/dist.h"
@@ -410,7 +411,7 @@ void run(CLI::App& cmd, TrainArgs a) {
     fs::create_directories(a.out);
     nlohmann::json saved = to_json(with_absolute_paths(a));
     saved["ranks"] = world->size();  // not an option: what --resume reports when it changes
-    std::ofstream(args_file) << saved.dump(2) << "\n";
+    write_file_atomically(args_file.string(), saved.dump(2) + "\n");
   }
   train::Trainer trainer(model, *optimizer, recipe_sets_lr ? nullptr : &scheduler, loader, val_set,
                          {.epochs = a.epochs, .out_dir = a.out, .clip_grad_norm = a.clip_grad_norm,

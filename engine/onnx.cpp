@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "neurite/error.h"
+#include "neurite/files.h"
 #include "neurite/engine/reference.h"
 #include "neurite/version.h"
 
@@ -251,16 +252,7 @@ std::string to_onnx(const Graph& input_graph, const OnnxExportOptions& options) 
 }
 
 void save_onnx(const Graph& graph, const std::string& path, const OnnxExportOptions& options) {
-  const std::string bytes = to_onnx(graph, options), tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    check<IoError>(static_cast<bool>(out), "{}: cannot open for writing", tmp);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    check<IoError>(static_cast<bool>(out.flush()), "{}: write failed", tmp);
-  }
-  std::error_code error;
-  std::filesystem::rename(tmp, path, error);
-  check<IoError>(!error, "{}: cannot rename to {}: {}", tmp, path, error.message());
+  write_file_atomically(path, to_onnx(graph, options));
 }
 
 namespace {

@@ -4,10 +4,12 @@
 
 #include <hdf5.h>
 
+#include <atomic>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "neurite/error.h"
+#include "neurite/files.h"
 #include "neurite/layers/quantize.h"
 
 namespace neurite::train {
@@ -123,9 +125,18 @@ nlohmann::json options_json(const layers::models::ModelOptions& o) {
 
 void save_checkpoint(const std::string& path, const Checkpoint& c) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  const std::string temporary = path + ".tmp";
+  // The file is built in memory (HDF5's core driver, no backing store) and
+  // written by write_file_atomically: HDF5 never meets a failing disk, which
+  // its library leaves in a state that crashes it at exit, and the file on
+  // disk is the old one or the whole new one.
+  static std::atomic<int64_t> saves{0};  // a name of its own each time: HDF5 knows open files by name
+  const std::string temporary = fmt::format("{} (in memory, {})", path, saves++);
+  std::string image;
   {
-    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    Handle access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    check<IoError>(access.id >= 0 && H5Pset_fapl_core(access.id, size_t{1} << 20, 0) >= 0,
+                   "{}: cannot set up HDF5's in-memory file", path);
+    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.id), H5Fclose);
     check<IoError>(file.id >= 0, "{}: cannot create checkpoint", temporary);
     write_attribute(file.id, "format", kFormat);
     write_attribute(file.id, "model", c.model);
@@ -149,10 +160,18 @@ void save_checkpoint(const std::string& path, const Checkpoint& c) {
     Handle optimizer(H5Gcreate2(file.id, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
     for (const auto& [name, t] : c.optimizer_state) write_tensor(optimizer.id, name, t, temporary);
     check<IoError>(H5Fflush(file.id, H5F_SCOPE_GLOBAL) >= 0, "{}: cannot flush", temporary);
+    for (Handle* group : {&model, &optimizer}) {
+      group->close(group->id);
+      group->id = -1;
+    }
+    check<IoError>(H5Fget_obj_count(file.id, H5F_OBJ_ALL) == 1, "{}: HDF5 objects left open", temporary);
+    const ssize_t size = H5Fget_file_image(file.id, nullptr, 0);
+    check<IoError>(size > 0, "{}: cannot take the file's image", temporary);
+    image.resize(static_cast<size_t>(size));
+    check<IoError>(H5Fget_file_image(file.id, image.data(), image.size()) == size, "{}: cannot take the file's image",
+                   temporary);
   }
-  std::error_code error;
-  fs::rename(temporary, path, error);
-  check<IoError>(!error, "{}: cannot rename {} into place: {}", path, temporary, error.message());
+  write_file_atomically(path, image);
 }
 
 Checkpoint load_checkpoint(const std::string& path) {

@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <sstream>
 #include <limits>
 
 #include "neurite/error.h"
+#include "neurite/files.h"
 
 namespace neurite::train {
 
@@ -101,8 +103,7 @@ std::string chart_svg(const LineChart& chart, double offset_x, double offset_y) 
 }  // namespace
 
 void write_svg(const std::vector<LineChart>& charts, const std::string& path) {
-  std::ofstream out(path);
-  check<IoError>(out.good(), "{}: cannot write", path);
+  std::ostringstream out;
   // Two charts to a row.
   const size_t columns = std::min<size_t>(2, std::max<size_t>(1, charts.size())), rows = (charts.size() + 1) / 2;
   out << fmt::format(
@@ -112,6 +113,7 @@ void write_svg(const std::vector<LineChart>& charts, const std::string& path) {
   for (size_t i = 0; i < charts.size(); ++i)
     out << chart_svg(charts[i], kWidth * static_cast<double>(i % 2), kHeight * static_cast<double>(i / 2));
   out << "</svg>\n";
+  write_file_atomically(path, out.str());
 }
 
 void write_svg(const LineChart& chart, const std::string& path) { write_svg(std::vector<LineChart>{chart}, path); }
@@ -119,8 +121,7 @@ void write_svg(const LineChart& chart, const std::string& path) { write_svg(std:
 void write_svg(const BarChart& chart, const std::string& path) {
   constexpr double kLabel = 260, kBar = 320, kRow = 18;
   const double height = kTop + kRow * static_cast<double>(chart.labels.size()) + 44;
-  std::ofstream out(path);
-  check<IoError>(out.good(), "{}: cannot write", path);
+  std::ostringstream out;
   out << fmt::format(
       "<svg xmlns='http://www.w3.org/2000/svg' width='{:.0f}' height='{:.0f}' font-family='sans-serif'>\n"
       "<rect width='100%' height='100%' fill='white'/>\n"
@@ -149,6 +150,7 @@ void write_svg(const BarChart& chart, const std::string& path) {
   }
   out << fmt::format("<text x='{:.0f}' y='{:.0f}' font-size='12' text-anchor='middle'>{}</text>\n</svg>\n",
                      kLabel + kBar / 2, height - 8, escape(chart.value_label));
+  write_file_atomically(path, out.str());
 }
 
 }  // namespace neurite::train

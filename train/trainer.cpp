@@ -7,9 +7,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "neurite/error.h"
+#include "neurite/files.h"
 #include "neurite/pruning/pruning.h"
 #include "neurite/layers/quantize.h"
 #include "neurite/autograd/ops.h"
@@ -246,9 +248,12 @@ void Trainer::save(const EpochMetrics& m) {
   c.rng_state = layers::generator_state();
   save_checkpoint((fs::path(options_.out_dir) / "checkpoint.h5").string(), c);
   for (Callback* cb : callbacks_) cb->checkpoint_saved((fs::path(options_.out_dir) / "checkpoint.h5").string());
-  std::ofstream metrics(fs::path(options_.out_dir) / "metrics.jsonl", std::ios::app);
-  metrics << to_json(m).dump() << "\n";
-  metrics.close();
+  // metrics.jsonl rewritten whole, atomically: a full disk never leaves half a line.
+  const fs::path metrics = fs::path(options_.out_dir) / "metrics.jsonl";
+  std::string lines;
+  if (std::ifstream earlier(metrics); earlier) lines.assign(std::istreambuf_iterator<char>(earlier), {});
+  lines += to_json(m).dump() + "\n";
+  write_file_atomically(metrics.string(), lines);
   plot_curves();
 }
 
@@ -339,7 +344,7 @@ Evaluation Trainer::validate() {
 Summary Trainer::fit() {
   const auto start = Clock::now();
   if (!options_.out_dir.empty() && epoch_ == 0 && lead())
-    std::ofstream(fs::path(options_.out_dir) / "metrics.jsonl", std::ios::trunc);
+    write_file_atomically((fs::path(options_.out_dir) / "metrics.jsonl").string(), "");
   // Every rank starts from rank 0's weights, masks and buffers (after --init or a resume too).
   if (distributed()) dist::broadcast_module(*model_, *options_.world);
   while (epoch_ < options_.epochs) {
@@ -392,7 +397,7 @@ Summary Trainer::fit() {
                         {"sparsity", last.sparsity},
                         {"parameters", model_->parameter_count()},
                         {"seconds", summary_.seconds}};
-    std::ofstream(fs::path(options_.out_dir) / "summary.json") << s.dump(2) << "\n";
+    write_file_atomically((fs::path(options_.out_dir) / "summary.json").string(), s.dump(2) + "\n");
   }
   return summary_;
 }

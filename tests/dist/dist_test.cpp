@@ -111,7 +111,9 @@ std::shared_ptr<layers::UnaryModule> train_conv_bn(const std::shared_ptr<Communi
       std::make_shared<layers::Conv2d>(1, 4, 3, layers::Conv2dLayerOptions{.padding = 1, .bias = false}),
       std::make_shared<layers::BatchNorm2d>(4), std::make_shared<layers::ReLU>(), std::make_shared<layers::Flatten>(),
       std::make_shared<layers::Linear>(4 * 8 * 8, 4)});
-  if (sync) EXPECT_EQ(synchronize_batch_norms(*model, world), 1);
+  if (sync) {
+    EXPECT_EQ(synchronize_batch_norms(*model, world), 1);
+  }
   auto data = bands();
   optim::Sgd sgd({{.params = model->parameters(), .lr = 0.1}});
   const bool shared = world != nullptr;

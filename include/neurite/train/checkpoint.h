@@ -5,8 +5,8 @@
 //   attributes on /: format, model, model_options (JSON), optimizer, epoch, step,
 //   rng_state, recipe, and input_normalization (JSON {"mean": [...], "std": [...]})
 //   when the model was trained on normalised images
-// save_checkpoint writes a temporary file beside the target and renames it,
-// so a crash never leaves a broken checkpoint.
+// save_checkpoint builds the file in memory and writes it atomically
+// (neurite/files.h): a crash or a full disk never leaves a broken checkpoint.
 //
 //   train::Checkpoint ckpt = train::load_checkpoint("run/checkpoint.h5");
 //   auto model = train::build_model(ckpt);  // the zoo model with its weights and masks
