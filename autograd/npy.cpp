@@ -46,10 +46,19 @@ Tensor load_npy(const std::string& path) {
   for (size_t i = 1; dims[i] != ')'; ++i) {
     if (!std::isdigit(static_cast<unsigned char>(dims[i]))) continue;
     int64_t extent = 0;
-    for (; std::isdigit(static_cast<unsigned char>(dims[i])); ++i) extent = extent * 10 + (dims[i] - '0');
+    for (; std::isdigit(static_cast<unsigned char>(dims[i])); ++i) {
+      check<FormatError>(extent < (int64_t{1} << 56), "{}: a size in the .npy shape is too large", path);
+      extent = extent * 10 + (dims[i] - '0');
+    }
     shape.push_back(extent);
     --i;
   }
+  // The claimed size against the bytes the file holds, before allocating it.
+  const auto data_start = static_cast<int64_t>(in.tellg());
+  in.seekg(0, std::ios::end);
+  const int64_t available = static_cast<int64_t>(in.tellg()) - data_start;
+  in.seekg(data_start);
+  checked_bytes(shape, element_size(dtype), available, path + ": .npy data");
 
   Tensor t = Tensor::empty(shape, dtype);
   in.read(reinterpret_cast<char*>(dtype == Dtype::f32 ? static_cast<void*>(t.data<float>()) : t.data<int64_t>()),

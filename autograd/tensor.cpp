@@ -1,5 +1,7 @@
 #include "neurite/autograd/tensor.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <tbb/parallel_for.h>
@@ -35,6 +37,24 @@ int64_t numel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t e : shape) n *= e;
   return n;
+}
+
+int64_t checked_bytes(const Shape& shape, size_t item_bytes, int64_t limit, const std::string& what) {
+  int64_t bytes = static_cast<int64_t>(item_bytes);
+  bool overflow = false;
+  for (int64_t e : shape) {
+    check<FormatError>(e >= 0, "{}: shape {} has a negative size", what, to_string(shape));
+    overflow = overflow || __builtin_mul_overflow(bytes, e, &bytes);
+  }
+  check<FormatError>(!overflow, "{}: shape {} is too large to hold", what, to_string(shape));
+  check<FormatError>(bytes <= limit, "{}: shape {} needs {} bytes, more than the {} there are", what, to_string(shape),
+                     bytes, limit);
+  return bytes;
+}
+
+int64_t memory_bytes() {
+  static const int64_t bytes = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+  return bytes;
 }
 
 size_t element_size(Dtype dtype) {

@@ -61,6 +61,7 @@ Tensor read_h5_dataset(hid_t file, const std::string& path, const char* name, bo
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
   Shape shape(dims.begin(), dims.end());
+  autograd::checked_bytes(shape, 8, autograd::memory_bytes(), fmt::format("{}: dataset '{}'", path, name));
   const H5T_class_t cls = H5Tget_class(type.id);
   if (labels) {
     check<FormatError>(cls == H5T_INTEGER && rank == 1, "{}: '{}' must be a 1-D integer dataset", path, name);

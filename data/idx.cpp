@@ -29,23 +29,26 @@ IdxFile read_idx(const std::string& path, size_t want_dims) {
     gzclose(f);
     throw FormatError(fmt::format("{}: not an unsigned-byte IDX file with {} dimensions", path, want_dims));
   }
-  size_t total = 1;
   for (size_t d = 0; d < want_dims && ok; ++d) {
     uint8_t be[4];
     ok = read(be, 4);
-    const int64_t extent = (int64_t{be[0]} << 24) | (be[1] << 16) | (be[2] << 8) | be[3];
-    out.dims.push_back(extent);
-    total *= static_cast<size_t>(extent);
+    out.dims.push_back((int64_t{be[0]} << 24) | (be[1] << 16) | (be[2] << 8) | be[3]);
   }
-  ok = ok && total < (size_t{1} << 34);
-  if (ok) {
-    out.bytes.resize(total);
-    size_t done = 0;
-    while (ok && done < total) {  // gzread takes at most 2^31 bytes at once
-      const size_t chunk = std::min<size_t>(total - done, size_t{1} << 30);
-      ok = read(out.bytes.data() + done, chunk);
-      done += chunk;
-    }
+  size_t total = 0;
+  try {
+    // Floats of 4 bytes each are made of the bytes: no header may claim more than memory holds.
+    if (ok) total = static_cast<size_t>(autograd::checked_bytes(out.dims, 4, autograd::memory_bytes(), path)) / 4;
+  } catch (...) {
+    gzclose(f);
+    throw;
+  }
+  // Read as the data comes, in chunks: a header that claims more than the
+  // file holds is found out before all of it is allocated.
+  for (size_t done = 0; ok && done < total;) {
+    const size_t chunk = std::min<size_t>(total - done, size_t{1} << 26);
+    out.bytes.resize(done + chunk);
+    ok = read(out.bytes.data() + done, chunk);
+    done += chunk;
   }
   gzclose(f);
   check<FormatError>(ok, "{}: truncated: the header announces {} bytes of data", path, total);

@@ -76,7 +76,9 @@ Tensor read_tensor(hid_t parent, const std::string& name, const std::string& pat
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
   const bool integer = H5Tget_class(type.id) == H5T_INTEGER;
-  Tensor t = Tensor::empty(Shape(dims.begin(), dims.end()), integer ? Dtype::i64 : Dtype::f32);
+  const Shape shape(dims.begin(), dims.end());
+  autograd::checked_bytes(shape, integer ? 8 : 4, autograd::memory_bytes(), fmt::format("{}: dataset '{}'", path, name));
+  Tensor t = Tensor::empty(shape, integer ? Dtype::i64 : Dtype::f32);
   check<FormatError>(H5Dread(set.id, integer ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                              t.bytes()) >= 0,
                      "{}: cannot read dataset '{}'", path, name);

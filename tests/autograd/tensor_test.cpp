@@ -123,7 +123,24 @@ TEST_F(Npy, RejectsMissingTruncatedAndForeignFiles) {
   EXPECT_THROW(load_npy(path("text.npy")), FormatError);
   save_npy(path("t.npy"), Tensor::zeros({100}));
   std::filesystem::resize_file(path("t.npy"), 200);
-  testing::expect_error<FormatError>([&] { load_npy(path("t.npy")); }, {"truncated"});
+  testing::expect_error<FormatError>([&] { load_npy(path("t.npy")); },
+                                     {"t.npy: .npy data: shape [100] needs 400 bytes, more than the"});
+  // Sizes from the header are checked before anything is allocated: a
+  // trillion elements, and a size that overflows int64.
+  auto with_shape = [&](const std::string& name, const std::string& shape) {
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+    header.resize(118, ' ');
+    header += '\n';
+    std::ofstream(path(name), std::ios::binary) << std::string("\x93NUMPY\x01\x00", 8) << char(header.size() % 256)
+                                                << char(header.size() / 256) << header << std::string(64, '\0');
+    return path(name);
+  };
+  testing::expect_error<FormatError>([&] { load_npy(with_shape("huge.npy", "(1000000, 1000000)")); },
+                                     {"huge.npy: .npy data: shape [1000000,1000000] needs 4000000000000 bytes"});
+  testing::expect_error<FormatError>([&] { load_npy(with_shape("overflow.npy", "(70000000000000000, 1000)")); },
+                                     {"overflow.npy: .npy data: shape [70000000000000000,1000] is too large"});
+  testing::expect_error<FormatError>([&] { load_npy(with_shape("digits.npy", "(99999999999999999999,)")); },
+                                     {"digits.npy: a size in the .npy shape is too large"});
 }
 
 }  // namespace

@@ -63,6 +63,12 @@ TEST(Idx, TruncatedWrongAndMissingFilesNameTheFile) {
   expect_error<FormatError>([&] { read_idx_images((dir / "short").string()); }, {"short: truncated"});
   EXPECT_THROW(read_idx_images((dir / "labels").string()), FormatError);  // 1-D where 3-D is expected
   EXPECT_THROW(read_idx_images((dir / "nothing").string()), IoError);
+  // A header that claims 2^96 pixels, or a terabyte of them, is refused before anything is allocated.
+  write_idx(dir / "huge", {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, {1, 2, 3}, false);
+  expect_error<FormatError>([&] { read_idx_images((dir / "huge").string()); }, {"huge: shape", "is too large to hold"});
+  write_idx(dir / "tera", {1000000, 1000, 1000}, {1, 2, 3}, true);
+  expect_error<FormatError>([&] { read_idx_images((dir / "tera").string()); },
+                            {"tera: shape [1000000,1000,1000] needs 4000000000000 bytes, more than the"});
 }
 
 TEST(Cifar10, ReadsRecordsAndRefusesPartialOnes) {

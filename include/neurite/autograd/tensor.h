@@ -37,6 +37,13 @@ struct ShapeArg {
 std::string to_string(Dtype dtype);         // "float32", "int64", "int8", "uint8"
 int64_t numel(const Shape& shape);
 size_t element_size(Dtype dtype);
+// The bytes of a tensor of `shape` that a file claims, checked before
+// anything is allocated: FormatError naming `what` for a negative extent, a
+// size that overflows, or more than `limit` bytes (what the file holds, or
+// memory_bytes()).
+int64_t checked_bytes(const Shape& shape, size_t item_bytes, int64_t limit, const std::string& what);
+// This machine's physical memory: no file may claim a tensor larger.
+int64_t memory_bytes();
 
 // Normalises a possibly negative dimension index; throws ShapeError naming
 // `op` when it is outside [-rank, rank).
