@@ -85,6 +85,7 @@ void detail::run_group(Engine::Plan& p, const Group& g) { g.bands ? run_bands(p,
 
 std::map<std::string, Tensor> Engine::run(const std::map<std::string, Tensor>& inputs) {
   Plan& p = *plan_;
+  const std::lock_guard turn(p.run_mutex);
   for (size_t i = 0; i < p.inputs.size(); ++i) {
     const ValueInfo& info = p.inputs[i];
     auto it = inputs.find(info.name);

@@ -3,6 +3,8 @@
 // engine/engine.cpp runs it.
 #pragma once
 
+#include <mutex>
+
 #include <tbb/task_arena.h>
 
 #include <memory>
@@ -61,6 +63,9 @@ struct Engine::Plan {
   std::unique_ptr<tbb::task_arena> arena;
   bool profiling = false;
   std::vector<ProfileEntry> profile;
+  // Runs take turns: the value table and the steps' scratch belong to the
+  // plan, so calls from several threads are correct, one at a time.
+  std::mutex run_mutex;
 };
 
 }  // namespace neurite::engine

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cstring>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "engine/kernels.h"
@@ -87,6 +89,32 @@ TEST_P(EngineZoo, EqualsTheReferenceExecutorAtBatch1And7InBothModes) {
       SCOPED_TRACE("batch " + std::to_string(batch) + ", " + to_string(mode));
       expect_engine_matches_reference(g, {.batch = batch, .threads = 2, .mode = mode}, 3, 300);
     }
+}
+
+// One compiled engine run from 4 threads at once, 50 calls each on inputs
+// of their own: every output is the one a lone call gives.
+TEST_P(EngineZoo, OneEngineRunsFromFourThreadsAtOnce) {
+  const ZooCase& c = GetParam();
+  const Graph g = zoo_graph(c);
+  Engine engine = compile(g, {.batch = 2, .threads = 1});
+  const ValueInfo& input = engine.inputs()[0];
+  std::vector<Tensor> inputs, alone;
+  for (uint64_t k = 0; k < 4; ++k) {
+    inputs.push_back(input.type == DataType::int64 ? Tensor::randint(input.shape, 10 + k, 0, 50)
+                                                   : Tensor::randn(input.shape, 10 + k));
+    alone.push_back(engine.run({{input.name, inputs.back()}}).at(g.outputs[0].name));
+  }
+  std::vector<int> wrong(4, 0);
+  std::vector<std::thread> threads;
+  for (size_t k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      for (int call = 0; call < 50; ++call) {
+        const Tensor y = engine.run({{input.name, inputs[k]}}).at(g.outputs[0].name);
+        wrong[k] += std::memcmp(y.bytes(), alone[k].bytes(), y.nbytes()) != 0;
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (size_t k = 0; k < 4; ++k) EXPECT_EQ(wrong[k], 0) << "thread " << k;
 }
 
 INSTANTIATE_TEST_SUITE_P(

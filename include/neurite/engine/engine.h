@@ -97,7 +97,9 @@ class Engine {
   ~Engine();
 
   // Inputs by name, with the compiled batch size: ShapeError or DtypeError
-  // naming the input otherwise. Returns the graph's outputs by name.
+  // naming the input otherwise. Returns the graph's outputs by name. Safe to
+  // call from several threads: the calls take turns (each engine has one set
+  // of buffers; compile one per thread for parallel runs).
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs);
 
   const CompileOptions& options() const;
