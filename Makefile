@@ -43,7 +43,7 @@ test-asan: data
 	@bash scripts/fetch-mnist-digits.sh $(ASAN_BUILD)/data
 	@bash scripts/fetch-onnxruntime.sh $(ASAN_BUILD)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 OMPI_MCA_mca_base_component_disable_dlclose=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) -E 'Docs|Install'
 

@@ -48,7 +48,8 @@ TEST(Checkpoint, RoundTripsBitExactlyWithMasksOptimizerStateAndRecipe) {
   c.model = "cnn";
   c.options = ModelOptions{.image_size = 12, .num_classes = 4};
   auto model = layers::models::make_model(c.model, c.options);
-  auto& [name, weight] = model->named_parameters().front();
+  const auto parameters = model->named_parameters();  // the reference below must not outlive it
+  const auto& [name, weight] = parameters.front();
   Tensor mask = Tensor::ones(weight->shape());
   mask.data<float>()[1] = 0;
   weight->set_mask(mask);
