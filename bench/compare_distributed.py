@@ -45,6 +45,15 @@ def exchange(sparsity):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def table_head(title, columns, intro=""):
+    """A Markdown section title and a table's header row."""
+    print(f"## {title}\n")
+    if intro:
+        print(intro + "\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+
+
 def exchange_seconds(machines, nbytes, latency, bandwidth):
     """Ring reduce-scatter + all-gather of nbytes (bytes of one gradient copy)."""
     if machines == 1:
@@ -69,10 +78,9 @@ def main():
             r = bench_train(1, 1, sparsity, args.steps, batch=64)  # one rank's share of the 2-rank step
             results.setdefault((sparsity, "half"), []).append(r)
 
-    print("## Data-parallel training on this machine (resnet20, global batch 128)\n")
-    print("| sparsity | 1 rank x 1 thread | 1 rank x 2 threads | 2 ranks x 1 thread | 2x1 / 1x1 | 2x1 / 1x2 |"
-          " exchange wait (share of step) | exchange values | bytes sent per rank and step |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    table_head("Data-parallel training on this machine (resnet20, global batch 128)",
+               ["sparsity", "1 rank x 1 thread", "1 rank x 2 threads", "2 ranks x 1 thread", "2x1 / 1x1", "2x1 / 1x2",
+                "exchange wait (share of step)", "exchange values", "bytes sent per rank and step"])
     speeds = {}
     for sparsity in (0.0, 0.9):
         s = {c: statistics.median(r["samples_per_sec"] for r in results[(sparsity,) + c]) for c in configs}
@@ -84,10 +92,10 @@ def main():
               f" {s[(2, 1)] / s[(1, 2)]:.2f}x | {wait:.2f} ms ({share:.1%}) | {two[-1]['exchange_values']} |"
               f" {two[-1]['exchange_bytes'] / 1e6:.3f} MB |")
 
-    print("\n## The scaling model, checked on 2 ranks here\n")
-    print("| sparsity | compute of a 64-example share (1 thread) | exchange alone (shared memory) | predicted 2x1 |"
-          " measured 2x1 | error |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print()
+    table_head("The scaling model, checked on 2 ranks here",
+               ["sparsity", "compute of a 64-example share (1 thread)", "exchange alone (shared memory)",
+                "predicted 2x1", "measured 2x1", "error"])
     ex = {}
     for sparsity in (0.0, 0.9):
         ex[sparsity] = exchange(sparsity)
@@ -99,14 +107,13 @@ def main():
               f" ({ex[sparsity]['bytes_sent'] / 1e6:.3f} MB, sum latency {ex[sparsity]['sum_us']:.1f} us) |"
               f" {predicted:.0f} samples/s | {measured:.0f} samples/s | {predicted / measured - 1:+.1%} |")
 
-    print(f"\n## Predicted samples/s for N machines, each one rank x {args.threads} threads on 128 examples a step\n")
-    print("Compute per step: the median 1 rank x 2 threads step measured above. Exchange: the bytes one rank sends "
-          "for one gradient copy (dense or the kept values), latency 30 us per message at 10 Gbit/s and 10 us at "
-          "100 Gbit/s, 80 % of the link's rate achieved, nothing hidden behind backward.\n")
     links = [("10 Gbit/s", 30e-6, 0.8 * 10e9 / 8), ("100 Gbit/s", 10e-6, 0.8 * 100e9 / 8)]
-    header = "| machines |" + "".join(f" dense, {n} | 90 %, {n} |" for n, _, _ in links)
-    print(header)
-    print("| --- |" + " --- |" * (2 * len(links)))
+    print()
+    table_head(f"Predicted samples/s for N machines, each one rank x {args.threads} threads on 128 examples a step",
+               ["machines"] + [f"{kind}, {n}" for n, _, _ in links for kind in ("dense", "90 %")],
+               "Compute per step: the median 1 rank x 2 threads step measured above. Exchange: the bytes one rank "
+               "sends for one gradient copy (dense or the kept values), latency 30 us per message at 10 Gbit/s and "
+               "10 us at 100 Gbit/s, 80 % of the link's rate achieved, nothing hidden behind backward.")
     for machines in (1, 2, 4, 8, 16, 32, 64):
         row = f"| {machines} |"
         for _, latency, bandwidth in links:
