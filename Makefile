@@ -9,7 +9,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 export OMPI_ALLOW_RUN_AS_ROOT = 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
 
-.PHONY: all deps data configure build test test-asan demo bench clean
+.PHONY: all deps data configure build test test-asan fuzz demo bench clean
 
 all: build
 
@@ -46,6 +46,21 @@ test-asan: data
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 OMPI_MCA_mca_base_component_disable_dlclose=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) -E 'Docs|Install'
+
+# Every reader of outside bytes under libFuzzer with ASan and UBSan (clang,
+# in build-fuzz): FUZZ_RUNS executions or FUZZ_SECONDS per target, whichever
+# comes first; FUZZ_TARGETS picks some (recipe onnx checkpoint h5_data idx npy image).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 1800
+FUZZ_TARGETS ?=
+fuzz:
+	@bash scripts/install-deps.sh --fuzz
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang-16 -DCMAKE_CXX_COMPILER=clang++-16 \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNEURITE_FUZZ=ON -DNEURITE_SANITIZE=address,undefined \
+	  -DNEURITE_BUILD_TESTS=OFF -DNEURITE_BUILD_BENCH=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+	bash bench/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_RUNS) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 demo: build
 	BUILD=$(BUILD) bash scripts/demo.sh

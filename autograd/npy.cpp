@@ -30,11 +30,15 @@ Tensor load_npy(const std::string& path) {
     const size_t at = header.find("'" + key + "'");
     check<FormatError>(at != std::string::npos, "{}: .npy header has no '{}'", path, key);
     const size_t colon = header.find(':', at);
-    check<FormatError>(colon != std::string::npos, "{}: malformed .npy header", path);
-    return header.substr(header.find_first_not_of(' ', colon + 1));
+    const size_t start = colon == std::string::npos ? colon : header.find_first_not_of(' ', colon + 1);
+    check<FormatError>(start != std::string::npos, "{}: malformed .npy header: '{}' has no value", path, key);
+    return header.substr(start);
   };
   const std::string descr_text = value_of("descr");
-  const std::string descr = descr_text.substr(1, descr_text.find('\'', 1) - 1);
+  const size_t close = descr_text.find('\'', 1);
+  check<FormatError>(descr_text[0] == '\'' && close != std::string::npos, "{}: malformed .npy header: 'descr' is not a quoted string",
+                     path);
+  const std::string descr = descr_text.substr(1, close - 1);
   Dtype dtype;
   if (descr == "<f4") dtype = Dtype::f32;
   else if (descr == "<i8") dtype = Dtype::i64;

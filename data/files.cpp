@@ -90,6 +90,19 @@ Tensor read_h5_dataset(hid_t file, const std::string& path, const char* name, bo
   return x;
 }
 
+// A bound on labels that keeps a damaged file from sizing a classifier of
+// billions of outputs; far above any real label set.
+constexpr int64_t kMaxClasses = int64_t{1} << 24;
+
+// OpenCV reports some damaged images (a size past its limits) by throwing.
+cv::Mat read_image(const std::string& path, int flags) {
+  try {
+    return cv::imread(path, flags);
+  } catch (const cv::Exception& e) {
+    throw FormatError(fmt::format("{}: cannot decode image: {}", path, e.err));
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<TensorDataset> load_h5(const std::string& path) {
@@ -102,7 +115,12 @@ std::shared_ptr<TensorDataset> load_h5(const std::string& path) {
   for (int k = 2; H5Lexists(file.id, fmt::format("x{}", k).c_str(), H5P_DEFAULT) > 0; ++k)
     more_inputs.push_back(read_h5_dataset(file.id, path, fmt::format("x{}", k).c_str(), false));
   int64_t classes = 0;
-  for (int64_t i = 0; i < y.numel(); ++i) classes = std::max(classes, y.data<int64_t>()[i] + 1);
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const int64_t label = y.data<int64_t>()[i];
+    check<FormatError>(label >= 0 && label < kMaxClasses, "{}: y[{}] is {}: labels are class indices in [0, {})", path, i,
+                       label, kMaxClasses);
+    classes = std::max(classes, label + 1);
+  }
   return std::make_shared<TensorDataset>(x, y, classes, path, std::move(more_inputs));
 }
 
@@ -146,7 +164,7 @@ ImageFolder::ImageFolder(const std::string& root) {
     }
   }
   check<FormatError>(!files_.empty(), "{}: no images in its class subfolders", root);
-  const cv::Mat first = cv::imread(files_.front(), cv::IMREAD_UNCHANGED);
+  const cv::Mat first = read_image(files_.front(), cv::IMREAD_UNCHANGED);
   check<FormatError>(!first.empty(), "{}: cannot decode image", files_.front());
   channels_ = first.channels() == 1 ? 1 : 3;
   height_ = first.rows;
@@ -155,7 +173,7 @@ ImageFolder::ImageFolder(const std::string& root) {
 
 Example ImageFolder::get(int64_t index) const {
   const std::string& path = files_.at(static_cast<size_t>(index));
-  cv::Mat image = cv::imread(path, channels_ == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+  cv::Mat image = read_image(path, channels_ == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
   check<FormatError>(!image.empty(), "{}: cannot decode image", path);
   if (image.rows != height_ || image.cols != width_)
     cv::resize(image, image, cv::Size(static_cast<int>(width_), static_cast<int>(height_)), 0, 0, cv::INTER_AREA);

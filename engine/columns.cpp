@@ -81,7 +81,7 @@ void keep_faster_groups(Engine::Plan& plan) {
         g.slice = std::max<int64_t>(1, group.slice / divisor);
       }
       if (divisor > 1 && (g.bands ? g.rows == best.rows : g.slice == best.slice)) continue;
-      const double t = kernels::fastest_run_seconds([&] { run_group(plan, g); });
+      const double t = kernels::fastest_run_seconds([&] { run_group(plan, g, plan.values); });
       if (t < columns) columns = t, best = g;
     }
     const double layers = kernels::fastest_run_seconds([&] {

@@ -86,6 +86,17 @@ Engine compile(Graph graph, const CompileOptions& options) {
       detail::own_group_buffers(*plan, graph);
     }
   });
+  for (const detail::Group& g : plan->groups)
+    plan->profile.push_back({.name = fmt::format("group {} ({} steps, {})", &g - plan->groups.data(), g.last - g.first,
+                                                 g.bands ? fmt::format("bands of {} rows", g.rows)
+                                                         : fmt::format("slices of {}", g.slice))});
+  for (const auto& s : plan->steps) plan->profile.push_back({.name = s->info.name + " [" + s->info.kernel + "]"});
+  for (size_t i = 0; i < plan->values.size(); ++i)
+    plan->layout.emplace_back(plan->values[i].shape(), plan->values[i].dtype());
+  // Compile's buffers serve the first call; constants stay in `values` for the sets made later.
+  plan->spare.push_back(plan->values);
+  for (size_t i = 0; i < plan->values.size(); ++i)
+    if (!plan->constant[i]) plan->values[i] = Tensor();
   return Engine(std::move(plan));
 }
 

@@ -101,7 +101,6 @@ struct DenseConv::Primitives {
   int parts = 1;
   int64_t src_size = 0, dst_size = 0;  // floats per image
   bool blocked_src = false, blocked_dst = false;
-  std::vector<float> out;  // the batch's output in dst's layout, when blocked
   std::mutex mutex;
   std::map<int64_t, std::unique_ptr<Variant>> variants;
 };
@@ -128,7 +127,6 @@ DenseConv::DenseConv(const ConvGeometry& g, int64_t groups, const float* weight,
     for (int64_t f = 0; f < fp && !fused_.bias.empty(); ++f)
       p.bias_parts.back()[static_cast<size_t>(f)] = fused_.bias[static_cast<size_t>(part * fp + f)];
   }
-  if (p.blocked_dst) p.out.resize(static_cast<size_t>(g.batch * p.dst_size));
 }
 
 DenseConv::~DenseConv() = default;
@@ -188,21 +186,22 @@ DenseConv::Variant& DenseConv::variant(int64_t images) {
   return *v;
 }
 
-void DenseConv::read_input_from(const DenseConv* producer) {
-  input_from_ = producer != nullptr && producer->p_->blocked_dst && p_->blocked_src ? producer : nullptr;
+bool DenseConv::read_input_from(const DenseConv& producer) {
+  return blocked_input_ = producer.p_->blocked_dst && p_->blocked_src;
 }
-void DenseConv::read_residual_from(const DenseConv* producer) {
-  residual_from_ = producer != nullptr && producer->p_->blocked_dst && p_->blocked_dst ? producer : nullptr;
+bool DenseConv::read_residual_from(const DenseConv& producer) {
+  return blocked_residual_ = producer.p_->blocked_dst && p_->blocked_dst;
 }
+int64_t DenseConv::blocked_output_size() const { return p_->blocked_dst ? g_.batch * p_->dst_size : 0; }
 
 // The input of images [n, n + images) in the layout the primitive reads.
-const float* DenseConv::source(const float* x, int64_t n, int64_t images, Variant& v) {
+const float* DenseConv::source(const DenseConvBuffers& io, int64_t n, int64_t images, Variant& v) {
   Primitives& p = *p_;
-  if (input_from_ != nullptr) return input_from_->p_->out.data() + n * p.src_size;
-  if (!p.blocked_src) return x + n * p.src_size;
+  if (blocked_input_) return io.x_blocked + n * p.src_size;
+  if (!p.blocked_src) return io.x + n * p.src_size;
   float* src = kernels::scratch(t_src, images * p.src_size);
   dnnl::stream stream(p.engine);
-  dnnl::memory plain(v.src_plain, p.engine, const_cast<float*>(x + n * p.src_size)), blocked(v.src, p.engine, src);
+  dnnl::memory plain(v.src_plain, p.engine, const_cast<float*>(io.x + n * p.src_size)), blocked(v.src, p.engine, src);
   v.to_src.execute(stream, plain, blocked);
   stream.wait();
   return src;
@@ -210,13 +209,14 @@ const float* DenseConv::source(const float* x, int64_t n, int64_t images, Varian
 
 // Where images [n, n + images) of the output go; holding the residual, in
 // the output's layout, when one is fused (the sum post-op adds to dst).
-float* DenseConv::destination(const float* residual, float* y, int64_t n, int64_t images, Variant& v) {
+float* DenseConv::destination(const DenseConvBuffers& io, int64_t n, int64_t images, Variant& v) {
   Primitives& p = *p_;
-  float* dst = (p.blocked_dst ? p.out.data() : y) + n * p.dst_size;
+  const float* residual = io.residual;
+  float* dst = (p.blocked_dst ? io.y_blocked : io.y) + n * p.dst_size;
   if (!fused_.residual) return dst;
   dnnl::stream stream(p.engine);
-  if (residual_from_ != nullptr) {
-    std::memcpy(dst, residual_from_->p_->out.data() + n * p.dst_size,
+  if (blocked_residual_) {
+    std::memcpy(dst, io.residual_blocked + n * p.dst_size,
                 static_cast<size_t>(images * p.dst_size) * sizeof(float));
   } else if (p.blocked_dst) {
     dnnl::memory plain(v.dst_plain, p.engine, const_cast<float*>(residual + n * p.dst_size)),
@@ -256,33 +256,33 @@ void DenseConv::write_plain_output(const float* dst, float* y, int64_t n, Varian
 }
 
 // Images [n, n + images) on this thread, every filter part in turn.
-void DenseConv::run_call(const float* x, const float* residual, float* y, int64_t n, int64_t images) {
+void DenseConv::run_call(const DenseConvBuffers& io, int64_t n, int64_t images) {
   Primitives& p = *p_;
   Variant& v = variant(images);
   dnnl::stream stream(p.engine);
-  const float* src = source(x, n, images, v);
-  float* dst = destination(residual, y, n, images, v);
+  const float* src = source(io, n, images, v);
+  float* dst = destination(io, n, images, v);
   const int64_t part_size = p.dst_size / static_cast<int64_t>(v.parts.size());
   for (size_t k = 0; k < v.parts.size(); ++k)
     execute(p.engine, v.parts[k], v.src, src, v.dst_part[k], dst + static_cast<int64_t>(k) * part_size, v.weights[k],
             p.bias_parts[k], v.scratchpad[k], stream);
-  write_plain_output(dst, y, n, v);
+  write_plain_output(dst, io.y, n, v);
   stream.wait();
 }
 
-void DenseConv::run(const float* x, const float* residual, float* y, int64_t b0, int64_t b1, int threads) {
+void DenseConv::run(const DenseConvBuffers& io, int64_t b0, int64_t b1, int threads) {
   Primitives& p = *p_;
   const int64_t count = b1 - b0;
   if (count <= 0) return;
   omp_set_num_threads(1);
-  if (threads <= 1) return run_call(x, residual, y, b0, count);
+  if (threads <= 1) return run_call(io, b0, count);
   if (count < threads) {
     for (int64_t n = b0; n < b1; ++n) {
       if (p.parts > 1) {  // filter parts in parallel over a shared input
         Variant& v = variant(1);
         dnnl::stream stream(p.engine);
-        const float* src = source(x, n, 1, v);
-        float* dst = destination(residual, y, n, 1, v);
+        const float* src = source(io, n, 1, v);
+        float* dst = destination(io, n, 1, v);
         stream.wait();
         const int64_t part_size = p.dst_size / p.parts;
         tbb::parallel_for(0, p.parts, [&](int k) {
@@ -293,10 +293,10 @@ void DenseConv::run(const float* x, const float* residual, float* y, int64_t b0,
                   v.scratchpad[static_cast<size_t>(k)], s);
           s.wait();
         });
-        write_plain_output(dst, y, n, v);
+        write_plain_output(dst, io.y, n, v);
         stream.wait();
       } else {  // one image of few filters: one thread (splitting its rows cost more than it gained)
-        run_call(x, residual, y, n, 1);
+        run_call(io, n, 1);
       }
     }
     return;
@@ -306,7 +306,7 @@ void DenseConv::run(const float* x, const float* residual, float* y, int64_t b0,
   tbb::parallel_for(int64_t{0}, (count + chunk - 1) / chunk, [&](int64_t c) {
     omp_set_num_threads(1);
     const int64_t n = b0 + c * chunk;
-    run_call(x, residual, y, n, std::min(chunk, b1 - n));
+    run_call(io, n, std::min(chunk, b1 - n));
   });
 }
 

@@ -25,12 +25,12 @@ double ms_since(clock_type::time_point t0) {
 }
 
 // Batch slices: tiles in parallel, each through every step of the group.
-void run_slices(Engine::Plan& p, const Group& g) {
+void run_slices(const Engine::Plan& p, const Group& g, Values& v) {
   const int64_t tiles = (p.batch + g.slice - 1) / g.slice;
   const int inner = tiles >= p.threads ? 1 : p.threads;
   tbb::parallel_for(int64_t{0}, tiles, [&](int64_t t) {
     const int64_t b0 = t * g.slice, b1 = std::min(p.batch, b0 + g.slice);
-    for (size_t k = g.first; k < g.last; ++k) p.steps[k]->run_slice(p.values, b0, b1, inner);
+    for (size_t k = g.first; k < g.last; ++k) p.steps[k]->run_slice(v, b0, b1, inner);
   });
 }
 
@@ -38,16 +38,16 @@ void run_slices(Engine::Plan& p, const Group& g) {
 // round asks the last step for `rows` more output rows, works out the rows
 // every earlier step must have for them (halos included), and computes only
 // the rows not yet done.
-void run_bands(Engine::Plan& p, const Group& g) {
+void run_bands(const Engine::Plan& p, const Group& g, Values& v) {
   const size_t count = g.last - g.first;
-  std::vector<int> producer(p.values.size(), -1);  // value id -> step of the group, or -1
+  std::vector<int> producer(v.size(), -1);  // value id -> step of the group, or -1
   for (size_t k = 0; k < count; ++k) producer[p.steps[g.first + k]->outputs[0]] = static_cast<int>(k);
   const int split = p.batch >= p.threads ? 1 : p.threads;  // rows split among threads when images are few
   auto band = [&](Step& s, int64_t n, int64_t r0, int64_t r1) {
-    if (split == 1 || r1 - r0 < 2 * split) return s.run_band(p.values, n, n + 1, r0, r1);
+    if (split == 1 || r1 - r0 < 2 * split) return s.run_band(v, n, n + 1, r0, r1);
     tbb::parallel_for(0, split, [&](int part) {
       const int64_t a = r0 + (r1 - r0) * part / split, b = r0 + (r1 - r0) * (part + 1) / split;
-      if (b > a) s.run_band(p.values, n, n + 1, a, b);
+      if (b > a) s.run_band(v, n, n + 1, a, b);
     });
   };
   tbb::parallel_for(int64_t{0}, p.batch, [&](int64_t n) {
@@ -81,51 +81,81 @@ void run_bands(Engine::Plan& p, const Group& g) {
 
 }  // namespace
 
-void detail::run_group(Engine::Plan& p, const Group& g) { g.bands ? run_bands(p, g) : run_slices(p, g); }
+void detail::run_group(const Engine::Plan& p, const Group& g, Values& v) {
+  g.bands ? run_bands(p, g, v) : run_slices(p, g, v);
+}
+
+namespace {
+
+// A set of buffers for one call: a spare one, or a new one of fresh
+// activations and the shared constants; given back when the call ends.
+class CallBuffers {
+ public:
+  explicit CallBuffers(Engine::Plan& p) : p_(p) {
+    {
+      const std::lock_guard lock(p.spare_mutex);
+      if (!p.spare.empty()) {
+        v_ = std::move(p.spare.back());
+        p.spare.pop_back();
+        return;
+      }
+    }
+    v_.resize(p.layout.size());
+    for (size_t i = 0; i < v_.size(); ++i)
+      v_[i] = p.constant[i] ? p.values[i] : Tensor::zeros(p.layout[i].first, p.layout[i].second);
+  }
+  ~CallBuffers() {
+    const std::lock_guard lock(p_.spare_mutex);
+    p_.spare.push_back(std::move(v_));
+  }
+  Values& values() { return v_; }
+
+ private:
+  Engine::Plan& p_;
+  Values v_;
+};
+
+}  // namespace
 
 std::map<std::string, Tensor> Engine::run(const std::map<std::string, Tensor>& inputs) {
   Plan& p = *plan_;
-  const std::lock_guard turn(p.run_mutex);
-  for (size_t i = 0; i < p.inputs.size(); ++i) {
-    const ValueInfo& info = p.inputs[i];
+  for (const ValueInfo& info : p.inputs) {
     auto it = inputs.find(info.name);
     check<ShapeError>(it != inputs.end(), "engine: input '{}' is not given", info.name);
     check<ShapeError>(it->second.shape() == info.shape, "engine: input '{}' is {}, the engine was compiled for {}",
                       info.name, autograd::to_string(it->second.shape()), autograd::to_string(info.shape));
     check<DtypeError>(it->second.dtype() == storage_of(info.type), "engine: input '{}' is {}, the graph expects {}", info.name,
                       autograd::to_string(it->second.dtype()), to_string(info.type));
-    p.values[p.input_ids[i]] = it->second;
   }
+  CallBuffers buffers(p);
+  Values& v = buffers.values();
+  for (size_t i = 0; i < p.inputs.size(); ++i) v[p.input_ids[i]] = inputs.at(p.inputs[i].name);
   autograd::NoGradGuard no_grad;
-  p.arena->execute([&] {
-    if (p.profile.empty()) {
-      for (const Group& g : p.groups)
-        p.profile.push_back({.name = fmt::format("group {} ({} steps, {})", &g - p.groups.data(), g.last - g.first,
-                                                 g.bands ? fmt::format("bands of {} rows", g.rows)
-                                                         : fmt::format("slices of {}", g.slice))});
-      for (const auto& s : p.steps) p.profile.push_back({.name = s->info.name + " [" + s->info.kernel + "]"});
-    }
+  // Isolated: a thread of this call waiting inside a step must not take up
+  // another call's work, which would reuse the scratch it holds.
+  p.arena->execute([&] { tbb::this_task_arena::isolate([&] {
     for (size_t k = 0; k < p.steps.size();) {
       const auto t0 = clock_type::now();
       const int group = p.steps[k]->info.group;
       size_t entry = p.groups.size() + k;
       if (group >= 0) {
         const Group& g = p.groups[static_cast<size_t>(group)];
-        detail::run_group(p, g);
+        detail::run_group(p, g, v);
         entry = static_cast<size_t>(group);
         k = g.last;
       } else {
-        p.steps[k]->run(p.values, p.threads);
+        p.steps[k]->run(v, p.threads);
         ++k;
       }
       if (p.profiling) {
+        const std::lock_guard lock(p.profile_mutex);
         p.profile[entry].total_ms += ms_since(t0);
         ++p.profile[entry].calls;
       }
     }
-  });
+  }); });
   std::map<std::string, Tensor> out;
-  for (const auto& [name, id] : p.outputs) out.emplace(name, p.values[id].clone());
+  for (const auto& [name, id] : p.outputs) out.emplace(name, v[id].clone());
   return out;
 }
 
@@ -139,11 +169,13 @@ std::vector<StepInfo> Engine::steps() const {
 }
 
 void Engine::set_profiling(bool on) {
+  const std::lock_guard lock(plan_->profile_mutex);
   plan_->profiling = on;
   for (auto& e : plan_->profile) e.total_ms = 0, e.calls = 0;
 }
 
 std::vector<ProfileEntry> Engine::profile() const {
+  const std::lock_guard lock(plan_->profile_mutex);
   std::vector<ProfileEntry> out;
   for (const auto& e : plan_->profile)
     if (e.calls > 0) out.push_back(e);

@@ -56,34 +56,47 @@ class PackedConv {
 // of them reorders only at its ends. A batch smaller than the threads splits
 // the filters instead, in halves of whole 16-channel blocks (an image of 16
 // filters runs on one thread: splitting its rows cost more than it gained).
+// One call's buffers: the plain NCHW input, residual and output, and the
+// channel-blocked ones chained convolutions hand over (null where unused).
+struct DenseConvBuffers {
+  const float* x = nullptr;
+  const float* residual = nullptr;
+  float* y = nullptr;
+  float* y_blocked = nullptr;               // this conv's output in its blocked layout, when it writes one
+  const float* x_blocked = nullptr;         // the producer's blocked output, when reading the input blocked
+  const float* residual_blocked = nullptr;  // likewise for the residual
+};
+
 class DenseConv {
  public:
   DenseConv(const ConvGeometry& g, int64_t groups, const float* weight, Fused fused, int threads);
   ~DenseConv();
-  // Where the input (residual) arrives from: another DenseConv's blocked output, or null for plain NCHW.
-  void read_input_from(const DenseConv* producer);
-  void read_residual_from(const DenseConv* producer);
+  // Whether the input (residual) may arrive as `producer`'s blocked output,
+  // and from now on does when it may; returns whether it does.
+  bool read_input_from(const DenseConv& producer);
+  bool read_residual_from(const DenseConv& producer);
   // Whether anything reads the output in plain NCHW (default true).
   void write_plain(bool on) { write_plain_ = on; }
-  bool reads_blocked_input() const { return input_from_ != nullptr; }
-  bool reads_blocked_residual() const { return residual_from_ != nullptr; }
+  bool reads_blocked_input() const { return blocked_input_; }
+  bool reads_blocked_residual() const { return blocked_residual_; }
+  // Floats of the blocked output buffer a call needs (0: it writes plain NCHW only).
+  int64_t blocked_output_size() const;
   // Images [b0, b1); threads > 1 runs them (or filter parts) in parallel.
-  void run(const float* x, const float* residual, float* y, int64_t b0, int64_t b1, int threads);
+  void run(const DenseConvBuffers& io, int64_t b0, int64_t b1, int threads);
   const ConvGeometry& geometry() const { return g_; }
 
  private:
   struct Primitives;
   struct Variant;
   Variant& variant(int64_t images);
-  const float* source(const float* x, int64_t n, int64_t images, Variant& v);
-  float* destination(const float* residual, float* y, int64_t n, int64_t images, Variant& v);
+  const float* source(const DenseConvBuffers& io, int64_t n, int64_t images, Variant& v);
+  float* destination(const DenseConvBuffers& io, int64_t n, int64_t images, Variant& v);
   void write_plain_output(const float* dst, float* y, int64_t n, Variant& v);
-  void run_call(const float* x, const float* residual, float* y, int64_t n, int64_t images);
+  void run_call(const DenseConvBuffers& io, int64_t n, int64_t images);
   std::unique_ptr<Primitives> p_;
   ConvGeometry g_;
   Fused fused_;
-  const DenseConv* input_from_ = nullptr;
-  const DenseConv* residual_from_ = nullptr;
+  bool blocked_input_ = false, blocked_residual_ = false;
   bool write_plain_ = true;
 };
 

@@ -12,6 +12,13 @@ namespace neurite::engine::detail {
 void link_blocked_layouts(Engine::Plan& plan) {
   std::map<int, ConvStep*> dense_producer;
   std::map<int, int> plain_readers;  // value id -> readers that need it plain
+  // A dense convolution's blocked output: a buffer of every call's own.
+  for (auto& s : plan.steps)
+    if (auto* conv = dynamic_cast<ConvStep*>(s.get()); conv && conv->dense && conv->dense->blocked_output_size() > 0) {
+      conv->y_blocked = static_cast<int>(plan.values.size());
+      plan.values.push_back(Tensor::zeros({conv->dense->blocked_output_size()}));
+      plan.constant.push_back(false);
+    }
   for (auto& s : plan.steps) {
     auto* conv = dynamic_cast<ConvStep*>(s.get());
     for (size_t k = 0; k < s->inputs.size(); ++k) {
@@ -19,18 +26,19 @@ void link_blocked_layouts(Engine::Plan& plan) {
       if (in < 0) continue;
       auto from = dense_producer.find(in);
       bool blocked_read = false;
-      if (conv && conv->dense && k == 0 && from != dense_producer.end()) {
-        conv->dense->read_input_from(from->second->dense.get());
-        blocked_read = conv->dense->reads_blocked_input();
+      if (conv && conv->dense && k == 0 && from != dense_producer.end() &&
+          conv->dense->read_input_from(*from->second->dense)) {
+        conv->x_blocked = from->second->y_blocked;
+        blocked_read = true;
       }
       if (!blocked_read) ++plain_readers[in];
     }
     if (s->residual >= 0) {
       auto from = dense_producer.find(s->residual);
       bool blocked_read = false;
-      if (conv && conv->dense && from != dense_producer.end()) {
-        conv->dense->read_residual_from(from->second->dense.get());
-        blocked_read = conv->dense->reads_blocked_residual();
+      if (conv && conv->dense && from != dense_producer.end() && conv->dense->read_residual_from(*from->second->dense)) {
+        conv->residual_blocked = from->second->y_blocked;
+        blocked_read = true;
       }
       if (!blocked_read) ++plain_readers[s->residual];
     }

@@ -35,7 +35,9 @@ double float_conv_seconds(const ConvGeometry& geo, const float* pw, const Fused&
   const float* res = fused.residual ? r.data<float>() : nullptr;
   if (f == WeightFormat::dense) {
     DenseConv k(part, 1, pw, fused, threads);
-    return kernels::fastest_run_seconds([&] { k.run(x.data<float>(), res, y.data<float>(), 0, part.batch, threads); });
+    std::vector<float> blocked(static_cast<size_t>(k.blocked_output_size()));
+    const DenseConvBuffers io{.x = x.data<float>(), .residual = res, .y = y.data<float>(), .y_blocked = blocked.data()};
+    return kernels::fastest_run_seconds([&] { k.run(io, 0, part.batch, threads); });
   }
   const int64_t rows = geo.filters, cols = geo.channels * geo.kh * geo.kw;
   PackedConv k(part, kernels::pack(pw, rows, cols, f), fused, isa);

@@ -213,6 +213,7 @@ int Lowering::id(const std::string& name) {
                       "compile: value '{}' has shape {}, not known before run time", name,
                       autograd::to_string(info.shape));
     plan.values.push_back(c != nullptr ? *c : Tensor::zeros(info.shape, storage_of(info.type)));
+    plan.constant.push_back(c != nullptr);
   }
   return it->second;
 }

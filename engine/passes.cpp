@@ -12,9 +12,11 @@ namespace neurite::engine::detail {
 
 void specialize(Graph& graph, int64_t batch, const std::map<std::string, Shape>& shapes) {
   check<ValueError>(batch >= 1, "compile: batch size must be at least 1, got {}", batch);
-  for (const auto& [name, shape] : shapes)
+  for (const auto& named : shapes) {
+    const std::string& name = named.first;
     check<ShapeError>(std::any_of(graph.inputs.begin(), graph.inputs.end(), [&](const ValueInfo& v) { return v.name == name; }),
                       "compile: input_shapes names '{}', which is not an input of the graph", name);
+  }
   for (ValueInfo& in : graph.inputs) {
     if (auto it = shapes.find(in.name); it != shapes.end()) {
       const Shape& given = it->second;

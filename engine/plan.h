@@ -57,20 +57,28 @@ struct Engine::Plan {
   std::vector<std::pair<std::string, int>> outputs;  // graph outputs: name, value id
   std::vector<int> input_ids;
   std::vector<int64_t> input_bounds;  // int64 inputs: random ids for benchmarks stay below this
+  // Compile's set of buffers, one per value id; after compile, the first
+  // spare set. `constant` marks the ids every set shares (weights, shapes),
+  // `layout` the shape and type of the others.
   detail::Values values;
+  std::vector<bool> constant;
+  std::vector<std::pair<Shape, autograd::Dtype>> layout;
   std::vector<std::unique_ptr<detail::Step>> steps;
   std::vector<detail::Group> groups;  // columns mode; steps outside every group run alone
   std::unique_ptr<tbb::task_arena> arena;
   bool profiling = false;
-  std::vector<ProfileEntry> profile;
-  // Runs take turns: the value table and the steps' scratch belong to the
-  // plan, so calls from several threads are correct, one at a time.
-  std::mutex run_mutex;
+  std::vector<ProfileEntry> profile;  // groups, then steps
+  std::mutex profile_mutex;
+  // Sets of buffers not in use. A call takes one, or makes one when all are
+  // taken, and gives it back: calls from several threads run at once, each on
+  // its own buffers (the steps' scratch is per thread).
+  std::vector<detail::Values> spare;
+  std::mutex spare_mutex;
 };
 
 }  // namespace neurite::engine
 
 namespace neurite::engine::detail {
-// Runs a column group tile by tile (engine/engine.cpp).
-void run_group(Engine::Plan& plan, const Group& group);
+// Runs a column group tile by tile over the buffers `v` (engine/engine.cpp).
+void run_group(const Engine::Plan& plan, const Group& group, Values& v);
 }  // namespace neurite::engine::detail

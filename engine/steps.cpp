@@ -28,13 +28,19 @@ float* ConvStep::y(Values& v) const {
   return v[outputs[0]].data<float>();
 }
 
+DenseConvBuffers ConvStep::dense_buffers(Values& v) const {
+  auto at = [&](int id) { return id < 0 ? nullptr : v[id].data<float>(); };
+  return {.x = x(v), .residual = res(v), .y = y(v), .y_blocked = at(y_blocked), .x_blocked = at(x_blocked),
+          .residual_blocked = at(residual_blocked)};
+}
+
 void ConvStep::run(Values& v, int threads) {
-  if (dense) return dense->run(x(v), res(v), y(v), 0, dense->geometry().batch, threads);
+  if (dense) return dense->run(dense_buffers(v), 0, dense->geometry().batch, threads);
   packed->run(x(v), res(v), y(v));
 }
 
 void ConvStep::run_slice(Values& v, int64_t b0, int64_t b1, int threads) {
-  if (dense) return dense->run(x(v), res(v), y(v), b0, b1, threads);
+  if (dense) return dense->run(dense_buffers(v), b0, b1, threads);
   const int64_t h = packed->geometry().out_h;
   const int64_t chunks = (b1 - b0 + tile_images - 1) / tile_images;
   auto one = [&](int64_t c) {

@@ -20,10 +20,14 @@ class ConvStep : public Step {
   std::unique_ptr<PackedConv> packed;
   std::unique_ptr<DenseConv> dense;
   int64_t tile_images = 1;  // images per run_slice tile of the packed kernel
+  // The dense kernel's channel-blocked buffers (value ids, -1: none): its own
+  // output, and the producers' outputs it reads instead of the plain ones.
+  int y_blocked = -1, x_blocked = -1, residual_blocked = -1;
 
   const float* x(Values& v) const;
   const float* res(Values& v) const;
   float* y(Values& v) const;
+  DenseConvBuffers dense_buffers(Values& v) const;
 
   void run(Values& v, int threads) override;
   void run_slice(Values& v, int64_t b0, int64_t b1, int threads) override;

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "neurite/error.h"
@@ -110,9 +112,13 @@ class Parser {
       return v;
     }
     if (pos_ < text_.size() && (std::isdigit(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '.')) {
-      size_t used = 0;
-      const double v = std::stod(text_.substr(pos_), &used);
-      pos_ += used;
+      const char* start = text_.c_str() + pos_;
+      char* end = nullptr;
+      errno = 0;
+      const double v = std::strtod(start, &end);
+      if (end == start) fail("malformed number");
+      if (errno == ERANGE && std::isinf(v)) fail("number out of range");
+      pos_ += static_cast<size_t>(end - start);
       return v;
     }
     if (pos_ < text_.size() && (std::isalpha(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_')) {

@@ -150,14 +150,10 @@ Recipe Recipe::load(const std::string& path, const std::map<std::string, std::st
   return parse(read_file(path), path, overrides);
 }
 
-Recipe Recipe::parse(const std::string& text, const std::string& file,
-                     const std::map<std::string, std::string>& overrides) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_part(text, file));
-  } catch (const YAML::Exception& e) {
-    throw FormatError(fmt::format("{}:{}: malformed YAML: {}", file, e.mark.line + 1, e.msg));
-  }
+namespace {
+
+Recipe parse_root(const YAML::Node& root, const std::string& text, const std::string& file,
+                  const std::map<std::string, std::string>& overrides) {
   check<FormatError>(root.IsMap(), "{}: a recipe must be a YAML mapping of variables and modifier lists", file);
   Variables globals(file);
   std::vector<std::pair<std::string, YAML::Node>> stages;
@@ -207,6 +203,19 @@ Recipe Recipe::parse(const std::string& text, const std::string& file,
     check<ValueError>(used.count(name) > 0, "--recipe-var {}: {} has no variable or modifier field '{}'", name, file,
                       name);
   return r;
+}
+
+}  // namespace
+
+Recipe Recipe::parse(const std::string& text, const std::string& file,
+                     const std::map<std::string, std::string>& overrides) {
+  try {
+    return parse_root(YAML::Load(yaml_part(text, file)), text, file, overrides);
+  } catch (const YAML::ParserException& e) {
+    throw FormatError(fmt::format("{}:{}: malformed YAML: {}", file, e.mark.line + 1, e.msg));
+  } catch (const YAML::Exception& e) {  // a key or value of another YAML kind than the recipe needs there
+    throw FormatError(fmt::format("{}:{}: {}", file, e.mark.line + 1, e.msg));
+  }
 }
 
 // As SparseML's max_epochs: the latest whole epoch any modifier reaches (its

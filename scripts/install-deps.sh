@@ -2,7 +2,8 @@
 # Installs the Debian packages Neurite needs to build, test and run its demo.
 # Installs only what is missing, so a machine that has them all does nothing.
 # `install-deps.sh --bench` adds the anchors the benchmarks compare against,
-# and what the scripts in tests/golden/ need to write the golden files again.
+# and what the scripts in tests/golden/ need to write the golden files again;
+# `--fuzz` adds clang and libFuzzer for `make fuzz`.
 set -euo pipefail
 
 packages=(
@@ -21,6 +22,9 @@ command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 # back to the reference BLAS and runs matmul 20-80x slower, no fair comparison.
 # torchvision's models are exported by tests/golden/make_train_golden.py.
 [ "${1:-}" = "--bench" ] && packages+=(python3-torch libopenblas0-openmp python3-torchvision)
+# clang with its sanitizer runtimes, and its OpenMP (libomp) for the parts of
+# the tree built with OpenMP.
+[ "${1:-}" = "--fuzz" ] && packages+=(clang-16 libclang-rt-16-dev libfuzzer-16-dev libomp-16-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -496,7 +496,7 @@ TEST(Cli, BadInputGivesOneClearLineAndANonZeroExit) {
   std::ofstream(dir / "junk.h5") << "junk";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"eval " + (dir / "none.h5").string() + " --data fashion-mnist", "no such checkpoint"},
-      {"info " + (dir / "junk.h5").string(), "not an HDF5 file"},
+      {"info " + (dir / "junk.h5").string(), "not a Neurite checkpoint"},
       {"train resnet21 --data fashion-mnist --out " + dir.string(), "unknown model 'resnet21'"},
       {"train cnn --data imagenet --out " + dir.string(), "unknown data spec 'imagenet'"},
       {"train cnn --data fashion-mnist --optimizer lion --out " + dir.string(), "--optimizer is 'lion'"},

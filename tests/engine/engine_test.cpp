@@ -91,12 +91,13 @@ TEST_P(EngineZoo, EqualsTheReferenceExecutorAtBatch1And7InBothModes) {
     }
 }
 
-// One compiled engine run from 4 threads at once, 50 calls each on inputs
-// of their own: every output is the one a lone call gives.
+// One compiled engine (its tiles on 2 threads) run from 4 threads at once,
+// 200 calls each on inputs of their own: each call has its own buffers, and
+// every output is the one a lone call gives.
 TEST_P(EngineZoo, OneEngineRunsFromFourThreadsAtOnce) {
   const ZooCase& c = GetParam();
   const Graph g = zoo_graph(c);
-  Engine engine = compile(g, {.batch = 2, .threads = 1});
+  Engine engine = compile(g, {.batch = 2, .threads = 2});
   const ValueInfo& input = engine.inputs()[0];
   std::vector<Tensor> inputs, alone;
   for (uint64_t k = 0; k < 4; ++k) {
@@ -108,7 +109,7 @@ TEST_P(EngineZoo, OneEngineRunsFromFourThreadsAtOnce) {
   std::vector<std::thread> threads;
   for (size_t k = 0; k < 4; ++k)
     threads.emplace_back([&, k] {
-      for (int call = 0; call < 50; ++call) {
+      for (int call = 0; call < 200; ++call) {
         const Tensor y = engine.run({{input.name, inputs[k]}}).at(g.outputs[0].name);
         wrong[k] += std::memcmp(y.bytes(), alone[k].bytes(), y.nbytes()) != 0;
       }

@@ -48,7 +48,9 @@ inline float exp_approx(float x) {
   p = p * f + 2.4022651e-1f;
   p = p * f + 6.9314718e-1f;
   p = p * f + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // n is NaN when x is: clamped to a bound for the exponent bits (a NaN to
+  // int conversion is undefined), the result stays NaN through p.
+  const int32_t bits = (static_cast<int32_t>(std::max(-126.0f, std::min(n, 128.0f))) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
