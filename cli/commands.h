@@ -27,6 +27,13 @@ void add_export(CLI::App& app);
 void add_infer(CLI::App& app);
 void add_bench(CLI::App& app);
 
+// A command's end with a message and an exit code of its own (not an
+// error): main prints the message and returns the code.
+struct Exit {
+  int code;
+  std::string message;
+};
+
 // --recipe-var name=value pairs; ValueError for one without '='.
 std::map<std::string, std::string> parse_recipe_vars(const std::vector<std::string>& pairs);
 

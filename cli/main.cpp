@@ -143,6 +143,9 @@ int main(int argc, char** argv) {
     const std::string unknown = neurite::cli::unknown_word(app, argc, argv);
     std::cerr << "neurite: " << (unknown.empty() ? e.what() : unknown) << "\n";
     return 2;
+  } catch (const neurite::cli::Exit& e) {
+    if (!e.message.empty()) std::cerr << e.message << "\n";
+    return e.code;
   } catch (const std::exception& e) {
     // Under mpirun an error on one rank ends them all, naming the rank: the
     // others would otherwise wait for it forever.

@@ -3,7 +3,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -32,6 +36,37 @@ namespace neurite::cli {
 namespace fs = std::filesystem;
 
 namespace {
+
+// SIGINT and SIGTERM while training: the first asks the trainer to stop after
+// the step under way and write a checkpoint; a second ends the process at
+// once (the handler restores the default). A handler may only set flags and
+// write(2).
+std::atomic<bool> g_interrupt{false};
+volatile std::sig_atomic_t g_signal = 0;
+
+extern "C" void on_interrupt(int signal) {
+  g_signal = signal;
+  g_interrupt.store(true);
+  std::signal(signal, SIG_DFL);
+  static const char message[] = "\nneurite: stopping after this step to write a checkpoint (again to stop at once)\n";
+  [[maybe_unused]] const auto written = write(STDERR_FILENO, message, sizeof message - 1);
+}
+
+// The handlers while it lives, the previous ones after.
+class InterruptHandlers {
+ public:
+  InterruptHandlers() : int_(std::signal(SIGINT, on_interrupt)), term_(std::signal(SIGTERM, on_interrupt)) {
+    if (int_ == SIG_IGN) std::signal(SIGINT, SIG_IGN);  // a background job of a script: left as it was started
+  }
+  ~InterruptHandlers() {
+    std::signal(SIGINT, int_);
+    std::signal(SIGTERM, term_);
+  }
+
+ private:
+  void (*int_)(int);
+  void (*term_)(int);
+};
 
 struct TrainArgs {
   std::string model, data, val_data, init, resume, out, optimizer, schedule = "cosine", recipe, augment, normalize;
@@ -94,7 +129,9 @@ const std::vector<TrainFlag>& train_flags() {
       {"--init", &A::init, "Base checkpoint to start from (transfer learning)", "init"},
       {"--num-classes", &A::num_classes,
        "Classes (default: from the data); for FILE.onnx, another number replaces its classifier", "num_classes"},
-      {"--threads", &A::threads, "Threads (0: all cores; under mpirun, each rank's)"},
+      // Saved: sums split over another number of threads round differently,
+      // and a resumed run should end where the uninterrupted one does.
+      {"--threads", &A::threads, "Threads (0: all cores; under mpirun, each rank's)", "threads"},
       {"--sync-bn", &A::sync_bn,
        "Under mpirun: batch norms normalise with the whole global batch's statistics (default: each rank's share)",
        "sync_bn"},
@@ -118,10 +155,18 @@ nlohmann::json to_json(const TrainArgs& a) {
 void fill_from_saved(CLI::App& cmd, TrainArgs& a, const std::string& dir) {
   const fs::path path = fs::path(dir) / "args.json";
   check<IoError>(fs::is_regular_file(path), "--resume {}: no args.json there (not a neurite train folder)", dir);
-  const auto saved = nlohmann::json::parse(std::ifstream(path));
+  const auto saved = nlohmann::json::parse(std::ifstream(path), nullptr, false);
+  check<FormatError>(saved.is_object(), "--resume {}: {} is not a JSON object of the run's options (damaged?)", dir,
+                     path.string());
   for (const TrainFlag& f : train_flags())
-    if (f.saved_as && cmd.count(f.name) == 0 && saved.contains(f.saved_as))
-      std::visit([&](auto member) { saved.at(f.saved_as).get_to(a.*member); }, f.member);
+    if (f.saved_as && cmd.count(f.name) == 0 && saved.contains(f.saved_as)) {
+      try {
+        std::visit([&](auto member) { saved.at(f.saved_as).get_to(a.*member); }, f.member);
+      } catch (const nlohmann::json::exception&) {
+        throw FormatError(fmt::format("--resume {}: {} has '{}': {}, not a value of {}", dir, path.string(), f.saved_as,
+                                      saved.at(f.saved_as).dump(), f.name));
+      }
+    }
   if (a.out.empty()) a.out = dir;
 }
 
@@ -280,7 +325,7 @@ void run(CLI::App& cmd, TrainArgs a) {
   if (!a.resume.empty()) {
     fill_from_saved(cmd, a, a.resume);
     // Other data on resume is allowed (more of it, a moved copy), but said.
-    const auto saved = nlohmann::json::parse(std::ifstream(fs::path(a.resume) / "args.json"));
+    const auto saved = nlohmann::json::parse(std::ifstream(fs::path(a.resume) / "args.json"), nullptr, false);
     const TrainArgs now = with_absolute_paths(a);
     for (const auto& [key, value] : {std::pair{"data", now.data}, std::pair{"val_data", now.val_data}})
       if (saved.value(key, std::string()) != value)
@@ -295,9 +340,8 @@ void run(CLI::App& cmd, TrainArgs a) {
   std::optional<train::Checkpoint> resumed;
   if (!a.resume.empty()) {
     const fs::path ckpt = fs::path(a.resume) / "checkpoint.h5";
-    check<IoError>(fs::is_regular_file(ckpt), "--resume {}: no checkpoint.h5 yet (the run ended before epoch 1)",
-                   a.resume);
-    resumed = train::load_checkpoint(ckpt.string());
+    if (fs::is_regular_file(ckpt)) resumed = train::load_checkpoint(ckpt.string());
+    else note(a, "resume: {} has no checkpoint yet (the run stopped within its first epoch): starting it again\n", a.resume);
   }
   std::optional<recipes::Recipe> recipe;
   if (!a.recipe.empty()) {
@@ -357,7 +401,7 @@ void run(CLI::App& cmd, TrainArgs a) {
   layers::manual_seed(a.seed);
   auto model = is_onnx(a.model) ? graph_model(a, train_set->get(0), train_set->num_classes(), tmpl)
                                 : layers::models::make_model(a.model, tmpl.options);
-  if (!a.init.empty() && a.resume.empty()) init_from(*model, a);
+  if (!a.init.empty() && !resumed) init_from(*model, a);
 
   if (a.sync_bn) {
     if (world->size() == 1)
@@ -407,7 +451,7 @@ void run(CLI::App& cmd, TrainArgs a) {
                       a.out, a.out);
     const fs::path args_file = fs::path(a.out) / "args.json";
     if (!a.resume.empty() && fs::is_regular_file(args_file))
-      saved_ranks = nlohmann::json::parse(std::ifstream(args_file)).value("ranks", 1);
+      saved_ranks = nlohmann::json::parse(std::ifstream(args_file), nullptr, false).value("ranks", 1);
     fs::create_directories(a.out);
     nlohmann::json saved = to_json(with_absolute_paths(a));
     saved["ranks"] = world->size();  // not an option: what --resume reports when it changes
@@ -415,7 +459,8 @@ void run(CLI::App& cmd, TrainArgs a) {
   }
   train::Trainer trainer(model, *optimizer, recipe_sets_lr ? nullptr : &scheduler, loader, val_set,
                          {.epochs = a.epochs, .out_dir = a.out, .clip_grad_norm = a.clip_grad_norm,
-                          .checkpoint_template = tmpl, .kernels = kernel_policy(false), .world = world});
+                          .checkpoint_template = tmpl, .kernels = kernel_policy(false), .world = world,
+                          .interrupt = &g_interrupt});
   if (resumed) {
     trainer.resume(*resumed);
     if (manager) manager->fast_forward(trainer.step());
@@ -424,11 +469,22 @@ void run(CLI::App& cmd, TrainArgs a) {
            saved_ranks, saved_ranks == 1 ? "" : "s", world->size(), a.batch_size);
   }
   if (callback) trainer.add_callback(callback.get());
+  const InterruptHandlers handlers;  // from the 'train:' line on
   note(a, "train: {} ({} parameters) on {} ({} examples, validating on {}), {}, {}, {}{}\n", a.model,
        model->parameter_count(), a.data, train_set->size(), val_set->size(), epochs_text(a.epochs), a.optimizer,
        recipe_sets_lr ? "learning rate from the recipe" : fmt::format("lr {} ({} schedule)", a.lr, a.schedule),
        world->size() > 1 ? fmt::format(", {} ranks sharing each batch", world->size()) : "");
   const train::Summary s = trainer.fit();
+  if (s.interrupted) {
+    const auto [epochs, batches] = s.interrupted_at;
+    const std::string where = batches > 0 ? fmt::format("in epoch {}, after batch {} of {}", epochs + 1, batches,
+                                                        loader.batches_per_epoch())
+                                          : fmt::format("after epoch {}", epochs);
+    throw Exit{128 + static_cast<int>(g_signal),
+               !a.lead ? "" : fmt::format("train: interrupted ({}) {}: {} holds that moment; go on with: neurite train --resume {}",
+                           g_signal == SIGTERM ? "SIGTERM" : "SIGINT", where,
+                           (fs::path(a.out) / "checkpoint.h5").string(), a.out)};
+  }
   if (!s.epochs.empty() && a.lead)
     fmt::print("{}: val top-1 {:.2f}%  val loss {:.4f}  {:.0f}s  -> {}\n", a.model, 100 * s.epochs.back().val_top1,
                s.epochs.back().val_loss, s.seconds, (fs::path(a.out) / "checkpoint.h5").string());

@@ -40,7 +40,7 @@ int64_t DataLoader::batches_per_epoch() const {
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
-DataLoader::Epoch DataLoader::epoch(int64_t epoch) const { return Epoch(*this, epoch); }
+DataLoader::Epoch DataLoader::epoch(int64_t epoch, int64_t first_batch) const { return Epoch(*this, epoch, first_batch); }
 
 namespace {
 
@@ -121,8 +121,12 @@ Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t batch, i
   }
 }
 
-DataLoader::Epoch::Epoch(const DataLoader& loader, int64_t epoch)
-    : loader_(&loader), epoch_(epoch), workers_(std::make_unique<Workers>()) {
+DataLoader::Epoch::Epoch(const DataLoader& loader, int64_t epoch, int64_t first_batch)
+    : loader_(&loader), epoch_(epoch), next_batch_(first_batch), scheduled_(first_batch),
+      workers_(std::make_unique<Workers>()) {
+  check<ValueError>(first_batch >= 0 && first_batch <= loader.batches_per_epoch(),
+                    "DataLoader: epoch {} has {} batches, not a batch {} to start from", epoch, loader.batches_per_epoch(),
+                    first_batch);
   if (loader.options_.sampler) {
     order_ = loader.options_.sampler(loader.dataset_->size(), epoch);
     return;

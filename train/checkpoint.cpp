@@ -188,6 +188,11 @@ void save_checkpoint(const std::string& path, const Checkpoint& c) {
     write_attribute(file.id, "optimizer", c.optimizer);
     write_attribute(file.id, "epoch", std::to_string(c.epoch));
     write_attribute(file.id, "step", std::to_string(c.step));
+    if (c.batch > 0) {
+      write_attribute(file.id, "batch", std::to_string(c.batch));
+      write_attribute(file.id, "epoch_loss", fmt::format("{}", c.epoch_loss));
+      write_attribute(file.id, "epoch_examples", std::to_string(c.epoch_examples));
+    }
     write_attribute(file.id, "rng_state", std::to_string(c.rng_state));
     write_attribute(file.id, "recipe", c.recipe);
     if (!c.input_mean.empty())
@@ -242,6 +247,13 @@ Checkpoint load_checkpoint(const std::string& path) {
   try {
     c.epoch = std::stoll(read_attribute(file.id, "epoch", path));
     c.step = std::stoll(read_attribute(file.id, "step", path));
+    if (H5Aexists(file.id, "batch") > 0) {
+      c.batch = std::stoll(read_attribute(file.id, "batch", path));
+      c.epoch_loss = std::stod(read_attribute(file.id, "epoch_loss", path));
+      c.epoch_examples = std::stoll(read_attribute(file.id, "epoch_examples", path));
+      check<FormatError>(c.batch > 0 && c.epoch_examples >= 0, "{}: batch {} with {} examples", path, c.batch,
+                         c.epoch_examples);
+    }
     c.rng_state = std::stoull(read_attribute(file.id, "rng_state", path));
     const auto o = nlohmann::json::parse(read_attribute(file.id, "model_options", path));
     c.options = {o.at("in_channels"), o.at("image_size"), o.at("num_classes"),

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -154,23 +155,28 @@ void Trainer::resume(const Checkpoint& c) {
   optimizer_.load_state_dict(c.optimizer_state);
   epoch_ = c.epoch;
   step_ = c.step;
+  batch_ = c.batch;
+  epoch_loss_ = c.epoch_loss;
+  epoch_examples_ = c.epoch_examples;
   if (scheduler_ != nullptr) scheduler_->set_steps(step_);
   layers::set_generator_state(c.rng_state);
-  log(fmt::format("resumed after epoch {} (step {})", epoch_, step_));
+  if (batch_ > 0) log(fmt::format("resumed within epoch {}, after batch {} (step {})", epoch_ + 1, batch_, step_));
+  else log(fmt::format("resumed after epoch {} (step {})", epoch_, step_));
 }
 
 double Trainer::train_epoch() {
   model_->train();
   const int64_t batches = train_.batches_per_epoch();
-  double loss_sum = 0;
-  int64_t seen = 0;
+  double& loss_sum = epoch_loss_;
+  int64_t& seen = epoch_examples_;
+  int64_t& b = batch_;
+  const int64_t first = b, seen_before = seen;
   const auto start = Clock::now();
-  auto epoch = train_.epoch(epoch_);
-  int64_t b = 0;
+  auto epoch = train_.epoch(epoch_, b);
   while (auto batch = epoch.next()) {
     const double epoch_now = static_cast<double>(epoch_) + static_cast<double>(b) / static_cast<double>(batches);
     for (Callback* c : callbacks_) c->before_step(epoch_now, step_);
-    if (b == 0 && !optimizer_.param_groups().empty()) first_step_lr_ = optimizer_.param_groups()[0].lr;
+    if (b == first && !optimizer_.param_groups().empty()) first_step_lr_ = optimizer_.param_groups()[0].lr;
     // Data-parallel, a rank may hold none of a short last batch: it still takes part in the exchanges.
     const bool has_examples = batch->inputs.defined();
     const auto examples = static_cast<double>(has_examples ? batch->targets.numel() : 0);
@@ -180,8 +186,11 @@ double Trainer::train_epoch() {
       const Variable outputs = model_->forward_inputs(variables(batch->all_inputs()));
       loss = options_.loss ? options_.loss(outputs, batch->targets) : autograd::cross_entropy(outputs, batch->targets);
     }
-    double batch_examples = examples, batch_loss = has_examples ? examples * loss.data().item() : 0.0;
-    if (distributed()) std::tie(batch_examples, batch_loss) = options_.world->sum(batch_examples, batch_loss);
+    // The interrupt flag travels with the loss sums: every rank learns of it at the same step.
+    std::array<double, 3> sums{examples, has_examples ? examples * loss.data().item() : 0.0,
+                               options_.interrupt != nullptr && options_.interrupt->load() ? 1.0 : 0.0};
+    if (distributed()) options_.world->sum(sums);
+    const auto [batch_examples, batch_loss, interrupt] = sums;
     const double value = batch_loss / batch_examples;  // the global batch's mean loss, the same on every rank
     check<ValueError>(std::isfinite(value), "training diverged: loss is {} at epoch {} step {}", value, epoch_ + 1,
                       step_ + 1);
@@ -213,20 +222,24 @@ double Trainer::train_epoch() {
     seen += static_cast<int64_t>(batch_examples);
     for (Callback* c : callbacks_) c->after_step(epoch_now, step_ - 1, value);
     ++b;
+    if (interrupt > 0) {
+      interrupted_ = true;
+      if (b < batches) return 0;  // fit() writes the checkpoint of this moment
+    }
     // Progress: redrawn a few times a second on a terminal; elsewhere (a log
     // file) a plain line every half minute, the epoch's own line closing it.
     const auto now = Clock::now();
     const bool due = now - last_progress_ >= (terminal_ ? std::chrono::milliseconds(250) : std::chrono::seconds(30));
     if ((terminal_ && (due || b == batches)) || (!terminal_ && due && b < batches)) {
       last_progress_ = now;
-      const double elapsed = seconds_since(start), per_batch = elapsed / static_cast<double>(b);
+      const double elapsed = seconds_since(start), per_batch = elapsed / static_cast<double>(b - first);
       const double left = per_batch * static_cast<double>(batches - b) +
                           per_batch * static_cast<double>(batches * (options_.epochs - epoch_ - 1));
       const double done = (static_cast<double>(epoch_) + static_cast<double>(b) / static_cast<double>(batches)) /
                           static_cast<double>(options_.epochs);
       log(fmt::format("epoch {}/{}  batch {}/{}  {:.0f}%  loss {:.4f}  {:.0f} samples/s  ETA {}", epoch_ + 1,
                       options_.epochs, b, batches, 100 * done, loss_sum / static_cast<double>(seen),
-                      static_cast<double>(seen) / elapsed, duration_text(left)),
+                      static_cast<double>(seen - seen_before) / elapsed, duration_text(left)),
           terminal_);
     }
   }
@@ -235,10 +248,30 @@ double Trainer::train_epoch() {
   // evaluation and checkpoint, though no step follows it.
   if (epoch_ + 1 == options_.epochs)
     for (Callback* c : callbacks_) c->before_step(static_cast<double>(options_.epochs), step_);
-  return loss_sum / static_cast<double>(seen);
+  const double mean = loss_sum / static_cast<double>(seen);
+  b = 0, seen = 0, loss_sum = 0;  // the next epoch starts afresh
+  return mean;
 }
 
 void Trainer::save(const EpochMetrics& m) {
+  if (options_.out_dir.empty() || !lead()) return;
+  // metrics.jsonl first, rewritten whole and atomically (a full disk never
+  // leaves half a line), keeping only the lines of earlier epochs: a run
+  // killed after this write and before the checkpoint's does this epoch
+  // again on resume, and its line once.
+  const fs::path metrics = fs::path(options_.out_dir) / "metrics.jsonl";
+  std::string lines;
+  if (std::ifstream earlier(metrics); earlier)
+    for (std::string line; std::getline(earlier, line);)
+      if (const auto j = nlohmann::json::parse(line, nullptr, false); j.is_object() && j.value("epoch", m.epoch) < m.epoch)
+        lines += line + "\n";
+  lines += to_json(m).dump() + "\n";
+  write_file_atomically(metrics.string(), lines);
+  save_checkpoint_now();
+  plot_curves();
+}
+
+void Trainer::save_checkpoint_now() {
   if (options_.out_dir.empty() || !lead()) return;
   Checkpoint c = options_.checkpoint_template;
   capture_model(*model_, c);
@@ -246,15 +279,9 @@ void Trainer::save(const EpochMetrics& m) {
   c.epoch = epoch_;
   c.step = step_;
   c.rng_state = layers::generator_state();
+  c.batch = batch_, c.epoch_loss = epoch_loss_, c.epoch_examples = epoch_examples_;
   save_checkpoint((fs::path(options_.out_dir) / "checkpoint.h5").string(), c);
   for (Callback* cb : callbacks_) cb->checkpoint_saved((fs::path(options_.out_dir) / "checkpoint.h5").string());
-  // metrics.jsonl rewritten whole, atomically: a full disk never leaves half a line.
-  const fs::path metrics = fs::path(options_.out_dir) / "metrics.jsonl";
-  std::string lines;
-  if (std::ifstream earlier(metrics); earlier) lines.assign(std::istreambuf_iterator<char>(earlier), {});
-  lines += to_json(m).dump() + "\n";
-  write_file_atomically(metrics.string(), lines);
-  plot_curves();
 }
 
 // DIR/curves.svg: losses and top-1 per epoch, from metrics.jsonl (so a resumed
@@ -351,6 +378,11 @@ Summary Trainer::fit() {
     const auto epoch_start = Clock::now();
     EpochMetrics m;
     m.train_loss = train_epoch();
+    if (interrupted_ && batch_ > 0) {  // mid-epoch: this moment's checkpoint, no epoch line
+      if (distributed()) dist::broadcast_buffers(*model_, *options_.world);
+      save_checkpoint_now();
+      break;
+    }
     // The epoch's last step moved each rank's batch-norm statistics by its own
     // share: validation and the checkpoint take rank 0's, as the next step would.
     if (distributed()) dist::broadcast_buffers(*model_, *options_.world);
@@ -383,9 +415,11 @@ Summary Trainer::fit() {
                       epochs_since_best_));
       break;
     }
-    if (stop_) break;
+    if (stop_ || interrupted_) break;
   }
   summary_.seconds = seconds_since(start);
+  summary_.interrupted = interrupted_;
+  summary_.interrupted_at = {epoch_, batch_};
   if (!options_.out_dir.empty() && !summary_.epochs.empty() && lead()) {
     const EpochMetrics& last = summary_.epochs.back();
     nlohmann::json s = {{"model", options_.checkpoint_template.model},

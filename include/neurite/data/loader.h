@@ -70,7 +70,7 @@ class DataLoader {
 
    private:
     friend class DataLoader;
-    Epoch(const DataLoader& loader, int64_t epoch);
+    Epoch(const DataLoader& loader, int64_t epoch, int64_t first_batch);
     void schedule(int64_t batch);
     const DataLoader* loader_;
     std::vector<int64_t> order_;
@@ -79,7 +79,8 @@ class DataLoader {
     std::unique_ptr<Workers> workers_;
   };
   // The batches of epoch `epoch` (its order depends on seed and epoch only).
-  Epoch epoch(int64_t epoch) const;
+  // From batch `first_batch` on: an interrupted epoch resumed where it stopped.
+  Epoch epoch(int64_t epoch, int64_t first_batch = 0) const;
   // Builds batch `batch` of an order directly (used by the workers).
   Batch make_batch(const std::vector<int64_t>& order, int64_t batch, int64_t epoch) const;
 

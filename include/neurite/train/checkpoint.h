@@ -34,6 +34,10 @@ struct Checkpoint {
   optim::OptimizerState optimizer_state;
   int64_t epoch = 0;  // epochs completed
   int64_t step = 0;   // optimizer steps taken
+  // An interrupted run's place in epoch `epoch` (0 at an epoch's end): the
+  // batches done, and their summed loss and examples for the epoch's mean.
+  int64_t batch = 0, epoch_examples = 0;
+  double epoch_loss = 0;
   uint64_t rng_state = 0;
   std::string recipe;  // the recipe text the run followed, if any
   // Per-channel (x - mean) / std the model's images get before it (train

@@ -9,6 +9,7 @@
 //   train::Summary s = trainer.fit();
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -90,6 +91,12 @@ struct TrainerOptions {
   // out and summed; rank 0 alone logs and writes files. Empty or one rank:
   // this process alone.
   std::shared_ptr<const dist::Communicator> world;
+  // Set (by a SIGINT or SIGTERM handler) to stop: the step under way is
+  // finished, a checkpoint of that moment is written (the epoch's place in
+  // it, so that a resume goes on from the next batch) and fit() returns with
+  // Summary::interrupted. Data-parallel, a flag set on any rank stops all
+  // after the same step.
+  const std::atomic<bool>* interrupt = nullptr;
 };
 
 struct EpochMetrics {
@@ -101,6 +108,8 @@ struct EpochMetrics {
 struct Summary {
   std::vector<EpochMetrics> epochs;
   double seconds = 0;
+  bool interrupted = false;  // by TrainerOptions::interrupt, within epoch `interrupted_at.first` + 1
+  std::pair<int64_t, int64_t> interrupted_at{};  // epochs done, batches of the next done
 };
 
 class Trainer {
@@ -110,7 +119,8 @@ class Trainer {
   ~Trainer();
 
   void add_callback(Callback* callback) { callbacks_.push_back(callback); }
-  // Restores model, masks, optimizer, epoch, step and RNG from `checkpoint`.
+  // Restores model, masks, optimizer, epoch, step and RNG from `checkpoint`,
+  // and an interrupted epoch's place.
   void resume(const Checkpoint& checkpoint);
   // Trains from the current epoch to options.epochs (or an early stop).
   Summary fit();
@@ -123,6 +133,7 @@ class Trainer {
   double train_epoch();
   bool track_best(const EpochMetrics& metrics);
   void save(const EpochMetrics& metrics);
+  void save_checkpoint_now();
   void plot_curves();
   void log(const std::string& line, bool transient = false);
 
@@ -139,6 +150,11 @@ class Trainer {
   TrainerOptions options_;
   std::vector<Callback*> callbacks_;
   int64_t epoch_ = 0, step_ = 0;
+  // Within the current epoch: batches done, and their loss sum and examples
+  // (nonzero at a checkpoint only when the run was interrupted).
+  int64_t batch_ = 0, epoch_examples_ = 0;
+  double epoch_loss_ = 0;
+  bool interrupted_ = false;
   bool terminal_;
   std::chrono::steady_clock::time_point last_progress_{};  // the last progress line's time
   double first_step_lr_ = 0;  // the learning rate of the current epoch's first step
