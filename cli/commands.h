@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <vector>
@@ -26,6 +27,22 @@ void add_recipe(CLI::App& app);
 void add_export(CLI::App& app);
 void add_infer(CLI::App& app);
 void add_bench(CLI::App& app);
+
+// SIGINT and SIGTERM go to one watcher thread (cli/interrupts.cpp); call
+// first thing in main, before any other thread exists.
+void watch_interrupts();
+// While one lives, the first SIGINT or SIGTERM sets requested() (a trainer
+// stops after its step and writes a checkpoint) and a second ends the
+// process; with none, the first ends it, as by default.
+class InterruptScope {
+ public:
+  InterruptScope();
+  ~InterruptScope();
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+  const std::atomic<bool>& requested() const;
+  int signal() const;  // the signal that set requested()
+};
 
 // A command's end with a message and an exit code of its own (not an
 // error): main prints the message and returns the code.

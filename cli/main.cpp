@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
   // workers: a 90 %-sparse mlp step ran 1.6x slower), and freed memory stays
   // in the heap (neurite/parallel.h).
   neurite::init(argv);
+  neurite::cli::watch_interrupts();
   CLI::App app{"Neurite: train, prune and serve neural networks on CPUs"};
   app.set_version_flag("--version", fmt::format("neurite {}", neurite::kVersion));
   app.require_subcommand(0, 1);

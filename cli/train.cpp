@@ -3,9 +3,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <unistd.h>
-
-#include <atomic>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -37,36 +34,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// SIGINT and SIGTERM while training: the first asks the trainer to stop after
-// the step under way and write a checkpoint; a second ends the process at
-// once (the handler restores the default). A handler may only set flags and
-// write(2).
-std::atomic<bool> g_interrupt{false};
-volatile std::sig_atomic_t g_signal = 0;
-
-extern "C" void on_interrupt(int signal) {
-  g_signal = signal;
-  g_interrupt.store(true);
-  std::signal(signal, SIG_DFL);
-  static const char message[] = "\nneurite: stopping after this step to write a checkpoint (again to stop at once)\n";
-  [[maybe_unused]] const auto written = write(STDERR_FILENO, message, sizeof message - 1);
-}
-
-// The handlers while it lives, the previous ones after.
-class InterruptHandlers {
- public:
-  InterruptHandlers() : int_(std::signal(SIGINT, on_interrupt)), term_(std::signal(SIGTERM, on_interrupt)) {
-    if (int_ == SIG_IGN) std::signal(SIGINT, SIG_IGN);  // a background job of a script: left as it was started
-  }
-  ~InterruptHandlers() {
-    std::signal(SIGINT, int_);
-    std::signal(SIGTERM, term_);
-  }
-
- private:
-  void (*int_)(int);
-  void (*term_)(int);
-};
 
 struct TrainArgs {
   std::string model, data, val_data, init, resume, out, optimizer, schedule = "cosine", recipe, augment, normalize;
@@ -457,10 +424,11 @@ void run(CLI::App& cmd, TrainArgs a) {
     saved["ranks"] = world->size();  // not an option: what --resume reports when it changes
     write_file_atomically(args_file.string(), saved.dump(2) + "\n");
   }
+  const InterruptScope interrupts;  // a signal from here on stops the run gently
   train::Trainer trainer(model, *optimizer, recipe_sets_lr ? nullptr : &scheduler, loader, val_set,
                          {.epochs = a.epochs, .out_dir = a.out, .clip_grad_norm = a.clip_grad_norm,
                           .checkpoint_template = tmpl, .kernels = kernel_policy(false), .world = world,
-                          .interrupt = &g_interrupt});
+                          .interrupt = &interrupts.requested()});
   if (resumed) {
     trainer.resume(*resumed);
     if (manager) manager->fast_forward(trainer.step());
@@ -469,7 +437,6 @@ void run(CLI::App& cmd, TrainArgs a) {
            saved_ranks, saved_ranks == 1 ? "" : "s", world->size(), a.batch_size);
   }
   if (callback) trainer.add_callback(callback.get());
-  const InterruptHandlers handlers;  // from the 'train:' line on
   note(a, "train: {} ({} parameters) on {} ({} examples, validating on {}), {}, {}, {}{}\n", a.model,
        model->parameter_count(), a.data, train_set->size(), val_set->size(), epochs_text(a.epochs), a.optimizer,
        recipe_sets_lr ? "learning rate from the recipe" : fmt::format("lr {} ({} schedule)", a.lr, a.schedule),
@@ -480,9 +447,9 @@ void run(CLI::App& cmd, TrainArgs a) {
     const std::string where = batches > 0 ? fmt::format("in epoch {}, after batch {} of {}", epochs + 1, batches,
                                                         loader.batches_per_epoch())
                                           : fmt::format("after epoch {}", epochs);
-    throw Exit{128 + static_cast<int>(g_signal),
+    throw Exit{128 + interrupts.signal(),
                !a.lead ? "" : fmt::format("train: interrupted ({}) {}: {} holds that moment; go on with: neurite train --resume {}",
-                           g_signal == SIGTERM ? "SIGTERM" : "SIGINT", where,
+                           interrupts.signal() == SIGTERM ? "SIGTERM" : "SIGINT", where,
                            (fs::path(a.out) / "checkpoint.h5").string(), a.out)};
   }
   if (!s.epochs.empty() && a.lead)

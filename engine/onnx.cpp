@@ -88,13 +88,21 @@ Tensor read_tensor(const onnx::TensorProto& t, const std::string& where) {
                      where, t.name(), t.data_type());
   check<FormatError>(t.data_location() != onnx::TensorProto::EXTERNAL,
                      "{}: tensor '{}' keeps its data in an external file, which is not supported", where, t.name());
-  if (byte) {  // raw bytes, or one int32 per value; checked before allocating
-    const size_t held = t.raw_data().empty() ? static_cast<size_t>(t.int32_data_size()) : t.raw_data().size();
-    check<FormatError>(std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d >= 0; }) &&
-                           static_cast<size_t>(autograd::numel(shape)) == held,
-                       "{}: tensor '{}' {} holds {} values", where, t.name(), autograd::to_string(shape), held);
+  // The values the proto holds (raw bytes, or a typed list), against which
+  // the claimed shape is checked before anything is allocated.
+  const int64_t raw_item = byte || is_bool ? 1 : i64 ? 8 : 4;
+  const bool raw = !t.raw_data().empty();
+  const int64_t held = raw                ? static_cast<int64_t>(t.raw_data().size()) / raw_item
+                       : byte || is_bool ? t.int32_data_size()
+                       : i64             ? t.int64_data_size()
+                                         : t.float_data_size();
+  const std::string what = fmt::format("{}: tensor '{}'", where, t.name());
+  autograd::checked_bytes(shape, 1, held, what + " values");
+  check<FormatError>(autograd::numel(shape) == held && (!raw || static_cast<int64_t>(t.raw_data().size()) == held * raw_item),
+                     "{} {} holds {} values", what, autograd::to_string(shape), held);
+  if (byte) {  // raw bytes, or one int32 per value
     Tensor out = Tensor::empty(shape, t.data_type() == onnx::TensorProto::INT8 ? autograd::Dtype::i8 : autograd::Dtype::u8);
-    if (!t.raw_data().empty()) {
+    if (raw) {
       std::memcpy(out.bytes(), t.raw_data().data(), out.nbytes());
       return out;
     }
@@ -102,33 +110,21 @@ Tensor read_tensor(const onnx::TensorProto& t, const std::string& where) {
     for (int64_t i = 0; i < out.numel(); ++i) {
       const int32_t v = t.int32_data(static_cast<int>(i));
       check<FormatError>(is_signed ? v >= -128 && v <= 127 : v >= 0 && v <= 255,
-                         "{}: tensor '{}' holds {} at {}, outside its 8-bit type", where, t.name(), v, i);
+                         "{} holds {} at {}, outside its 8-bit type", what, v, i);
       if (is_signed) out.data<int8_t>()[i] = static_cast<int8_t>(v);
       else out.data<uint8_t>()[i] = static_cast<uint8_t>(v);
     }
     return out;
   }
   Tensor out = Tensor::empty(shape, i64 ? autograd::Dtype::i64 : autograd::Dtype::f32);
-  const size_t bytes = is_bool ? static_cast<size_t>(out.numel()) : out.nbytes();
-  const auto count = static_cast<int>(out.numel());
-  if (!t.raw_data().empty()) {
-    check<FormatError>(t.raw_data().size() == bytes, "{}: tensor '{}' {} holds {} bytes, expected {}", where, t.name(),
-                       autograd::to_string(shape), t.raw_data().size(), bytes);
-    if (is_bool)
-      for (int64_t i = 0; i < out.numel(); ++i) out.data<int64_t>()[i] = t.raw_data()[i] != 0;
-    else
-      std::memcpy(out.bytes(), t.raw_data().data(), bytes);
-  } else if (is_bool) {
-    check<FormatError>(t.int32_data_size() == count, "{}: tensor '{}' {} holds {} values", where, t.name(),
-                       autograd::to_string(shape), t.int32_data_size());
-    for (int i = 0; i < count; ++i) out.data<int64_t>()[i] = t.int32_data(i) != 0;
+  if (is_bool) {
+    for (int64_t i = 0; i < held; ++i)
+      out.data<int64_t>()[i] = raw ? t.raw_data()[static_cast<size_t>(i)] != 0 : t.int32_data(static_cast<int>(i)) != 0;
+  } else if (raw) {
+    std::memcpy(out.bytes(), t.raw_data().data(), out.nbytes());
   } else if (i64) {
-    check<FormatError>(t.int64_data_size() == count, "{}: tensor '{}' {} holds {} values", where, t.name(),
-                       autograd::to_string(shape), t.int64_data_size());
     std::copy(t.int64_data().begin(), t.int64_data().end(), out.data<int64_t>());
   } else {
-    check<FormatError>(t.float_data_size() == count, "{}: tensor '{}' {} holds {} values", where, t.name(),
-                       autograd::to_string(shape), t.float_data_size());
     std::copy(t.float_data().begin(), t.float_data().end(), out.data<float>());
   }
   return out;
