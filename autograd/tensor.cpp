@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <ostream>
 #include <sstream>
@@ -125,7 +126,8 @@ Tensor::Tensor(const Shape& shape, Dtype dtype, std::shared_ptr<std::byte> stora
 
 Tensor Tensor::empty(const Shape& shape, Dtype dtype) {
   check_shape(shape, "empty");
-  return Tensor(shape, dtype, allocate(static_cast<size_t>(autograd::numel(shape)) * element_size(dtype)));
+  const int64_t bytes = checked_bytes(shape, element_size(dtype), std::numeric_limits<int64_t>::max(), "Tensor::empty");
+  return Tensor(shape, dtype, allocate(static_cast<size_t>(bytes)));
 }
 
 Tensor Tensor::zeros(const Shape& shape, Dtype dtype) {

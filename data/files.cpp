@@ -6,9 +6,13 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
+#include <vector>
 
 #include "neurite/error.h"
 #include "neurite/data/readers.h"
@@ -94,8 +98,59 @@ Tensor read_h5_dataset(hid_t file, const std::string& path, const char* name, bo
 // billions of outputs; far above any real label set.
 constexpr int64_t kMaxClasses = int64_t{1} << 24;
 
+// Images larger than this (8192 x 8192) are refused: a damaged header can
+// claim any size, which OpenCV would allocate before reading a pixel.
+constexpr int64_t kMaxPixels = int64_t{1} << 26;
+
+uint32_t big_endian(const unsigned char* p, int bytes) {
+  uint32_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = v << 8 | p[i];
+  return v;
+}
+
+// The width and height a PNG, JPEG or BMP header claims; nullopt for other
+// formats and headers that do not parse (OpenCV judges those).
+std::optional<std::pair<int64_t, int64_t>> claimed_size(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char h[26] = {};
+  in.read(reinterpret_cast<char*>(h), sizeof h);
+  const auto n = in.gcount();
+  if (n >= 24 && std::memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0 && std::memcmp(h + 12, "IHDR", 4) == 0)
+    return std::pair<int64_t, int64_t>{big_endian(h + 16, 4), big_endian(h + 20, 4)};
+  if (n >= 26 && h[0] == 'B' && h[1] == 'M') {
+    auto le32 = [&](int at) { return static_cast<int32_t>(h[at] | h[at + 1] << 8 | h[at + 2] << 16 | uint32_t{h[at + 3]} << 24); };
+    return std::pair<int64_t, int64_t>{std::abs(int64_t{le32(18)}), std::abs(int64_t{le32(22)})};
+  }
+  if (n >= 2 && h[0] == 0xFF && h[1] == 0xD8) {
+    // JPEG: the first start-of-frame marker, found as libjpeg finds it (bytes
+    // between segments skipped), in the first 4 MB.
+    in.clear();
+    in.seekg(0);
+    std::vector<unsigned char> b(size_t{4} << 20);
+    in.read(reinterpret_cast<char*>(b.data()), static_cast<std::streamsize>(b.size()));
+    const auto end = static_cast<size_t>(in.gcount());
+    for (size_t i = 2; i + 9 <= end;) {
+      const int marker = b[i + 1];
+      if (b[i] != 0xFF || marker == 0xFF) {
+        ++i;
+      } else if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD9)) {
+        i += 2;
+      } else if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+        return std::pair<int64_t, int64_t>{big_endian(&b[i + 7], 2), big_endian(&b[i + 5], 2)};
+      } else {
+        i += 2 + big_endian(&b[i + 2], 2);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 // OpenCV reports some damaged images (a size past its limits) by throwing.
 cv::Mat read_image(const std::string& path, int flags) {
+  if (const auto size = claimed_size(path))
+    check<FormatError>(size->first * size->second <= kMaxPixels,
+                       "{}: the image claims {} x {} pixels, more than the {} Neurite reads", path, size->first,
+                       size->second, kMaxPixels);
   try {
     return cv::imread(path, flags);
   } catch (const cv::Exception& e) {

@@ -51,13 +51,10 @@ std::string checked_hdf5_bytes(const std::string& path) {
   check<FormatError>(bytes.size() >= kHeaderBytes, "{}: truncated checkpoint: {} bytes", path, bytes.size());
   const std::string_view hdf5 = std::string_view(bytes).substr(kHeaderBytes);
   const std::string expected = header_for(hdf5);
-  // Fuzzing builds skip the comparison, to reach the reader behind it.
-#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
   check<FormatError>(bytes.compare(0, kHeaderBytes, expected) == 0,
                      "{}: damaged checkpoint: its header says '{}', its contents give '{}'", path,
                      std::string_view(bytes).substr(kMagic.size(), bytes.find('\n', kMagic.size()) - kMagic.size()),
                      std::string_view(expected).substr(kMagic.size(), expected.find('\n', kMagic.size()) - kMagic.size()));
-#endif
   return bytes;
 }
 
@@ -92,20 +89,24 @@ void write_bytes(hid_t parent, const std::string& name, const std::string& bytes
                  "{}: cannot write '{}'", path, name);
 }
 
-std::string read_bytes(hid_t parent, const std::string& name, const std::string& path) {
+// Every size a checkpoint's HDF5 metadata claims is checked against `limit`,
+// the bytes of the file (Neurite writes no compressed datasets), before
+// anything is allocated for it.
+std::string read_bytes(hid_t parent, const std::string& name, const std::string& path, int64_t limit) {
   Handle set(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), H5Dclose);
   check<FormatError>(set.id >= 0, "{}: cannot open dataset '{}'", path, name);
   Handle space(H5Dget_space(set.id), H5Sclose);
   hsize_t size = 0;
   check<FormatError>(H5Sget_simple_extent_ndims(space.id) == 1 && H5Sget_simple_extent_dims(space.id, &size, nullptr) == 1,
                      "{}: dataset '{}' is not a byte string", path, name);
+  autograd::checked_bytes({static_cast<int64_t>(size)}, 1, limit, fmt::format("{}: dataset '{}'", path, name));
   std::string bytes(size, '\0');
   check<FormatError>(H5Dread(set.id, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0,
                      "{}: cannot read dataset '{}'", path, name);
   return bytes;
 }
 
-Tensor read_tensor(hid_t parent, const std::string& name, const std::string& path) {
+Tensor read_tensor(hid_t parent, const std::string& name, const std::string& path, int64_t limit) {
   Handle set(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), H5Dclose);
   check<FormatError>(set.id >= 0, "{}: cannot open dataset '{}'", path, name);
   Handle space(H5Dget_space(set.id), H5Sclose);
@@ -116,7 +117,8 @@ Tensor read_tensor(hid_t parent, const std::string& name, const std::string& pat
   H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
   const bool integer = H5Tget_class(type.id) == H5T_INTEGER;
   const Shape shape(dims.begin(), dims.end());
-  autograd::checked_bytes(shape, integer ? 8 : 4, autograd::memory_bytes(), fmt::format("{}: dataset '{}'", path, name));
+  // Stored as 4 or 8 bytes a value, or fewer (an integer type narrower than int64): at least one byte each.
+  autograd::checked_bytes(shape, 1, limit, fmt::format("{}: dataset '{}'", path, name));
   Tensor t = Tensor::empty(shape, integer ? Dtype::i64 : Dtype::f32);
   check<FormatError>(H5Dread(set.id, integer ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                              t.bytes()) >= 0,
@@ -132,13 +134,15 @@ void write_attribute(hid_t object, const char* name, const std::string& value) {
   H5Awrite(attr.id, type.id, value.empty() ? "" : value.data());
 }
 
-std::string read_attribute(hid_t object, const char* name, const std::string& path) {
+std::string read_attribute(hid_t object, const char* name, const std::string& path, int64_t limit) {
   check<FormatError>(H5Aexists(object, name) > 0, "{}: not a Neurite checkpoint (no attribute '{}')", path, name);
   Handle attr(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
   Handle type(H5Aget_type(attr.id), H5Tclose);
   check<FormatError>(H5Tget_class(type.id) == H5T_STRING && !H5Tis_variable_str(type.id),
                      "{}: attribute '{}' is not a fixed-length string", path, name);
-  std::string value(H5Tget_size(type.id), '\0');
+  const auto size = static_cast<int64_t>(H5Tget_size(type.id));
+  check<FormatError>(size > 0 && size <= limit, "{}: attribute '{}' claims {} bytes, the file has {}", path, name, size, limit);
+  std::string value(static_cast<size_t>(size), '\0');
   H5Aread(attr.id, type.id, value.data());
   value.resize(std::strlen(value.c_str()));
   return value;
@@ -228,6 +232,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   check<IoError>(fs::is_regular_file(path), "{}: no such checkpoint", path);
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   std::string bytes = checked_hdf5_bytes(path);
+  const auto limit = static_cast<int64_t>(bytes.size());
   // Opened from memory: the bytes checked are the bytes read.
   static std::atomic<int64_t> loads{0};  // a name of its own each time: HDF5 knows open files by name
   const std::string name = fmt::format("{} (in memory, {})", path, loads++);
@@ -238,28 +243,28 @@ Checkpoint load_checkpoint(const std::string& path) {
   bytes = std::string();  // HDF5 holds its own copy
   Handle file(H5Fopen(name.c_str(), H5F_ACC_RDONLY, access.id), H5Fclose);
   check<FormatError>(file.id >= 0, "{}: cannot open as HDF5", path);
-  const std::string format = read_attribute(file.id, "format", path);
+  const std::string format = read_attribute(file.id, "format", path, limit);
   check<FormatError>(format == kFormat, "{}: checkpoint format '{}', expected '{}'", path, format, kFormat);
   Checkpoint c;
-  c.model = read_attribute(file.id, "model", path);
-  c.optimizer = read_attribute(file.id, "optimizer", path);
-  c.recipe = read_attribute(file.id, "recipe", path);
+  c.model = read_attribute(file.id, "model", path, limit);
+  c.optimizer = read_attribute(file.id, "optimizer", path, limit);
+  c.recipe = read_attribute(file.id, "recipe", path, limit);
   try {
-    c.epoch = std::stoll(read_attribute(file.id, "epoch", path));
-    c.step = std::stoll(read_attribute(file.id, "step", path));
+    c.epoch = std::stoll(read_attribute(file.id, "epoch", path, limit));
+    c.step = std::stoll(read_attribute(file.id, "step", path, limit));
     if (H5Aexists(file.id, "batch") > 0) {
-      c.batch = std::stoll(read_attribute(file.id, "batch", path));
-      c.epoch_loss = std::stod(read_attribute(file.id, "epoch_loss", path));
-      c.epoch_examples = std::stoll(read_attribute(file.id, "epoch_examples", path));
+      c.batch = std::stoll(read_attribute(file.id, "batch", path, limit));
+      c.epoch_loss = std::stod(read_attribute(file.id, "epoch_loss", path, limit));
+      c.epoch_examples = std::stoll(read_attribute(file.id, "epoch_examples", path, limit));
       check<FormatError>(c.batch > 0 && c.epoch_examples >= 0, "{}: batch {} with {} examples", path, c.batch,
                          c.epoch_examples);
     }
-    c.rng_state = std::stoull(read_attribute(file.id, "rng_state", path));
-    const auto o = nlohmann::json::parse(read_attribute(file.id, "model_options", path));
+    c.rng_state = std::stoull(read_attribute(file.id, "rng_state", path, limit));
+    const auto o = nlohmann::json::parse(read_attribute(file.id, "model_options", path, limit));
     c.options = {o.at("in_channels"), o.at("image_size"), o.at("num_classes"),
                  o.at("vocab_size"),  o.at("seq_len"),    o.at("dropout")};
     if (H5Aexists(file.id, "input_normalization") > 0) {
-      const auto n = nlohmann::json::parse(read_attribute(file.id, "input_normalization", path));
+      const auto n = nlohmann::json::parse(read_attribute(file.id, "input_normalization", path, limit));
       c.input_mean = n.at("mean").get<std::vector<float>>();
       c.input_std = n.at("std").get<std::vector<float>>();
       check<FormatError>(!c.input_mean.empty() && c.input_mean.size() == c.input_std.size(),
@@ -269,19 +274,19 @@ Checkpoint load_checkpoint(const std::string& path) {
   } catch (const std::exception& e) {
     throw FormatError(fmt::format("{}: malformed checkpoint attributes: {}", path, e.what()));
   }
-  if (H5Lexists(file.id, "graph", H5P_DEFAULT) > 0) c.graph = read_bytes(file.id, "graph", path);
+  if (H5Lexists(file.id, "graph", H5P_DEFAULT) > 0) c.graph = read_bytes(file.id, "graph", path, limit);
   check<FormatError>(H5Lexists(file.id, "model", H5P_DEFAULT) > 0, "{}: no /model group", path);
   Handle model(H5Gopen2(file.id, "model", H5P_DEFAULT), H5Gclose);
   for (const std::string& name : members(model.id)) {
     Handle group(H5Gopen2(model.id, name.c_str(), H5P_DEFAULT), H5Gclose);
     check<FormatError>(group.id >= 0, "{}: /model/{} is not a group", path, name);
-    c.state.emplace(name, read_tensor(group.id, "value", path));
-    if (H5Lexists(group.id, "mask", H5P_DEFAULT) > 0) c.masks.emplace(name, read_tensor(group.id, "mask", path));
+    c.state.emplace(name, read_tensor(group.id, "value", path, limit));
+    if (H5Lexists(group.id, "mask", H5P_DEFAULT) > 0) c.masks.emplace(name, read_tensor(group.id, "mask", path, limit));
   }
   if (H5Lexists(file.id, "optimizer", H5P_DEFAULT) > 0) {
     Handle optimizer(H5Gopen2(file.id, "optimizer", H5P_DEFAULT), H5Gclose);
     for (const std::string& name : members(optimizer.id))
-      c.optimizer_state.emplace(name, read_tensor(optimizer.id, name, path));
+      c.optimizer_state.emplace(name, read_tensor(optimizer.id, name, path, limit));
   }
   return c;
 }

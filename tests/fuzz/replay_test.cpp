@@ -3,6 +3,7 @@
 // return or throw neurite::Error, never crash or throw anything else.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -24,12 +25,16 @@ TEST_P(Replay, EveryCorpusInputEndsInAResultOrANeuriteError) {
   for (const auto& entry : fs::directory_iterator(dir)) {
     std::ifstream in(entry.path(), std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto start = std::chrono::steady_clock::now();
     try {
       target(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
     } catch (const neurite::Error&) {
     } catch (const std::exception& e) {
       ADD_FAILURE() << entry.path() << ": " << typeid(e).name() << ": " << e.what();
     }
+    // A hang found by the fuzzer comes back as a slow input.
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LT(seconds, 2.0) << entry.path() << " took " << seconds << " s";
     ++inputs;
   }
   EXPECT_GT(inputs, 0) << dir << " holds no inputs";
