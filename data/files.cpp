@@ -145,8 +145,22 @@ std::optional<std::pair<int64_t, int64_t>> claimed_size(const std::string& path)
   return std::nullopt;
 }
 
+// Whether a PNG's chunks run whole to its IEND: a cut file is refused here,
+// before libpng (which prints its own line about it) reads it.
+bool png_complete(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char h[8];
+  if (!in.read(reinterpret_cast<char*>(h), 8) || std::memcmp(h, "\x89PNG\r\n\x1a\n", 8) != 0) return true;  // not a PNG
+  while (in.read(reinterpret_cast<char*>(h), 8)) {
+    if (std::memcmp(h + 4, "IEND", 4) == 0) return true;
+    in.seekg(static_cast<std::streamoff>(big_endian(h, 4)) + 4, std::ios::cur);  // data and CRC
+  }
+  return false;
+}
+
 // OpenCV reports some damaged images (a size past its limits) by throwing.
 cv::Mat read_image(const std::string& path, int flags) {
+  check<FormatError>(png_complete(path), "{}: cannot decode image: a PNG cut short (no IEND chunk)", path);
   if (const auto size = claimed_size(path))
     check<FormatError>(size->first * size->second <= kMaxPixels,
                        "{}: the image claims {} x {} pixels, more than the {} Neurite reads", path, size->first,

@@ -97,7 +97,7 @@ Tensor read_tensor(const onnx::TensorProto& t, const std::string& where) {
                        : i64             ? t.int64_data_size()
                                          : t.float_data_size();
   const std::string what = fmt::format("{}: tensor '{}'", where, t.name());
-  autograd::checked_bytes(shape, 1, held, what + " values");
+  autograd::checked_bytes(shape, static_cast<size_t>(raw_item), held * raw_item, what);
   check<FormatError>(autograd::numel(shape) == held && (!raw || static_cast<int64_t>(t.raw_data().size()) == held * raw_item),
                      "{} {} holds {} values", what, autograd::to_string(shape), held);
   if (byte) {  // raw bytes, or one int32 per value

@@ -227,7 +227,8 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     auto it = state.find(name);
     if (it == state.end()) continue;
     check<ShapeError>(it->second.shape() == target.shape() && it->second.dtype() == target.dtype(),
-                      "load_state_dict: '{}' is {} in the state, {} in the module", name, to_string(it->second.shape()),
+                      "load_state_dict: '{}' is {} {} in the state, {} {} in the module", name,
+                      to_string(it->second.dtype()), to_string(it->second.shape()), to_string(target.dtype()),
                       to_string(target.shape()));
     target.copy_from_(it->second);
   }

@@ -38,7 +38,10 @@ std::vector<PlannedModifier> plan(const Recipe& recipe, int64_t steps_per_epoch,
   check<ValueError>(steps_per_epoch >= 1, "recipe plan: steps per epoch is {}, expected >= 1", steps_per_epoch);
   const double length = epochs.value_or(recipe.epochs().value_or(0));
   // Updates at or past the end fire on the first step there: plan one step beyond the run for them.
-  const auto steps = static_cast<int64_t>(std::ceil(length * static_cast<double>(steps_per_epoch) - kEps)) + 1;
+  const double planned = std::ceil(length * static_cast<double>(steps_per_epoch) - kEps) + 1;
+  check<ValueError>(planned <= 1e9, "recipe plan: {} epochs of {} steps are more steps than a plan holds (10^9)", length,
+                    steps_per_epoch);
+  const auto steps = static_cast<int64_t>(planned);
   std::vector<PlannedModifier> out;
   for (const auto& m : recipe.modifiers) {
     UpdateClock clock(m->window, steps_per_epoch);

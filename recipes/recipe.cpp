@@ -73,6 +73,8 @@ std::string yaml_part(const std::string& text, const std::string& file) {
 bool is_modifier_list_key(const std::string& key) { return key.find("modifiers") != std::string::npos; }
 
 // A later stage's epochs count from the end of the stages before it.
+constexpr double kMaxEpochs = 100000;
+
 Window placed(Window w, double offset) {
   if (offset > 0) {
     if (w.start_epoch >= 0) w.start_epoch += offset;
@@ -139,6 +141,11 @@ void read_scope(const YAML::Node& scope, const Variables& vars, const std::strin
                         "from the stages before it): use start_epoch and end_epoch",
                         where);
       m->window = placed(fields.window(), offset);
+      // A run of this length is planned and stepped through: a damaged or
+      // mistyped number (1e12) would hang both.
+      check<ValueError>(m->window.start_epoch <= kMaxEpochs && m->window.end_epoch <= kMaxEpochs,
+                        "{}: {} epochs [{}, {}): a recipe may reach epoch {} at most", where, tag, m->window.start_epoch,
+                        m->window.end_epoch, kMaxEpochs);
       out.push_back(std::move(m));
     }
   }

@@ -246,6 +246,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   const std::string format = read_attribute(file.id, "format", path, limit);
   check<FormatError>(format == kFormat, "{}: checkpoint format '{}', expected '{}'", path, format, kFormat);
   Checkpoint c;
+  c.file = path;
   c.model = read_attribute(file.id, "model", path, limit);
   c.optimizer = read_attribute(file.id, "optimizer", path, limit);
   c.recipe = read_attribute(file.id, "recipe", path, limit);
@@ -299,14 +300,19 @@ void capture_model(const layers::Module& model, Checkpoint& c) {
 }
 
 std::shared_ptr<layers::UnaryModule> build_model(const Checkpoint& c) {
-  std::shared_ptr<layers::UnaryModule> model =
-      c.graph.empty() ? layers::models::make_model(c.model, c.options)
-                      : std::make_shared<engine::GraphModule>(engine::from_onnx(c.graph, c.model));
-  layers::restore_quantizers(*model, c.state);
-  model->load_state_dict(c.state);
-  for (const auto& [name, p] : model->named_parameters())
-    if (auto m = c.masks.find(name); m != c.masks.end()) p->set_mask(m->second.clone());
-  return model;
+  try {
+    std::shared_ptr<layers::UnaryModule> model =
+        c.graph.empty() ? layers::models::make_model(c.model, c.options)
+                        : std::make_shared<engine::GraphModule>(engine::from_onnx(c.graph, c.model));
+    layers::restore_quantizers(*model, c.state);
+    model->load_state_dict(c.state);
+    for (const auto& [name, p] : model->named_parameters())
+      if (auto m = c.masks.find(name); m != c.masks.end()) p->set_mask(m->second.clone());
+    return model;
+  } catch (const ShapeError& e) {  // a tensor that does not fit the model: name the file it came from
+    if (c.file.empty()) throw;
+    throw FormatError(fmt::format("{}: {}", c.file, e.what()));
+  }
 }
 
 }  // namespace neurite::train

@@ -716,3 +716,28 @@ TEST(Cli, InfoReportsAnOnnxModelsOpSupportAndSparsity) {
 }
 
 }  // namespace
+
+namespace {
+
+// More threads than the machine has cores (16): infer gives the one-thread
+// output (to rounding: work split otherwise sums otherwise), bench measures.
+TEST(Cli, InferAndBenchWorkWithMoreThreadsThanCores) {
+  const fs::path dir = temp_dir("cli_threads");
+  const std::string golden = std::string(NEURITE_SOURCE_DIR) + "/tests/golden/onnx/";
+  const std::string model = golden + "resnet_opset17.onnx", input = golden + "resnet_input.npy";
+  std::vector<Tensor> outputs;
+  for (const char* threads : {"1", "16"}) {
+    const std::string out = (dir / (std::string(threads) + ".npy")).string();
+    const Result r = neurite_cli("infer " + model + " --input " + input + " --out " + out + " --threads " + threads);
+    ASSERT_EQ(r.code, 0) << r.out;
+    outputs.push_back(neurite::autograd::load_npy(out));
+  }
+  ASSERT_EQ(outputs[0].shape(), outputs[1].shape());
+  for (int64_t i = 0; i < outputs[0].numel(); ++i)
+    EXPECT_NEAR(outputs[0].data<float>()[i], outputs[1].data<float>()[i], 1e-4f) << i;
+  const Result r = neurite_cli("bench " + model + " --threads 16 --time 0.2 --warmup 0 --onnxruntime off --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_GT(nlohmann::json::parse(r.out)["items_per_sec"].get<double>(), 0.0);
+}
+
+}  // namespace

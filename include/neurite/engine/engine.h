@@ -98,8 +98,9 @@ class Engine {
 
   // Inputs by name, with the compiled batch size: ShapeError or DtypeError
   // naming the input otherwise. Returns the graph's outputs by name. Safe to
-  // call from several threads: the calls take turns (each engine has one set
-  // of buffers; compile one per thread for parallel runs).
+  // call from several threads at once: each call runs on a set of buffers of
+  // its own (kept for the next call; one set per call in flight), the packed
+  // weights are shared, and the calls share the engine's threads.
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs);
 
   const CompileOptions& options() const;

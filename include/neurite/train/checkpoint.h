@@ -44,6 +44,7 @@ struct Checkpoint {
   // --normalize), so that evaluation feeds it as training did and its export
   // takes the images as they come; empty: none.
   std::vector<float> input_mean, input_std;
+  std::string file;  // the file load_checkpoint read it from (not saved), for errors
 };
 
 // Throws IoError if the file cannot be written.
