@@ -162,7 +162,8 @@ bool png_complete(const std::string& path) {
 cv::Mat read_image(const std::string& path, int flags) {
   check<FormatError>(png_complete(path), "{}: cannot decode image: a PNG cut short (no IEND chunk)", path);
   if (const auto size = claimed_size(path))
-    check<FormatError>(size->first * size->second <= kMaxPixels,
+    check<FormatError>(size->first <= kMaxPixels && size->second <= kMaxPixels &&  // no overflow in the product
+                           size->first * size->second <= kMaxPixels,
                        "{}: the image claims {} x {} pixels, more than the {} Neurite reads", path, size->first,
                        size->second, kMaxPixels);
   try {

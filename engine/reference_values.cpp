@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "neurite/error.h"
@@ -24,6 +25,7 @@ double element(const Tensor& t, int64_t i) {
 }
 
 int64_t to_int(double v) {
+  check<ValueError>(!std::isnan(v), "a NaN where an integer (a shape, an index, a count) is needed");
   if (v >= 9.2233720368547758e18) return std::numeric_limits<int64_t>::max();
   if (v <= -9.2233720368547758e18) return std::numeric_limits<int64_t>::min();
   return static_cast<int64_t>(v);

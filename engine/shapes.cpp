@@ -282,11 +282,14 @@ std::vector<ValueInfo> reshape_shape(const ShapeContext& c) {
     } else if (x.size() > k && x[k] < 0 && out[k] == x[k]) {
       dynamic = true;
     } else {
-      known *= out[k];
+      check<ShapeError>(out[k] >= 0 && !__builtin_mul_overflow(known, out[k], &known), "{}: cannot reshape to {}",
+                        c.where(), to_string(out));
     }
   }
   int64_t total = 1;
-  for (int64_t d : x) total = d < 0 || total < 0 ? -1 : total * d;
+  for (int64_t d : x)
+    if (d < 0 || total < 0) total = -1;
+    else check<ShapeError>(!__builtin_mul_overflow(total, d, &total), "{}: input {} is too large", c.where(), to_string(x));
   if (unknown >= 0) out[unknown] = total < 0 || dynamic ? -1 : (known == 0 ? 0 : total / known);
   if (total >= 0 && !dynamic && unknown < 0)
     check<ShapeError>(known == total, "{}: cannot reshape {} to {}", c.where(), to_string(x), to_string(out));
