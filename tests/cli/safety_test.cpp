@@ -48,6 +48,13 @@ void expect_same_state(const neurite::train::Checkpoint& a, const neurite::train
   }
 }
 
+// The run of `args` uninterrupted, into dir/whole, as the reference; its milliseconds.
+int64_t uninterrupted_run(const fs::path& dir, const std::string& args) {
+  const auto t0 = Clock::now();
+  EXPECT_EQ(neurite_cli(args + " --out " + (dir / "whole").string()).code, 0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+}
+
 // SIGKILL at 24 moments: half after a random delay, half the moment a
 // checkpoint's temporary appears (mid-write). After each kill the checkpoint
 // on disk loads (never torn); each restart resumes (or, killed before its
@@ -56,9 +63,7 @@ TEST(Safety, KilledAtRandomMomentsTheRunResumesToTheSameWeights) {
   const fs::path dir = temp_dir("safety_kill");
   const std::string data = write_bands(dir, 48, 71);
   const std::string args = "train mlp --data h5:" + data + " --batch-size 16 --epochs 40 --threads 1";
-  const auto t0 = Clock::now();
-  ASSERT_EQ(neurite_cli(args + " --out " + (dir / "whole").string()).code, 0);
-  const auto whole_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  const int64_t whole_ms = uninterrupted_run(dir, args);
   const fs::path run = dir / "killed", ckpt = run / "checkpoint.h5", temporary = run / "checkpoint.h5.tmp";
   std::mt19937 random(2026);
   int kills = 0, mid_write = 0;
@@ -102,9 +107,7 @@ TEST(Safety, InterruptedBySignalsTheRunCheckpointsAndResumesToTheSameWeights) {
   const fs::path dir = temp_dir("safety_signal");
   const std::string data = write_bands(dir, 480, 72);
   const std::string args = "train mlp --data h5:" + data + " --batch-size 16 --epochs 6 --threads 1";
-  const auto t0 = Clock::now();
-  ASSERT_EQ(neurite_cli(args + " --out " + (dir / "whole").string()).code, 0);
-  const auto whole_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  const int64_t whole_ms = uninterrupted_run(dir, args);
   const fs::path run = dir / "interrupted", log = dir / "log";
   std::mt19937 random(7);
   int interruptions = 0, mid_epoch = 0;
